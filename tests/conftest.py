@@ -1,0 +1,80 @@
+"""Shared fixtures: where the real slides are, and cached reads of them.
+
+Tests that need ``../shared/data`` skip when it is absent, unless ``NAPARI_S2S_REQUIRE_DATA=1``
+(as in CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The shared slides by short name -> path relative to the data folder.
+SLIDES = {
+    "visium_mouse_brain": "visium_mouse_brain",
+    "visium_mouse_brain_dg": "visium_mouse_brain_dg.h5ad",
+    "her2st_C2": "her2st_C2.h5ad",
+    "her2st_B4": "her2st_B4.h5ad",
+    "st_breast_cancer_layer2": "st_breast_cancer_layer2.h5ad",
+    "st_mouse_olfactory_bulb": "st_mouse_olfactory_bulb.h5ad",
+}
+
+
+def data_root() -> Path | None:
+    env = os.environ.get("NAPARI_S2S_DATA")
+    p = Path(env) if env else ROOT.parent / "shared" / "data"
+    return p if p.is_dir() else None
+
+
+def _require() -> bool:
+    return os.environ.get("NAPARI_S2S_REQUIRE_DATA", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder of real shared slides (skips, or fails under NAPARI_S2S_REQUIRE_DATA=1)."""
+    p = data_root()
+    if p is None:
+        if _require():
+            pytest.fail("../shared/data (or $NAPARI_S2S_DATA) is missing and NAPARI_S2S_REQUIRE_DATA=1")
+        pytest.skip("real slides not available (../shared/data or $NAPARI_S2S_DATA)")
+    return p
+
+
+def slide_path(data_dir: Path, name: str) -> Path:
+    p = data_dir / SLIDES[name]
+    if not p.exists():
+        if _require():
+            pytest.fail(f"shared slide {p} is missing")
+        pytest.skip(f"shared slide {p} is missing")
+    return p
+
+
+@lru_cache(maxsize=None)
+def _read_cached(path: str):
+    from napari_s2s.core.io import read_slide
+
+    return read_slide(path)
+
+
+@pytest.fixture(scope="session")
+def read_shared(data_dir):
+    """``read_shared(name) -> Slide``: read a shared slide once per session (treat it as read-only)."""
+
+    def _read(name: str):
+        return _read_cached(str(slide_path(data_dir, name)))
+
+    return _read
+
+
+@pytest.fixture(scope="session")
+def synthetic_slide():
+    """The built-in synthetic slide (read-only: do not modify)."""
+    from napari_s2s.core.synthetic import make_synthetic_slide
+
+    return make_synthetic_slide()
