@@ -117,3 +117,25 @@ def applies(name: str, task: ImputationTask) -> bool:
     factory = METHODS[name]
     needs = getattr(factory, "needs_histology", False)
     return task.histology is not None or not needs
+
+
+#: Modules that register methods when imported (a module not written yet is skipped).
+METHOD_MODULES = (
+    "napari_s2s.core.baselines",
+    "napari_s2s.core.dist",
+    "napari_s2s.core.s2s_method",
+    "napari_s2s.core.histology_method",
+)
+
+
+def load_all() -> dict[str, Callable[..., Method]]:
+    """Import every method module so that :data:`METHODS` is complete; returns it."""
+    import importlib
+
+    for mod in METHOD_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+    return METHODS
