@@ -263,12 +263,21 @@ def recover_grid(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     b2 = _mean_direction(c60 if is_hex else c90)
     if b1 is None or b2 is None:
         raise ValueError("pixel positions are not on a square or hex lattice")
+    if b1 @ b2 < 0:  # hex: b2 must be 60 degrees from b1 (next row, one column over), not 120
+        b2 = -b2
     basis = np.stack([b1, b2], axis=1)  # columns are basis vectors
     origin = xy[0]
     coef = np.linalg.solve(basis, (xy - origin).T).T
     snapped = np.round(coef)
-    # refine with a least-squares affine on the snapped coordinates, then check residuals
-    aff = fit_affine(snapped[:, 0], snapped[:, 1], xy)
+    # refine: fit a least-squares affine on the snapped coordinates, re-snap through its inverse,
+    # until the snapping is stable (single-origin snapping drifts on slides whose spots deviate)
+    for _ in range(10):
+        aff = fit_affine(snapped[:, 0], snapped[:, 1], xy)
+        inv = np.linalg.inv(aff[:, :2])
+        again = np.round((inv @ (xy - aff[:, 2]).T).T)
+        if np.array_equal(again, snapped):
+            break
+        snapped = again
     resid = np.hypot(*(apply_affine(aff, snapped[:, 0], snapped[:, 1]) - xy).T)
     pitch = float(np.hypot(*aff[:, 0]))
     if not np.all(resid < SNAP_TOLERANCE * pitch):
