@@ -1,0 +1,43 @@
+"""npe2 writer: an imputed gene-stack layer -> the ``.h5ad`` of the CLI contract, with provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .layers import s2s_meta
+
+
+class NotImputed(ValueError):
+    """The layer holds no imputed result (only layers made by the S2S widget can be saved)."""
+
+
+def save_imputed(entry: dict, path: str | Path) -> str:
+    """Write the imputed result held in a layer's ``metadata["napari_s2s"]`` entry to ``path``.
+
+    The entry must carry ``result`` (the engine's ``ImputedResult``), ``slide``, ``config`` and
+    ``seconds``; the AnnData is the one ``napari-s2s impute`` writes (``uns['s2s']`` provenance).
+    """
+    from ..core.results import write_imputed as write_adata
+
+    if not entry or entry.get("kind") != "imputed" or entry.get("result") is None:
+        raise NotImputed("only imputed layers made by the S2S widget can be saved as S2S .h5ad")
+    path = Path(path)
+    if path.suffix.lower() != ".h5ad":
+        path = path.with_suffix(".h5ad")
+    slide = entry["slide"]
+    if slide.source and Path(slide.source).resolve() == path.resolve():
+        raise NotImputed(f"{path}: refusing to overwrite the input slide")
+    adata = entry["result"].to_anndata(slide, entry.get("config"), float(entry.get("seconds") or 0.0))
+    write_adata(adata, path)
+    return str(path)
+
+
+def write_imputed(path: str, data, meta: dict) -> list[str]:
+    """npe2 single-layer writer: returns ``[path]`` written, or ``[]`` (with a notification)."""
+    try:
+        return [save_imputed(s2s_meta(meta), path)]
+    except (NotImputed, OSError) as exc:
+        from napari.utils.notifications import show_error
+
+        show_error(f"napari-s2s: {exc}")
+        return []

@@ -1,0 +1,166 @@
+"""Layer data for napari, built from core objects (no Qt; napari only for its data conventions).
+
+World coordinates are ``(y, x)`` in the slide's units (micrometres when the pitch is known). The
+H&E is an RGB image scaled by :meth:`Slide.image_scale`; gene grids are ``(gene, y, x)`` stacks whose
+last two axes carry the grid's affine (:meth:`GeneGrid.display`), so each spot's value lands on the
+spot in the H&E. Hex lattices are drawn as bricks at their true positions.
+
+Every layer made here carries ``metadata["napari_s2s"]`` (see :func:`s2s_meta`) with what the dock
+widget needs: the kind of layer, the source path, library id, genes, units and the :class:`Slide`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core.slide import GeneGrid, Slide
+
+#: Key of the plugin's entry in ``layer.metadata``.
+META_KEY = "napari_s2s"
+
+#: Default colormaps per layer kind.
+COLORMAPS = {"measured": "viridis", "imputed": "viridis", "error": "PiYG"}
+
+LayerData = tuple[Any, dict, str]
+
+
+def napari_units(units: str) -> str:
+    """A unit napari (pint) understands: ``"um"`` stays, anything else (pixel, pitch) is ``"pixel"``."""
+    return "um" if units == "um" else "pixel"
+
+
+def s2s_meta(layer_or_meta) -> dict | None:
+    """The plugin's metadata of a layer (or of a layer-data ``kwargs``/``metadata`` dict), or ``None``."""
+    meta = getattr(layer_or_meta, "metadata", layer_or_meta)
+    if not isinstance(meta, dict):
+        return None
+    if "metadata" in meta and isinstance(meta["metadata"], dict):
+        meta = meta["metadata"]
+    entry = meta.get(META_KEY)
+    return entry if isinstance(entry, dict) else None
+
+
+def base_meta(slide: Slide, kind: str, **extra) -> dict:
+    """The ``metadata["napari_s2s"]`` entry common to every layer of ``slide``."""
+    entry = {
+        "kind": kind,
+        "source": slide.source,
+        "library_id": slide.library_id,
+        "slide_name": slide.name,
+        "units": slide.geometry.units,
+        "slide": slide,
+    }
+    entry.update(extra)
+    return {META_KEY: entry}
+
+
+def embed_affine(affine_2d: np.ndarray, ndim: int) -> np.ndarray:
+    """Embed a 3x3 ``(y, x)`` affine in an ``(ndim+1)``-square affine, identity on leading axes."""
+    out = np.eye(ndim + 1)
+    k = ndim - 2
+    out[k:ndim, k:ndim] = affine_2d[:2, :2]
+    out[k:ndim, ndim] = affine_2d[:2, 2]
+    return out
+
+
+def gene_limits(values: np.ndarray) -> list[tuple[float, float]]:
+    """Contrast limits per gene: ``(0, high)`` with ``high`` the 99th percentile of positive values.
+
+    Percentiles over all positions would map a lowly expressed gene (mostly zeros) to black; taking
+    them over the positive values keeps such genes visible. A gene with no positive value gets
+    ``(0, 1)``.
+    """
+    out = []
+    for v in values:
+        pos = v[np.isfinite(v) & (v > 0)]
+        high = float(np.percentile(pos, 99)) if pos.size else 1.0
+        out.append((0.0, high if high > 0 else 1.0))
+    return out
+
+
+def he_layer(slide: Slide, name: str | None = None) -> LayerData | None:
+    """The H&E image as an RGB layer in world units, or ``None`` when the slide has no image."""
+    name = name or slide.best_image()
+    if name is None:
+        return None
+    scale = slide.image_scale(name)
+    kwargs = {
+        "name": f"{slide.name} H&E",
+        "rgb": True,
+        "scale": (scale, scale),
+        "units": (napari_units(slide.geometry.units),) * 2,
+        "metadata": base_meta(slide, "he", image=name),
+    }
+    return slide.images[name], kwargs, "image"
+
+
+def gene_stack_layer(
+    slide: Slide,
+    grid: GeneGrid,
+    kind: str = "measured",
+    name: str | None = None,
+    limits: list[tuple[float, float]] | None = None,
+    **extra_meta,
+) -> LayerData:
+    """A ``(gene, y, x)`` image layer of ``grid`` placed by the grid's affine (a gene slider).
+
+    Parameters
+    ----------
+    slide
+        The slide the grid belongs to (for metadata and units).
+    grid
+        Values to show (measured, imputed or errors) and their geometry.
+    kind
+        ``"measured"``, ``"imputed"`` or ``"error"``; stored in the metadata and picks the colormap.
+    name
+        Layer name (default ``"<slide> <kind>"``).
+    limits
+        Contrast limits per gene (default :func:`gene_limits` of the values); the layer starts with
+        the first gene's and the widget switches them with the gene slider.
+    extra_meta
+        More entries for ``metadata["napari_s2s"]`` (the imputed result, config, ...).
+    """
+    data, affine = grid.display()
+    limits = limits if limits is not None else gene_limits(data)
+    if kind == "error":
+        limits = [(-abs(b) or -1.0, abs(b) or 1.0) for _, b in limits]
+    units = napari_units(grid.units)
+    meta = base_meta(slide, kind, genes=list(grid.genes), grid=grid, gene_limits=limits, **extra_meta)
+    kwargs = {
+        "name": name or f"{slide.name} {kind}",
+        "affine": embed_affine(affine, 3),
+        "units": ("pixel", units, units),
+        "axis_labels": ("gene", "y", "x"),
+        "colormap": COLORMAPS.get(kind, "viridis"),
+        "contrast_limits": limits[0] if limits else (0.0, 1.0),
+        "interpolation2d": "nearest",
+        "blending": "translucent",
+        "opacity": 0.85,
+        "metadata": meta,
+    }
+    return data, kwargs, "image"
+
+
+def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4) -> list[LayerData]:
+    """Layers for a newly opened slide: the H&E (when present) and the measured gene stack.
+
+    ``genes`` defaults to the ``n_genes`` most variable genes of the slide.
+    """
+    genes = list(genes) if genes else slide.top_variable_genes(n_genes)
+    if not genes:  # nothing passes the detection filter: fall back to the first genes
+        genes = [str(g) for g in slide.genes[:n_genes]]
+    out = []
+    he = he_layer(slide)
+    if he is not None:
+        out.append(he)
+    out.append(gene_stack_layer(slide, slide.grid(genes), "measured"))
+    return out
+
+
+def world_of_index(affine: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Apply a square homogeneous affine to (n, d) indices; returns (n, d) world points."""
+    index = np.atleast_2d(np.asarray(index, dtype=np.float64))
+    pts = np.concatenate([index, np.ones((index.shape[0], 1))], axis=1)
+    return (pts @ np.asarray(affine).T)[:, :-1]

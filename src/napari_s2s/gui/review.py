@@ -1,0 +1,117 @@
+"""The review table: per imputed gene, accept / flag with a comment, plus its validation metrics.
+
+Plain Python (no Qt): the dock widget shows it in a table and exports it as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+STATUSES = ("", "accepted", "flagged")
+COLUMNS = ("gene", "status", "comment", "pcc", "rmse", "slide", "source", "reviewed_at")
+
+
+@dataclass
+class GeneReview:
+    """One gene's review: status (``""``, ``"accepted"``, ``"flagged"``), comment and metrics."""
+
+    gene: str
+    status: str = ""
+    comment: str = ""
+    pcc: float | None = None
+    rmse: float | None = None
+    reviewed_at: str = ""
+
+
+@dataclass
+class ReviewTable:
+    """Reviews of the genes of one slide, in the order the genes were added."""
+
+    slide: str = ""
+    source: str = ""
+    rows: dict[str, GeneReview] = field(default_factory=dict)
+
+    def set_genes(self, genes) -> None:
+        """Make sure every gene has a row (existing reviews are kept)."""
+        for g in genes:
+            self.rows.setdefault(g, GeneReview(g))
+
+    def set_status(self, gene: str, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        row = self.rows.setdefault(gene, GeneReview(gene))
+        row.status = status
+        row.reviewed_at = _now()
+
+    def set_comment(self, gene: str, comment: str) -> None:
+        row = self.rows.setdefault(gene, GeneReview(gene))
+        row.comment = comment.replace("\r", " ").replace("\n", " ").strip()
+        row.reviewed_at = _now()
+
+    def set_metrics(self, metrics: dict[str, dict]) -> None:
+        """Attach validation metrics ``{gene: {"pcc": .., "rmse": ..}}``."""
+        for gene, m in metrics.items():
+            row = self.rows.setdefault(gene, GeneReview(gene))
+            row.pcc = m.get("pcc")
+            row.rmse = m.get("rmse")
+
+    def records(self) -> list[dict]:
+        """One dict per gene with the :data:`COLUMNS`."""
+        out = []
+        for r in self.rows.values():
+            out.append(
+                {
+                    "gene": r.gene,
+                    "status": r.status,
+                    "comment": r.comment,
+                    "pcc": "" if r.pcc is None else f"{r.pcc:.4f}",
+                    "rmse": "" if r.rmse is None else f"{r.rmse:.4f}",
+                    "slide": self.slide,
+                    "source": self.source,
+                    "reviewed_at": r.reviewed_at,
+                }
+            )
+        return out
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the table as CSV (atomically); returns the path written."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".review-", suffix=".csv")
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+                writer.writeheader()
+                writer.writerows(self.records())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> ReviewTable:
+        """Read a table written by :meth:`to_csv`."""
+        table = cls()
+        with open(path, newline="", encoding="utf-8") as fh:
+            for rec in csv.DictReader(fh):
+                table.slide = rec.get("slide", table.slide)
+                table.source = rec.get("source", table.source)
+                table.rows[rec["gene"]] = GeneReview(
+                    gene=rec["gene"],
+                    status=rec.get("status", ""),
+                    comment=rec.get("comment", ""),
+                    pcc=float(rec["pcc"]) if rec.get("pcc") else None,
+                    rmse=float(rec["rmse"]) if rec.get("rmse") else None,
+                    reviewed_at=rec.get("reviewed_at", ""),
+                )
+        return table
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,116 @@
+"""Widget settings and where they persist between sessions (a JSON file in the user config dir).
+
+``NAPARI_S2S_CONFIG_DIR`` overrides the folder (tests point it at a temporary one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+PRESETS = ("fast", "paper")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class WidgetSettings:
+    """What the dock widget remembers.
+
+    ``cascades`` and ``features`` are the advanced model-size overrides (``None``: the preset's).
+    """
+
+    preset: str = "fast"
+    cascades: int | None = None
+    features: int | None = None
+    budget_s: float = 60.0
+    device: str = "auto"
+    natural_images: bool = True
+    seed: int = 0
+    top_n: int = 8
+    last_dir: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WidgetSettings:
+        """Build from a dict, ignoring unknown keys and values of the wrong type."""
+        out = cls()
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            value = d[f.name]
+            default = getattr(out, f.name)
+            if value is None and f.name in ("cascades", "features"):
+                setattr(out, f.name, None)
+            elif isinstance(default, bool):
+                if isinstance(value, bool):
+                    setattr(out, f.name, value)
+            elif isinstance(default, (int, float)) and not isinstance(default, bool):
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    setattr(out, f.name, type(default)(value))
+            elif f.name in ("cascades", "features"):
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    setattr(out, f.name, value)
+            elif isinstance(value, str):
+                setattr(out, f.name, value)
+        if out.preset not in PRESETS:
+            out.preset = "fast"
+        if out.device not in DEVICES:
+            out.device = "auto"
+        return out
+
+    def config_overrides(self) -> dict:
+        """Keyword overrides for ``S2SConfig.from_preset(self.preset, **overrides)``."""
+        over = {
+            "budget_s": float(self.budget_s),
+            "device": self.device,
+            "natural_images": bool(self.natural_images),
+            "seed": int(self.seed),
+        }
+        if self.cascades is not None:
+            over["cascades"] = int(self.cascades)
+        if self.features is not None:
+            over["features"] = int(self.features)
+        return over
+
+
+def config_dir() -> Path:
+    """The user config folder of napari-s2s (``$NAPARI_S2S_CONFIG_DIR`` when set)."""
+    env = os.environ.get("NAPARI_S2S_CONFIG_DIR")
+    if env:
+        return Path(env)
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    return base / "napari-s2s"
+
+
+class SettingsStore:
+    """Load and save :class:`WidgetSettings` as ``widget.json`` in :func:`config_dir`."""
+
+    def __init__(self, folder: str | Path | None = None):
+        self.path = Path(folder or config_dir()) / "widget.json"
+
+    def load(self) -> WidgetSettings:
+        """The saved settings, or defaults when there are none or the file is unreadable."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return WidgetSettings()
+        return WidgetSettings.from_dict(data if isinstance(data, dict) else {})
+
+    def save(self, settings: WidgetSettings) -> None:
+        """Write atomically; failures (read-only home) are ignored: settings are a convenience."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".widget-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(asdict(settings), fh, indent=2)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass

@@ -1,0 +1,233 @@
+"""The one small adapter between the widget and the engine (plain Python, no Qt).
+
+:class:`TrainingJob` runs ``S2SImputer.fit_iter`` and then ``impute``, yielding the core's progress
+events and finally a :class:`TrainingOutcome`; :class:`ValidationJob` runs the hold-out protocol of
+:mod:`napari_s2s.core.benchmark` with the ``s2s`` method and yields a :class:`ValidationOutcome`
+with per-gene PCC/RMSE and error maps. Both are plain generators: the widget runs them in a napari
+``thread_worker`` (see :mod:`.workers`), tests can also iterate them directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..core.slide import GeneGrid, Slide
+
+
+@dataclass
+class Heartbeat:
+    """A progress event made by the adapter (same fields as the core's ``ProgressEvent``)."""
+
+    phase: str
+    step: int = 0
+    max_steps: int = 0
+    loss: float | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    message: str = ""
+
+
+@dataclass
+class TrainingOutcome:
+    """What a finished (or stopped) training run produced."""
+
+    genes: list[str]
+    result: Any  # core.engine.ImputedResult
+    config: Any  # core.engine.S2SConfig
+    seconds: float
+    stopped: bool
+
+
+@dataclass
+class ValidationOutcome:
+    """Hold-out validation of one method on the slide.
+
+    ``metrics`` maps gene -> ``{"pcc", "rmse", "mae"}`` on the hidden spots; ``error_grid`` holds
+    prediction minus truth at the hidden spots (NaN elsewhere), on the slide's grid.
+    """
+
+    genes: list[str]
+    metrics: dict[str, dict]
+    error_grid: GeneGrid
+    method: str
+    seconds: float
+    n_measured: int
+    n_hidden: int
+    extra: dict = field(default_factory=dict)
+
+
+def torch_threads() -> int:
+    """Torch threads for a worker: all cores but one (the Qt event loop keeps one)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _set_threads(n: int | None) -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.set_num_threads(n or torch_threads())
+
+
+def make_config(preset: str, **overrides):
+    """``S2SConfig.from_preset(preset, **overrides)`` (imported lazily: torch is heavy)."""
+    from ..core.engine import S2SConfig
+
+    return S2SConfig.from_preset(preset, **overrides)
+
+
+class TrainingJob:
+    """One training run on ``slide`` for ``genes``; :meth:`stop` is safe from any thread.
+
+    Iterate :meth:`run` to drive it: it yields the core's ``ProgressEvent`` objects and, last, a
+    :class:`TrainingOutcome` (also after a stop: the last good model still produces maps).
+    """
+
+    def __init__(self, slide: Slide, genes: list[str], config, threads: int | None = None):
+        self.slide = slide
+        self.genes = list(genes)
+        self.config = config
+        self.threads = threads
+        self.imputer = None
+        self._stop = threading.Event()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step (keeps the last good model)."""
+        self._stop.set()
+        imp = self.imputer
+        if imp is not None:
+            imp.stop()
+
+    def run(self) -> Iterator[Any]:
+        from ..core.engine import S2SImputer
+
+        _set_threads(self.threads)
+        t0 = time.perf_counter()
+        self.imputer = S2SImputer(self.config)
+        if self._stop.is_set():  # stopped before the imputer existed
+            self.imputer.stop()
+        stopped = False
+        for ev in self.imputer.fit_iter(self.slide, self.genes):
+            stopped = stopped or getattr(ev, "phase", "") == "stopped"
+            yield ev
+        yield Heartbeat("impute", elapsed_s=time.perf_counter() - t0, message="imputing dense maps")
+        result = self.imputer.impute(self.slide, self.genes)
+        seconds = time.perf_counter() - t0
+        yield TrainingOutcome(self.genes, result, self.config, seconds, stopped or self._stop.is_set())
+
+
+class ValidationJob:
+    """Hold-out validation (design.md protocol) of ``method`` on ``slide`` for ``genes``.
+
+    The method's ``predict`` runs in its own thread so that this generator keeps yielding
+    heartbeats (with an ETA from the time budget) and a napari worker can quit between them.
+    """
+
+    def __init__(
+        self,
+        slide: Slide,
+        genes: list[str] | None,
+        method: str = "s2s",
+        budget_s: float | None = None,
+        seed: int = 0,
+        threads: int | None = None,
+        options: dict | None = None,
+    ):
+        self.slide = slide
+        self.genes = None if genes is None else list(genes)
+        self.method = method
+        self.budget_s = budget_s
+        self.seed = seed
+        self.threads = threads
+        self.options = dict(options or {})
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Stop waiting: the outcome is dropped (hold-out numbers need the full run)."""
+        self._stop.set()
+
+    def run(self) -> Iterator[Any]:
+        from ..core import benchmark
+        from ..core.methods import load_all
+
+        t0 = time.perf_counter()
+        yield Heartbeat("validate", message="building the hold-out task")
+        task, truth, meta = _call(
+            benchmark.build_holdout, self.slide, genes=self.genes, seed=self.seed, budget_s=self.budget_s
+        )
+        factory = load_all()[self.method]
+        box: queue.Queue = queue.Queue()
+
+        def target():
+            try:
+                _set_threads(self.threads)
+                method = _call(factory, **self.options)
+                box.put(("ok", np.asarray(method.predict(task), dtype=np.float64)))
+            except BaseException as exc:  # reported to the GUI thread
+                box.put(("error", exc))
+
+        threading.Thread(target=target, name="s2s-validation", daemon=True).start()
+        budget = self.budget_s or 0.0
+        while True:
+            try:
+                status, value = box.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                el = time.perf_counter() - t0
+                eta = max(0.0, budget - el) if budget else None
+                yield Heartbeat("validate", elapsed_s=el, eta_s=eta, message=f"validating {self.method}")
+        if status == "error":
+            raise value
+        pred = value
+        yield self._outcome(task, np.asarray(truth, dtype=np.float64), pred, time.perf_counter() - t0)
+
+    def _outcome(self, task, truth: np.ndarray, pred: np.ndarray, seconds: float) -> ValidationOutcome:
+        from ..core.metrics import mae, pcc, rmse
+
+        genes = list(task.genes)
+        metrics = {
+            g: {"pcc": pcc(truth[:, k], pred[:, k]), "rmse": rmse(truth[:, k], pred[:, k]),
+                "mae": mae(truth[:, k], pred[:, k])}
+            for k, g in enumerate(genes)
+        }
+        grid = self.slide.grid(genes)
+        err = np.full_like(grid.values, np.nan)
+        ii = np.asarray(task.target_rows) - grid.origin[0]
+        jj = np.asarray(task.target_cols) - grid.origin[1]
+        err[:, ii, jj] = (pred - truth).T
+        grid.values = err
+        return ValidationOutcome(
+            genes=genes,
+            metrics=metrics,
+            error_grid=grid,
+            method=self.method,
+            seconds=seconds,
+            n_measured=int(len(task.measured_rows)),
+            n_hidden=int(len(task.target_rows)),
+        )
+
+
+def _call(fn, *args, **kwargs):
+    """Call ``fn`` with only the keyword arguments its signature accepts (and not ``None``)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    return fn(*args, **kwargs)

@@ -1,0 +1,896 @@
+"""The S2S-ST dock widget: slide, genes, settings, Train/Stop, results, validation and review.
+
+The widget is thin: gene matching (:mod:`.gene_picker`), settings (:mod:`.settings`), the review
+table (:mod:`.review`), the training state (:mod:`.state`), layer building (:mod:`.layers`) and the
+engine adapter (:mod:`.training`) are plain modules; this one wires them to Qt widgets and layers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible
+
+from ..core.errors import SlideError
+from . import workers
+from .gene_picker import parse_gene_list, search_genes
+from .layers import META_KEY, gene_limits, gene_stack_layer, s2s_meta
+from .loss_plot import LossPlot
+from .review import STATUSES, ReviewTable
+from .settings import DEVICES, PRESETS, SettingsStore, WidgetSettings
+from .state import TrainingState
+from .training import TrainingJob, TrainingOutcome, ValidationJob, ValidationOutcome, make_config
+
+#: Layer kinds that hold gene stacks (the gene slider switches their contrast limits).
+GENE_KINDS = ("measured", "imputed", "error")
+
+
+def available_devices() -> list[str]:
+    """Devices torch can use here (``core.device.available_devices``; ``["cpu"]`` as a fallback)."""
+    try:
+        from ..core.device import available_devices as _avail
+    except ImportError:
+        return ["cpu"]
+    try:
+        return [str(d) for d in _avail()]
+    except Exception:  # noqa: BLE001 - a broken CUDA install must not break the widget
+        return ["cpu"]
+
+
+def _notify(kind: str, message: str) -> None:
+    from napari.utils import notifications
+
+    getattr(notifications, f"show_{kind}")(f"napari-s2s: {message}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if not isinstance(exc, SlideError) else first
+
+
+class _Runner:
+    """Holds the running job and worker; not a Qt object, so it can stop them as the widget dies."""
+
+    def __init__(self):
+        self.job = None
+        self.worker = None
+
+    def shutdown(self, *_) -> None:
+        if self.job is not None:
+            self.job.stop()
+        if self.worker is not None:
+            try:
+                self.worker.quit()
+            except RuntimeError:  # already deleted
+                pass
+
+
+class S2SWidget(QWidget):
+    """Dock widget of napari-s2s (npe2 ``widgets`` contribution).
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (injected by napari).
+    settings_store
+        Where settings persist (default: ``widget.json`` in the user config dir).
+    """
+
+    def __init__(self, napari_viewer, settings_store: SettingsStore | None = None):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.store = settings_store or SettingsStore()
+        self.state = TrainingState()
+        self.review = ReviewTable()
+        self.last_outcome: TrainingOutcome | None = None
+        self.last_validation: ValidationOutcome | None = None
+        self.first_map_s: float | None = None
+        self._slides: dict[int, object] = {}
+        self._genes: list[str] = []
+        self._genes_for: int | None = None
+        self._runner = _Runner()
+        self._t_click = 0.0
+        self._grid_saved: dict | None = None
+        self._loading_settings = False
+
+        self._build_ui()
+        self._load_settings()
+        self.state.events.connect(self._on_state)
+        self.destroyed.connect(self._runner.shutdown)
+        self.viewer.layers.events.inserted.connect(self._refresh_slides)
+        self.viewer.layers.events.removed.connect(self._refresh_slides)
+        self.viewer.dims.events.current_step.connect(self._sync_gene_display)
+        self._refresh_slides()
+        self._on_state()
+
+    # ================================================================== UI
+    def _build_ui(self) -> None:
+        inner = QWidget()
+        col = QVBoxLayout(inner)
+        col.setContentsMargins(4, 4, 4, 4)
+        col.addWidget(self._build_slide_box())
+        col.addWidget(self._build_gene_box())
+        col.addWidget(self._build_settings_box())
+        col.addWidget(self._build_run_box())
+        col.addWidget(self._build_results_box())
+        col.addWidget(self._build_review_box())
+        col.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(200)
+
+    @staticmethod
+    def _form(box: QGroupBox) -> QFormLayout:
+        form = QFormLayout(box)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        return form
+
+    def _build_slide_box(self) -> QGroupBox:
+        box = QGroupBox("Slide")
+        lay = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.slide_combo = QComboBox()
+        self.slide_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.slide_combo.setMinimumContentsLength(8)
+        self.slide_combo.setToolTip("slides opened in the viewer (File > Open, drag and drop, or Open…)")
+        self.slide_combo.currentIndexChanged.connect(self._on_slide_changed)
+        self.open_button = QPushButton("Open…")
+        self.open_button.setToolTip("open a Space Ranger outs/ folder or an .h5ad file")
+        self.open_button.clicked.connect(self._open_dialog)
+        row.addWidget(self.slide_combo, 1)
+        row.addWidget(self.open_button)
+        lay.addLayout(row)
+        self.slide_info = QLabel("no slide: open one")
+        self.slide_info.setWordWrap(True)
+        lay.addWidget(self.slide_info)
+        return box
+
+    def _build_gene_box(self) -> QGroupBox:
+        box = QGroupBox("Genes")
+        lay = QVBoxLayout(box)
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("search genes…")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.textChanged.connect(self._on_search)
+        self.search_edit.returnPressed.connect(self._add_matches)
+        lay.addWidget(self.search_edit)
+        self.match_list = QListWidget()
+        self.match_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.match_list.setMaximumHeight(90)
+        self.match_list.itemDoubleClicked.connect(lambda item: self.add_genes([item.text()]))
+        lay.addWidget(self.match_list)
+        self.add_button = QPushButton("Add selected")
+        self.add_button.clicked.connect(self._add_matches)
+        lay.addWidget(self.add_button)
+
+        lay.addWidget(QLabel("Selected:"))
+        self.selected_list = QListWidget()
+        self.selected_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.selected_list.setMaximumHeight(110)
+        lay.addWidget(self.selected_list)
+        row = QHBoxLayout()
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self._remove_selected)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.clicked.connect(lambda: self.set_genes([]))
+        row.addWidget(self.remove_button)
+        row.addWidget(self.clear_button)
+        lay.addLayout(row)
+
+        row = QHBoxLayout()
+        self.top_n_spin = QSpinBox()
+        self.top_n_spin.setRange(1, 500)
+        self.top_n_spin.setValue(8)
+        self.top_n_spin.valueChanged.connect(self._save_settings)
+        self.top_n_button = QPushButton("Top-N variable")
+        self.top_n_button.setToolTip("the N genes with the highest variance (detected in >= 10 % of spots)")
+        self.top_n_button.clicked.connect(self.use_top_genes)
+        row.addWidget(self.top_n_spin)
+        row.addWidget(self.top_n_button, 1)
+        lay.addLayout(row)
+
+        self.paste_edit = QPlainTextEdit()
+        self.paste_edit.setPlaceholderText("paste gene names (comma, space or newline separated)")
+        self.paste_edit.setMaximumHeight(60)
+        self.paste_button = QPushButton("Use pasted list")
+        self.paste_button.clicked.connect(lambda: self.apply_gene_list(self.paste_edit.toPlainText()))
+        paste = QCollapsible("Paste a list")
+        paste.addWidget(self.paste_edit)
+        paste.addWidget(self.paste_button)
+        lay.addWidget(paste)
+        self.unknown_label = QLabel("")
+        self.unknown_label.setWordWrap(True)
+        self.unknown_label.setStyleSheet("color: #f0a050")
+        lay.addWidget(self.unknown_label)
+        return box
+
+    def _build_settings_box(self) -> QGroupBox:
+        box = QGroupBox("Settings")
+        form = self._form(box)
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(list(PRESETS))
+        self.preset_combo.setToolTip("fast: small model, seconds on CPU; paper: the published model size")
+        form.addRow("Preset", self.preset_combo)
+        self.budget_spin = QDoubleSpinBox()
+        self.budget_spin.setRange(1.0, 24 * 3600.0)
+        self.budget_spin.setDecimals(0)
+        self.budget_spin.setSuffix(" s")
+        self.budget_spin.setToolTip("training time budget")
+        form.addRow("Budget", self.budget_spin)
+        self.device_combo = QComboBox()
+        avail = available_devices()
+        auto = next((d for d in ("cuda", "mps") if d in avail), "cpu")
+        for dev in DEVICES:
+            ok = dev == "auto" or dev in avail
+            label = f"auto ({auto})" if dev == "auto" else (dev if ok else f"{dev} (not available)")
+            self.device_combo.addItem(label, dev)
+            self.device_combo.model().item(self.device_combo.count() - 1).setEnabled(ok)
+        form.addRow("Device", self.device_combo)
+        self.natural_check = QCheckBox("natural-image co-learning")
+        self.natural_check.setToolTip("co-train on natural images (S2S-ST); off for the ablation")
+        form.addRow(self.natural_check)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        form.addRow("Seed", self.seed_spin)
+        adv = QCollapsible("Advanced")
+        adv_inner = QWidget()
+        adv_form = QFormLayout(adv_inner)
+        adv_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.cascades_spin = QSpinBox()
+        self.cascades_spin.setRange(0, 8)
+        self.cascades_spin.setSpecialValueText("preset")
+        self.cascades_spin.setToolTip("number of cascades (0: the preset's)")
+        adv_form.addRow("Cascades", self.cascades_spin)
+        self.features_spin = QSpinBox()
+        self.features_spin.setRange(0, 256)
+        self.features_spin.setSpecialValueText("preset")
+        self.features_spin.setToolTip("model size: feature channels (0: the preset's)")
+        adv_form.addRow("Model size", self.features_spin)
+        adv.addWidget(adv_inner)
+        form.addRow(adv)
+        for w in (self.preset_combo, self.device_combo):
+            w.currentIndexChanged.connect(self._save_settings)
+        for w in (self.budget_spin, self.seed_spin, self.cascades_spin, self.features_spin):
+            w.valueChanged.connect(self._save_settings)
+        self.natural_check.toggled.connect(self._save_settings)
+        return box
+
+    def _build_run_box(self) -> QGroupBox:
+        box = QGroupBox("Train")
+        lay = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.train_button.setToolTip("train S2S-ST on this slide and impute the selected genes")
+        self.train_button.clicked.connect(self.start_training)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("stop: keeps the last good model and still produces maps")
+        self.stop_button.clicked.connect(self.stop)
+        row.addWidget(self.train_button)
+        row.addWidget(self.stop_button)
+        lay.addLayout(row)
+        self.validate_button = QPushButton("Validate (hold-out)")
+        self.validate_button.setToolTip(
+            "hide 3/4 of the spots, predict them from the rest, and show per-gene PCC/RMSE and error maps"
+        )
+        self.validate_button.clicked.connect(self.start_validation)
+        lay.addWidget(self.validate_button)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setTextVisible(True)
+        lay.addWidget(self.progress_bar)
+        self.eta_label = QLabel("")
+        self.eta_label.setWordWrap(True)
+        lay.addWidget(self.eta_label)
+        self.loss_plot = LossPlot()
+        lay.addWidget(self.loss_plot)
+        return box
+
+    def _build_results_box(self) -> QGroupBox:
+        box = QGroupBox("Results")
+        lay = QVBoxLayout(box)
+        self.side_by_side_check = QCheckBox("Side by side (measured | imputed)")
+        self.side_by_side_check.setToolTip("napari grid mode, the H&E under each, shared contrast per gene")
+        self.side_by_side_check.toggled.connect(self.set_side_by_side)
+        lay.addWidget(self.side_by_side_check)
+        self.save_button = QPushButton("Save imputed .h5ad…")
+        self.save_button.clicked.connect(self._save_dialog)
+        lay.addWidget(self.save_button)
+        return box
+
+    def _build_review_box(self) -> QGroupBox:
+        box = QGroupBox("Review")
+        lay = QVBoxLayout(box)
+        self.review_table = QTableWidget(0, 5)
+        self.review_table.setHorizontalHeaderLabels(["Gene", "Status", "Comment", "PCC", "RMSE"])
+        self.review_table.verticalHeader().setVisible(False)
+        head = self.review_table.horizontalHeader()
+        head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        head.setStretchLastSection(False)
+        head.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.review_table.setMinimumHeight(120)
+        self.review_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.review_table.itemChanged.connect(self._on_review_item)
+        self.review_table.cellClicked.connect(self._on_review_click)
+        lay.addWidget(self.review_table)
+        self.export_review_button = QPushButton("Export review CSV…")
+        self.export_review_button.clicked.connect(self._export_dialog)
+        lay.addWidget(self.export_review_button)
+        return box
+
+    # ================================================================== settings
+    def settings(self) -> WidgetSettings:
+        """The settings as shown in the widget."""
+        return WidgetSettings(
+            preset=self.preset_combo.currentText(),
+            cascades=self.cascades_spin.value() or None,
+            features=self.features_spin.value() or None,
+            budget_s=float(self.budget_spin.value()),
+            device=self.device_combo.currentData() or "auto",
+            natural_images=self.natural_check.isChecked(),
+            seed=int(self.seed_spin.value()),
+            top_n=int(self.top_n_spin.value()),
+            last_dir=getattr(self, "_last_dir", ""),
+        )
+
+    def _load_settings(self) -> None:
+        s = self.store.load()
+        self._loading_settings = True
+        try:
+            self.preset_combo.setCurrentText(s.preset)
+            self.cascades_spin.setValue(s.cascades or 0)
+            self.features_spin.setValue(s.features or 0)
+            self.budget_spin.setValue(s.budget_s)
+            idx = self.device_combo.findData(s.device)
+            self.device_combo.setCurrentIndex(idx if idx >= 0 and self._device_enabled(idx) else 0)
+            self.natural_check.setChecked(s.natural_images)
+            self.seed_spin.setValue(s.seed)
+            self.top_n_spin.setValue(s.top_n)
+            self._last_dir = s.last_dir
+        finally:
+            self._loading_settings = False
+
+    def _device_enabled(self, idx: int) -> bool:
+        return self.device_combo.model().item(idx).isEnabled()
+
+    def _save_settings(self, *_) -> None:
+        if not self._loading_settings:
+            self.store.save(self.settings())
+
+    # ================================================================== slides
+    def _refresh_slides(self, *_) -> None:
+        slides: dict[int, object] = {}
+        for layer in self.viewer.layers:
+            meta = s2s_meta(layer)
+            if meta and meta.get("slide") is not None:
+                slides.setdefault(id(meta["slide"]), meta["slide"])
+        current = self.current_slide()
+        if list(slides) != list(self._slides):
+            self._slides = slides
+            self.slide_combo.blockSignals(True)
+            self.slide_combo.clear()
+            for key, slide in slides.items():
+                self.slide_combo.addItem(slide.name, key)
+            if current is not None and id(current) in slides:
+                self.slide_combo.setCurrentIndex(self.slide_combo.findData(id(current)))
+            elif slides:
+                self.slide_combo.setCurrentIndex(self.slide_combo.count() - 1)
+            self.slide_combo.blockSignals(False)
+            self._on_slide_changed()
+        self._sync_gene_display()
+
+    def current_slide(self):
+        """The slide chosen in the selector, or ``None``."""
+        key = self.slide_combo.currentData() if hasattr(self, "slide_combo") else None
+        return self._slides.get(key)
+
+    def select_slide(self, slide) -> None:
+        """Choose ``slide`` (it must have layers in the viewer)."""
+        idx = self.slide_combo.findData(id(slide))
+        if idx < 0:
+            raise ValueError("that slide has no layer in the viewer")
+        self.slide_combo.setCurrentIndex(idx)
+
+    def _on_slide_changed(self, *_) -> None:
+        slide = self.current_slide()
+        if slide is None:
+            self.slide_info.setText("no slide: open one (File > Open, drag and drop, or Open…)")
+            self._update_buttons()
+            return
+        if self._genes_for != id(slide):
+            g = slide.geometry
+            um = f"{g.um_per_px:.3g} um/px" if g.um_per_px else f"units: {g.units}"
+            self.slide_info.setText(
+                f"{int(slide.usable().sum())} spots, {slide.n_genes} genes, {slide.kind} lattice, {um}"
+            )
+            self._genes_for = id(slide)
+            self.review = ReviewTable(slide=slide.name, source=slide.source or "")
+            self.use_top_genes()
+            self._refresh_review()
+        self._on_search(self.search_edit.text())
+        self._update_buttons()
+
+    def _open_dialog(self) -> None:
+        start = getattr(self, "_last_dir", "") or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Open a slide (.h5ad)", start, "AnnData (*.h5ad);;All files (*)")
+        if not path:
+            path = QFileDialog.getExistingDirectory(self, "…or a Space Ranger outs/ folder", start)
+        if path:
+            self.open_slide(path)
+
+    def open_slide(self, path: str) -> None:
+        """Open ``path`` through the plugin's reader (same as File > Open)."""
+        self._last_dir = str(Path(path).parent)
+        self._save_settings()
+        self.viewer.open(str(path), plugin="napari-s2s")
+
+    # ================================================================== genes
+    def selected_genes(self) -> list[str]:
+        return list(self._genes)
+
+    def set_genes(self, genes) -> None:
+        """Replace the selection (names must be the slide's)."""
+        self._genes = []
+        self.add_genes(genes)
+        if not genes:
+            self.selected_list.clear()
+            self._update_buttons()
+
+    def add_genes(self, genes) -> None:
+        for g in genes:
+            if g not in self._genes:
+                self._genes.append(g)
+        self.selected_list.clear()
+        self.selected_list.addItems(self._genes)
+        self._update_buttons()
+
+    def _remove_selected(self) -> None:
+        drop = {item.text() for item in self.selected_list.selectedItems()}
+        self.set_genes([g for g in self._genes if g not in drop])
+
+    def _on_search(self, text: str) -> None:
+        slide = self.current_slide()
+        self.match_list.clear()
+        if slide is None:
+            return
+        self.match_list.addItems(search_genes(slide.genes, text, limit=200))
+        if self.match_list.count():
+            self.match_list.setCurrentRow(0)
+
+    def _add_matches(self) -> None:
+        items = self.match_list.selectedItems() or (
+            [self.match_list.item(0)] if self.match_list.count() else []
+        )
+        self.add_genes([i.text() for i in items])
+
+    def use_top_genes(self) -> None:
+        """Select the top-N variable genes of the slide (N from the spin box)."""
+        slide = self.current_slide()
+        if slide is None:
+            return
+        genes = slide.top_variable_genes(int(self.top_n_spin.value()))
+        self.set_genes(genes or [str(g) for g in slide.genes[: int(self.top_n_spin.value())]])
+
+    def apply_gene_list(self, text: str) -> None:
+        """Select the genes of a pasted list; unknown names are reported with close matches."""
+        slide = self.current_slide()
+        if slide is None:
+            return
+        parsed = parse_gene_list(text, slide.genes)
+        self.set_genes(parsed.found)
+        report = parsed.report()
+        self.unknown_label.setText(report)
+        if report:
+            _notify("warning", report)
+
+    # ================================================================== runs
+    def _update_buttons(self) -> None:
+        running = self._runner.job is not None
+        ready = self.current_slide() is not None and bool(self._genes)
+        self.train_button.setEnabled(ready and not running)
+        self.validate_button.setEnabled(ready and not running)
+        self.stop_button.setEnabled(running)
+        self.save_button.setEnabled(self.imputed_layer() is not None)
+
+    @property
+    def worker(self):
+        """The napari worker of the current run (``None`` when idle or in sync mode)."""
+        return self._runner.worker
+
+    @property
+    def running(self) -> bool:
+        return self._runner.job is not None
+
+    def start_training(self) -> None:
+        """Train on the current slide for the selected genes (Train button)."""
+        slide, genes = self.current_slide(), self.selected_genes()
+        if slide is None or not genes:
+            _notify("warning", "open a slide and pick genes first")
+            return
+        if self.running:
+            return
+        s = self.settings()
+        self.store.save(s)
+        try:
+            config = make_config(s.preset, **s.config_overrides())
+        except Exception as exc:  # noqa: BLE001 - bad settings or a missing engine: one line
+            _notify("error", f"cannot configure training: {_one_line(exc)}")
+            return
+        self.first_map_s = None
+        self._start(TrainingJob(slide, genes, config), f"training on {slide.name} ({len(genes)} genes)")
+
+    def start_validation(self) -> None:
+        """Run the hold-out protocol with S2S on this slide; show per-gene PCC/RMSE and error maps."""
+        slide, genes = self.current_slide(), self.selected_genes()
+        if slide is None or not genes:
+            _notify("warning", "open a slide and pick genes first")
+            return
+        if self.running:
+            return
+        s = self.settings()
+        options = dict(s.config_overrides(), preset=s.preset)
+        job = ValidationJob(slide, genes, "s2s", budget_s=s.budget_s, seed=s.seed, options=options)
+        self._start(job, f"hold-out validation on {slide.name}")
+
+    def _start(self, job, message: str) -> None:
+        self._t_click = time.perf_counter()
+        self.state.reset("starting", message)
+        self._runner.job = job
+        self._update_buttons()
+        self._runner.worker = workers.start(job.run, self._on_yield, self._on_error, self._on_finished)
+
+    def stop(self) -> None:
+        """Stop the run: training keeps its last good model and still produces maps."""
+        job = self._runner.job
+        if job is None:
+            return
+        job.stop()
+        self.state.message = "stopping…"
+        if isinstance(job, ValidationJob) and self._runner.worker is not None:
+            self._runner.worker.quit()
+
+    def _on_yield(self, item) -> None:
+        if isinstance(item, TrainingOutcome):
+            self._show_training(item)
+        elif isinstance(item, ValidationOutcome):
+            self._show_validation(item)
+        else:
+            self.state.apply(item)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.state.message = _one_line(exc)
+        self.state.phase = "error"
+        _notify("error", f"run failed: {_one_line(exc)}")
+
+    def _on_finished(self) -> None:
+        job = self._runner.job
+        self._runner.job = None
+        self._runner.worker = None
+        if self.state.running:  # quit before an outcome (validation stopped)
+            self.state.phase = "stopped"
+            if isinstance(job, ValidationJob):
+                self.state.message = "validation stopped"
+        self._update_buttons()
+
+    def _on_state(self, *_) -> None:
+        st = self.state
+        frac = st.fraction()
+        if st.phase in ("done",):
+            frac = 1.0
+        if frac is None and st.running:
+            self.progress_bar.setRange(0, 0)  # busy
+        else:
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(1000 * (frac or 0.0)))
+        self.progress_bar.setFormat(f"{st.phase} %p%" if frac is not None else st.phase)
+        bits = []
+        if st.running and st.max_steps:
+            bits.append(f"step {st.step}/{st.max_steps}")
+        if st.running and st.eta_s is not None:
+            bits.append(f"ETA {_fmt_s(st.eta_s)}")
+        if st.elapsed_s:
+            bits.append(f"{_fmt_s(st.elapsed_s)} elapsed")
+        if st.message:
+            bits.append(st.message)
+        self.eta_label.setText(" · ".join(bits))
+        self.loss_plot.set_points(st.losses)
+
+    # ================================================================== results as layers
+    def _layers_of(self, slide, kind: str, genes: list[str] | None = None):
+        out = []
+        for layer in self.viewer.layers:
+            m = s2s_meta(layer)
+            if m and m.get("slide") is slide and m.get("kind") == kind:
+                if genes is None or m.get("genes") == list(genes):
+                    out.append(layer)
+        return out
+
+    def imputed_layer(self, slide=None):
+        """The imputed layer of ``slide`` (default: the current one), or ``None``."""
+        slide = slide or self.current_slide()
+        found = self._layers_of(slide, "imputed") if slide is not None else []
+        return found[-1] if found else None
+
+    def _replace_layer(self, slide, kind: str, layer_data):
+        data, kwargs, _ = layer_data
+        for old in self._layers_of(slide, kind):
+            if old.name == kwargs["name"]:
+                self.viewer.layers.remove(old)
+        return self.viewer.add_image(data, **kwargs)
+
+    def _measured_for(self, slide, genes: list[str], limits):
+        found = self._layers_of(slide, "measured", genes)
+        if found:
+            layer = found[-1]
+            s2s_meta(layer)["gene_limits"] = limits
+            return layer
+        data = gene_stack_layer(slide, slide.grid(genes), "measured", limits=limits,
+                                name=f"{slide.name} measured ({len(genes)} genes)")
+        return self.viewer.add_image(data[0], **data[1])
+
+    def _show_training(self, out: TrainingOutcome) -> None:
+        slide = self.current_slide() if self._runner.job is None else self._runner.job.slide
+        measured_grid = slide.grid(out.genes)
+        limits = gene_limits(measured_grid.display()[0])  # shared per gene by measured and imputed
+        for layer in self._layers_of(slide, "measured"):
+            if s2s_meta(layer).get("genes") != out.genes:
+                layer.visible = False
+        measured = self._measured_for(slide, out.genes, limits)
+        imputed = self._replace_layer(
+            slide,
+            "imputed",
+            gene_stack_layer(
+                slide, out.result.grid(), "imputed", limits=limits, name=f"{slide.name} imputed",
+                result=out.result, config=out.config, seconds=out.seconds, stopped=out.stopped,
+            ),
+        )
+        _link_contrast([measured, imputed])
+        self.last_outcome = out
+        self.first_map_s = time.perf_counter() - self._t_click
+        self.review.set_genes(out.genes)
+        self._refresh_review()
+        with self.state.events.paused():
+            self.state.eta_s = 0.0
+        self.state.message = (
+            f"{'stopped early; ' if out.stopped else ''}maps for {len(out.genes)} genes "
+            f"in {_fmt_s(out.seconds)}"
+        )
+        self.state.phase = "stopped" if out.stopped else "done"
+        self.viewer.layers.selection.active = imputed
+        self._sync_gene_display()
+        if self.side_by_side_check.isChecked():
+            self.set_side_by_side(True)
+        self._update_buttons()
+
+    def _show_validation(self, out: ValidationOutcome) -> None:
+        slide = self._runner.job.slide if self._runner.job is not None else self.current_slide()
+        err = out.error_grid
+        data, _ = err.display()
+        lim = []
+        for g in range(data.shape[0]):
+            v = np.abs(data[g][np.isfinite(data[g])])
+            b = float(np.percentile(v, 99)) if v.size else 1.0
+            lim.append((-(b or 1.0), b or 1.0))
+        layer = self._replace_layer(
+            slide, "error",
+            gene_stack_layer(slide, err, "error", limits=lim, name=f"{slide.name} hold-out error (pred - truth)",
+                             metrics=out.metrics, method=out.method),
+        )
+        self.last_validation = out
+        self.review.set_genes(out.genes)
+        self.review.set_metrics(out.metrics)
+        self._refresh_review()
+        pccs = [m["pcc"] for m in out.metrics.values() if m.get("pcc") is not None]
+        med = f"median PCC {np.median(pccs):.3f}" if pccs else "PCC undefined"
+        self.state.message = (
+            f"hold-out ({out.n_measured} measured, {out.n_hidden} hidden spots): {med} in {_fmt_s(out.seconds)}"
+        )
+        self.state.phase = "done"
+        self.viewer.layers.selection.active = layer
+        self._sync_gene_display()
+
+    def _sync_gene_display(self, *_) -> None:
+        """Contrast limits of the current gene on every gene stack, and its name on the canvas."""
+        if self.viewer.dims.ndim < 3:
+            return
+        g = int(self.viewer.dims.current_step[0])
+        name = None
+        for layer in self.viewer.layers:
+            m = s2s_meta(layer)
+            if not m or m.get("kind") not in GENE_KINDS:
+                continue
+            limits = m.get("gene_limits") or []
+            if 0 <= g < len(limits) and tuple(layer.contrast_limits) != tuple(limits[g]):
+                layer.contrast_limits = limits[g]
+            genes = m.get("genes") or []
+            if layer.visible and 0 <= g < len(genes) and (name is None or layer in self.viewer.layers.selection):
+                name = genes[g]
+        overlay = self.viewer.canvas.overlays.text
+        overlay.visible = name is not None
+        overlay.text = name or ""
+
+    # ================================================================== side by side
+    def set_side_by_side(self, on: bool) -> None:
+        """napari grid mode: measured | imputed, each over its own copy of the H&E, shared contrast."""
+        grid = self.viewer.canvas.grid
+        if not on:
+            self._leave_side_by_side()
+            return
+        slide = self.current_slide()
+        imputed = self.imputed_layer(slide)
+        if imputed is None:
+            self.state.message = "side by side needs imputed maps: train first"
+            return
+        genes = s2s_meta(imputed)["genes"]
+        measured = self._layers_of(slide, "measured", genes)
+        if not measured:
+            return
+        measured = measured[-1]
+        self._leave_side_by_side()
+        he = self._layers_of(slide, "he")
+        order = [measured, imputed]
+        if he:
+            data, kw = he[0].data, {
+                "name": f"{he[0].name} (copy)", "rgb": True, "scale": he[0].scale, "units": he[0].units,
+                "metadata": {META_KEY: dict(s2s_meta(he[0]), kind="he_copy")},
+            }
+            copy = self.viewer.add_image(data, **kw)
+            order = [he[0], measured, copy, imputed]
+        self._grid_saved = {layer: layer.visible for layer in self.viewer.layers if layer not in order}
+        for k, layer in enumerate(order):
+            self.viewer.layers.move(self.viewer.layers.index(layer), k)
+        for layer in self._grid_saved:
+            layer.visible = False
+        for layer in order:
+            layer.visible = True
+        grid.stride = 2 if he else 1
+        grid.shape = (1, 2)
+        grid.enabled = True
+        self.viewer.reset_view()
+
+    def _leave_side_by_side(self) -> None:
+        self.viewer.canvas.grid.enabled = False
+        for layer in list(self.viewer.layers):
+            m = s2s_meta(layer)
+            if m and m.get("kind") == "he_copy":
+                self.viewer.layers.remove(layer)
+        for layer, vis in (self._grid_saved or {}).items():
+            if layer in self.viewer.layers:
+                layer.visible = vis
+        self._grid_saved = None
+
+    # ================================================================== saving
+    def save_results(self, path: str | Path) -> str:
+        """Save the current slide's imputed maps as the CLI's ``.h5ad`` (with provenance)."""
+        from ._writer import save_imputed
+
+        layer = self.imputed_layer()
+        if layer is None:
+            raise ValueError("no imputed maps to save: train first")
+        return save_imputed(s2s_meta(layer), path)
+
+    def _save_dialog(self) -> None:
+        slide = self.current_slide()
+        start = str(Path(getattr(self, "_last_dir", "") or Path.home()) / f"{slide.name if slide else 'slide'}_s2s.h5ad")
+        path, _ = QFileDialog.getSaveFileName(self, "Save imputed maps", start, "AnnData (*.h5ad)")
+        if not path:
+            return
+        try:
+            written = self.save_results(path)
+        except (ValueError, OSError) as exc:
+            _notify("error", _one_line(exc))
+            return
+        _notify("info", f"saved {written}")
+
+    # ================================================================== review
+    def _refresh_review(self) -> None:
+        t = self.review_table
+        t.blockSignals(True)
+        t.setRowCount(0)
+        for r, row in enumerate(self.review.rows.values()):
+            t.insertRow(r)
+            gene = QTableWidgetItem(row.gene)
+            gene.setFlags(gene.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            t.setItem(r, 0, gene)
+            combo = QComboBox()
+            combo.addItems(["—", "accept", "flag"])
+            combo.setCurrentIndex(STATUSES.index(row.status))
+            combo.currentIndexChanged.connect(lambda i, g=row.gene: self.review.set_status(g, STATUSES[i]))
+            t.setCellWidget(r, 1, combo)
+            t.setItem(r, 2, QTableWidgetItem(row.comment))
+            for c, v in ((3, row.pcc), (4, row.rmse)):
+                item = QTableWidgetItem("" if v is None else f"{v:.3f}")
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                t.setItem(r, c, item)
+        t.resizeColumnToContents(0)
+        t.blockSignals(False)
+
+    def set_review(self, gene: str, status: str | None = None, comment: str | None = None) -> None:
+        """Review a gene (as the table's combo box and comment cell do)."""
+        row = list(self.review.rows).index(gene)
+        if status is not None:
+            self.review_table.cellWidget(row, 1).setCurrentIndex(STATUSES.index(status))
+        if comment is not None:
+            self.review_table.item(row, 2).setText(comment)
+
+    def _on_review_item(self, item: QTableWidgetItem) -> None:
+        if item.column() == 2:
+            gene = self.review_table.item(item.row(), 0).text()
+            self.review.set_comment(gene, item.text())
+
+    def _on_review_click(self, row: int, col: int) -> None:
+        """Clicking a gene shows it: the gene slider jumps to that gene."""
+        if col != 0 or self.viewer.dims.ndim < 3:
+            return
+        gene = self.review_table.item(row, 0).text()
+        layer = self.viewer.layers.selection.active
+        m = s2s_meta(layer) if layer is not None else None
+        genes = (m or {}).get("genes") or []
+        if gene in genes:
+            self.viewer.dims.set_current_step(0, genes.index(gene))
+
+    def export_review(self, path: str | Path) -> Path:
+        return self.review.to_csv(path)
+
+    def _export_dialog(self) -> None:
+        slide = self.current_slide()
+        start = str(Path(getattr(self, "_last_dir", "") or Path.home()) / f"{slide.name if slide else 'slide'}_review.csv")
+        path, _ = QFileDialog.getSaveFileName(self, "Export review", start, "CSV (*.csv)")
+        if path:
+            try:
+                written = self.export_review(path)
+            except OSError as exc:
+                _notify("error", _one_line(exc))
+                return
+            _notify("info", f"saved {written}")
+
+
+def _link_contrast(layers) -> None:
+    """Link contrast limits (and gamma) of measured and imputed stacks: one slider moves both."""
+    from napari.experimental import link_layers
+
+    try:
+        link_layers(layers, ("contrast_limits", "gamma"))
+    except ValueError:  # already linked
+        pass
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
