@@ -240,8 +240,7 @@ def _check_set(features: str) -> None:
 def _fingerprint(img: np.ndarray) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((img.shape, str(img.dtype))).encode())
-    step = max(1, int(np.sqrt(img.shape[0] * img.shape[1] / 250_000)))
-    h.update(np.ascontiguousarray(img[::step, ::step]).tobytes())
+    h.update(np.ascontiguousarray(img).data)  # whole content: an edited image never hits the cache
     return h.hexdigest()
 
 
