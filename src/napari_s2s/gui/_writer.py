@@ -17,8 +17,6 @@ def save_imputed(entry: dict, path: str | Path) -> str:
     The entry must carry ``result`` (the engine's ``ImputedResult``), ``slide``, ``config`` and
     ``seconds``; the AnnData is the one ``napari-s2s impute`` writes (``uns['s2s']`` provenance).
     """
-    from ..core.results import write_imputed as write_adata
-
     if not entry or entry.get("kind") != "imputed" or entry.get("result") is None:
         raise NotImputed("only imputed layers made by the S2S widget can be saved as S2S .h5ad")
     path = Path(path)
@@ -27,9 +25,34 @@ def save_imputed(entry: dict, path: str | Path) -> str:
     slide = entry["slide"]
     if slide.source and Path(slide.source).resolve() == path.resolve():
         raise NotImputed(f"{path}: refusing to overwrite the input slide")
-    adata = entry["result"].to_anndata(slide, entry.get("config"), float(entry.get("seconds") or 0.0))
-    write_adata(adata, path)
+    adata = entry["result"].to_anndata(
+        slide, entry.get("config"), float(entry.get("seconds") or 0.0), device=entry.get("device")
+    )
+    _write_adata(adata, path)
     return str(path)
+
+
+def _write_adata(adata, path: Path) -> None:
+    """``core.results.write_imputed`` (atomic) when present, else an atomic write here."""
+    try:
+        from ..core.results import write_imputed as write_adata
+    except ImportError:
+        write_adata = None
+    if write_adata is not None:
+        write_adata(adata, path)
+        return
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".h5ad")
+    os.close(fd)
+    try:
+        adata.write_h5ad(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_imputed(path: str, data, meta: dict) -> list[str]:

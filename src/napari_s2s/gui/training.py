@@ -44,6 +44,7 @@ class TrainingOutcome:
     config: Any  # core.engine.S2SConfig
     seconds: float
     stopped: bool
+    device: str | None = None
 
 
 @dataclass
@@ -125,7 +126,8 @@ class TrainingJob:
         yield Heartbeat("impute", elapsed_s=time.perf_counter() - t0, message="imputing dense maps")
         result = self.imputer.impute(self.slide, self.genes)
         seconds = time.perf_counter() - t0
-        yield TrainingOutcome(self.genes, result, self.config, seconds, stopped or self._stop.is_set())
+        device = getattr(self.imputer, "device_used", None)
+        yield TrainingOutcome(self.genes, result, self.config, seconds, stopped or self._stop.is_set(), device)
 
 
 class ValidationJob:
@@ -167,14 +169,17 @@ class ValidationJob:
         task, truth, meta = _call(
             benchmark.build_holdout, self.slide, genes=self.genes, seed=self.seed, budget_s=self.budget_s
         )
-        factory = load_all()[self.method]
+        methods = load_all()
+        if self.method not in methods:
+            raise ValueError(f"method {self.method!r} is not available (known: {', '.join(sorted(methods))})")
+        options = _accepted(methods[self.method], self.options)
         box: queue.Queue = queue.Queue()
 
         def target():
             try:
                 _set_threads(self.threads)
-                method = _call(factory, **self.options)
-                box.put(("ok", np.asarray(method.predict(task), dtype=np.float64)))
+                pred, _, _ = benchmark.run_method(self.method, task, **options)
+                box.put(("ok", pred))
             except BaseException as exc:  # reported to the GUI thread
                 box.put(("error", exc))
 
@@ -221,13 +226,17 @@ class ValidationJob:
         )
 
 
-def _call(fn, *args, **kwargs):
-    """Call ``fn`` with only the keyword arguments its signature accepts (and not ``None``)."""
+def _accepted(fn, kwargs: dict) -> dict:
+    """The keyword arguments (not ``None``) that ``fn``'s signature accepts."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         params = {}
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         kwargs = {k: v for k, v in kwargs.items() if k in params}
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return fn(*args, **kwargs)
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _call(fn, *args, **kwargs):
+    """Call ``fn`` with only the keyword arguments its signature accepts (and not ``None``)."""
+    return fn(*args, **_accepted(fn, kwargs))

@@ -64,6 +64,15 @@ def available_devices() -> list[str]:
         return ["cpu"]
 
 
+def validation_methods() -> list[str]:
+    """Registered imputation methods, ``s2s`` first (the others are there to compare with)."""
+    from ..core.methods import load_all
+
+    names = [n for n in load_all() if not n.endswith("-permuted")]
+    first = [n for n in ("s2s", "s2s-he", "gaussian", "pca_gaussian") if n in names]
+    return first + sorted(n for n in names if n not in first)
+
+
 def _notify(kind: str, message: str) -> None:
     from napari.utils import notifications
 
@@ -307,7 +316,13 @@ class S2SWidget(QWidget):
             "hide 3/4 of the spots, predict them from the rest, and show per-gene PCC/RMSE and error maps"
         )
         self.validate_button.clicked.connect(self.start_validation)
-        lay.addWidget(self.validate_button)
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(validation_methods())
+        self.method_combo.setToolTip("method to validate (s2s, or a baseline to compare with)")
+        row = QHBoxLayout()
+        row.addWidget(self.validate_button, 1)
+        row.addWidget(self.method_combo)
+        lay.addLayout(row)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setTextVisible(True)
@@ -562,8 +577,9 @@ class S2SWidget(QWidget):
             return
         s = self.settings()
         options = dict(s.config_overrides(), preset=s.preset)
-        job = ValidationJob(slide, genes, "s2s", budget_s=s.budget_s, seed=s.seed, options=options)
-        self._start(job, f"hold-out validation on {slide.name}")
+        method = self.method_combo.currentText() or "s2s"
+        job = ValidationJob(slide, genes, method, budget_s=s.budget_s, seed=s.seed, options=options)
+        self._start(job, f"hold-out validation of {method} on {slide.name}")
 
     def _start(self, job, message: str) -> None:
         self._t_click = time.perf_counter()
@@ -675,6 +691,7 @@ class S2SWidget(QWidget):
             gene_stack_layer(
                 slide, out.result.grid(), "imputed", limits=limits, name=f"{slide.name} imputed",
                 result=out.result, config=out.config, seconds=out.seconds, stopped=out.stopped,
+                device=out.device,
             ),
         )
         _link_contrast([measured, imputed])

@@ -1,0 +1,231 @@
+"""The dock widget end to end on a real slide: open, pick genes, train (real thread_worker), stop,
+layers with the right transforms, side by side, review export, save and read back."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+from qtpy.QtCore import Qt
+import pytest
+
+from napari_s2s.gui.layers import s2s_meta
+from napari_s2s.gui.review import ReviewTable
+from napari_s2s.gui.settings import SettingsStore
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Notifications the widget shows, as ``(kind, message)``."""
+    seen = []
+    monkeypatch.setattr("napari_s2s.gui.widget._notify", lambda kind, msg: seen.append((kind, msg)))
+    return seen
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_s2s.gui.widget import S2SWidget
+
+    monkeypatch.setenv("NAPARI_S2S_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("NAPARI_S2S_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    w = S2SWidget(viewer)
+    viewer.window.add_dock_widget(w, name="S2S-ST")
+    return w
+
+
+def _layer(viewer, kind):
+    found = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == kind]
+    assert found, f"no {kind} layer"
+    return found[-1]
+
+
+def _world(layer, index):
+    return np.asarray(layer.data_to_world(index), dtype=float)
+
+
+def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
+    import anndata
+
+    viewer = widget.viewer
+    viewer.open(str(data_dir / "her2st_C2.h5ad"), plugin="napari-s2s")
+    slide = widget.current_slide()
+    assert slide is not None and slide.name == "her2st_C2"
+    assert len(widget.selected_genes()) == widget.top_n_spin.value()  # top-N preset on open
+
+    # pick genes by search-as-you-type
+    widget.set_genes([])
+    qtbot.keyClicks(widget.search_edit, "erbb")
+    matches = [widget.match_list.item(i).text() for i in range(widget.match_list.count())]
+    assert matches and matches[0] == "ERBB2" and all("ERBB" in m for m in matches)
+    widget.match_list.setCurrentRow(0)
+    qtbot.mouseClick(widget.add_button, Qt.MouseButton.LeftButton)
+    # paste a list with a typo: the known genes are taken, the unknown one reported with a match
+    widget.apply_gene_list("ERBB2, GRB7\nkrt19 SCGB2A2 ERBB2 GRB77")
+    assert widget.selected_genes() == ["ERBB2", "GRB7", "KRT19", "SCGB2A2"]
+    assert "GRB77" in widget.unknown_label.text() and "GRB7" in widget.unknown_label.text()
+    assert notes and notes[-1][0] == "warning"
+    genes = widget.selected_genes()
+
+    # small budget, CPU; settings persist
+    widget.budget_spin.setValue(30)
+    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
+    widget.seed_spin.setValue(3)
+    assert SettingsStore().load().seed == 3
+
+    # train in the real thread_worker, stop as soon as it trains
+    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    assert widget.worker is not None and widget.running
+    assert not widget.train_button.isEnabled() and widget.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.state.phase == "train" or not widget.running, timeout=60000)
+    qtbot.mouseClick(widget.stop_button, Qt.MouseButton.LeftButton)
+    worker = widget.worker
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    if worker is not None:
+        qtbot.waitUntil(lambda: not worker.is_running, timeout=10000)
+    assert widget.state.phase == "stopped", widget.state.message
+    assert widget.last_outcome is not None and widget.last_outcome.stopped
+    assert widget.state.losses, "no loss reached the plot"
+    assert widget.loss_plot.points()
+    assert widget.train_button.isEnabled()
+
+    # layers: measured and imputed stacks for the genes, aligned in micrometres
+    imputed = _layer(viewer, "imputed")
+    measured = [
+        layer for layer in viewer.layers
+        if (s2s_meta(layer) or {}).get("kind") == "measured" and s2s_meta(layer)["genes"] == genes
+    ][-1]
+    assert s2s_meta(imputed)["genes"] == genes and imputed.data.shape[0] == len(genes)
+    assert [str(u) for u in imputed.units[1:]] == ["micrometer", "micrometer"]
+    result = s2s_meta(imputed)["result"]
+    grid_m = s2s_meta(measured)["grid"]
+    grid_i = s2s_meta(imputed)["grid"]
+    # every measured spot: same world point in both layers, and the imputed value is the measured one
+    r0, c0 = grid_i.origin
+    is_meas = result.measured
+    rr = result.dense_rows[is_meas]
+    cc = result.dense_cols[is_meas]
+    world_i = np.array([_world(imputed, (0, r - r0, c - c0)) for r, c in zip(rr, cc)])
+    world_m = np.array([_world(measured, (0, r // 2 - grid_m.origin[0], c // 2 - grid_m.origin[1]))
+                        for r, c in zip(rr, cc)])
+    np.testing.assert_allclose(world_i, world_m, atol=1e-6 * np.abs(world_m).max())
+    vals_m = measured.data[:, rr // 2 - grid_m.origin[0], cc // 2 - grid_m.origin[1]]
+    vals_i = imputed.data[:, rr - r0, cc - c0]
+    np.testing.assert_array_equal(vals_i, vals_m)
+    # imputed positions fill the gaps between measured spots
+    assert np.isfinite(imputed.data[0]).sum() > 2 * np.isfinite(measured.data[0]).sum()
+
+    # shared contrast per gene, following the gene slider
+    viewer.dims.set_current_step(0, 1)
+    limits = s2s_meta(imputed)["gene_limits"]
+    assert tuple(imputed.contrast_limits) == tuple(measured.contrast_limits) == tuple(limits[1])
+    assert viewer.canvas.overlays.text.text == genes[1]
+
+    # side by side: two viewboxes, measured | imputed, the H&E under each
+    widget.side_by_side_check.setChecked(True)
+    grid = viewer.canvas.grid
+    assert grid.enabled
+    layers = list(viewer.layers)
+    pos = {layer.name: grid.position(layers.index(layer), layers) for layer in layers}
+    he_layers = [layer for layer in layers if (s2s_meta(layer) or {}).get("kind") in ("he", "he_copy")]
+    assert len(he_layers) == 2
+    assert pos[measured.name] != pos[imputed.name]
+    assert {pos[h.name] for h in he_layers} == {pos[measured.name], pos[imputed.name]}
+    widget.side_by_side_check.setChecked(False)
+    assert not grid.enabled and len([x for x in viewer.layers if s2s_meta(x)["kind"] == "he_copy"]) == 0
+
+    # review: accept / flag / comment, exported as CSV
+    widget.set_review("ERBB2", status="accepted", comment="matches the IHC")
+    widget.set_review("GRB7", status="flagged", comment="edge artefact?")
+    out_csv = widget.export_review(tmp_path / "review.csv")
+    with open(out_csv, newline="") as fh:
+        rows = {r["gene"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == set(genes)
+    assert rows["ERBB2"]["status"] == "accepted" and rows["ERBB2"]["comment"] == "matches the IHC"
+    assert rows["GRB7"]["status"] == "flagged" and rows["KRT19"]["status"] == ""
+    assert ReviewTable.from_csv(out_csv).rows["GRB7"].comment == "edge artefact?"
+
+    # save (button path and npe2 writer) and read back
+    saved = widget.save_results(tmp_path / "imputed.h5ad")
+    import napari
+
+    written = napari.save_layers(str(tmp_path / "via_writer.h5ad"), [imputed], plugin="napari-s2s")
+    assert written == [str(tmp_path / "via_writer.h5ad")]
+    for path in (saved, written[0]):
+        ad = anndata.read_h5ad(path)
+        assert list(ad.var_names) == genes
+        assert "s2s" in ad.uns and ad.uns["s2s"]["genes"] is not None
+        assert ad.obs["s2s_measured"].sum() == int(slide.usable().sum())
+        m = ad.obs["s2s_measured"].to_numpy()
+        x = np.asarray(ad.X[m])
+        ref = slide.lognorm(genes)
+        assert sorted(map(tuple, x.round(5))) == sorted(map(tuple, ref.round(5)))
+
+
+def test_errors_are_notifications_and_widget_stays_usable(widget, qtbot, synthetic_slide, notes):
+    from napari_s2s.gui.layers import slide_layers
+
+    viewer = widget.viewer
+    for data, kwargs, _ in slide_layers(synthetic_slide):
+        viewer.add_image(data, **kwargs)
+    widget.budget_spin.setValue(5)
+    # a device this machine lacks: the engine raises in the worker -> one-line notification
+    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cuda"))
+    if "cuda" in widget.device_combo.itemText(widget.device_combo.currentIndex()) and \
+            "not available" not in widget.device_combo.currentText():
+        pytest.skip("this machine has CUDA")
+    widget.start_training()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30000)
+    assert widget.state.phase == "error"
+    assert notes and notes[-1][0] == "error" and "\n" not in notes[-1][1]
+    assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
+
+
+def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, synthetic_slide, tmp_path, monkeypatch):
+    from napari_s2s.gui.layers import slide_layers
+    from napari_s2s.gui.widget import S2SWidget
+
+    monkeypatch.setenv("NAPARI_S2S_CONFIG_DIR", str(tmp_path))
+    viewer = make_napari_viewer()
+    w = S2SWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    for data, kwargs, _ in slide_layers(synthetic_slide):
+        viewer.add_image(data, **kwargs)
+    w.budget_spin.setValue(120)
+    w.device_combo.setCurrentIndex(w.device_combo.findData("cpu"))
+    w.start_training()
+    worker, job = w.worker, w._runner.job
+    qtbot.waitUntil(lambda: w.state.phase == "train", timeout=60000)
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=30000)
+    assert job.stop_requested
+
+
+def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
+    """Hold-out validation: per-gene PCC/RMSE in the review table and an error-map stack."""
+    from napari_s2s.gui.layers import slide_layers
+
+    monkeypatch.setenv("NAPARI_S2S_SYNC", "1")  # deterministic: runs in the GUI thread
+    slide = read_shared("st_mouse_olfactory_bulb")
+    viewer = widget.viewer
+    for data, kwargs, _ in slide_layers(slide):
+        viewer.add_image(data, **kwargs)
+    widget.set_genes(slide.top_variable_genes(3))
+    widget.budget_spin.setValue(3)
+    methods = [widget.method_combo.itemText(i) for i in range(widget.method_combo.count())]
+    assert "gaussian" in methods and methods[0] == ("s2s" if "s2s" in methods else methods[0])
+    widget.method_combo.setCurrentText("s2s" if "s2s" in methods else "gaussian")
+    widget.start_validation()
+    assert not widget.running and widget.state.phase == "done", widget.state.message
+    err = _layer(viewer, "error")
+    out = widget.last_validation
+    assert out.genes == widget.selected_genes() == s2s_meta(err)["genes"]
+    assert out.n_measured + out.n_hidden == int(slide.usable().sum())
+    # errors sit at hidden spots only
+    assert int(np.isfinite(out.error_grid.values[0]).sum()) == out.n_hidden
+    for g in out.genes:
+        m = widget.review.rows[g]
+        assert m.rmse is not None and m.rmse > 0
+    assert widget.review_table.item(0, 4).text() != ""
