@@ -103,6 +103,8 @@ def test_uninformative_image_gives_exactly_the_gaussian_baseline():
     pred = method.predict(task)
     np.testing.assert_array_equal(pred, base)
     assert method.details_["penalty"] is None  # constant features: no histology term at all
+    pca_base, _, _ = run_method("pca_gaussian", task)
+    np.testing.assert_array_equal(HeGaussian(smoother="pca_gaussian").predict(task), pca_base)
 
 
 def test_hidden_spots_never_used(stain_holdout):

@@ -31,7 +31,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .baselines import choose_bandwidth_loo, gaussian_weights
+from .baselines import (
+    _augment_with_targets,
+    choose_bandwidth_loo,
+    choose_pca_gaussian,
+    gaussian_weights,
+    pca_denoise,
+)
 from .histology import histology_features
 from .methods import ImputationTask, register
 
@@ -123,6 +129,10 @@ class HeGaussian:
     penalty
         ``"shared"``: one ridge penalty for all genes (GCV averaged over genes, each scaled by its
         variance); ``"per_gene"``: each gene its own.
+    smoother
+        ``"gaussian"`` (the default) or ``"pca_gaussian"``: the measured spots are first denoised
+        as by the ``pca_gaussian`` baseline (components and bandwidth by its cross-validation on
+        measured spots) and the histology term models the residual of that smoother instead.
 
     Attributes
     ----------
@@ -140,7 +150,11 @@ class HeGaussian:
         bandwidth: float | None = None,
         design: str = "both",
         penalty: str = "shared",
+        smoother: str = "gaussian",
     ) -> None:
+        if smoother not in ("gaussian", "pca_gaussian"):
+            raise ValueError(f"smoother must be 'gaussian' or 'pca_gaussian', not {smoother!r}")
+        self.smoother = smoother
         if design not in ("both", "residual", "raw"):
             raise ValueError(f"design must be 'both', 'residual' or 'raw', not {design!r}")
         if penalty not in ("shared", "per_gene"):
@@ -177,9 +191,16 @@ class HeGaussian:
         src = task.measured_physical()
         dst = task.target_physical()
         vals = np.asarray(task.measured_values, dtype=np.float64)
-        h = self.bandwidth if self.bandwidth is not None else choose_bandwidth_loo(src, vals)
+        smooth = vals
+        if self.smoother == "pca_gaussian":
+            x_all, tcols = _augment_with_targets(task)
+            k, h, _ = choose_pca_gaussian(src, x_all, tcols, seed=task.seed)
+            if k is not None:
+                smooth = pca_denoise(x_all, tcols, k)
+        else:
+            h = self.bandwidth if self.bandwidth is not None else choose_bandwidth_loo(src, vals)
         w_dst = gaussian_weights(src, dst, h)
-        base = w_dst @ vals  # exactly the gaussian baseline
+        base = w_dst @ smooth  # exactly the gaussian (or pca_gaussian) baseline
         self.details_ = {"bandwidth": float(h), "penalty": None, "n_features": 0}
         if len(src) < 8:
             return base
@@ -200,7 +221,7 @@ class HeGaussian:
             return base
         z_meas = (x_meas[:, ok] - mu[ok]) / sd[ok]
         z_dst = (x_dst[:, ok] - mu[ok]) / sd[ok]
-        resid = vals - w_loo @ vals  # leave-one-out residual of the smoother at measured spots
+        resid = vals - w_loo @ smooth  # leave-one-out residual of the smoother at measured spots
         beta, _, lam = ridge_gcv(z_meas, resid, shared=self.penalty == "shared")
         self.details_ = {
             "bandwidth": float(h),
