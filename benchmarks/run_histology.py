@@ -99,7 +99,13 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=default_data)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render-only", action="store_true", help="rewrite histology.md from histology.json")
     args = ap.parse_args(argv)
+    out_dir = Path(args.out)
+    if args.render_only:
+        result = json.loads((out_dir / "histology.json").read_text())
+        (out_dir / "histology.md").write_text(render(result))
+        return 0
 
     slides = [read_slide(Path(args.data) / s) for s in SLIDES]
     t0 = time.perf_counter()
@@ -126,7 +132,6 @@ def main(argv=None) -> int:
         print(rec["name"], "variants and timing done")
     result["total_seconds"] = round(time.perf_counter() - t0, 1)
 
-    out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "histology.json").write_text(json.dumps(result, indent=1) + "\n")
     (out_dir / "histology.md").write_text(render(result))
@@ -183,6 +188,27 @@ def render(result: dict) -> str:
         f"permuted {summ['he_gaussian-permuted']['pcc_median']:.4f}; RMSE "
         f"{summ['he_gaussian']['rmse_median']:.4f} vs {summ['gaussian']['rmse_median']:.4f} / "
         f"{summ['pca_gaussian']['rmse_median']:.4f} / {summ['he_gaussian-permuted']['rmse_median']:.4f}.",
+        "",
+        "## Where it does not help",
+        "",
+    ]
+    for s in result["slides"]:
+        m = s["methods"]
+        he, g, pg, perm = (m[k] for k in ("he_gaussian", "gaussian", "pca_gaussian", "he_gaussian-permuted"))
+        notes = []
+        if he["pcc_median"] <= g["pcc_median"]:
+            notes.append(f"median PCC below gaussian ({he['pcc_median']:.3f} vs {g['pcc_median']:.3f})")
+        if he["pcc_median"] <= pg["pcc_median"]:
+            notes.append(f"median PCC below pca_gaussian ({he['pcc_median']:.3f} vs {pg['pcc_median']:.3f})")
+        if he["rmse_median"] >= g["rmse_median"]:
+            notes.append(f"RMSE above gaussian ({he['rmse_median']:.4f} vs {g['rmse_median']:.4f})")
+        if he["rmse_median"] >= pg["rmse_median"]:
+            notes.append(f"RMSE above pca_gaussian ({he['rmse_median']:.4f} vs {pg['rmse_median']:.4f})")
+        if perm["pcc_median"] >= he["pcc_median"]:
+            notes.append(f"the permuted control is not below the real features ({perm['pcc_median']:.3f})")
+        if notes:
+            lines.append(f"- **{s['name']}** ({s['spots']} spots, {s['measured']} measured): " + "; ".join(notes) + ".")
+    lines += [
         "",
         "## Control under more permutation seeds and design variants of he_gaussian (same hold-out)",
         "",

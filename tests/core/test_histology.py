@@ -169,3 +169,26 @@ def test_real_visium_slide_whole_dense_grid(read_shared):
     sd = spots.std(axis=0)
     assert sd[feature_names().index("mean_H")] > 0
     assert not histology_available(s, min_px_per_spot=6.0)
+
+
+def test_covariate_function_standardises_on_fit_spots_and_maps_grids(synthetic_slide):
+    s = synthetic_slide
+    view = histology_view(s)
+    use = s.usable()
+    rows, cols = s.array_row[use], s.array_col[use]
+    f_dense = hist.covariate_function(view, s.kind, rows, cols, scale=2, n_components=None)
+    z = f_dense(2 * rows, 2 * cols)
+    assert z.shape == (len(rows), len(feature_names())) and f_dense.n_channels == z.shape[1]
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(z.std(axis=0), 1, atol=1e-3)
+    # the benchmark's convention: dense grid of the measured sub-lattice = array coords - offset
+    a, b = 2, 4
+    f_off = hist.covariate_function(view, s.kind, rows, cols, scale=1, offset=(a, b), n_components=None)
+    np.testing.assert_allclose(f_off(rows - a, cols - b), z, atol=1e-5)
+    f_pca = hist.covariate_function(view, s.kind, rows, cols, scale=2, n_components=3)
+    p = f_pca(2 * rows, 2 * cols)
+    assert p.shape == (len(rows), 3) and f_pca.n_channels == 3
+    np.testing.assert_allclose(p.std(axis=0), 1, atol=1e-3)
+    # mid-way positions of the dense grid read the image between spots, not a copy of a spot
+    mid = f_dense(2 * rows[:20] + 1, 2 * cols[:20] + 1)
+    assert not np.allclose(mid, z[:20])

@@ -147,3 +147,21 @@ def test_real_visium_slide_histology_helps_and_control_does_not(read_shared):
     assert he["rmse_median"] < g["rmse_median"]
     assert perm["pcc_median"] < he["pcc_median"] - 0.02
     assert perm["pcc_median"] < g["pcc_median"] + 0.01
+
+
+def test_s2s_he_trains_with_histology_channels(stain_holdout):
+    pytest.importorskip("torch")
+    pytest.importorskip("napari_s2s.core.s2s_method")
+    import torch
+
+    torch.set_num_threads(1)
+    task, truth, _ = stain_holdout
+    task = dataclasses.replace(task, budget_s=20.0)
+    load_all()
+    assert METHODS["s2s-he"].needs_histology
+    method = METHODS["s2s-he"](max_steps=2, natural_images=False, n_components=3)
+    pred = method.predict(task)
+    assert pred.shape == truth.shape and np.isfinite(pred).all()
+    assert method.details_["histology_channels"] == 3
+    with pytest.raises(ValueError):
+        METHODS["s2s-he"]().predict(dataclasses.replace(task, histology=None))

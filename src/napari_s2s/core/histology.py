@@ -227,6 +227,74 @@ def histology_features(
     return out
 
 
+def covariate_function(
+    view: HistologyView,
+    kind: str | None,
+    fit_rows: np.ndarray,
+    fit_cols: np.ndarray,
+    *,
+    scale: float = 1.0,
+    offset: tuple[float, float] = (0.0, 0.0),
+    n_components: int | None = 4,
+    features: str = "basic",
+):
+    """H&E features as a network input: ``f(R, C) -> (n, K)`` standardised feature channels.
+
+    The standardisation (and the optional PCA reduction to ``n_components`` channels) is fitted on
+    the features of the positions ``(fit_rows, fit_cols)`` (array coordinates; pass the measured
+    spots, so nothing depends on where predictions are wanted) and applied to every later call.
+    The returned function maps grid coordinates ``(R, C)`` to array coordinates
+    ``(R / scale + offset[0], C / scale + offset[1])``:
+
+    * ``napari-s2s impute`` trains on every usable spot and predicts the x2 dense grid
+      ``(2 row, 2 col)``: ``scale=2``, no offset;
+    * the benchmark's ``s2s`` trains on the measured sub-lattice ``(row - a) / 2`` whose dense grid
+      is ``(row - a, col - b)``: ``scale=1``, ``offset=(a, b)``.
+
+    Parameters
+    ----------
+    view
+        The slide's images and geometry.
+    kind
+        Lattice kind (for the footprint when the spot diameter is unknown).
+    fit_rows, fit_cols
+        Array coordinates of the positions the standardisation is fitted on.
+    scale, offset
+        Grid -> array coordinates, as above.
+    n_components
+        Number of principal components kept (``None``: all standardised features).
+    features
+        Feature set of :func:`histology_features`.
+
+    Returns
+    -------
+    callable
+        ``f(R, C) -> (n, K)`` float32, with the attribute ``n_channels`` (= K).
+    """
+    ref = histology_features(view, fit_rows, fit_cols, kind, features=features).astype(np.float64)
+    mu = ref.mean(axis=0)
+    sd = ref.std(axis=0)
+    keep = sd > 1e-9 * (1.0 + np.abs(mu))
+    z = (ref[:, keep] - mu[keep]) / sd[keep]
+    if n_components is not None and z.shape[1] > 0:
+        k = int(min(n_components, z.shape[1], max(z.shape[0] - 1, 1)))
+        _, sv, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+        proj = vt[:k].T / np.maximum(sv[:k] / np.sqrt(max(z.shape[0], 1)), 1e-12)  # unit variance
+    else:
+        proj = np.eye(z.shape[1])
+    zmean = z.mean(axis=0) if z.shape[0] else np.zeros(z.shape[1])
+    off_r, off_c = float(offset[0]), float(offset[1])
+
+    def covariates(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        r = np.asarray(rows, dtype=np.float64) / scale + off_r
+        c = np.asarray(cols, dtype=np.float64) / scale + off_c
+        f = histology_features(view, r, c, kind, features=features).astype(np.float64)
+        return (((f[:, keep] - mu[keep]) / sd[keep] - zmean) @ proj).astype(np.float32)
+
+    covariates.n_channels = int(proj.shape[1])
+    return covariates
+
+
 def clear_cache() -> None:
     """Forget the cached feature maps."""
     _CACHE.clear()

@@ -38,7 +38,7 @@ from .baselines import (
     gaussian_weights,
     pca_denoise,
 )
-from .histology import histology_features
+from .histology import covariate_function, histology_features
 from .methods import ImputationTask, register
 
 #: Ridge penalties tried by GCV, as multiples of the mean squared singular value of the features.
@@ -249,3 +249,69 @@ def he_gaussian_permuted(**options) -> HeGaussian:
 
 he_gaussian.needs_histology = True
 he_gaussian_permuted.needs_histology = True
+
+
+class S2SHe:
+    """S2S-ST with H&E feature channels as extra network inputs (``s2s-he``).
+
+    The same engine and settings as ``s2s`` (:class:`napari_s2s.core.s2s_method.S2SMethod`), plus
+    ``n_components`` channels of H&E features (:func:`~napari_s2s.core.histology.covariate_function`:
+    standardised and reduced by PCA on the measured spots) at every grid position, for training on
+    the measured spots and for predicting the targets.
+
+    Parameters
+    ----------
+    preset
+        ``"fast"`` or ``"paper"``.
+    n_components
+        H&E channels (principal components of the standardised features).
+    features
+        Histology feature set.
+    **overrides
+        Any :class:`~napari_s2s.core.engine.S2SConfig` field.
+    """
+
+    name = "s2s-he"
+
+    def __init__(
+        self, preset: str = "fast", n_components: int = 4, features: str = "basic", **overrides
+    ) -> None:
+        self.preset = preset
+        self.n_components = n_components
+        self.features = features
+        self.overrides = dict(overrides)
+        self.details_: dict | None = None
+
+    def predict(self, task: ImputationTask) -> np.ndarray:
+        # imported here: the engine (torch) is only needed when this method actually runs
+        from .engine import S2SImputer, cross_gene_matrix
+        from .s2s_method import S2SMethod, to_lattice
+
+        if task.histology is None:
+            raise ValueError("s2s-he needs an H&E image and pixel positions")
+        lr, lc, tr, tc = to_lattice(task)
+        # dense grid of the measured lattice = array coordinates minus the sub-lattice offset
+        a = int(task.measured_rows[0] - 2 * lr[0])
+        b = int(task.measured_cols[0] - 2 * lc[0])
+        cov = covariate_function(
+            task.histology, task.kind, task.measured_rows, task.measured_cols,
+            scale=1.0, offset=(a, b), n_components=self.n_components, features=self.features,
+        )
+        cfg = S2SMethod(self.preset, **self.overrides).config_for(task)
+        imp = S2SImputer(cfg)
+        values = np.asarray(task.measured_values, np.float32)
+        allg = cross_gene_matrix(task.measured_all_genes) if task.measured_all_genes is not None else None
+        for _ in imp.fit_arrays_iter(lr, lc, task.kind, values, list(task.genes), all_genes=allg, covariates=cov):
+            pass
+        pred, _ = imp.impute_arrays(lr, lc, task.kind, values, tr, tc, all_genes=allg, covariates=cov)
+        self.details_ = dict(imp.stats, histology_channels=int(cov.n_channels))
+        return pred.astype(np.float64)
+
+
+@register("s2s-he")
+def s2s_he(**options) -> S2SHe:
+    """S2S-ST with H&E feature channels (needs an image; trains like ``s2s``)."""
+    return S2SHe(**options)
+
+
+s2s_he.needs_histology = True
