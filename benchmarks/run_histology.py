@@ -9,6 +9,11 @@ spot and for the whole dense x2 grid.
 Writes ``benchmarks/results/histology.json`` and ``histology.md``. Usage (from the project root)::
 
     nice -n 5 python benchmarks/run_histology.py [--data ../shared/data] [--out benchmarks/results]
+
+With ``--s2s BUDGET`` it instead runs ``s2s`` and ``s2s-he`` (same budget in seconds per slide,
+one CPU thread) on the same slides and writes ``histology_s2s.json`` and ``histology_s2s.md``::
+
+    nice -n 5 python benchmarks/run_histology.py --s2s 60
 """
 
 from __future__ import annotations
@@ -100,8 +105,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--render-only", action="store_true", help="rewrite histology.md from histology.json")
+    ap.add_argument("--s2s", type=float, default=None, metavar="BUDGET", help="run s2s and s2s-he instead")
     args = ap.parse_args(argv)
     out_dir = Path(args.out)
+    if args.s2s is not None:
+        return run_s2s(args, out_dir)
     if args.render_only:
         result = json.loads((out_dir / "histology.json").read_text())
         (out_dir / "histology.md").write_text(render(result))
@@ -136,6 +144,32 @@ def main(argv=None) -> int:
     (out_dir / "histology.json").write_text(json.dumps(result, indent=1) + "\n")
     (out_dir / "histology.md").write_text(render(result))
     print((out_dir / "histology.md").read_text())
+    return 0
+
+
+def run_s2s(args, out_dir: Path) -> int:
+    """``s2s`` vs ``s2s-he`` (and ``gaussian`` for reference) under one training budget."""
+    slides = [read_slide(Path(args.data) / s) for s in SLIDES]
+    t0 = time.perf_counter()
+    result = run_benchmark(
+        slides, methods=["gaussian", "he_gaussian", "s2s", "s2s-he"], seed=args.seed, budget_s=args.s2s,
+        progress=print,
+    )
+    result["command"] = f"nice -n 5 python benchmarks/run_histology.py --s2s {args.s2s:g}"
+    result["total_seconds"] = round(time.perf_counter() - t0, 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "histology_s2s.json").write_text(json.dumps(result, indent=1) + "\n")
+    md = [
+        "# `s2s` vs `s2s-he` (S2S-ST with H&E feature channels) on the shared slides with an image",
+        "",
+        f"Command: `{result['command']}` ({args.s2s:g} s training budget per method and slide, one CPU "
+        f"thread, fast preset, seed {args.seed}; total {result['total_seconds']} s on 2 shared CPU cores).",
+        "",
+        markdown_table(result).rstrip(),
+        "",
+    ]
+    (out_dir / "histology_s2s.md").write_text("\n".join(md))
+    print("\n".join(md))
     return 0
 
 

@@ -192,3 +192,40 @@ def test_covariate_function_standardises_on_fit_spots_and_maps_grids(synthetic_s
     # mid-way positions of the dense grid read the image between spots, not a copy of a spot
     mid = f_dense(2 * rows[:20] + 1, 2 * cols[:20] + 1)
     assert not np.allclose(mid, z[:20])
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("fmt", ["torchscript", "export"])
+def test_local_encoder_reads_each_spots_patch(tmp_path, fmt):
+    torch = pytest.importorskip("torch")
+
+    class MeanColour(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(2, 3))
+
+    if fmt == "torchscript":
+        path = tmp_path / "encoder.pt"
+        torch.jit.save(torch.jit.script(MeanColour()), str(path))
+    else:
+        path = tmp_path / "encoder.pt2"
+        batch = torch.export.Dim("batch")
+        example = (torch.zeros(2, 3, 224, 224),)
+        torch.export.save(torch.export.export(MeanColour(), example, dynamic_shapes=({0: batch},)), str(path))
+    view, rows, cols, xy = _painted_view(8.0, 1.0)
+    kind = f"encoder:{path}"
+    before = histology_features(view, rows, cols, "square", features=kind)
+    assert before.shape == (len(rows), 3)
+    k = 7
+    img = _paint_disk(view.images["hires"], xy[k, 0], xy[k, 1], 8.0, PURPLE)
+    painted = HistologyView(images={"hires": img}, scalefactors=view.scalefactors, grid_to_px=view.grid_to_px,
+                            spot_diameter_px=view.spot_diameter_px)
+    after = histology_features(painted, rows, cols, "square", features=kind)
+    change = np.abs(after - before).max(axis=1)
+    assert np.argmax(change) == k and np.delete(change, k).max() < 1e-5
+    assert after[k, 0] < before[k, 0] - 1.0  # red drops (ImageNet-normalised units)
+    bad = tmp_path / "not_a_model.pt"
+    bad.write_bytes(b"not torchscript")
+    with pytest.raises(ValueError, match="not a TorchScript"):
+        histology_features(view, rows, cols, "square", features=f"encoder:{bad}")
+    with pytest.raises(ValueError, match="not found"):
+        histology_features(view, rows, cols, "square", features=f"encoder:{tmp_path / 'missing.pt'}")

@@ -11,7 +11,10 @@ over the spot's footprint:
   fraction of tissue pixels (grey below the image's Otsu threshold) and of nuclear pixels
   (haematoxylin above the Otsu threshold of the tissue's haematoxylin);
 * **clusters** (optional, learned on the slide's own image) -- the fraction of the footprint's
-  pixels in each of ``k`` colour/texture clusters found by k-means on the image's tissue pixels.
+  pixels in each of ``k`` colour/texture clusters found by k-means on the image's tissue pixels;
+* **encoder** (optional, ``features="encoder:/path/model.pt"``) -- the output of a pretrained
+  histology encoder given as a local TorchScript file, on the footprint's square patch resized to
+  the encoder's input size (TorchScript or ``torch.export`` ``.pt2``; nothing is downloaded).
 
 Geometry. A position given by array coordinates ``(row, col)`` sits at full-resolution pixel
 ``grid_to_px @ [row, col, 1]`` and, in image ``name``, at that times ``scalefactors[name]``. The
@@ -40,6 +43,9 @@ from .methods import HistologyView
 
 #: Feature sets understood by :func:`histology_features`.
 FEATURE_SETS = ("basic", "clusters", "all")
+
+#: Prefix of the encoder feature set: ``"encoder:/path/to/model.pt"`` (a TorchScript file).
+ENCODER_PREFIX = "encoder:"
 
 #: Footprint radius (working-image pixels) above which the image is first shrunk by block means.
 MAX_RADIUS_PX = 24.0
@@ -198,7 +204,8 @@ def histology_features(
         stays the size of one spot at every scale.
     features
         ``"basic"`` (stain, colour and texture statistics; 17 columns), ``"clusters"`` (fraction of
-        each of ``n_clusters`` pixel clusters learned on this image), or ``"all"`` (both).
+        each of ``n_clusters`` pixel clusters learned on this image), ``"all"`` (both), or
+        ``"encoder:/path/model.pt"`` (a local TorchScript encoder, see :func:`encoder_features`).
     image
         Image name; default the one with the highest scale factor.
     n_clusters
@@ -211,6 +218,10 @@ def histology_features(
         the nearest edge pixels.
     """
     _check_set(features)
+    if features.startswith(ENCODER_PREFIX):
+        return encoder_features(
+            view, rows, cols, kind, features[len(ENCODER_PREFIX):], scale=scale, image=image
+        )
     name = best_image_name(view) if image is None else image
     img = view.images[name]
     radius = footprint_radius_px(view, kind) * float(view.scalefactors[name])
@@ -225,6 +236,116 @@ def histology_features(
     for k in range(maps.maps.shape[0]):
         out[:, k] = ndimage.map_coordinates(maps.maps[k], coords, order=1, mode="nearest")
     return out
+
+
+def encoder_features(
+    view: HistologyView,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    kind: str | None,
+    path: str,
+    *,
+    scale: float = 1.0,
+    image: str | None = None,
+    input_px: int = 224,
+    batch: int = 128,
+) -> np.ndarray:
+    """Features of a pretrained histology encoder (a local TorchScript file) at lattice positions.
+
+    ``path`` is a TorchScript file (``torch.jit.save``) or an exported program (``torch.export.save``,
+    suffix ``.pt2``, exported with a dynamic batch dimension). Each position's square patch (side: the footprint diameter) is read from the image by bilinear
+    sampling, resized to ``input_px``, scaled to [0, 1] and normalised with the ImageNet mean and
+    standard deviation (the usual convention of histology foundation models), and passed through
+    the encoder in batches on the CPU. The encoder must map (B, 3, input_px, input_px) float32 to
+    (B, D) (further dimensions are flattened). Results are cached per image, encoder and positions.
+
+    Parameters
+    ----------
+    view, rows, cols, kind, scale, image
+        As for :func:`histology_features`.
+    path
+        Local path of the encoder; nothing is downloaded.
+    input_px
+        Patch size given to the encoder.
+    batch
+        Patches per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, D) float32.
+
+    Raises
+    ------
+    ValueError
+        When the file is missing or is not a model archive.
+    """
+    import os
+
+    import torch
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: histology encoder file not found")
+    name = best_image_name(view) if image is None else image
+    img = view.images[name]
+    half = footprint_radius_px(view, kind) * float(view.scalefactors[name])
+    xy = image_positions(view, rows, cols, image=name, scale=scale)
+    key = (
+        "encoder", _fingerprint(img), os.path.abspath(path), os.path.getmtime(path), round(half, 3),
+        input_px, hashlib.blake2b(np.ascontiguousarray(xy).data, digest_size=16).hexdigest(),
+    )
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit.copy()
+    model = _load_encoder(path)
+    rgb = np.asarray(img[..., :3], dtype=np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
+    h, w = rgb.shape[:2]
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    offs = torch.linspace(-half, half, input_px)
+    gy, gx = torch.meshgrid(offs, offs, indexing="ij")
+    out = []
+    with torch.no_grad():
+        for s in range(0, xy.shape[0], batch):
+            c = torch.from_numpy(xy[s : s + batch].astype(np.float32))
+            px = c[:, 0].view(-1, 1, 1) + gx  # (B, P, P) pixel x
+            py = c[:, 1].view(-1, 1, 1) + gy
+            # grid_sample's normalised coordinates (align_corners=True: -1 and 1 are pixel centres)
+            grid = torch.stack([2 * px / max(w - 1, 1) - 1, 2 * py / max(h - 1, 1) - 1], dim=-1)
+            patches = torch.nn.functional.grid_sample(
+                tensor.expand(grid.shape[0], -1, -1, -1), grid, mode="bilinear",
+                padding_mode="border", align_corners=True,
+            )
+            feats = model((patches - mean) / std)
+            out.append(feats.reshape(feats.shape[0], -1).float().numpy())
+    result = np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+    _CACHE[key] = result
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return result.copy()
+
+
+def _load_encoder(path: str):
+    """A TorchScript (``torch.jit.save``) or exported (``torch.export.save``, ``.pt2``) module, on CPU."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            if str(path).endswith(".pt2"):
+                model = torch.export.load(path).module()
+            else:
+                model = torch.jit.load(path, map_location="cpu")
+                model.eval()
+        except Exception as exc:  # not a model archive
+            raise ValueError(
+                f"{path}: not a TorchScript or torch.export histology encoder ({type(exc).__name__})"
+            ) from None
+    return model
 
 
 def covariate_function(
@@ -301,6 +422,8 @@ def clear_cache() -> None:
 
 
 def _check_set(features: str) -> None:
+    if features.startswith(ENCODER_PREFIX) and len(features) > len(ENCODER_PREFIX):
+        return
     if features not in FEATURE_SETS:
         raise ValueError(f"unknown histology feature set {features!r} (expected one of {FEATURE_SETS})")
 
