@@ -233,6 +233,8 @@ def run_method(name: str, task: ImputationTask, **options) -> tuple[np.ndarray, 
     ValueError
         When the method returns the wrong shape or non-finite values.
     """
+    if name not in METHODS:
+        load_all()
     method = METHODS[name](**options)
     t0 = time.perf_counter()
     pred = method.predict(_task_copy(task))
