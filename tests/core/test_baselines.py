@@ -125,6 +125,7 @@ def test_pca_denoise_full_rank_is_identity_and_low_rank_is_found():
     load = rng.normal(size=(2, 60))
     clean = 10.0 + scores @ load  # positive, like log-normalised values
     assert np.allclose(bl.pca_denoise(clean, None, 2), clean)
+    assert np.allclose(bl.pca_denoise(clean, None, 2, standardise=True), clean)
     noisy = clean + rng.normal(0, 0.5, clean.shape)
     den = bl.pca_denoise(noisy, np.arange(5), 2)
     assert np.abs(den - clean[:, :5]).mean() < np.abs(noisy[:, :5] - clean[:, :5]).mean()
@@ -139,10 +140,13 @@ def test_pca_gaussian_chooses_components_on_measured_only_and_is_deterministic()
     clean = 2.0 + factors @ rng.normal(size=(3, 100))
     x = np.maximum(clean + rng.normal(0, 1.0, clean.shape), 0)
     phys = np.stack([r, c], 1).astype(float)
-    k, h, info = bl.choose_pca_gaussian(phys, x, np.arange(10), seed=0)
+    k, st, h, info = bl.choose_pca_gaussian(phys, x, np.arange(10), seed=0)
     assert k is not None and 2 <= k <= 6
-    assert info["cv_error"].shape == (len(info["components"]), len(info["bandwidths"]))
-    assert bl.choose_pca_gaussian(phys, x, np.arange(10), seed=0)[:2] == (k, h)
+    assert info["cv_error"].shape == (len(info["candidates"]), len(info["bandwidths"]))
+    assert bl.choose_pca_gaussian(phys, x, np.arange(10), seed=0)[:3] == (k, st, h)
+    # pure noise: no structure to share between genes, denoising must not be chosen
+    noise = np.maximum(2.0 + rng.normal(0, 1.0, clean.shape), 0)
+    assert bl.choose_pca_gaussian(phys, noise, np.arange(10), seed=0)[0] in (None, 1)
 
 
 def test_every_baseline_predicts_every_target(synthetic_slide):

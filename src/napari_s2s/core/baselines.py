@@ -19,9 +19,9 @@ error divided by that gene's variance, so every gene weighs the same). A per-gen
 available (``per_gene=True``) but is chosen from as few as ~50 spots per gene on legacy ST slides,
 where its LOO minimum is noisy; the shared one is the default.
 
-``pca_gaussian`` chooses jointly the number of components ``k`` (including "no denoising") and the
-bandwidth by K-fold cross-validation over the measured spots: for each fold the PCA (centre and
-loadings) is fitted on the other folds only, those spots are denoised and smoothed onto the fold's
+``pca_gaussian`` chooses jointly the number of components ``k`` (including "no denoising"), whether
+genes are standardised before the PCA, and the bandwidth by K-fold cross-validation over the
+measured spots: for each fold the PCA (centre, scales and loadings) is fitted on the other folds only, those spots are denoised and smoothed onto the fold's
 spots, and the error is measured against the fold's raw values. The held-out spots never influence
 the components they are scored with, so the criterion is honest; it uses measured data only.
 """
@@ -206,14 +206,28 @@ def _dense(x) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
 
 
-def _pca_basis(x: np.ndarray, k_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and the top ``k_max`` loadings (k_max, genes) of ``x`` (spots x genes)."""
+def _pca_basis(x: np.ndarray, k_max: int, standardise: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column means, column scales and the top ``k_max`` loadings (k_max, genes) of ``x`` (spots x genes).
+
+    With ``standardise`` the columns are divided by their standard deviation before the SVD (every
+    gene weighs the same); otherwise the scales are 1 (centred PCA).
+    """
     mean = x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    return mean, vt[:k_max]
+    scale = x.std(axis=0) if standardise else np.ones(x.shape[1])
+    scale = np.where(scale > 0, scale, 1.0)
+    _, _, vt = np.linalg.svd((x - mean) / scale, full_matrices=False)
+    return mean, scale, vt[:k_max]
 
 
-def pca_denoise(all_genes: np.ndarray, target_cols: np.ndarray | None, k: int) -> np.ndarray:
+def _reconstruct(x, mean, scale, vt, k, cols) -> np.ndarray:
+    """Rank-``k`` reconstruction of columns ``cols`` of ``x`` on the basis ``(mean, scale, vt)``, clipped at 0."""
+    scores = ((x - mean) / scale) @ vt[:k].T
+    return np.maximum((scores @ vt[:k][:, cols]) * scale[cols] + mean[cols], 0.0)
+
+
+def pca_denoise(
+    all_genes: np.ndarray, target_cols: np.ndarray | None, k: int, standardise: bool = False
+) -> np.ndarray:
     """Project spots on their top ``k`` principal components and reconstruct.
 
     Parameters
@@ -224,6 +238,8 @@ def pca_denoise(all_genes: np.ndarray, target_cols: np.ndarray | None, k: int) -
         Column indices to return (``None``: all).
     k
         Number of components.
+    standardise
+        Scale genes to unit variance before the decomposition (and back after).
 
     Returns
     -------
@@ -232,24 +248,36 @@ def pca_denoise(all_genes: np.ndarray, target_cols: np.ndarray | None, k: int) -
         never negative).
     """
     x = _dense(all_genes)
-    mean, vt = _pca_basis(x, k)
+    mean, scale, vt = _pca_basis(x, k, standardise)
     cols = np.arange(x.shape[1]) if target_cols is None else np.asarray(target_cols)
-    scores = (x - mean) @ vt.T
-    return np.maximum(scores @ vt[:, cols] + mean[cols], 0.0)
+    return _reconstruct(x, mean, scale, vt, k, cols)
 
 
 def _augment_with_targets(task: ImputationTask) -> tuple[np.ndarray, np.ndarray]:
-    """The all-gene matrix with the target genes' columns appended; indices of those columns.
+    """The all-gene matrix including the target genes, and the column of each target gene.
 
-    The target genes are appended (not looked up by name: ``measured_all_genes`` carries no names),
-    so they are part of the PCA like every other detected gene; when they are also among the
-    detected genes they appear twice, which only doubles their weight in the decomposition.
+    Target genes found in ``task.extra["all_genes"]`` (the names of ``measured_all_genes``'
+    columns, set by the benchmark) use their column; others (or all, when the names are unknown)
+    are appended, so that every target gene is part of the decomposition exactly once.
     """
     vals = np.asarray(task.measured_values, dtype=np.float64)
     if task.measured_all_genes is None or task.measured_all_genes.shape[1] == 0:
         return vals, np.arange(vals.shape[1])
-    x = np.concatenate([_dense(task.measured_all_genes), vals], axis=1)
-    return x, np.arange(x.shape[1] - vals.shape[1], x.shape[1])
+    x = _dense(task.measured_all_genes)
+    names = task.extra.get("all_genes") if isinstance(task.extra, dict) else None
+    lookup = {str(n): i for i, n in enumerate(names)} if names is not None and len(names) == x.shape[1] else {}
+    cols = np.empty(len(task.genes), dtype=np.int64)
+    extra = []
+    for g, name in enumerate(task.genes):
+        j = lookup.get(name)
+        if j is not None and np.allclose(x[:, j], vals[:, g], atol=1e-6):
+            cols[g] = j
+        else:
+            cols[g] = x.shape[1] + len(extra)
+            extra.append(vals[:, g])
+    if extra:
+        x = np.concatenate([x, np.stack(extra, axis=1)], axis=1)
+    return x, cols
 
 
 def choose_pca_gaussian(
@@ -260,18 +288,21 @@ def choose_pca_gaussian(
     seed: int = 0,
     components: tuple[int, ...] = PCA_COMPONENTS,
     bandwidths: tuple[float, ...] = BANDWIDTHS,
-) -> tuple[int | None, float, dict]:
-    """Choose (number of components, bandwidth) for ``pca_gaussian`` by K-fold CV on measured spots.
+    standardise: tuple[bool, ...] = (False, True),
+) -> tuple[int | None, bool, float, dict]:
+    """Choose the denoising and the bandwidth of ``pca_gaussian`` by K-fold CV on measured spots.
 
-    For each fold, the PCA is fitted on the other folds' spots, which are denoised with ``k``
-    components and smoothed onto the fold's spots; the error is the variance-normalised squared
-    error against the fold's raw values of the target columns, averaged over genes and spots.
-    ``k = None`` (no denoising, plain ``gaussian``) is a candidate too.
+    Candidates: no denoising (plain ``gaussian``), or ``k`` components of a centred
+    (``standardise=False``) or standardised (``True``) PCA, each with every bandwidth. For each fold
+    the PCA (means, scales, loadings) is fitted on the other folds' spots, which are denoised and
+    smoothed onto the fold's spots; the error is the squared error against the fold's raw values of
+    the target columns, divided by each gene's variance, averaged over genes and spots. The folds
+    are a seeded random partition of the measured spots.
 
     Returns
     -------
-    (k, bandwidth, info)
-        ``k`` is ``None`` when no denoising wins; ``info`` holds the error table.
+    (k, standardised, bandwidth, info)
+        ``k`` is ``None`` when no denoising wins; ``info`` holds the candidates and error table.
     """
     m = len(phys)
     rng = np.random.default_rng(seed)
@@ -279,28 +310,28 @@ def choose_pca_gaussian(
     x = _dense(all_genes)
     tvals = x[:, target_cols]
     gw = _gene_weights(tvals)
-    n_train_min = m - int(np.bincount(folds).max())
-    k_cap = min(x.shape[1], n_train_min - 1)
-    ks: list[int | None] = [None] + [k for k in components if k <= k_cap]
-    err = np.zeros((len(ks), len(bandwidths)))
+    k_cap = min(x.shape[1], m - int(np.bincount(folds).max()) - 1)
+    ks = [k for k in components if k <= k_cap]
+    cands: list[tuple[int | None, bool]] = [(None, False)] + [(k, st) for st in standardise for k in ks]
+    err = np.zeros((len(cands), len(bandwidths)))
     for f in np.unique(folds):
         te = folds == f
         tr = ~te
-        mean, vt = _pca_basis(x[tr], max([k for k in ks if k is not None], default=0))
-        centred = x[tr] - mean
-        scores = centred @ vt.T
+        bases = {st: _pca_basis(x[tr], max(ks, default=0), st) for st in standardise} if ks else {}
         weights = [gaussian_weights(phys[tr], phys[te], h) for h in bandwidths]
-        for i, k in enumerate(ks):
+        for i, (k, st) in enumerate(cands):
             if k is None:
                 den = tvals[tr]
             else:
-                den = np.maximum(scores[:, :k] @ vt[:k][:, target_cols] + mean[target_cols], 0.0)
+                mean, scale, vt = bases[st]
+                den = _reconstruct(x[tr], mean, scale, vt, k, target_cols)
             for j, w in enumerate(weights):
                 e = (w @ den - tvals[te]) ** 2
                 err[i, j] += float((e * gw[None, :]).sum())
     err /= m * max(1, tvals.shape[1])
     i, j = np.unravel_index(int(np.argmin(err)), err.shape)
-    return ks[i], float(bandwidths[j]), {"components": ks, "bandwidths": list(bandwidths), "cv_error": err}
+    k, st = cands[i]
+    return k, st, float(bandwidths[j]), {"candidates": cands, "bandwidths": list(bandwidths), "cv_error": err}
 
 
 # ---------------------------------------------------------------------- the methods
@@ -382,7 +413,7 @@ class Gaussian(_Base):
     def __init__(self, per_gene: bool = False, bandwidth: float | None = None) -> None:
         self.per_gene = per_gene
         self.bandwidth = bandwidth
-        self.chosen_: float | np.ndarray | None = None
+        self.details_: dict = {}
 
     def predict(self, task: ImputationTask) -> np.ndarray:
         src = task.measured_physical()
@@ -390,7 +421,6 @@ class Gaussian(_Base):
         h = self.bandwidth
         if h is None:
             h = choose_bandwidth_loo(src, vals, per_gene=self.per_gene)
-        self.chosen_ = h
         self.details_ = {"bandwidth": h, "per_gene": self.per_gene}
         return gaussian_smooth(src, vals, task.target_physical(), h)
 
@@ -399,9 +429,11 @@ class Gaussian(_Base):
 class PcaGaussian(_Base):
     """Gaussian smoothing of the measured spots after denoising them by PCA over all detected genes.
 
-    The number of components (or none) and the bandwidth are chosen jointly by K-fold
-    cross-validation over the measured spots (:func:`choose_pca_gaussian`); the final PCA is then
-    fitted on all measured spots.
+    The denoising (none, or ``k`` components of a centred or a standardised PCA) and the bandwidth
+    are chosen jointly by K-fold cross-validation over the measured spots
+    (:func:`choose_pca_gaussian`); the final PCA is then fitted on all measured spots. The genes of
+    the decomposition are every gene detected in >= 10 % of the measured spots
+    (``task.measured_all_genes``) plus the target genes.
 
     Parameters
     ----------
@@ -413,13 +445,13 @@ class PcaGaussian(_Base):
 
     def __init__(self, n_folds: int = 5) -> None:
         self.n_folds = n_folds
-        self.chosen_: tuple[int | None, float] | None = None
+        self.details_: dict = {}
 
     def predict(self, task: ImputationTask) -> np.ndarray:
         src = task.measured_physical()
         x, tcols = _augment_with_targets(task)
-        k, h, _ = choose_pca_gaussian(src, x, tcols, n_folds=self.n_folds, seed=task.seed)
-        self.chosen_ = (k, h)
-        self.details_ = {"components": k, "bandwidth": h, "genes_in_pca": int(x.shape[1])}
-        den = np.asarray(task.measured_values, dtype=np.float64) if k is None else pca_denoise(x, tcols, k)
+        k, st, h, _ = choose_pca_gaussian(src, x, tcols, n_folds=self.n_folds, seed=task.seed)
+        self.details_ = {"components": k, "standardised": st if k is not None else None, "bandwidth": h,
+                         "genes_in_pca": int(x.shape[1])}
+        den = np.asarray(task.measured_values, dtype=np.float64) if k is None else pca_denoise(x, tcols, k, st)
         return gaussian_smooth(src, den, task.target_physical(), h)

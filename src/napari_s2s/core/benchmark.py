@@ -8,6 +8,8 @@
 4. Each method gets an :class:`~napari_s2s.core.methods.ImputationTask` that holds *only* measured
    values (fresh copies, no view on a larger array, no reference to the slide), the positions of
    the hidden spots, and the H&E when the slide has one. It predicts the hidden spots.
+   ``task.extra`` holds ``slide_name`` and ``all_genes`` (the names of ``measured_all_genes``'
+   columns).
 5. Scores per gene on the hidden spots (:mod:`napari_s2s.core.metrics`), medians over genes, and
    wall-clock seconds per method (training included).
 
@@ -135,7 +137,8 @@ def build_holdout(
     values = slide.lognorm(genes)  # (n_usable, G), normalised over all usable spots (protocol step 1)
     all_meas = slide.lognorm_sparse(spots=measured)
     detected = np.asarray((all_meas > 0).sum(axis=0)).ravel() / n_meas >= MIN_DETECTED
-    all_meas = sp.csr_matrix(all_meas[:, np.flatnonzero(detected)], dtype=np.float32, copy=True)
+    detected_idx = np.flatnonzero(detected)
+    all_meas = sp.csr_matrix(all_meas[:, detected_idx], dtype=np.float32, copy=True)
 
     task = ImputationTask(
         kind=slide.kind,
@@ -149,7 +152,7 @@ def build_holdout(
         histology=histology_view(slide),
         seed=int(seed),
         budget_s=budget_s,
-        extra={"slide_name": slide.name},
+        extra={"slide_name": slide.name, "all_genes": tuple(str(g) for g in slide.genes[detected_idx])},
     )
     truth = _fresh(values[hidden], np.float32)
     meta = {
