@@ -249,6 +249,7 @@ def he_gaussian_permuted(**options) -> HeGaussian:
 
 he_gaussian.needs_histology = True
 he_gaussian_permuted.needs_histology = True
+he_gaussian_permuted.ablation = True  # a control: run it by name (as the ablations of s2s)
 
 
 class S2SHe:
