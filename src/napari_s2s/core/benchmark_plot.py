@@ -83,7 +83,7 @@ def plot_benchmark(result: dict, out: str | Path, reference: str = REFERENCE) ->
             a.set_xlim(lo, 1)
             a.set_ylim(lo, 1)
             better = int((ys_a > xs_a).sum())
-            a.set_title(f"{m}: above {reference} on {better}/{len(xs)} genes", fontsize=9)
+            a.set_title(f"{m} > {reference}: {better}/{len(xs)} genes", fontsize=9)
             a.set_xlabel(f"PCC {reference}", fontsize=8)
             a.set_ylabel(f"PCC {m}", fontsize=8)
             a.tick_params(labelsize=7)
