@@ -193,10 +193,11 @@ class HeGaussian:
         vals = np.asarray(task.measured_values, dtype=np.float64)
         smooth = vals
         if self.smoother == "pca_gaussian":
+            # the same steps as the pca_gaussian baseline's predict (baselines.PcaGaussian)
             x_all, tcols = _augment_with_targets(task)
-            k, h, _ = choose_pca_gaussian(src, x_all, tcols, seed=task.seed)
+            k, standardised, h, _ = choose_pca_gaussian(src, x_all, tcols, seed=task.seed)
             if k is not None:
-                smooth = pca_denoise(x_all, tcols, k)
+                smooth = pca_denoise(x_all, tcols, k, standardised)
         else:
             h = self.bandwidth if self.bandwidth is not None else choose_bandwidth_loo(src, vals)
         w_dst = gaussian_weights(src, dst, h)
