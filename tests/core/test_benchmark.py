@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from napari_s2s.core import methods as methods_mod
 from napari_s2s.core.benchmark import (
     build_holdout,
+    default_methods,
     holdout_masks,
     markdown_table,
     run_benchmark,
@@ -299,3 +300,18 @@ def test_deterministic_with_seed(synthetic_slide):
         pa = a["slides"][0]["methods"][name]["per_gene"]
         assert pa == b["slides"][0]["methods"][name]["per_gene"], name
     assert a["slides"][0]["methods"]["dist"]["per_gene"] != c["slides"][0]["methods"]["dist"]["per_gene"]
+
+
+def test_default_methods_leave_out_ablations(temp_methods):
+    class Plain:
+        name = "plain_tmp"
+
+    class Ablated:
+        name = "ablated_tmp"
+        ablation = True
+
+    temp_methods("plain_tmp", Plain)
+    temp_methods("ablated_tmp", Ablated)
+    names = default_methods()
+    assert "plain_tmp" in names and "ablated_tmp" not in names
+    assert names[:5] == ["nearest", "linear", "cubic", "gaussian", "pca_gaussian"]

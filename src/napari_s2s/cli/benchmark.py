@@ -28,7 +28,7 @@ def add_parser(sub):
     p.add_argument("--json", dest="json_out", required=True, metavar="OUT.json", help="write the results here")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="also write a figure")
     p.add_argument("--genes", default="top:30", help="A,B,... or top:N (default top:30, per slide)")
-    p.add_argument("--methods", default=None, help="a,b,... (default: every method that applies)")
+    p.add_argument("--methods", default=None, help="a,b,... (default: every method that applies, ablations excepted)")
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="training time budget for learned methods (default: each method's own)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

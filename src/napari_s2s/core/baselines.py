@@ -215,14 +215,38 @@ def _pca_basis(x: np.ndarray, k_max: int, standardise: bool = False) -> tuple[np
     mean = x.mean(axis=0)
     scale = x.std(axis=0) if standardise else np.ones(x.shape[1])
     scale = np.where(scale > 0, scale, 1.0)
-    _, _, vt = np.linalg.svd((x - mean) / scale, full_matrices=False)
-    return mean, scale, vt[:k_max]
+    return mean, scale, _top_loadings((x - mean) / scale, k_max)
+
+
+def _top_loadings(xc: np.ndarray, k: int) -> np.ndarray:
+    """Top ``k`` right singular vectors (k', genes) of a centred matrix, k' <= k (numerical rank).
+
+    Computed from the eigen-decomposition of the smaller Gram matrix (spots x spots or genes x
+    genes): much cheaper than a full SVD for these very wide or very tall matrices, and it stays
+    fast when a multi-threaded BLAS has to share busy cores.
+    """
+    m, n = xc.shape
+    if k <= 0 or m == 0 or n == 0:
+        return np.zeros((0, n))
+    if m <= n:
+        evals, u = np.linalg.eigh(xc @ xc.T)
+        order = np.argsort(evals)[::-1][:k]
+        evals, u = evals[order], u[:, order]
+        keep = evals > max(float(evals[0]), 0.0) * 1e-10 if evals.size else evals > 0
+        vt = (u[:, keep].T @ xc) / np.sqrt(evals[keep])[:, None]
+    else:
+        evals, v = np.linalg.eigh(xc.T @ xc)
+        order = np.argsort(evals)[::-1][:k]
+        evals, v = evals[order], v[:, order]
+        keep = evals > max(float(evals[0]), 0.0) * 1e-10 if evals.size else evals > 0
+        vt = v[:, keep].T
+    return vt
 
 
 def _reconstruct(x, mean, scale, vt, k, cols) -> np.ndarray:
-    """Rank-``k`` reconstruction of columns ``cols`` of ``x`` on the basis ``(mean, scale, vt)``, clipped at 0."""
+    """Rank-``k`` reconstruction of columns ``cols`` of ``x`` on the basis ``(mean, scale, vt)``."""
     scores = ((x - mean) / scale) @ vt[:k].T
-    return np.maximum((scores @ vt[:k][:, cols]) * scale[cols] + mean[cols], 0.0)
+    return (scores @ vt[:k][:, cols]) * scale[cols] + mean[cols]
 
 
 def pca_denoise(
@@ -244,8 +268,8 @@ def pca_denoise(
     Returns
     -------
     numpy.ndarray
-        (m, len(target_cols)) reconstructed values, clipped at 0 (log-normalised values are
-        never negative).
+        (m, len(target_cols)) reconstructed values (not clipped: a smoother applied afterwards
+        stays linear; clip its output).
     """
     x = _dense(all_genes)
     mean, scale, vt = _pca_basis(x, k, standardise)
@@ -296,8 +320,9 @@ def choose_pca_gaussian(
     (``standardise=False``) or standardised (``True``) PCA, each with every bandwidth. For each fold
     the PCA (means, scales, loadings) is fitted on the other folds' spots, which are denoised and
     smoothed onto the fold's spots; the error is the squared error against the fold's raw values of
-    the target columns, divided by each gene's variance, averaged over genes and spots. The folds
-    are a seeded random partition of the measured spots.
+    the target columns (predictions clipped at 0, as in :class:`PcaGaussian`), divided by each
+    gene's variance, averaged over genes and spots. The folds are a seeded random partition of the
+    measured spots.
 
     Returns
     -------
@@ -317,16 +342,22 @@ def choose_pca_gaussian(
     for f in np.unique(folds):
         te = folds == f
         tr = ~te
-        bases = {st: _pca_basis(x[tr], max(ks, default=0), st) for st in standardise} if ks else {}
         weights = [gaussian_weights(phys[tr], phys[te], h) for h in bandwidths]
+        # smoothing is linear: smooth the PCA scores once per bandwidth, then any rank is cheap
+        parts = {}
+        for st in standardise if ks else ():
+            mean, scale, vt = _pca_basis(x[tr], max(ks), st)
+            scores = ((x[tr] - mean) / scale) @ vt.T
+            load = vt[:, target_cols] * scale[target_cols]
+            parts[st] = (mean[target_cols], load, [w @ scores for w in weights])
         for i, (k, st) in enumerate(cands):
-            if k is None:
-                den = tvals[tr]
-            else:
-                mean, scale, vt = bases[st]
-                den = _reconstruct(x[tr], mean, scale, vt, k, target_cols)
             for j, w in enumerate(weights):
-                e = (w @ den - tvals[te]) ** 2
+                if k is None:
+                    pred = w @ tvals[tr]
+                else:
+                    mean_t, load, smoothed = parts[st]
+                    pred = smoothed[j][:, :k] @ load[:k] + mean_t
+                e = (np.maximum(pred, 0.0) - tvals[te]) ** 2
                 err[i, j] += float((e * gw[None, :]).sum())
     err /= m * max(1, tvals.shape[1])
     i, j = np.unravel_index(int(np.argmin(err)), err.shape)
@@ -454,4 +485,4 @@ class PcaGaussian(_Base):
         self.details_ = {"components": k, "standardised": st if k is not None else None, "bandwidth": h,
                          "genes_in_pca": int(x.shape[1])}
         den = np.asarray(task.measured_values, dtype=np.float64) if k is None else pca_denoise(x, tcols, k, st)
-        return gaussian_smooth(src, den, task.target_physical(), h)
+        return np.maximum(gaussian_smooth(src, den, task.target_physical(), h), 0.0)

@@ -214,6 +214,13 @@ def order_methods(names: Iterable[str]) -> list[str]:
     return known + sorted(n for n in names if n not in METHOD_ORDER)
 
 
+def default_methods() -> list[str]:
+    """Every registered method except ablations and controls (factories with ``ablation = True``,
+    which run only when named)."""
+    load_all()
+    return order_methods(m for m, f in METHODS.items() if not getattr(f, "ablation", False))
+
+
 def _task_copy(task: ImputationTask) -> ImputationTask:
     """A per-method copy of the task, so that one method mutating its arrays cannot affect another."""
     changes = {}
@@ -311,7 +318,8 @@ def run_benchmark(
         that are not slides are skipped with a warning; slides that fail to read or to set up are
         reported in ``skipped`` and left out.
     methods
-        Method names; ``None``: every registered method that applies to the slide.
+        Method names; ``None``: every registered method that applies to the slide, except
+        ablations (:func:`default_methods`).
     genes
         Genes to score on every slide; ``None``: the ``n_genes`` most variable per slide.
     budget_s
@@ -360,7 +368,7 @@ def run_benchmark(
             warnings.warn(f"{exc}; slide skipped", stacklevel=2)
             result["skipped"].append({"path": str(slide.source), "reason": str(exc)})
             continue
-        names = order_methods(methods if methods is not None else METHODS)
+        names = order_methods(methods if methods is not None else default_methods())
         run_names = [m for m in names if applies(m, task)]
         rec = {
             "name": meta["name"],
