@@ -149,7 +149,8 @@ def test_real_visium_slide_histology_helps_and_control_does_not(read_shared):
     assert perm["pcc_median"] < g["pcc_median"] + 0.01
 
 
-def test_s2s_he_trains_with_histology_channels(stain_holdout):
+@pytest.mark.parametrize("mode", ["channels", "residual"])
+def test_s2s_he_trains_with_histology(stain_holdout, mode):
     pytest.importorskip("torch")
     pytest.importorskip("napari_s2s.core.s2s_method")
     import torch
@@ -159,9 +160,22 @@ def test_s2s_he_trains_with_histology_channels(stain_holdout):
     task = dataclasses.replace(task, budget_s=20.0)
     load_all()
     assert METHODS["s2s-he"].needs_histology
-    method = METHODS["s2s-he"](max_steps=2, natural_images=False, n_components=3)
+    method = METHODS["s2s-he"](mode=mode, max_steps=2, natural_images=False, n_components=3)
     pred = method.predict(task)
-    assert pred.shape == truth.shape and np.isfinite(pred).all()
-    assert method.details_["histology_channels"] == 3
+    assert pred.shape == truth.shape and np.isfinite(pred).all() and (pred >= 0).all()
+    if mode == "channels":
+        assert method.details_["histology_channels"] == 3
+    else:
+        assert method.details_["histology"]["penalty"] is not None  # the stain gene has a term
     with pytest.raises(ValueError):
-        METHODS["s2s-he"]().predict(dataclasses.replace(task, histology=None))
+        METHODS["s2s-he"](mode=mode).predict(dataclasses.replace(task, histology=None))
+
+
+def test_s2s_he_residual_without_histology_signal_is_s2s():
+    pytest.importorskip("torch")
+    pytest.importorskip("napari_s2s.core.s2s_method")
+    load_all()
+    task, _, _ = build_holdout(_stain_slide(n=16, blank=True), genes=["StainGene", "Trend"])
+    opts = dict(max_steps=2, natural_images=False)
+    plain = METHODS["s2s"](**opts).predict(task)
+    np.testing.assert_allclose(METHODS["s2s-he"](mode="residual", **opts).predict(task), plain, atol=1e-6)

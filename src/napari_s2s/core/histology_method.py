@@ -188,6 +188,23 @@ class HeGaussian:
         return feats[:m], feats[m:]
 
     def predict(self, task: ImputationTask) -> np.ndarray:
+        base, _, term_dst = self.fit_terms(task)
+        return np.maximum(base + term_dst, 0.0)  # log-normalised expression is never negative
+
+    def fit_terms(self, task: ImputationTask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fit on the measured spots; the smoother's prediction and the histology term.
+
+        Returns
+        -------
+        base
+            (t, G) the smoother at the targets (exactly the ``gaussian`` / ``pca_gaussian`` baseline).
+        term_measured
+            (m, G) the fitted histology term at the measured spots (from their leave-one-out
+            residual features).
+        term_targets
+            (t, G) the histology term at the targets; ``predict`` returns ``base + term_targets``
+            clipped at 0.
+        """
         src = task.measured_physical()
         dst = task.target_physical()
         vals = np.asarray(task.measured_values, dtype=np.float64)
@@ -202,9 +219,10 @@ class HeGaussian:
             h = self.bandwidth if self.bandwidth is not None else choose_bandwidth_loo(src, vals)
         w_dst = gaussian_weights(src, dst, h)
         base = w_dst @ smooth  # exactly the gaussian (or pca_gaussian) baseline
+        none = (base, np.zeros_like(vals), np.zeros_like(base))
         self.details_ = {"bandwidth": float(h), "penalty": None, "n_features": 0}
         if len(src) < 8:
-            return base
+            return none
         w_loo = gaussian_weights(src, src, h, exclude_self=True)
         f_meas, f_dst = self.task_features(task)
         parts_meas, parts_dst = [], []
@@ -219,7 +237,7 @@ class HeGaussian:
         sd = x_meas.std(axis=0)
         ok = sd > 1e-9 * (1.0 + np.abs(mu))
         if not ok.any():
-            return base
+            return none
         z_meas = (x_meas[:, ok] - mu[ok]) / sd[ok]
         z_dst = (x_dst[:, ok] - mu[ok]) / sd[ok]
         resid = vals - w_loo @ smooth  # leave-one-out residual of the smoother at measured spots
@@ -231,7 +249,7 @@ class HeGaussian:
         }
         # z is centred on the measured spots and the intercept (mean LOO residual) is left out, so
         # with beta = 0 the prediction is exactly the gaussian baseline's
-        return base + z_dst @ beta
+        return base, z_meas @ beta, z_dst @ beta
 
 
 @register("he_gaussian")
@@ -254,15 +272,23 @@ he_gaussian_permuted.ablation = True  # a control: run it by name (as the ablati
 
 
 class S2SHe:
-    """S2S-ST with H&E feature channels as extra network inputs (``s2s-he``).
+    """S2S-ST guided by the H&E image (``s2s-he``), with the same engine and settings as ``s2s``.
 
-    The same engine and settings as ``s2s`` (:class:`napari_s2s.core.s2s_method.S2SMethod`), plus
-    ``n_components`` channels of H&E features (:func:`~napari_s2s.core.histology.covariate_function`:
-    standardised and reduced by PCA on the measured spots) at every grid position, for training on
-    the measured spots and for predicting the targets.
+    Two ways to bring the image in (``mode``):
+
+    * ``"residual"`` (default): the histology term of ``he_gaussian`` (ridge on H&E features of the
+      smoother's leave-one-out residual, fitted on the measured spots) is taken out of the measured
+      values, S2S-ST imputes what is left, and the term is added back at the targets:
+      ``S2S(y - H)(t) + H(t)``. With no histology signal (``H = 0``) this is exactly ``s2s``.
+    * ``"channels"``: ``n_components`` channels of H&E features
+      (:func:`~napari_s2s.core.histology.covariate_function`: standardised and reduced by PCA on the
+      measured spots) at every grid position are extra network inputs, for training on the
+      measured spots and for predicting the targets.
 
     Parameters
     ----------
+    mode
+        ``"residual"`` or ``"channels"``.
     preset
         ``"fast"`` or ``"paper"``.
     n_components
@@ -276,8 +302,16 @@ class S2SHe:
     name = "s2s-he"
 
     def __init__(
-        self, preset: str = "fast", n_components: int = 4, features: str = "basic", **overrides
+        self,
+        mode: str = "residual",
+        preset: str = "fast",
+        n_components: int = 4,
+        features: str = "basic",
+        **overrides,
     ) -> None:
+        if mode not in ("residual", "channels"):
+            raise ValueError(f"mode must be 'residual' or 'channels', not {mode!r}")
+        self.mode = mode
         self.preset = preset
         self.n_components = n_components
         self.features = features
@@ -291,6 +325,8 @@ class S2SHe:
 
         if task.histology is None:
             raise ValueError("s2s-he needs an H&E image and pixel positions")
+        if self.mode == "residual":
+            return self._predict_residual(task)
         lr, lc, tr, tc = to_lattice(task)
         # dense grid of the measured lattice = array coordinates minus the sub-lattice offset
         a = int(task.measured_rows[0] - 2 * lr[0])
@@ -308,6 +344,23 @@ class S2SHe:
         pred, _ = imp.impute_arrays(lr, lc, task.kind, values, tr, tc, all_genes=allg, covariates=cov)
         self.details_ = dict(imp.stats, histology_channels=int(cov.n_channels))
         return pred.astype(np.float64)
+
+    def _predict_residual(self, task: ImputationTask) -> np.ndarray:
+        import dataclasses
+
+        from .s2s_method import S2SMethod
+
+        he = HeGaussian(features=self.features)
+        _, term_meas, term_dst = he.fit_terms(task)
+        rest = np.asarray(task.measured_values, dtype=np.float64) - term_meas
+        # S2S predicts non-negative values (log-normalised expression): shift what is left so that
+        # it stays >= 0, and shift back afterwards
+        shift = np.maximum(0.0, -rest.min(axis=0))
+        inner = S2SMethod(self.preset, **self.overrides)
+        sub = dataclasses.replace(task, measured_values=(rest + shift).astype(np.float32))
+        pred = inner.predict(sub) - shift + term_dst
+        self.details_ = dict(inner.details_ or {}, histology=he.details_)
+        return np.maximum(pred, 0.0)
 
 
 @register("s2s-he")
