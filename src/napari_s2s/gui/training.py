@@ -45,6 +45,7 @@ class TrainingOutcome:
     seconds: float
     stopped: bool
     device: str | None = None
+    layers: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -92,10 +93,20 @@ class TrainingJob:
     :class:`TrainingOutcome` (also after a stop: the last good model still produces maps).
     """
 
-    def __init__(self, slide: Slide, genes: list[str], config, threads: int | None = None):
+    def __init__(
+        self,
+        slide: Slide,
+        genes: list[str],
+        config=None,
+        threads: int | None = None,
+        preset: str = "fast",
+        overrides: dict | None = None,
+    ):
         self.slide = slide
         self.genes = list(genes)
-        self.config = config
+        self.config = config  # None: built from preset + overrides inside run() (keeps torch off the GUI thread)
+        self.preset = preset
+        self.overrides = dict(overrides or {})
         self.threads = threads
         self.imputer = None
         self._stop = threading.Event()
@@ -112,10 +123,15 @@ class TrainingJob:
             imp.stop()
 
     def run(self) -> Iterator[Any]:
+        yield Heartbeat("prepare", message="loading the engine")
         from ..core.engine import S2SImputer
 
         _set_threads(self.threads)
         t0 = time.perf_counter()
+        if self.config is None:
+            over = dict(self.overrides)
+            over.setdefault("threads", self.threads or torch_threads())
+            self.config = make_config(self.preset, **over)
         self.imputer = S2SImputer(self.config)
         if self._stop.is_set():  # stopped before the imputer existed
             self.imputer.stop()
@@ -127,7 +143,30 @@ class TrainingJob:
         result = self.imputer.impute(self.slide, self.genes)
         seconds = time.perf_counter() - t0
         device = getattr(self.imputer, "device_used", None)
-        yield TrainingOutcome(self.genes, result, self.config, seconds, stopped or self._stop.is_set(), device)
+        out = TrainingOutcome(self.genes, result, self.config, seconds, stopped or self._stop.is_set(), device)
+        out.layers = result_layers(self.slide, out)  # built here, off the GUI thread
+        yield out
+
+
+def result_layers(slide: Slide, out: TrainingOutcome) -> dict:
+    """Layer data of a training outcome: ``{"measured": ..., "imputed": ...}`` gene stacks.
+
+    Both share the per-gene contrast limits of the measured values, so that side by side the same
+    colour means the same value.
+    """
+    from .layers import gene_limits, gene_stack_layer
+
+    measured = slide.grid(out.genes)
+    limits = gene_limits(measured.display()[0])
+    return {
+        "measured": gene_stack_layer(
+            slide, measured, "measured", limits=limits, name=f"{slide.name} measured ({len(out.genes)} genes)"
+        ),
+        "imputed": gene_stack_layer(
+            slide, out.result.grid(), "imputed", limits=limits, name=f"{slide.name} imputed",
+            result=out.result, config=out.config, seconds=out.seconds, stopped=out.stopped, device=out.device,
+        ),
+    }
 
 
 class ValidationJob:

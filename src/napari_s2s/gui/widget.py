@@ -7,11 +7,12 @@ engine adapter (:mod:`.training`) are plain modules; this one wires them to Qt w
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -26,7 +27,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -41,15 +41,19 @@ from superqt import QCollapsible
 from ..core.errors import SlideError
 from . import workers
 from .gene_picker import parse_gene_list, search_genes
-from .layers import META_KEY, gene_limits, gene_stack_layer, s2s_meta
+from .layers import META_KEY, gene_stack_layer, s2s_meta
 from .loss_plot import LossPlot
+from .progress import ProgressBar
 from .review import STATUSES, ReviewTable
 from .settings import DEVICES, PRESETS, SettingsStore, WidgetSettings
 from .state import TrainingState
-from .training import TrainingJob, TrainingOutcome, ValidationJob, ValidationOutcome, make_config
+from .training import TrainingJob, TrainingOutcome, ValidationJob, ValidationOutcome
 
 #: Layer kinds that hold gene stacks (the gene slider switches their contrast limits).
 GENE_KINDS = ("measured", "imputed", "error")
+
+#: Shortest interval between two refreshes of the progress panel (each repaint costs the GUI thread).
+UI_REFRESH_MS = 200
 
 
 def available_devices() -> list[str]:
@@ -62,6 +66,26 @@ def available_devices() -> list[str]:
         return [str(d) for d in _avail()]
     except Exception:  # noqa: BLE001 - a broken CUDA install must not break the widget
         return ["cpu"]
+
+
+def warm_up() -> None:
+    """Do the engine's one-time set-up now rather than inside the first training run.
+
+    The first run used to import the engine, the natural-image decoders and ``torch._dynamo``
+    (which ``torch.optim.Adam`` imports on first use: ~3 s on 2 cores). Imports hold the GIL and
+    froze the viewer for ~0.5 s mid-training (benchmarks/gui_responsiveness.py). The widget runs
+    this in a background thread as it opens.
+    """
+    try:
+        import torch
+
+        from ..core import engine  # noqa: F401
+        from ..core.natural import load_natural_images
+
+        load_natural_images(limit=1)
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    except Exception:  # noqa: BLE001 - only a warm-up; real errors surface in the run
+        pass
 
 
 def validation_methods() -> list[str]:
@@ -130,9 +154,15 @@ class S2SWidget(QWidget):
         self._grid_saved: dict | None = None
         self._loading_settings = False
 
+        threading.Thread(target=warm_up, name="napari-s2s-warm-up", daemon=True).start()
         self._build_ui()
         self._load_settings()
-        self.state.events.connect(self._on_state)
+        # progress events arrive once per training step: refresh the panel at most every UI_REFRESH_MS
+        self._ui_timer = QTimer(self)
+        self._ui_timer.setSingleShot(True)
+        self._ui_timer.setInterval(UI_REFRESH_MS)
+        self._ui_timer.timeout.connect(self._on_state)
+        self.state.events.connect(self._schedule_ui)
         self.destroyed.connect(self._runner.shutdown)
         self.viewer.layers.events.inserted.connect(self._refresh_slides)
         self.viewer.layers.events.removed.connect(self._refresh_slides)
@@ -156,10 +186,15 @@ class S2SWidget(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         scroll.setWidget(inner)
+        self._scroll = scroll
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         self.setMinimumWidth(200)
+
+    def scroll_to(self, child: QWidget) -> None:
+        """Scroll the panel so that ``child`` is visible (e.g. the Train section)."""
+        self._scroll.ensureWidgetVisible(child, 0, 40)
 
     @staticmethod
     def _form(box: QGroupBox) -> QFormLayout:
@@ -323,9 +358,7 @@ class S2SWidget(QWidget):
         row.addWidget(self.validate_button, 1)
         row.addWidget(self.method_combo)
         lay.addLayout(row)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setTextVisible(True)
+        self.progress_bar = ProgressBar()
         lay.addWidget(self.progress_bar)
         self.eta_label = QLabel("")
         self.eta_label.setWordWrap(True)
@@ -559,13 +592,9 @@ class S2SWidget(QWidget):
             return
         s = self.settings()
         self.store.save(s)
-        try:
-            config = make_config(s.preset, **s.config_overrides())
-        except Exception as exc:  # noqa: BLE001 - bad settings or a missing engine: one line
-            _notify("error", f"cannot configure training: {_one_line(exc)}")
-            return
         self.first_map_s = None
-        self._start(TrainingJob(slide, genes, config), f"training on {slide.name} ({len(genes)} genes)")
+        job = TrainingJob(slide, genes, preset=s.preset, overrides=s.config_overrides())
+        self._start(job, f"training on {slide.name} ({len(genes)} genes)")
 
     def start_validation(self) -> None:
         """Run the hold-out protocol with S2S on this slide; show per-gene PCC/RMSE and error maps."""
@@ -621,17 +650,16 @@ class S2SWidget(QWidget):
                 self.state.message = "validation stopped"
         self._update_buttons()
 
+    def _schedule_ui(self, *_) -> None:
+        if not self._ui_timer.isActive():
+            self._ui_timer.start()
+
     def _on_state(self, *_) -> None:
+        """Show the training state (progress bar, ETA line, loss plot)."""
         st = self.state
-        frac = st.fraction()
-        if st.phase in ("done",):
-            frac = 1.0
-        if frac is None and st.running:
-            self.progress_bar.setRange(0, 0)  # busy
-        else:
-            self.progress_bar.setRange(0, 1000)
-            self.progress_bar.setValue(int(1000 * (frac or 0.0)))
-        self.progress_bar.setFormat(f"{st.phase} %p%" if frac is not None else st.phase)
+        frac = 1.0 if st.phase == "done" else st.fraction()
+        text = st.phase if frac is None else f"{st.phase} {100 * frac:.0f}%"
+        self.progress_bar.set_progress(frac if frac is not None else (0.0 if not st.running else None), text)
         bits = []
         if st.running and st.max_steps:
             bits.append(f"step {st.step}/{st.max_steps}")
@@ -667,33 +695,23 @@ class S2SWidget(QWidget):
                 self.viewer.layers.remove(old)
         return self.viewer.add_image(data, **kwargs)
 
-    def _measured_for(self, slide, genes: list[str], limits):
+    def _measured_for(self, slide, genes: list[str], layer_data):
+        limits = s2s_meta(layer_data[1])["gene_limits"]
         found = self._layers_of(slide, "measured", genes)
         if found:
             layer = found[-1]
             s2s_meta(layer)["gene_limits"] = limits
+            layer.visible = True
             return layer
-        data = gene_stack_layer(slide, slide.grid(genes), "measured", limits=limits,
-                                name=f"{slide.name} measured ({len(genes)} genes)")
-        return self.viewer.add_image(data[0], **data[1])
+        return self.viewer.add_image(layer_data[0], **layer_data[1])
 
     def _show_training(self, out: TrainingOutcome) -> None:
         slide = self.current_slide() if self._runner.job is None else self._runner.job.slide
-        measured_grid = slide.grid(out.genes)
-        limits = gene_limits(measured_grid.display()[0])  # shared per gene by measured and imputed
         for layer in self._layers_of(slide, "measured"):
             if s2s_meta(layer).get("genes") != out.genes:
                 layer.visible = False
-        measured = self._measured_for(slide, out.genes, limits)
-        imputed = self._replace_layer(
-            slide,
-            "imputed",
-            gene_stack_layer(
-                slide, out.result.grid(), "imputed", limits=limits, name=f"{slide.name} imputed",
-                result=out.result, config=out.config, seconds=out.seconds, stopped=out.stopped,
-                device=out.device,
-            ),
-        )
+        measured = self._measured_for(slide, out.genes, out.layers["measured"])
+        imputed = self._replace_layer(slide, "imputed", out.layers["imputed"])
         _link_contrast([measured, imputed])
         self.last_outcome = out
         self.first_map_s = time.perf_counter() - self._t_click
