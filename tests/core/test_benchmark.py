@@ -315,3 +315,12 @@ def test_default_methods_leave_out_ablations(temp_methods):
     names = default_methods()
     assert "plain_tmp" in names and "ablated_tmp" not in names
     assert names[:5] == ["nearest", "linear", "cubic", "gaussian", "pca_gaussian"]
+
+
+def test_histology_images_are_read_only_views(synthetic_slide):
+    task, _, _ = build_holdout(synthetic_slide, n_genes=2)
+    img = task.histology.images["hires"]
+    assert not img.flags.writeable
+    with pytest.raises(ValueError):
+        img[0, 0, 0] = 1
+    assert synthetic_slide.images["hires"].flags.writeable  # the slide itself is left as it was

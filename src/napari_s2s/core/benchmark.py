@@ -64,8 +64,8 @@ def histology_view(slide: Slide) -> HistologyView | None:
         return None
     images = {}
     for k, v in slide.images.items():
-        img = np.asarray(v)
-        img.flags.writeable = False  # shared between methods: nobody may paint on it
+        img = np.asarray(v).view()
+        img.flags.writeable = False  # a read-only view shared by all methods: nobody may paint on it
         images[k] = img
     return HistologyView(
         images=images,
