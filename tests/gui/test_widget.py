@@ -228,4 +228,4 @@ def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
     for g in out.genes:
         m = widget.review.rows[g]
         assert m.rmse is not None and m.rmse > 0
-    assert widget.review_table.item(0, 4).text() != ""
+    assert widget.review_table.item(0, 2).text() != "" and widget.review_table.item(0, 3).text() != ""

@@ -52,6 +52,9 @@ from .training import TrainingJob, TrainingOutcome, ValidationJob, ValidationOut
 #: Layer kinds that hold gene stacks (the gene slider switches their contrast limits).
 GENE_KINDS = ("measured", "imputed", "error")
 
+#: Column of the review table holding the comment (last: it stretches, the numbers stay visible).
+COMMENT_COL = 4
+
 #: Shortest interval between two refreshes of the progress panel (each repaint costs the GUI thread).
 UI_REFRESH_MS = 200
 
@@ -383,12 +386,12 @@ class S2SWidget(QWidget):
         box = QGroupBox("Review")
         lay = QVBoxLayout(box)
         self.review_table = QTableWidget(0, 5)
-        self.review_table.setHorizontalHeaderLabels(["Gene", "Status", "Comment", "PCC", "RMSE"])
+        self.review_table.setHorizontalHeaderLabels(["Gene", "Status", "PCC", "RMSE", "Comment"])
         self.review_table.verticalHeader().setVisible(False)
         head = self.review_table.horizontalHeader()
         head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         head.setStretchLastSection(False)
-        head.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        head.setSectionResizeMode(COMMENT_COL, QHeaderView.ResizeMode.Stretch)
         self.review_table.setMinimumHeight(120)
         self.review_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.review_table.itemChanged.connect(self._on_review_item)
@@ -707,8 +710,8 @@ class S2SWidget(QWidget):
 
     def _show_training(self, out: TrainingOutcome) -> None:
         slide = self.current_slide() if self._runner.job is None else self._runner.job.slide
-        for layer in self._layers_of(slide, "measured"):
-            if s2s_meta(layer).get("genes") != out.genes:
+        for layer in self._layers_of(slide, "measured") + self._layers_of(slide, "error"):
+            if s2s_meta(layer).get("genes") != out.genes or s2s_meta(layer)["kind"] == "error":
                 layer.visible = False
         measured = self._measured_for(slide, out.genes, out.layers["measured"])
         imputed = self._replace_layer(slide, "imputed", out.layers["imputed"])
@@ -744,6 +747,10 @@ class S2SWidget(QWidget):
             gene_stack_layer(slide, err, "error", limits=lim, name=f"{slide.name} hold-out error (pred - truth)",
                              metrics=out.metrics, method=out.method),
         )
+        for other in self.viewer.layers:
+            m = s2s_meta(other)
+            if other is not layer and m and m.get("slide") is slide and m.get("kind") in GENE_KINDS:
+                other.visible = False  # the error map alone over the H&E
         self.last_validation = out
         self.review.set_genes(out.genes)
         self.review.set_metrics(out.metrics)
@@ -822,10 +829,13 @@ class S2SWidget(QWidget):
             m = s2s_meta(layer)
             if m and m.get("kind") == "he_copy":
                 self.viewer.layers.remove(layer)
+        was_on = self._grid_saved is not None
         for layer, vis in (self._grid_saved or {}).items():
             if layer in self.viewer.layers:
                 layer.visible = vis
         self._grid_saved = None
+        if was_on:
+            self.viewer.reset_view()
 
     # ================================================================== saving
     def save_results(self, path: str | Path) -> str:
@@ -865,8 +875,8 @@ class S2SWidget(QWidget):
             combo.setCurrentIndex(STATUSES.index(row.status))
             combo.currentIndexChanged.connect(lambda i, g=row.gene: self.review.set_status(g, STATUSES[i]))
             t.setCellWidget(r, 1, combo)
-            t.setItem(r, 2, QTableWidgetItem(row.comment))
-            for c, v in ((3, row.pcc), (4, row.rmse)):
+            t.setItem(r, COMMENT_COL, QTableWidgetItem(row.comment))
+            for c, v in ((2, row.pcc), (3, row.rmse)):
                 item = QTableWidgetItem("" if v is None else f"{v:.3f}")
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 t.setItem(r, c, item)
@@ -879,10 +889,10 @@ class S2SWidget(QWidget):
         if status is not None:
             self.review_table.cellWidget(row, 1).setCurrentIndex(STATUSES.index(status))
         if comment is not None:
-            self.review_table.item(row, 2).setText(comment)
+            self.review_table.item(row, COMMENT_COL).setText(comment)
 
     def _on_review_item(self, item: QTableWidgetItem) -> None:
-        if item.column() == 2:
+        if item.column() == COMMENT_COL:
             gene = self.review_table.item(item.row(), 0).text()
             self.review.set_comment(gene, item.text())
 
