@@ -167,3 +167,22 @@ def test_gaussian_beats_linear_on_every_shared_slide(data_dir):
         m = s["methods"]
         assert m["gaussian"]["pcc_median"] > m["linear"]["pcc_median"], s["name"]
         assert m["gaussian"]["rmse_median"] < m["linear"]["rmse_median"], s["name"]
+
+
+def test_precomputed_transforms_match_scipy_and_griddata():
+    from scipy.interpolate import griddata
+    from scipy.spatial import Delaunay
+
+    rng = np.random.default_rng(2)
+    pts = np.concatenate([rng.uniform(0, 10, (60, 2)), [[0, 0], [0, 10], [10, 0], [10, 10]]])
+    ref = Delaunay(pts).transform  # SciPy's own (lazy) computation
+    assert np.allclose(bl.barycentric_transforms(Delaunay(pts)), ref, equal_nan=True)
+    vals = np.sin(pts[:, :1]) + pts[:, 1:] ** 2 / 10
+    dst = rng.uniform(0.5, 9.5, (50, 2))
+    task = ImputationTask(
+        kind="square", measured_rows=pts[:, 0], measured_cols=pts[:, 1], measured_values=vals,
+        genes=("g",), target_rows=dst[:, 0], target_cols=dst[:, 1],
+    )
+    for name in ("linear", "cubic"):
+        expected = griddata(pts, vals, dst, method=name)
+        assert np.allclose(METHODS[name]().predict(task), expected), name

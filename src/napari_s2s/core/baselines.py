@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.interpolate import griddata
-from scipy.spatial import cKDTree
+from scipy.interpolate import CloughTocher2DInterpolator, LinearNDInterpolator
+from scipy.spatial import Delaunay, cKDTree
 
 from .methods import ImputationTask, register
 
@@ -390,7 +390,47 @@ class Nearest(_Base):
         return _nearest(task)
 
 
+def barycentric_transforms(tri: Delaunay) -> np.ndarray:
+    """The (nsimplex, 3, 2) affine transforms to barycentric coordinates of a 2-D triangulation.
+
+    The same array as :attr:`scipy.spatial.Delaunay.transform` (``T^-1`` in ``[:, :2, :]``, the
+    last vertex in ``[:, 2, :]``, NaN for degenerate triangles), computed in closed form with
+    numpy. SciPy computes it with one LAPACK call per triangle, which takes seconds instead of
+    milliseconds when a multi-threaded BLAS shares busy cores.
+    """
+    pts = tri.points[tri.simplices]  # (n, 3, 2)
+    r = pts[:, 2, :]
+    a = pts[:, 0, 0] - r[:, 0]
+    b = pts[:, 1, 0] - r[:, 0]
+    c = pts[:, 0, 1] - r[:, 1]
+    d = pts[:, 1, 1] - r[:, 1]
+    det = a * d - b * c
+    scale = np.maximum(np.abs(a * d) + np.abs(b * c), np.finfo(float).tiny)
+    ok = np.abs(det) > 1e3 * np.finfo(float).eps * scale
+    det = np.where(ok, det, np.nan)
+    out = np.empty((len(pts), 3, 2))
+    out[:, 0, 0] = d / det
+    out[:, 0, 1] = -b / det
+    out[:, 1, 0] = -c / det
+    out[:, 1, 1] = a / det
+    out[:, 2, :] = r
+    return out
+
+
+def delaunay(points: np.ndarray) -> Delaunay:
+    """``scipy.spatial.Delaunay`` of 2-D points with its barycentric transforms precomputed
+    (:func:`barycentric_transforms`; SciPy computes them lazily when none are set)."""
+    tri = Delaunay(points)
+    if getattr(tri, "_transform", "absent") is None:
+        tri._transform = barycentric_transforms(tri)
+    return tri
+
+
 class _Griddata(_Base):
+    """``scipy.interpolate.griddata`` (``linear``: LinearNDInterpolator, ``cubic``:
+    CloughTocher2DInterpolator, the same interpolators ``griddata`` builds) on a triangulation
+    from :func:`delaunay`; nearest outside the convex hull."""
+
     method = "linear"
 
     def predict(self, task: ImputationTask) -> np.ndarray:
@@ -401,10 +441,11 @@ class _Griddata(_Base):
         if len(src) < 4 or len(dst) == 0:
             return near
         try:
-            out = griddata(src, vals, dst, method=self.method)
+            tri = delaunay(src)
         except Exception:  # degenerate (collinear) sources: Qhull cannot triangulate
             return near
-        out = np.asarray(out, dtype=np.float64).reshape(len(dst), vals.shape[1])
+        interp = LinearNDInterpolator if self.method == "linear" else CloughTocher2DInterpolator
+        out = np.asarray(interp(tri, vals)(dst), dtype=np.float64).reshape(len(dst), vals.shape[1])
         bad = ~np.isfinite(out)
         out[bad] = near[bad]
         return out
@@ -412,7 +453,7 @@ class _Griddata(_Base):
 
 @register("linear")
 class Linear(_Griddata):
-    """Piecewise-linear interpolation on the Delaunay triangulation (``scipy.interpolate.griddata``);
+    """Piecewise-linear interpolation on the Delaunay triangulation (as ``scipy.interpolate.griddata``);
     nearest outside the convex hull of the measured spots."""
 
     name = "linear"
@@ -421,7 +462,7 @@ class Linear(_Griddata):
 
 @register("cubic")
 class Cubic(_Griddata):
-    """Clough-Tocher cubic interpolation (``scipy.interpolate.griddata``); nearest outside the hull."""
+    """Clough-Tocher cubic interpolation (as ``scipy.interpolate.griddata``); nearest outside the hull."""
 
     name = "cubic"
     method = "cubic"
