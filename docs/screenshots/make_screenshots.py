@@ -58,7 +58,7 @@ def main() -> int:
 
     widget.start_training()
     widget.scroll_to(widget.loss_plot)
-    while widget.running and widget.state.elapsed_s < 0.6 * args.budget:
+    while widget.running and widget.state.elapsed_s < 0.8 * args.budget:
         pump(0.2)
     shot("training")
     while widget.running:

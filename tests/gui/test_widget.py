@@ -168,6 +168,7 @@ def test_errors_are_notifications_and_widget_stays_usable(widget, qtbot, synthet
     from napari_s2s.gui.layers import slide_layers
 
     viewer = widget.viewer
+    assert widget.minimumSizeHint().width() <= 260  # usable in a narrow dock (the panel scrolls)
     for data, kwargs, _ in slide_layers(synthetic_slide):
         viewer.add_image(data, **kwargs)
     widget.budget_spin.setValue(5)
@@ -181,6 +182,13 @@ def test_errors_are_notifications_and_widget_stays_usable(widget, qtbot, synthet
     assert widget.state.phase == "error"
     assert notes and notes[-1][0] == "error" and "\n" not in notes[-1][1]
     assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
+    # settings persist: a new widget (next session) starts from the saved ones
+    from napari_s2s.gui.widget import S2SWidget
+
+    again = S2SWidget(viewer)
+    assert again.budget_spin.value() == 5
+    assert again.device_combo.currentData() == "auto"  # the saved device is not available here
+    again.deleteLater()
 
 
 def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, synthetic_slide, tmp_path, monkeypatch):

@@ -821,6 +821,7 @@ class S2SWidget(QWidget):
         grid.stride = 2 if he else 1
         grid.shape = (1, 2)
         grid.enabled = True
+        self.viewer.layers.selection.active = imputed
         self.viewer.reset_view()
 
     def _leave_side_by_side(self) -> None:
