@@ -186,3 +186,13 @@ def test_precomputed_transforms_match_scipy_and_griddata():
     for name in ("linear", "cubic"):
         expected = griddata(pts, vals, dst, method=name)
         assert np.allclose(METHODS[name]().predict(task), expected), name
+
+
+def test_gaussian_smooth_in_blocks_equals_one_block(monkeypatch):
+    rng = np.random.default_rng(4)
+    src = rng.uniform(0, 20, (50, 2))
+    dst = rng.uniform(0, 20, (333, 2))
+    vals = rng.normal(size=(50, 3))
+    whole = bl.gaussian_weights(src, dst, 1.7) @ vals
+    monkeypatch.setattr(bl, "_BLOCK_ELEMENTS", 50 * 7)  # 7 destinations per block
+    assert np.allclose(bl.gaussian_smooth(src, vals, dst, 1.7), whole)

@@ -21,8 +21,9 @@ where its LOO minimum is noisy; the shared one is the default.
 
 ``pca_gaussian`` chooses jointly the number of components ``k`` (including "no denoising"), whether
 genes are standardised before the PCA, and the bandwidth by K-fold cross-validation over the
-measured spots: for each fold the PCA (centre, scales and loadings) is fitted on the other folds only, those spots are denoised and smoothed onto the fold's
-spots, and the error is measured against the fold's raw values. The held-out spots never influence
+measured spots: for each fold the PCA (centre, scales and loadings) is fitted on the other folds
+only, those spots are denoised and smoothed onto the fold's spots, and the error is measured
+against the fold's raw values. The held-out spots never influence
 the components they are scored with, so the criterion is honest; it uses measured data only.
 """
 
@@ -39,6 +40,9 @@ from .methods import ImputationTask, register
 #: measured lattice of the benchmark has a spacing of 2 pitch; tiny bandwidths degrade gracefully to
 #: nearest-neighbour prediction, large ones to the global mean.
 BANDWIDTHS: tuple[float, ...] = tuple(float(b) for b in np.round(np.geomspace(0.5, 12.0, 19), 4))
+
+#: Largest weight matrix (elements) :func:`gaussian_smooth` builds at once.
+_BLOCK_ELEMENTS = 4_000_000
 
 #: Candidate numbers of principal components for ``pca_gaussian``.
 PCA_COMPONENTS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
@@ -115,14 +119,17 @@ def gaussian_smooth(
         vals = vals[:, None]
     bw = np.asarray(bandwidth, dtype=np.float64)
     if bw.ndim == 0:
-        out = gaussian_weights(src_phys, dst_phys, float(bw)) @ vals
-    else:
-        if bw.shape != (vals.shape[1],):
-            raise ValueError("one bandwidth per column expected")
-        out = np.empty((len(dst_phys), vals.shape[1]))
-        for h in np.unique(bw):
-            cols = np.flatnonzero(bw == h)
-            out[:, cols] = gaussian_weights(src_phys, dst_phys, float(h)) @ vals[:, cols]
+        bw = np.full(vals.shape[1], float(bw))
+    if bw.shape != (vals.shape[1],):
+        raise ValueError("one bandwidth per column expected")
+    dst = np.asarray(dst_phys, dtype=np.float64)
+    out = np.empty((len(dst), vals.shape[1]))
+    # destinations in blocks, so that a dense output grid never needs a huge weight matrix
+    step = max(1, _BLOCK_ELEMENTS // max(1, len(src_phys)))
+    for h in np.unique(bw):
+        cols = np.flatnonzero(bw == h)
+        for s in range(0, len(dst), step):
+            out[s : s + step, cols] = gaussian_weights(src_phys, dst[s : s + step], float(h)) @ vals[:, cols]
     return out[:, 0] if one_d else out
 
 
