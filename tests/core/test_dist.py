@@ -92,3 +92,26 @@ def test_training_learns_the_low_to_high_step():
     untrained = dist_mod.Dist(epochs=0, **SMALL).predict(task)[:, 0]
     trained = dist_mod.Dist(epochs=60, lr=3e-3, **SMALL).predict(task)[:, 0]
     assert np.abs(trained - truth).mean() < np.abs(untrained - truth).mean()
+
+
+def test_untrained_identity_network_on_hex_reads_the_parent_cell(monkeypatch, synthetic_slide):
+    """Hex lattice: each target gets the measured-level image's value at its parent cell
+    ``(row // 2, col // 2)`` (a measured spot, or the mean of its nearest ones)."""
+    build = dist_mod._build_net
+
+    def zero_tail(width=64, blocks=5):
+        net = build(width, blocks)
+        net.tail.weight.data.zero_()
+        net.tail.bias.data.zero_()
+        return net
+
+    monkeypatch.setattr(dist_mod, "_build_net", zero_tail)
+    task, _, _ = build_holdout(synthetic_slide, n_genes=2)
+    pred = dist_mod.Dist(epochs=0, **SMALL).predict(task)
+    a, b = task.measured_rows // 2, task.measured_cols // 2
+    pa, pb = task.target_rows // 2, task.target_cols // 2
+    origin = (int(min(a.min(), pa.min())), int(min(b.min(), pb.min())))
+    shape = (int(max(a.max(), pa.max())) - origin[0] + 1, int(max(b.max(), pb.max())) - origin[1] + 1)
+    img = dist_mod._level_image(a, b, task.measured_values, origin, shape, "hex")
+    expected = img[:, pa - origin[0], pb - origin[1]].T
+    assert np.allclose(pred, np.maximum(expected, 0), atol=1e-5)
