@@ -21,7 +21,7 @@ def add_parser(sub):
     p = sub.add_parser(
         "benchmark",
         help="hold-out benchmark: hide 3/4 of the spots, predict them, score every method",
-        description="Hold-out benchmark (design.md): 1/4 of the spots are measured, every method "
+        description="Hold-out benchmark: 1/4 of the spots (a sub-lattice) are measured, every method "
         "predicts the rest; per-gene PCC, RMSE, MAE and SSIM, medians and seconds per method.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="slides (Space Ranger outs/ or .h5ad); others are skipped")
