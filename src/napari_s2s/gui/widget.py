@@ -118,8 +118,19 @@ class _Runner:
     def __init__(self):
         self.job = None
         self.worker = None
+        self.connections: list = []  # (napari emitter, callback) to drop when the widget dies
+
+    def connect(self, emitter, callback) -> None:
+        emitter.connect(callback)
+        self.connections.append((emitter, callback))
 
     def shutdown(self, *_) -> None:
+        for emitter, callback in self.connections:
+            try:
+                emitter.disconnect(callback)
+            except (RuntimeError, ValueError, TypeError):
+                pass
+        self.connections.clear()
         if self.job is not None:
             self.job.stop()
         if self.worker is not None:
@@ -167,9 +178,9 @@ class S2SWidget(QWidget):
         self._ui_timer.timeout.connect(self._on_state)
         self.state.events.connect(self._schedule_ui)
         self.destroyed.connect(self._runner.shutdown)
-        self.viewer.layers.events.inserted.connect(self._refresh_slides)
-        self.viewer.layers.events.removed.connect(self._refresh_slides)
-        self.viewer.dims.events.current_step.connect(self._sync_gene_display)
+        self._runner.connect(self.viewer.layers.events.inserted, self._refresh_slides)
+        self._runner.connect(self.viewer.layers.events.removed, self._refresh_slides)
+        self._runner.connect(self.viewer.dims.events.current_step, self._sync_gene_display)
         self._refresh_slides()
         self._on_state()
 
