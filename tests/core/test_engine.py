@@ -84,7 +84,7 @@ def test_hex_slide_end_to_end_contract(synthetic_slide):
 def test_square_legacy_slide_tiny_grid(read_shared):
     slide = read_shared("st_breast_cancer_layer2")  # ~20 x 30 legacy ST grid, no pixels
     genes = slide.top_variable_genes(2)
-    cfg = tiny(patch=32, window=8)  # windows larger than the slide: padded, no crash
+    cfg = tiny(patch=32, window=8, max_steps=2)  # windows larger than the slide: padded, no crash
     imp = S2SImputer(cfg).fit(slide, genes)
     res = imp.impute(slide)
     assert res.kind == "square"
@@ -116,9 +116,10 @@ def test_stop_keeps_a_model_and_impute_works(synthetic_slide):
 
 def test_determinism_same_seed_same_result(synthetic_slide):
     genes = synthetic_slide.top_variable_genes(2)
-    a = S2SImputer(tiny(seed=5)).fit(synthetic_slide, genes).impute(synthetic_slide)
-    b = S2SImputer(tiny(seed=5)).fit(synthetic_slide, genes).impute(synthetic_slide)
-    c = S2SImputer(tiny(seed=6)).fit(synthetic_slide, genes).impute(synthetic_slide)
+    # no validation split: with one, an untrained network (= its smoother base) may win for both seeds
+    a = S2SImputer(tiny(seed=5, early_stopping=False)).fit(synthetic_slide, genes).impute(synthetic_slide)
+    b = S2SImputer(tiny(seed=5, early_stopping=False)).fit(synthetic_slide, genes).impute(synthetic_slide)
+    c = S2SImputer(tiny(seed=6, early_stopping=False)).fit(synthetic_slide, genes).impute(synthetic_slide)
     assert np.array_equal(a.values, b.values)
     assert not np.array_equal(a.values, c.values)
 

@@ -26,7 +26,7 @@ import torch
 from .. import __version__
 from .device import DEVICE_NAMES, resolve_device
 from .errors import SlideError
-from .impute import dense_channels, dense_positions, final_consistency, predict_image
+from .impute import dense_channels, dense_positions, final_consistency, predict_tta
 from .train import (
     NaturalSampler,
     ProgressEvent,
@@ -65,9 +65,15 @@ class S2SConfig:
     the measured winners; see ``benchmarks/results/README.md``): ``loss`` ("mse" or "l1"), ``dc``
     (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the cascade starts from
     a smoother of the kept samples, "smooth", from the cross-gene smoother, "pca", or from the kept
-    values, "zero"), ``cross_gene`` (PCA-denoised smoother channels), ``augment`` (lattice-keeping
-    flips/rotations), ``early_stopping`` (model selection on held-out measured spots),
-    ``natural_share`` (fraction of each batch that is natural-image crops).
+    values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times the leave-one-out
+    bandwidth of the kept samples at each level, else ``sigmas`` in pitches), ``cross_gene``
+    (PCA-denoised smoother channels), ``augment`` (lattice-keeping flips/rotations),
+    ``early_stopping`` (model selection on ``val_frac`` held-out measured spots, at the dense scale
+    with ``val_mode="dense"``; only when that makes at least ``min_val_spots`` spots, since smaller
+    validation sets were measured to pick models at random), ``ema`` (exponential moving average of
+    the weights; 0 turns it off), ``natural_share`` (fraction of each batch that is natural-image
+    crops), ``tta`` (average the dense prediction over the lattice-keeping flips/rotations),
+    ``threads`` (torch CPU threads, set inside the training call, i.e. the worker thread).
     """
 
     preset: str = "fast"
@@ -99,8 +105,11 @@ class S2SConfig:
     augment: bool = True
     early_stopping: bool = True
     val_frac: float = 0.1
-    val_pixels: int = 150_000
-    val_every_frac: float = 0.05
+    val_pixels: int = 30_000
+    val_mode: str = "dense"
+    min_val_spots: int = 30
+    ema: float = 0.99
+    val_every_frac: float = 0.1
     patience: int | None = None
     sigmas: tuple | None = None
     adaptive: bool = True
@@ -108,7 +117,8 @@ class S2SConfig:
     pca_components: int = 30
     max_pca_genes: int = 2000
     threads: int | None = None
-    tile: int = 64
+    tile: int = 256
+    tta: bool = True
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -143,6 +153,10 @@ class S2SConfig:
             raise ValueError(f"base must be 'smooth', 'pca' or 'zero', not {self.base!r}")
         if not 0.0 <= float(self.natural_share) < 1.0:
             raise ValueError(f"natural_share must be in [0, 1), not {self.natural_share!r}")
+        if self.val_mode not in ("dense", "sparse"):
+            raise ValueError(f"val_mode must be 'dense' or 'sparse', not {self.val_mode!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), not {self.ema!r}")
         if not 0.0 <= self.val_frac < 0.5:
             raise ValueError(f"val_frac must be in [0, 0.5), not {self.val_frac!r}")
         if not self.lr > 0:
@@ -540,11 +554,12 @@ class S2SImputer:
         tc = np.asarray(target_cols, np.int64)
         ch, (r0, c0) = dense_channels(rows, cols, kind, z, cfg, tr, tc, recon, covariates)
         if len(models) == 1:
-            pred_img = predict_image(models[0], ch, device, cfg.tile)
+            pred_img = predict_tta(models[0], ch, kind, device, cfg.tile, cfg.tta)
         else:
             pred_img = np.zeros((len(genes),) + ch.shape[2:], np.float32)
             for i, g in enumerate(genes):
-                pred_img[i] = predict_image(models[self.genes.index(g)], ch[i : i + 1], device, cfg.tile)[0]
+                m = models[self.genes.index(g)]
+                pred_img[i] = predict_tta(m, ch[i : i + 1], kind, device, cfg.tile, cfg.tta)[0]
         pred = pred_img[:, tr - r0, tc - c0].T * sd + mu
         pred = np.maximum(pred, 0.0).astype(np.float32)
         return final_consistency(pred, tr, tc, rows, cols, values)

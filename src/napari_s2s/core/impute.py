@@ -79,9 +79,41 @@ def dense_channels(
     return ch, (r0, c0)
 
 
+def predict_tta(
+    model: CDCIN, channels: np.ndarray, kind: str, device: torch.device, tile: int = 128, tta: bool = True
+) -> np.ndarray:
+    """:func:`predict_image` averaged over the lattice-keeping symmetries (test-time augmentation).
+
+    Each transform maps the lattice and the measured sub-lattice onto themselves (see
+    :func:`napari_s2s.core.sampling.symmetries`), so every transformed input is a valid input of the
+    same problem; the predictions are transformed back and averaged.
+    """
+    if not tta:
+        return predict_image(model, channels, device, tile)
+    out = None
+    syms = S.symmetries(kind)
+    for sym in syms:
+        pred = predict_image(model, S.apply_symmetry(channels, sym), device, tile)
+        back = _invert(pred, sym)
+        out = back if out is None else out + back
+    return (out / len(syms)).astype(np.float32)
+
+
+def _invert(arr: np.ndarray, sym: tuple[int, bool, bool]) -> np.ndarray:
+    k, fr, fc = sym
+    out = arr
+    if fc:
+        out = out[..., :, ::-1]
+    if fr:
+        out = out[..., ::-1, :]
+    if k:
+        out = np.rot90(out, -k, axes=(-2, -1))
+    return np.ascontiguousarray(out)
+
+
 @torch.no_grad()
 def predict_image(
-    model: CDCIN, channels: np.ndarray, device: torch.device, tile: int = 64, batch: int = 8
+    model: CDCIN, channels: np.ndarray, device: torch.device, tile: int = 128, batch: int = 8
 ) -> np.ndarray:
     """Last-cascade prediction (G, H, W) over a whole image by overlapping tiles (averaged).
 

@@ -107,6 +107,10 @@ ABLATIONS: dict[str, dict] = {
     "s2s-noaug": {"augment": False},
     "s2s-noes": {"early_stopping": False},
     "s2s-noattn": {"attention": False},
+    "s2s-notta": {"tta": False},
+    "s2s-noema": {"ema": 0.0},
+    "s2s-fixedbw": {"adaptive": False},
+    "s2s-paper": {"preset": "paper"},
 }
 
 register("s2s")(_factory("s2s"))

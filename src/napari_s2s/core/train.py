@@ -9,8 +9,11 @@ Data (no hidden value can enter a batch: the sparse-level image holds measured v
 -------------------------------------------------------------------------------------------
 * The measured spots are laid out on their own lattice (the "sparse level"). For each of the four
   cosets of the keep-1/4 sub-lattice, the kept values are the "sparser" input and every other measured
-  value is a target. A random ``val_frac`` of the measured spots are never targets in training; the
-  loss on them (when not kept) is the validation loss used for early stopping and model selection.
+  value is a target. A random ``val_frac`` of the measured spots are never targets in training. The
+  validation loss (model selection, early stopping) is measured on them at the dense scale by default
+  (``val_mode="dense"``: impute the dense level from the other measured spots and score the held-out
+  ones; the untrained network, which returns its smoother base, is the first candidate, so training
+  must beat the smoother to be kept) or at the sparser -> sparse level (``val_mode="sparse"``).
 * Genes are samples (one model for all chosen genes); each gene is standardised by its measured mean
   and standard deviation.
 * Augmentation: lattice-keeping flips/rotations applied to the extracted windows.
@@ -20,6 +23,7 @@ Data (no hidden value can enter a batch: the sparse-level image holds measured v
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -118,6 +122,12 @@ class TrainProblem:
     n_channels: int
     genes: int
     val_samples: list = field(default_factory=list)  # fixed (phase, gene) whole images
+    dense_val: tuple | None = None  # (channels (Gv, Cin, H, W), ii, jj, target (Gv, n)) at the dense level
+    tile: int = 64
+
+    @property
+    def has_val(self) -> bool:
+        return bool(self.val_samples) or self.dense_val is not None
 
 
 def standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,8 +167,8 @@ def build_problem(
         cov_img = S.lattice_image(rows, cols, cov, kind, min_shape=patch).values
     # validation spots: measured spots that are never training targets
     val_spot = np.zeros(m, dtype=bool)
-    if config.early_stopping and config.val_frac > 0 and m >= 20:
-        n_val = max(2, int(round(config.val_frac * m)))
+    n_val = int(round(config.val_frac * m))
+    if config.early_stopping and config.val_frac > 0 and n_val >= max(config.min_val_spots, 2):
         val_spot[rng.choice(m, n_val, replace=False)] = True
     val_img = np.zeros(img.shape, dtype=bool)
     val_img[np.asarray(rows)[val_spot] - img.origin[0], np.asarray(cols)[val_spot] - img.origin[1]] = True
@@ -189,7 +199,27 @@ def build_problem(
         n_channels=chans[0].shape[1],
         genes=g,
     )
-    if val_spot.any():
+    prob.tile = int(config.tile)
+    if val_spot.any() and config.val_mode == "dense":
+        # the dense-scale check: the same dense-level inference as imputation, with the validation
+        # spots removed from the measured input, scored at their own positions
+        from .impute import dense_channels
+
+        rows = np.asarray(rows)
+        cols = np.asarray(cols)
+        keep = ~val_spot
+        gsel = np.arange(g)
+        approx_px = 4 * img.shape[0] * img.shape[1]
+        cap = max(4, int(config.val_pixels) // max(approx_px, 1))
+        if g > cap:
+            gsel = np.sort(rng.choice(g, cap, replace=False))
+        rec = None if recon is None else recon[keep][:, gsel]
+        vr, vc = 2 * rows[val_spot], 2 * cols[val_spot]
+        ch, (r0, c0) = dense_channels(
+            rows[keep], cols[keep], kind, z[keep][:, gsel], config, vr, vc, rec, covariates
+        )
+        prob.dense_val = (ch, vr - r0, vc - c0, z[val_spot][:, gsel].T.copy())
+    elif val_spot.any():
         # validation samples: whole sparse-level images, every (phase, gene) pair while the pixel
         # count stays modest, else a fixed random subset of them
         pairs = [(p, gi) for p in range(len(chans)) if vmask[p].any() for gi in range(g)]
@@ -306,7 +336,19 @@ def spec_of(n_channels: int, config) -> NetSpec:
 
 @torch.no_grad()
 def validation_loss(model: CDCIN, prob: TrainProblem, device: torch.device, chunk: int = 16) -> float | None:
-    """Masked MSE on the held-out measured spots (whole sparse-level images, last cascade)."""
+    """Mean squared error on the held-out measured spots (last cascade).
+
+    ``dense`` validation: the dense-level prediction at the validation spots from the other measured
+    spots; ``sparse``: the sparser -> sparse prediction at them (whole sparse-level images).
+    """
+    if prob.dense_val is not None:
+        from .impute import predict_image
+
+        was = model.training
+        ch, ii, jj, tgt = prob.dense_val
+        pred = predict_image(model, ch, device, prob.tile)[:, ii, jj]
+        model.train(was)
+        return float(np.mean((pred - tgt) ** 2))
     if not prob.val_samples:
         return None
     was = model.training
@@ -371,10 +413,13 @@ def train_loop(
     val_every_steps = max(5, int((max_steps or 200) * config.val_every_frac))
     bad = 0
     step = 0
-    if prob.val_samples and state.best_state is None:
-        v = validation_loss(model, prob, device)
+    # exponential moving average of the weights (what is validated and kept), warmed up
+    ema = copy.deepcopy(model) if config.ema else None
+    evaluated = ema if ema is not None else model
+    if prob.has_val and state.best_state is None:
+        v = validation_loss(evaluated, prob, device)
         state.val_history.append((state.steps, v))
-        state.best_val, state.best_step, state.best_state = v, state.steps, _copy_state(model)
+        state.best_val, state.best_step, state.best_state = v, state.steps, _copy_state(evaluated)
     while True:
         el = time.perf_counter() - t0
         if should_stop():
@@ -395,6 +440,11 @@ def train_loop(
         loss.backward()
         opt.step()
         step += 1
+        if ema is not None:
+            d = min(float(config.ema), (1.0 + step) / (10.0 + step))
+            with torch.no_grad():
+                for pe, p in zip(ema.parameters(), model.parameters()):
+                    pe.mul_(d).add_(p.detach(), alpha=1.0 - d)
         state.steps += 1
         state.last_loss = float(loss.detach())
         state.losses.append(state.last_loss)
@@ -403,14 +453,14 @@ def train_loop(
         do_val = (budget_s is not None and now - last_val_t >= val_every_s) or (
             budget_s is None and step % val_every_steps == 0
         )
-        if do_val and prob.val_samples:
+        if do_val and prob.has_val:
             last_val_t = now
-            v = validation_loss(model, prob, device)
+            v = validation_loss(evaluated, prob, device)
             state.val_history.append((state.steps, v))
             if state.best_val is None or v < state.best_val:
                 state.best_val = v
                 state.best_step = state.steps
-                state.best_state = _copy_state(model)
+                state.best_state = _copy_state(evaluated)
                 bad = 0
             else:
                 bad += 1
@@ -437,13 +487,13 @@ def train_loop(
             break
     state.seconds += time.perf_counter() - t0
     # final validation so the last stretch of training can win
-    if prob.val_samples and not state.early_stopped and step > 0:
-        v = validation_loss(model, prob, device)
+    if prob.has_val and not state.early_stopped and step > 0:
+        v = validation_loss(evaluated, prob, device)
         state.val_history.append((state.steps, v))
         if state.best_val is None or v < state.best_val:
-            state.best_val, state.best_step, state.best_state = v, state.steps, _copy_state(model)
-    if state.best_state is None or not prob.val_samples:
-        state.best_state = _copy_state(model)
+            state.best_val, state.best_step, state.best_state = v, state.steps, _copy_state(evaluated)
+    if state.best_state is None or not prob.has_val:
+        state.best_state = _copy_state(evaluated)
         state.best_step = state.steps
 
 

@@ -1,0 +1,77 @@
+"""``napari-s2s impute`` end to end on a real shared slide, and its bad-input paths."""
+
+from __future__ import annotations
+
+import hashlib
+
+import anndata as ad
+import numpy as np
+import torch
+
+from napari_s2s.cli import main
+from napari_s2s.core.io import read_slide
+from conftest import slide_path
+
+FAST = ["--max-steps", "3", "--threads", "1", "--no-natural", "--quiet"]
+
+
+def _sha(p) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_impute_real_slide_end_to_end(tmp_path, data_dir):
+    src = slide_path(data_dir, "her2st_C2")
+    before = _sha(src)
+    out = tmp_path / "imputed.h5ad"
+    model = tmp_path / "model.pt"
+    rc = main(["impute", str(src), "--out", str(out), "--genes", "top:3", "--seed", "1",
+               "--device", "cpu", "--save-model", str(model)] + FAST)
+    assert rc == 0
+    assert _sha(src) == before  # input untouched
+    res = ad.read_h5ad(out)
+    slide = read_slide(src)
+    genes = slide.top_variable_genes(3)
+    assert list(res.var_names) == genes
+    assert res.X.dtype == np.float32
+    meas = res.obs["s2s_measured"].to_numpy().astype(bool)
+    assert meas.sum() == slide.usable().sum() and res.n_obs == 4 * meas.sum()  # square x2 grid
+    R = res.obs["array_row"].to_numpy()
+    C = res.obs["array_col"].to_numpy()
+    assert np.all(R[meas] % 2 == 0) and np.all(C[meas] % 2 == 0)
+    # measured positions: bitwise the input's log-normalised values
+    use = slide.usable()
+    key = {(2 * int(r), 2 * int(c)): i for i, (r, c) in enumerate(zip(slide.array_row[use], slide.array_col[use]))}
+    idx = np.array([key[(int(r), int(c))] for r, c in zip(R[meas], C[meas])])
+    assert np.array_equal(np.asarray(res.X)[meas], slide.lognorm(genes)[idx])
+    # pixel positions on the half-pitch grid, image metadata copied, provenance
+    assert res.obsm["spatial"].shape == (res.n_obs, 2)
+    lib = next(iter(res.uns["spatial"]))
+    assert "hires" in res.uns["spatial"][lib]["images"]
+    prov = res.uns["s2s"]
+    for k in ("version", "config", "genes", "seed", "device", "seconds", "source"):
+        assert k in prov
+    assert int(prov["seed"]) == 1 and prov["device"] == "cpu" and str(src) in str(prov["source"])
+    assert prov["config"]["preset"] == "fast"
+    # the result reopens as a slide (over the same image) on the dense grid
+    back = read_slide(out)
+    assert back.kind == "square" and back.images
+    assert model.is_file() and torch.load(model, weights_only=True)["genes"] == genes
+
+
+def test_impute_bad_input(tmp_path, data_dir, capsys):
+    src = slide_path(data_dir, "her2st_C2")
+    # never overwrite the input
+    assert main(["impute", str(src), "--out", str(src)] + FAST) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    # unknown gene: one line with close matches
+    assert main(["impute", str(src), "--out", str(tmp_path / "o.h5ad"), "--genes", "ERBB2x"] + FAST) == 2
+    err = capsys.readouterr().err
+    assert "unknown gene" in err and "ERBB2" in err and err.count("\n") == 1
+    # a README is not a slide
+    readme = data_dir / "README.md"
+    assert main(["impute", str(readme), "--out", str(tmp_path / "o.h5ad")] + FAST) == 2
+    # cuda asked on a machine without it
+    if not torch.cuda.is_available():
+        assert main(["impute", str(src), "--out", str(tmp_path / "o.h5ad"), "--device", "cuda"] + FAST) == 2
+        assert "cuda" in capsys.readouterr().err.lower()
+    assert not (tmp_path / "o.h5ad").exists()
