@@ -88,3 +88,39 @@ def test_embed_affine_keeps_leading_axes():
     np.testing.assert_array_equal(e[0], [1, 0, 0, 0])
     np.testing.assert_array_equal(e[1:3, 1:3], a[:2, :2])
     np.testing.assert_array_equal(e[1:3, 3], a[:2, 2])
+
+
+@pytest.mark.parametrize("name", ["st_mouse_olfactory_bulb", "her2st_C2"])
+def test_imputed_dense_grid_lands_on_the_same_spots(read_shared, name):
+    """An imputed (x2 dense) stack puts each measured spot where the measured stack does."""
+    from napari_s2s.core.engine import ImputedResult
+    from napari_s2s.gui.layers import gene_stack_layer
+
+    slide = read_shared(name)
+    genes = slide.top_variable_genes(2)
+    use = slide.usable()
+    values = slide.lognorm(genes)
+    result = ImputedResult(
+        genes=genes,
+        dense_rows=2 * slide.array_row[use],
+        dense_cols=2 * slide.array_col[use],
+        measured=np.ones(int(use.sum()), bool),
+        values=values,
+        xy_px=None,
+        kind=slide.kind,
+        grid_to_world=slide.geometry.grid_to_world(),
+        units=slide.geometry.units,
+    )
+    data, kwargs, _ = gene_stack_layer(slide, result.grid(), "imputed")
+    imputed = Image(data, **kwargs)
+    measured = _layers(slide, genes)["measured"]
+    gm, gi = s2s_meta(measured)["grid"], s2s_meta(imputed)["grid"]
+    half = 0.5 if slide.kind == "hex" else 0.0
+    ii_m = slide.array_row[use] - gm.origin[0]
+    jj_m = slide.array_col[use] - gm.origin[1]
+    ii_i = 2 * slide.array_row[use] - gi.origin[0]
+    jj_i = 2 * slide.array_col[use] - gi.origin[1]
+    w_m = np.array([measured.data_to_world((0, i, j + half)) for i, j in zip(ii_m, jj_m)])
+    w_i = np.array([imputed.data_to_world((0, i, j + half)) for i, j in zip(ii_i, jj_i)])
+    np.testing.assert_allclose(w_i, w_m, atol=1e-6 * np.abs(w_m).max())
+    np.testing.assert_array_equal(imputed.data[1][ii_i, jj_i], values[:, 1])
