@@ -1,4 +1,4 @@
-"""Histology-guided imputation: ``he_gaussian`` and its control ``he_gaussian-permuted``.
+"""Histology-guided imputation: ``he_gaussian``, its control ``he_gaussian-permuted``, and ``s2s-he``.
 
 ``he_gaussian`` is the ``gaussian`` baseline plus a ridge model of what the smoother misses, read
 from the H&E image (:mod:`napari_s2s.core.histology`).
@@ -25,6 +25,9 @@ the candidates, so a slide whose image does not explain the residual falls back 
 ``he_gaussian-permuted`` is the control: the same pipeline with the feature rows shuffled between
 positions (seeded), which keeps the features' distribution and destroys their link with the tissue
 under each spot. It should do no better than ``gaussian``.
+
+``s2s-he`` brings the same histology term to S2S-ST (see :class:`S2SHe`); it imports the engine
+(torch) only when it runs.
 """
 
 from __future__ import annotations
