@@ -178,7 +178,7 @@ def render_s2s(result: dict) -> str:
     """Markdown for the ``--s2s`` run: the table and the per-slide change from s2s to s2s-he."""
     budget = result.get("budget_s")
     lines = [
-        "# `s2s` vs `s2s-he` (S2S-ST with H&E feature channels) on the shared slides with an image",
+        "# `s2s` vs `s2s-he` (S2S-ST guided by the H&E image) on the shared slides with an image",
         "",
         f"Command: `{result['command']}` ({budget:g} s training budget per method and slide, one CPU "
         f"thread, fast preset, seed {result['seed']}; total {result['total_seconds']} s on 2 shared CPU "

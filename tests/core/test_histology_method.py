@@ -179,3 +179,24 @@ def test_s2s_he_residual_without_histology_signal_is_s2s():
     opts = dict(max_steps=2, natural_images=False)
     plain = METHODS["s2s"](**opts).predict(task)
     np.testing.assert_allclose(METHODS["s2s-he"](mode="residual", **opts).predict(task), plain, atol=1e-6)
+
+
+def test_histology_terms_on_the_dense_grid_match_the_method(stain_holdout):
+    from napari_s2s.core.histology_method import histology_terms
+
+    task, _, _ = stain_holdout
+    he = HeGaussian()
+    base, term_m, term_t = he.fit_terms(task)
+    tm, tt, details = histology_terms(
+        task.kind, task.measured_rows, task.measured_cols, task.measured_values,
+        2 * task.target_rows, 2 * task.target_cols, task.histology,
+    )
+    np.testing.assert_allclose(tm, term_m, atol=1e-9)
+    np.testing.assert_allclose(tt, term_t, atol=1e-9)
+    assert details["penalty"] is not None and np.abs(tt).max() > 0.05
+    # half-way dense positions get a term too (features read between the spots)
+    _, mid, _ = histology_terms(
+        task.kind, task.measured_rows, task.measured_cols, task.measured_values,
+        2 * task.target_rows[:10] + 1, 2 * task.target_cols[:10], task.histology,
+    )
+    assert mid.shape == (10, len(task.genes)) and np.isfinite(mid).all()

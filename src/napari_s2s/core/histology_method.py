@@ -255,6 +255,67 @@ class HeGaussian:
         return base, z_meas @ beta, z_dst @ beta
 
 
+def histology_terms(
+    kind: str,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    target_rows: np.ndarray,
+    target_cols: np.ndarray,
+    view,
+    *,
+    target_scale: float = 2.0,
+    features: str = "basic",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The histology term of ``he_gaussian`` for a whole slide (what ``impute --histology`` needs).
+
+    Fits :meth:`HeGaussian.fit_terms` with every spot in ``rows, cols`` as measured and returns the
+    term at those spots and at the targets. The S2S engine can then impute ``values - term_measured``
+    and add ``term_targets`` back (as :class:`S2SHe` in ``"residual"`` mode does), restoring the
+    measured values exactly at measured positions afterwards.
+
+    Parameters
+    ----------
+    kind
+        Lattice kind.
+    rows, cols
+        (m,) array coordinates of the measured spots.
+    values
+        (m, G) their log-normalised values.
+    target_rows, target_cols
+        (t,) target positions in array coordinates times ``target_scale`` (default: the dense x2
+        grid, measured spots at ``(2 row, 2 col)``).
+    view
+        The slide's :class:`~napari_s2s.core.methods.HistologyView`.
+    target_scale
+        Scale of the target coordinates.
+    features
+        Histology feature set.
+    seed
+        Seed (only used by the permuted control; kept for symmetry).
+
+    Returns
+    -------
+    (term_measured, term_targets, details)
+        (m, G) and (t, G) float64, and the fit's details (bandwidth, penalty, number of features).
+    """
+    task = ImputationTask(
+        kind=kind,
+        measured_rows=np.asarray(rows),
+        measured_cols=np.asarray(cols),
+        measured_values=np.asarray(values, dtype=np.float32),
+        genes=tuple(f"g{i}" for i in range(np.asarray(values).shape[1])),
+        target_rows=np.asarray(target_rows, dtype=np.float64) / target_scale,
+        target_cols=np.asarray(target_cols, dtype=np.float64) / target_scale,
+        histology=view,
+        seed=seed,
+    )
+    he = HeGaussian(features=features)
+    _, term_meas, term_dst = he.fit_terms(task)
+    return term_meas, term_dst, dict(he.details_)
+
+
 @register("he_gaussian")
 def he_gaussian(**options) -> HeGaussian:
     """``gaussian`` + ridge model of its residual on H&E features (needs an image)."""
