@@ -219,7 +219,9 @@ def _read_h5ad(path: Path, pitch_um: float | None) -> Slide:
         raise SlideError(path, "no count matrix (X is empty)")
     counts = sp.csr_matrix(x, dtype=np.float32)
     check_counts(counts, str(path))
-    if counts.nnz and not np.allclose(counts.data[: 100000], np.round(counts.data[: 100000])):
+    # an imputed result written by napari-s2s holds log-normalised values, not counts
+    imputed = isinstance(adata.uns.get("s2s"), dict) and "s2s_measured" in adata.obs
+    if counts.nnz and not imputed and not np.allclose(counts.data[: 100000], np.round(counts.data[: 100000])):
         warnings.warn(
             f"{path}: counts are not integers; the input looks normalised already (going on)",
             stacklevel=2,
@@ -294,9 +296,22 @@ def _read_h5ad(path: Path, pitch_um: float | None) -> Slide:
         spot_diameter=spot_diam,
         library_id=library_id,
         n_total=adata.n_obs,
-        pitch_um=pitch_um,
+        pitch_um=pitch_um if pitch_um is not None or not imputed else _dense_pitch(adata.uns["s2s"]),
     )
+    if imputed:
+        slide.values_are_lognorm = True
+        slide.metadata["s2s"] = dict(adata.uns["s2s"])
+        slide.metadata["s2s_measured"] = adata.obs["s2s_measured"].to_numpy().astype(bool)
     return slide
+
+
+def _dense_pitch(prov: dict) -> float | None:
+    """Pitch of an imputed x2 grid: half the source's (recorded in the provenance), if known."""
+    src = prov.get("pitch_um")
+    try:
+        return None if src is None else float(src) / 2.0
+    except (TypeError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------- shared

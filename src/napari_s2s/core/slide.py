@@ -116,6 +116,9 @@ class Slide:
         Path the slide was read from.
     n_spots_total
         Rows of the positions table (or obs) in the source, in tissue or not.
+    values_are_lognorm
+        ``True`` for a slide whose ``counts`` already hold log-normalised values (an imputed result
+        written by napari-s2s, reopened): :meth:`lognorm` then returns them unchanged.
     """
 
     counts: sp.csr_matrix
@@ -133,6 +136,7 @@ class Slide:
     source: str | None = None
     n_spots_total: int | None = None
     metadata: dict = field(default_factory=dict)
+    values_are_lognorm: bool = False
 
     def __post_init__(self) -> None:
         self.counts = sp.csr_matrix(self.counts, dtype=np.float32)
@@ -179,8 +183,11 @@ class Slide:
     def usable(self) -> np.ndarray:
         """Bool per spot: in tissue with at least one count (the spots every method works on)."""
         if self._usable is None:
-            totals = np.asarray(self.counts.sum(axis=1)).ravel()
-            self._usable = self.in_tissue & (totals >= 1)
+            if self.values_are_lognorm:
+                self._usable = self.in_tissue.copy()
+            else:
+                totals = np.asarray(self.counts.sum(axis=1)).ravel()
+                self._usable = self.in_tissue & (totals >= 1)
         return self._usable
 
     def grid_extent(self) -> tuple[int, int]:
@@ -220,6 +227,8 @@ class Slide:
 
     def size_factors(self) -> np.ndarray:
         """Per-usable-spot scale: median total of usable spots / spot total."""
+        if self._scale is None and self.values_are_lognorm:
+            self._scale = np.ones(int(self.usable().sum()))
         if self._scale is None:
             totals = np.asarray(self.counts[self.usable()].sum(axis=1), dtype=np.float64).ravel()
             self._scale = np.median(totals) / totals
@@ -245,6 +254,8 @@ class Slide:
         if spots is not None:
             x = x[spots]
             scale = scale[spots]
+        if self.values_are_lognorm:
+            return sp.csr_matrix(x).toarray().astype(np.float32)
         x = sp.csr_matrix(x.multiply(scale[:, None]), dtype=np.float64)
         x.data = np.log1p(x.data)
         return x.toarray().astype(np.float32)
@@ -256,6 +267,8 @@ class Slide:
         if spots is not None:
             x = x[spots]
             scale = scale[spots]
+        if self.values_are_lognorm:
+            return sp.csr_matrix(x, dtype=np.float32)
         x = sp.csr_matrix(x.multiply(scale[:, None]), dtype=np.float64)
         x.data = np.log1p(x.data)
         return x.astype(np.float32)
