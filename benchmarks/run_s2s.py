@@ -155,6 +155,7 @@ def speed_one(preset: str, seconds: float, slide_name: str) -> dict:
             t_first = time.perf_counter()
     t_train = time.perf_counter() - (t_first or t0)
     t1 = time.perf_counter()
+    imp.config.tta = False  # one pass (test-time averaging multiplies this by 4 on hex, 8 on square)
     imp.impute_arrays(lr, lc, task.kind, task.measured_values, tr, tc, all_genes=allg)
     return {
         "preset": preset,
@@ -185,7 +186,8 @@ def run_speed(args) -> int:
         f"# {args.name}: S2S training speed and memory (1 torch thread, shared 2-core CPU)",
         "",
         f"Command: `nice -n 5 python benchmarks/run_s2s.py --speed --speed-seconds {args.speed_seconds} "
-        f"--speed-slides {args.speed_slides} --name {args.name}` (one subprocess per row; peak RSS of that process).",
+        f"--speed-slides {args.speed_slides} --name {args.name}` (one subprocess per row; peak RSS of that process; "
+        "training without validation; impute = one pass over the slide's hold-out targets without test-time averaging).",
         "",
         "| preset | slide | parameters | batch | window | steps | train s | steps/s | impute s | peak RSS MB | load avg |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

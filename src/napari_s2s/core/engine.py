@@ -62,7 +62,7 @@ class S2SConfig:
     """Settings of S2S-ST training and imputation (typed, validated; ``to_dict``/``from_dict``).
 
     Architecture fields left ``None`` take the preset's value. Levers beyond the paper (defaults are
-    the measured winners; see ``benchmarks/results/README.md``): ``loss`` ("mse" or "l1"), ``dc``
+    the measured winners; see ``benchmarks/results/s2s_README.md``): ``loss`` ("mse" or "l1"), ``dc``
     (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the cascade starts from
     a smoother of the kept samples, "smooth", from the cross-gene smoother, "pca", or from the kept
     values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times the leave-one-out
@@ -468,10 +468,13 @@ class S2SImputer:
             torch.manual_seed(cfg.seed + gi)
             model = make_model(prob.n_channels, cfg)
             state = TrainState()
+            # per-gene models share the budget and the step limit equally
             budget = None if cfg.budget_s is None else cfg.budget_s / len(groups)
-            steps = None if cfg.max_steps is None else max(1, cfg.max_steps // len(groups)) if cfg.max_steps else 0
+            steps = None
+            if cfg.max_steps is not None:
+                steps = max(1, cfg.max_steps // len(groups)) if cfg.max_steps > 0 else 0
             if stopped:
-                steps = 0
+                steps = 0  # a stop request ends the remaining genes' training too
             base_el = time.perf_counter() - t0
             for ev in train_loop(
                 model, prob, cfg, device, state, self._stop.is_set, natural, budget, steps, gene, rng
