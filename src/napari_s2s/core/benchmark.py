@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from .errors import SlideError
 from .lattice import measured_mask
-from .methods import METHODS, HistologyView, ImputationTask, applies, load_all
+from .methods import METHODS, ImputationTask, applies, histology_view, load_all
 from .metrics import mae, median_or_none, pcc, rmse, ssim_grid
 from .slide import Slide
 
@@ -55,24 +55,6 @@ def holdout_masks(slide: Slide) -> tuple[np.ndarray, np.ndarray]:
     use = slide.usable()
     measured = measured_mask(slide.array_row[use], slide.array_col[use], slide.kind)
     return measured, ~measured
-
-
-def histology_view(slide: Slide) -> HistologyView | None:
-    """What histology-guided methods may see: images and the grid -> pixel affine, when known."""
-    g = slide.geometry
-    if not slide.images or slide.pixel_xy is None or g is None or g.grid_to_px is None:
-        return None
-    images = {}
-    for k, v in slide.images.items():
-        img = np.asarray(v).view()
-        img.flags.writeable = False  # a read-only view shared by all methods: nobody may paint on it
-        images[k] = img
-    return HistologyView(
-        images=images,
-        scalefactors=dict(slide.scalefactors),
-        grid_to_px=_fresh(g.grid_to_px, np.float64),
-        spot_diameter_px=slide.spot_diameter_px,
-    )
 
 
 def build_holdout(

@@ -39,7 +39,7 @@ import numpy as np
 from scipy import ndimage
 
 from .lattice import apply_affine, pitch_of_affine
-from .methods import HistologyView
+from .methods import HistologyView, histology_view
 
 #: Feature sets understood by :func:`histology_features`.
 FEATURE_SETS = ("basic", "clusters", "all")
@@ -77,21 +77,6 @@ class _Maps:
 
 
 # ---------------------------------------------------------------------------------------- geometry
-def histology_view(slide) -> HistologyView | None:
-    """The :class:`HistologyView` of a :class:`~napari_s2s.core.slide.Slide`, or ``None``.
-
-    ``None`` when the slide has no image or no pixel positions (no grid -> pixel affine).
-    """
-    if not slide.images or slide.geometry is None or slide.geometry.grid_to_px is None:
-        return None
-    return HistologyView(
-        images=dict(slide.images),
-        scalefactors=dict(slide.scalefactors),
-        grid_to_px=np.asarray(slide.geometry.grid_to_px, dtype=np.float64),
-        spot_diameter_px=slide.spot_diameter_px,
-    )
-
-
 def best_image_name(view: HistologyView) -> str:
     """Name of the image with the highest scale factor (the most pixels per spot)."""
     return max(view.images, key=lambda k: float(view.scalefactors.get(k, 0.0)))

@@ -41,6 +41,28 @@ class HistologyView:
     spot_diameter_px: float | None = None
 
 
+def histology_view(slide) -> HistologyView | None:
+    """What histology-guided methods may see of a :class:`~napari_s2s.core.slide.Slide`.
+
+    ``None`` when the slide has no image or no pixel positions (no grid -> pixel affine). The images
+    are read-only views shared by every method: nobody may paint on them.
+    """
+    g = slide.geometry
+    if not slide.images or slide.pixel_xy is None or g is None or g.grid_to_px is None:
+        return None
+    images = {}
+    for k, v in slide.images.items():
+        img = np.asarray(v).view()
+        img.flags.writeable = False
+        images[k] = img
+    return HistologyView(
+        images=images,
+        scalefactors=dict(slide.scalefactors),
+        grid_to_px=np.array(g.grid_to_px, dtype=np.float64),
+        spot_diameter_px=slide.spot_diameter_px,
+    )
+
+
 @dataclass(frozen=True)
 class ImputationTask:
     """Everything a method may use to predict values at target positions.
