@@ -50,7 +50,7 @@ PRESETS: dict[str, dict] = {
     # small enough to train usefully on 2 CPU cores in about two minutes
     "fast": dict(
         cascades=2, features=16, blocks=2, layers=3, growth=16, window=8, attention=True, heads=2,
-        mlp_ratio=2.0, patch=16, batch_size=16, natural_share=0.25, lr=1e-3, beta1=0.9,
+        mlp_ratio=2.0, patch=16, batch_size=16, natural_share=0.25, lr=3e-4, beta1=0.9,
     ),
 }
 
