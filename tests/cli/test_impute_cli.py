@@ -75,3 +75,39 @@ def test_impute_bad_input(tmp_path, data_dir, capsys):
         assert main(["impute", str(src), "--out", str(tmp_path / "o.h5ad"), "--device", "cuda"] + FAST) == 2
         assert "cuda" in capsys.readouterr().err.lower()
     assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_impute_with_histology_and_reopen(tmp_path, data_dir):
+    src = slide_path(data_dir, "her2st_C2")
+    out = tmp_path / "he.h5ad"
+    rc = main(["impute", str(src), "--out", str(out), "--genes", "top:3", "--device", "cpu",
+               "--histology", "on"] + FAST)
+    assert rc == 0
+    res = ad.read_h5ad(out)
+    assert bool(res.uns["s2s"]["histology"]) is True and res.uns["s2s"]["config"]["histology"] == "on"
+    slide = read_slide(src)
+    genes = list(res.var_names)
+    meas = res.obs["s2s_measured"].to_numpy().astype(bool)
+    use = slide.usable()
+    key = {(2 * int(r), 2 * int(c)): i for i, (r, c) in enumerate(zip(slide.array_row[use], slide.array_col[use]))}
+    R, C = res.obs["array_row"].to_numpy(), res.obs["array_col"].to_numpy()
+    idx = np.array([key[(int(r), int(c))] for r, c in zip(R[meas], C[meas])])
+    assert np.array_equal(np.asarray(res.X)[meas], slide.lognorm(genes)[idx])  # still exact with H&E guidance
+    assert np.all(np.asarray(res.X) >= 0)
+    # reopened: the values are taken as they are (no second normalisation), at half the source pitch
+    back = read_slide(out)
+    assert back.values_are_lognorm
+    assert np.allclose(back.lognorm(genes), np.asarray(res.X)[back.usable()])
+    assert back.geometry.pitch_um == slide.geometry.pitch_um / 2
+    assert back.geometry.um_per_px == np.float64(slide.geometry.um_per_px).round(6) or abs(
+        back.geometry.um_per_px - slide.geometry.um_per_px) < 0.02 * slide.geometry.um_per_px
+
+
+def test_impute_histology_on_without_image_is_bad_input(tmp_path, data_dir, capsys):
+    src = slide_path(data_dir, "st_breast_cancer_layer2")
+    rc = main(["impute", str(src), "--out", str(tmp_path / "x.h5ad"), "--genes", "top:2", "--device", "cpu",
+               "--histology", "on"] + FAST)
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "H&E image" in err[0]
+    assert not (tmp_path / "x.h5ad").exists()

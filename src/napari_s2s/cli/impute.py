@@ -23,6 +23,13 @@ def add_parser(sub):
     p.add_argument("--per-gene", action="store_true", help="one model per gene instead of one shared model")
     p.add_argument("--no-natural", action="store_true", help="no natural-image co-learning")
     p.add_argument("--natural-folder", default=None, help="folder of natural images (default: scikit-image's)")
+    p.add_argument(
+        "--histology",
+        choices=("on", "off", "auto"),
+        default="off",
+        help="H&E guidance: S2S learns what per-spot H&E features do not explain (auto: on when the slide "
+        "has an image with >= 4 pixels per spot; default off)",
+    )
     p.add_argument("--save-model", default=None, help="also save the trained model (.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -71,6 +78,7 @@ def run(args) -> int:
         per_gene=args.per_gene,
         natural_images=not args.no_natural,
         natural_folder=args.natural_folder,
+        histology=args.histology,
     )
     imp = S2SImputer(cfg)
     t0 = time.perf_counter()
@@ -85,6 +93,7 @@ def run(args) -> int:
     seconds = time.perf_counter() - t0
     adata = result.to_anndata(slide, cfg, seconds, device=str(device))
     adata.uns["s2s"]["steps"] = int(imp.stats.get("steps", 0))
+    adata.uns["s2s"]["histology"] = bool(getattr(imp, "histology_used", False))
     out = write_imputed(adata, args.out, source=src)
     if args.save_model:
         imp.save(args.save_model)

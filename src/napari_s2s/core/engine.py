@@ -119,6 +119,7 @@ class S2SConfig:
     threads: int | None = None
     tile: int = 256
     tta: bool = True
+    histology: str = "off"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -165,6 +166,8 @@ class S2SConfig:
             raise ValueError(f"threads must be >= 1 or None, not {self.threads!r}")
         if len(self.sigmas) < 1 or min(self.sigmas) <= 0:
             raise ValueError("sigmas must be positive bandwidths")
+        if self.histology not in ("off", "on", "auto"):
+            raise ValueError(f"histology must be 'off', 'on' or 'auto', not {self.histology!r}")
 
     @classmethod
     def from_preset(cls, name: str = "fast", **overrides) -> "S2SConfig":
@@ -297,6 +300,7 @@ class ImputedResult:
             "seconds": float(seconds),
             "source": str(slide.source) if slide.source else "",
             "lattice": self.kind,
+            "pitch_um": slide.geometry.pitch_um,
             "dense_grid": "x2: measured spot (row, col) at (2*row, 2*col)",
         }
         return adata
@@ -395,6 +399,10 @@ class S2SImputer:
             raise SlideError(slide.source, f"too few spots to train ({int(use.sum())} usable in-tissue spots; need 16)")
         yield ProgressEvent("prepare", 0, self.config.max_steps, None, 0.0, None, "reading measured values")
         rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
+        self.histology_used = resolve_histology(self.config.histology, slide)
+        if self.histology_used:
+            yield ProgressEvent("prepare", 0, self.config.max_steps, None, 0.0, None, "fitting the H&E term")
+            values = self._histology(slide, genes, rows, cols, values).train_values
         yield from self.fit_arrays_iter(rows, cols, slide.kind, values, genes, all_genes=allg)
 
     def fit_arrays_iter(
@@ -572,7 +580,15 @@ class S2SImputer:
         genes = list(genes) if genes is not None else list(self.genes)
         rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
         dr, dc = dense_positions(rows, cols, slide.kind)
-        pred, measured = self.impute_arrays(rows, cols, slide.kind, values, dr, dc, all_genes=allg, genes=genes)
+        if getattr(self, "histology_used", False):
+            he = self._histology(slide, genes, rows, cols, values)
+            pred, measured = self.impute_arrays(
+                rows, cols, slide.kind, he.train_values, dr, dc, all_genes=allg, genes=genes
+            )
+            pred = np.maximum(he.add_back(pred, dr, dc), 0.0).astype(np.float32)
+            pred, measured = final_consistency(pred, dr, dc, rows, cols, values)
+        else:
+            pred, measured = self.impute_arrays(rows, cols, slide.kind, values, dr, dc, all_genes=allg, genes=genes)
         xy = None
         g2p = slide.geometry.grid_to_px
         if g2p is not None:
@@ -590,6 +606,14 @@ class S2SImputer:
             grid_to_world=slide.geometry.grid_to_world(),
             units=slide.geometry.units,
         )
+
+    def _histology(self, slide, genes, rows, cols, values) -> "HistologyTerm":
+        """The slide's H&E term for these genes (computed once per slide and gene list)."""
+        key = (id(slide), tuple(genes))
+        cached = getattr(self, "_he_cache", None)
+        if cached is None or cached[0] != key:
+            self._he_cache = (key, HistologyTerm.fit(slide, rows, cols, values, seed=self.config.seed))
+        return self._he_cache[1]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
@@ -651,3 +675,57 @@ __all__ = [
     "slide_training_arrays",
     "spec_of",
 ]
+
+
+# ---------------------------------------------------------------------- histology guidance
+def resolve_histology(mode: str, slide) -> bool:
+    """Whether H&E guidance applies: ``on`` needs an image (else :class:`SlideError`), ``auto`` uses
+    it when an image of sufficient resolution exists, ``off`` never."""
+    if mode == "off":
+        return False
+    from .histology import histology_available
+
+    ok = histology_available(slide)
+    if mode == "on" and not ok:
+        raise SlideError(
+            slide.source,
+            "--histology on needs an H&E image with pixel positions (at least 4 image pixels per spot)",
+        )
+    return bool(ok)
+
+
+@dataclass
+class HistologyTerm:
+    """``he_gaussian``'s histology term of a slide: S2S learns what the H&E does not explain.
+
+    The term (a ridge model of the smoother's leave-one-out residual on per-spot H&E features,
+    fitted on the measured spots) is taken out of the measured values before training, shifted so
+    that what is left stays >= 0, and added back on the dense grid after imputation.
+    """
+
+    train_values: np.ndarray
+    shift: np.ndarray
+    dense_rows: np.ndarray
+    dense_cols: np.ndarray
+    term_dense: np.ndarray
+    details: dict
+
+    @classmethod
+    def fit(cls, slide, rows, cols, values, seed: int = 0) -> "HistologyTerm":
+        from .histology_method import histology_terms
+        from .impute import dense_positions
+        from .methods import histology_view
+
+        dr, dc = dense_positions(rows, cols, slide.kind)
+        term_m, term_d, details = histology_terms(
+            slide.kind, rows, cols, values, dr, dc, histology_view(slide), seed=seed
+        )
+        rest = np.asarray(values, np.float64) - term_m
+        shift = np.maximum(0.0, -rest.min(axis=0))
+        return cls((rest + shift).astype(np.float32), shift, dr, dc, term_d, details)
+
+    def add_back(self, pred: np.ndarray, dense_rows: np.ndarray, dense_cols: np.ndarray) -> np.ndarray:
+        """Undo the shift and add the histology term at the dense positions ``pred`` is given for."""
+        if not (np.array_equal(dense_rows, self.dense_rows) and np.array_equal(dense_cols, self.dense_cols)):
+            raise ValueError("histology term was fitted for another dense grid")
+        return np.asarray(pred, np.float64) - self.shift + self.term_dense
