@@ -40,14 +40,16 @@ def test_settings_round_trip_and_bad_files(tmp_path, monkeypatch):
     assert config_dir() == tmp_path / "cfg"
     store = SettingsStore()
     assert store.load() == WidgetSettings()  # nothing saved yet
-    s = WidgetSettings(preset="paper", cascades=2, budget_s=30, device="cpu", natural_images=False, seed=7)
+    s = WidgetSettings(preset="paper", cascades=2, budget_s=30, device="cpu", natural_images=False, seed=7,
+                       histology="auto")
     store.save(s)
     assert SettingsStore().load() == s
     store.path.write_text("{not json")
     assert store.load() == WidgetSettings()
-    store.path.write_text(json.dumps({"preset": "huge", "device": "tpu", "seed": "x", "budget_s": 12}))
+    store.path.write_text(json.dumps({"preset": "huge", "device": "tpu", "seed": "x", "budget_s": 12,
+                                      "histology": "always"}))
     got = store.load()
-    assert (got.preset, got.device, got.seed, got.budget_s) == ("fast", "auto", 0, 12.0)
+    assert (got.preset, got.device, got.seed, got.budget_s, got.histology) == ("fast", "auto", 0, 12.0, "off")
     over = s.config_overrides()
     assert over["cascades"] == 2 and "features" not in over and over["natural_images"] is False
 
@@ -58,6 +60,9 @@ def test_settings_feed_the_engine_config():
     s = WidgetSettings(preset="fast", features=8, budget_s=5, device="cpu", seed=4)
     cfg = make_config(s.preset, **s.config_overrides())
     assert (cfg.features, cfg.budget_s, cfg.device, cfg.seed) == (8, 5.0, "cpu", 4)
+    assert cfg.histology == "off"
+    s.histology = "auto"
+    assert make_config(s.preset, **s.config_overrides()).histology == "auto"
 
 
 def test_review_table_csv_round_trip(tmp_path):

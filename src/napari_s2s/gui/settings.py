@@ -16,6 +16,10 @@ PRESETS = ("fast", "paper")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+#: H&E guidance choices (see ``S2SConfig.histology``).
+HISTOLOGY_MODES = ("off", "auto", "on")
+
+
 @dataclass
 class WidgetSettings:
     """What the dock widget remembers.
@@ -29,6 +33,7 @@ class WidgetSettings:
     budget_s: float = 60.0
     device: str = "auto"
     natural_images: bool = True
+    histology: str = "off"
     seed: int = 0
     top_n: int = 8
     last_dir: str = ""
@@ -59,6 +64,8 @@ class WidgetSettings:
             out.preset = "fast"
         if out.device not in DEVICES:
             out.device = "auto"
+        if out.histology not in HISTOLOGY_MODES:
+            out.histology = "off"
         return out
 
     def config_overrides(self) -> dict:
@@ -67,6 +74,7 @@ class WidgetSettings:
             "budget_s": float(self.budget_s),
             "device": self.device,
             "natural_images": bool(self.natural_images),
+            "histology": self.histology,
             "seed": int(self.seed),
         }
         if self.cascades is not None:

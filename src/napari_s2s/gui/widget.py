@@ -45,7 +45,7 @@ from .layers import META_KEY, gene_stack_layer, s2s_meta
 from .loss_plot import LossPlot
 from .progress import ProgressBar
 from .review import STATUSES, ReviewTable
-from .settings import DEVICES, PRESETS, SettingsStore, WidgetSettings
+from .settings import DEVICES, HISTOLOGY_MODES, PRESETS, SettingsStore, WidgetSettings
 from .state import TrainingState
 from .training import TrainingJob, TrainingOutcome, ValidationJob, ValidationOutcome
 
@@ -321,6 +321,14 @@ class S2SWidget(QWidget):
         self.natural_check = QCheckBox("natural-image co-learning")
         self.natural_check.setToolTip("co-train on natural images (S2S-ST); off for the ablation")
         form.addRow(self.natural_check)
+        self.histology_combo = QComboBox()
+        for mode in HISTOLOGY_MODES:
+            self.histology_combo.addItem(mode, mode)
+        self.histology_combo.setToolTip(
+            "H&E guidance: S2S learns what per-spot H&E features do not explain "
+            "(auto: on when the slide has an image with >= 4 pixels per spot)"
+        )
+        form.addRow("H&E guidance", self.histology_combo)
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
         form.addRow("Seed", self.seed_spin)
@@ -340,7 +348,7 @@ class S2SWidget(QWidget):
         adv_form.addRow("Model size", self.features_spin)
         adv.addWidget(adv_inner)
         form.addRow(adv)
-        for w in (self.preset_combo, self.device_combo):
+        for w in (self.preset_combo, self.device_combo, self.histology_combo):
             w.currentIndexChanged.connect(self._save_settings)
         for w in (self.budget_spin, self.seed_spin, self.cascades_spin, self.features_spin):
             w.valueChanged.connect(self._save_settings)
@@ -423,6 +431,7 @@ class S2SWidget(QWidget):
             budget_s=float(self.budget_spin.value()),
             device=self.device_combo.currentData() or "auto",
             natural_images=self.natural_check.isChecked(),
+            histology=self.histology_combo.currentData() or "off",
             seed=int(self.seed_spin.value()),
             top_n=int(self.top_n_spin.value()),
             last_dir=getattr(self, "_last_dir", ""),
@@ -439,6 +448,7 @@ class S2SWidget(QWidget):
             idx = self.device_combo.findData(s.device)
             self.device_combo.setCurrentIndex(idx if idx >= 0 and self._device_enabled(idx) else 0)
             self.natural_check.setChecked(s.natural_images)
+            self.histology_combo.setCurrentIndex(max(0, self.histology_combo.findData(s.histology)))
             self.seed_spin.setValue(s.seed)
             self.top_n_spin.setValue(s.top_n)
             self._last_dir = s.last_dir
