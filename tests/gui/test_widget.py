@@ -236,4 +236,68 @@ def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
     for g in out.genes:
         m = widget.review.rows[g]
         assert m.rmse is not None and m.rmse > 0
-    assert widget.review_table.item(0, 2).text() != "" and widget.review_table.item(0, 3).text() != ""
+    t = widget.review_table
+    assert t.item(0, widget.review_column("PCC")).text() != "" and t.item(0, widget.review_column("RMSE")).text() != ""
+    # guidance off (the default): no H&E comparison, its columns hidden
+    assert out.compared is None and t.isColumnHidden(widget.review_column("PCC +H&E"))
+
+
+def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypatch, notes):
+    """H&E guidance "auto" on a slide with an image: gaussian and he_gaussian on the same hold-out
+    task, per gene PCC/RMSE with and without H&E and the difference in the review table."""
+    from napari_s2s.core import benchmark
+    from napari_s2s.core.metrics import pcc, rmse
+    from napari_s2s.gui.layers import slide_layers
+
+    monkeypatch.setenv("NAPARI_S2S_SYNC", "1")
+    slide = synthetic_slide
+    for data, kwargs, _ in slide_layers(slide):
+        widget.viewer.add_image(data, **kwargs)
+    genes = slide.top_variable_genes(4)
+    widget.set_genes(genes)
+    widget.seed_spin.setValue(2)
+    widget.histology_combo.setCurrentIndex(widget.histology_combo.findData("auto"))
+    widget.method_combo.setCurrentText("gaussian")
+    widget.start_validation()
+    assert widget.state.phase == "done", widget.state.message
+    out = widget.last_validation
+    assert out.method == "gaussian" and out.he_method == "he_gaussian"
+    assert "ΔPCC" in widget.state.message and "he_gaussian" in widget.state.message
+
+    # the same task by hand: the table's numbers are run_method's for both methods
+    task, truth, _ = benchmark.build_holdout(slide, genes=out.genes, seed=2)
+    truth = np.asarray(truth, dtype=float)
+    plain = benchmark.run_method("gaussian", task)[0]
+    guided = benchmark.run_method("he_gaussian", task)[0]
+    assert not np.allclose(plain, guided)  # the image changes the prediction on this slide
+    t = widget.review_table
+    cols = {h: widget.review_column(h) for h in ("PCC", "PCC +H&E", "ΔPCC", "RMSE", "RMSE +H&E", "ΔRMSE")}
+    assert not any(t.isColumnHidden(c) for c in cols.values())
+    assert t.rowCount() == len(out.genes)
+    for r in range(t.rowCount()):
+        gene = t.item(r, 0).text()
+        k = out.genes.index(gene)
+        want = {
+            "PCC": pcc(truth[:, k], plain[:, k]), "PCC +H&E": pcc(truth[:, k], guided[:, k]),
+            "RMSE": rmse(truth[:, k], plain[:, k]), "RMSE +H&E": rmse(truth[:, k], guided[:, k]),
+        }
+        want["ΔPCC"] = want["PCC +H&E"] - want["PCC"]
+        want["ΔRMSE"] = want["RMSE +H&E"] - want["RMSE"]
+        row = widget.review.rows[gene]
+        for h, v in want.items():
+            assert float(t.item(r, cols[h]).text()) == pytest.approx(v, abs=6e-4), (gene, h)
+        assert row.pcc_he == pytest.approx(want["PCC +H&E"], rel=1e-9)
+        assert row.drmse == pytest.approx(want["ΔRMSE"], rel=1e-9, abs=1e-12)
+    assert not notes
+
+    # "on" where the image is not usable: one notification, the plain method only, H&E columns hidden
+    monkeypatch.setattr("napari_s2s.core.histology.histology_available", lambda *a, **k: False)
+    widget.histology_combo.setCurrentIndex(widget.histology_combo.findData("on"))
+    widget.start_validation()
+    assert widget.state.phase == "done", widget.state.message
+    assert len(notes) == 1 and notes[0][0] == "warning" and "\n" not in notes[0][1] and "H&E" in notes[0][1]
+    out = widget.last_validation
+    assert out.he_method is None and out.compared is None and "ΔPCC" not in widget.state.message
+    assert widget.review.rows[out.genes[0]].pcc_he is None
+    assert t.isColumnHidden(cols["PCC +H&E"]) and not t.isColumnHidden(cols["PCC"])
+

@@ -13,19 +13,33 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 STATUSES = ("", "accepted", "flagged")
-COLUMNS = ("gene", "status", "comment", "pcc", "rmse", "slide", "source", "reviewed_at")
+COLUMNS = ("gene", "status", "comment", "pcc", "rmse", "pcc_he", "rmse_he", "slide", "source", "reviewed_at")
 
 
 @dataclass
 class GeneReview:
-    """One gene's review: status (``""``, ``"accepted"``, ``"flagged"``), comment and metrics."""
+    """One gene's review: status (``""``, ``"accepted"``, ``"flagged"``), comment and metrics.
+
+    ``pcc_he`` / ``rmse_he`` are the metrics of the H&E-guided counterpart on the same hold-out
+    task (``None`` when it did not run); :attr:`dpcc` / :attr:`drmse` are guided minus plain.
+    """
 
     gene: str
     status: str = ""
     comment: str = ""
     pcc: float | None = None
     rmse: float | None = None
+    pcc_he: float | None = None
+    rmse_he: float | None = None
     reviewed_at: str = ""
+
+    @property
+    def dpcc(self) -> float | None:
+        return None if self.pcc is None or self.pcc_he is None else self.pcc_he - self.pcc
+
+    @property
+    def drmse(self) -> float | None:
+        return None if self.rmse is None or self.rmse_he is None else self.rmse_he - self.rmse
 
 
 @dataclass
@@ -54,11 +68,14 @@ class ReviewTable:
         row.reviewed_at = _now()
 
     def set_metrics(self, metrics: dict[str, dict]) -> None:
-        """Attach validation metrics ``{gene: {"pcc": .., "rmse": ..}}``."""
+        """Attach validation metrics ``{gene: {"pcc": .., "rmse": ..}}``, optionally with the
+        H&E-guided ``"pcc_he"`` / ``"rmse_he"`` (missing ones are cleared)."""
         for gene, m in metrics.items():
             row = self.rows.setdefault(gene, GeneReview(gene))
             row.pcc = m.get("pcc")
             row.rmse = m.get("rmse")
+            row.pcc_he = m.get("pcc_he")
+            row.rmse_he = m.get("rmse_he")
 
     def records(self) -> list[dict]:
         """One dict per gene with the :data:`COLUMNS`."""
@@ -71,6 +88,8 @@ class ReviewTable:
                     "comment": r.comment,
                     "pcc": "" if r.pcc is None else f"{r.pcc:.4f}",
                     "rmse": "" if r.rmse is None else f"{r.rmse:.4f}",
+                    "pcc_he": "" if r.pcc_he is None else f"{r.pcc_he:.4f}",
+                    "rmse_he": "" if r.rmse_he is None else f"{r.rmse_he:.4f}",
                     "slide": self.slide,
                     "source": self.source,
                     "reviewed_at": r.reviewed_at,
@@ -108,6 +127,8 @@ class ReviewTable:
                     comment=rec.get("comment", ""),
                     pcc=float(rec["pcc"]) if rec.get("pcc") else None,
                     rmse=float(rec["rmse"]) if rec.get("rmse") else None,
+                    pcc_he=float(rec["pcc_he"]) if rec.get("pcc_he") else None,
+                    rmse_he=float(rec["rmse_he"]) if rec.get("rmse_he") else None,
                     reviewed_at=rec.get("reviewed_at", ""),
                 )
         return table

@@ -3,7 +3,9 @@
 :class:`TrainingJob` runs ``S2SImputer.fit_iter`` and then ``impute``, yielding the core's progress
 events and finally a :class:`TrainingOutcome`; :class:`ValidationJob` runs the hold-out protocol of
 :mod:`napari_s2s.core.benchmark` with the ``s2s`` method and yields a :class:`ValidationOutcome`
-with per-gene PCC/RMSE and error maps. Both are plain generators: the widget runs them in a napari
+with per-gene PCC/RMSE and error maps; with ``he_method`` it also runs the method's H&E-guided
+counterpart (:func:`he_counterpart`) on the same hold-out task and compares them per gene
+(:func:`compare_metrics`). Both are plain generators: the widget runs them in a napari
 ``thread_worker`` (see :mod:`.workers`), tests can also iterate them directly.
 """
 
@@ -53,7 +55,9 @@ class ValidationOutcome:
     """Hold-out validation of one method on the slide.
 
     ``metrics`` maps gene -> ``{"pcc", "rmse", "mae"}`` on the hidden spots; ``error_grid`` holds
-    prediction minus truth at the hidden spots (NaN elsewhere), on the slide's grid.
+    prediction minus truth at the hidden spots (NaN elsewhere), on the slide's grid. When the
+    H&E-guided counterpart ran too, ``he_method`` names it and ``compared`` holds
+    :func:`compare_metrics` of the two (otherwise ``None``).
     """
 
     genes: list[str]
@@ -64,6 +68,71 @@ class ValidationOutcome:
     n_measured: int
     n_hidden: int
     extra: dict = field(default_factory=dict)
+    he_method: str | None = None
+    compared: dict[str, dict] | None = None
+
+
+#: H&E-guided counterpart of a method on the same task: ``method -> (guided method, fixed options,
+#: whether it also takes the method's own options)``.
+HE_COUNTERPARTS: dict[str, tuple[str, dict, bool]] = {
+    "s2s": ("s2s-he", {}, True),  # trains like s2s: same preset and config overrides
+    "gaussian": ("he_gaussian", {}, False),
+    "pca_gaussian": ("he_gaussian", {"smoother": "pca_gaussian"}, False),
+}
+
+
+def he_counterpart(
+    method: str, mode: str, has_image: bool, options: dict | None = None
+) -> tuple[str, dict] | None:
+    """The H&E-guided method to validate next to ``method``, or ``None``.
+
+    Parameters
+    ----------
+    method
+        The method chosen for validation.
+    mode
+        The widget's H&E guidance setting: ``"off"``, ``"auto"`` or ``"on"``.
+    has_image
+        Whether the slide has an image histology-guided methods can use.
+    options
+        The options ``method`` runs with (passed on where the counterpart trains the same way).
+
+    Returns
+    -------
+    tuple or None
+        ``(name, options)`` of the guided counterpart; ``None`` when guidance is off, there is no
+        image, or ``method`` has no counterpart (e.g. it is already guided).
+    """
+    if mode == "off" or not has_image or method not in HE_COUNTERPARTS:
+        return None
+    name, fixed, inherit = HE_COUNTERPARTS[method]
+    return name, {**(dict(options or {}) if inherit else {}), **fixed}
+
+
+def compare_metrics(plain: dict[str, dict], guided: dict[str, dict]) -> dict[str, dict]:
+    """Per gene metrics without and with H&E and their difference (guided minus plain).
+
+    Returns ``{gene: {"pcc", "pcc_he", "dpcc", "rmse", "rmse_he", "drmse"}}`` for the genes of
+    ``plain``; a value is ``None`` where either side is undefined (e.g. PCC of a constant).
+    """
+
+    def diff(a, b):
+        return None if a is None or b is None else float(b) - float(a)
+
+    out = {}
+    for gene, m in plain.items():
+        h = guided.get(gene, {})
+        out[gene] = {
+            "pcc": m.get("pcc"), "pcc_he": h.get("pcc"), "dpcc": diff(m.get("pcc"), h.get("pcc")),
+            "rmse": m.get("rmse"), "rmse_he": h.get("rmse"), "drmse": diff(m.get("rmse"), h.get("rmse")),
+        }
+    return out
+
+
+def median_delta(compared: dict[str, dict], key: str = "dpcc") -> float | None:
+    """Median over genes of one difference of :func:`compare_metrics` (``None`` if none defined)."""
+    vals = [m[key] for m in compared.values() if m.get(key) is not None and np.isfinite(m[key])]
+    return float(np.median(vals)) if vals else None
 
 
 def torch_threads() -> int:
@@ -185,10 +254,16 @@ class ValidationJob:
         seed: int = 0,
         threads: int | None = None,
         options: dict | None = None,
+        he_method: str | None = None,
+        he_options: dict | None = None,
     ):
+        """``he_method`` (with ``he_options``, see :func:`he_counterpart`) runs after ``method``
+        on the same hold-out task; the outcome then compares the two per gene."""
         self.slide = slide
         self.genes = None if genes is None else list(genes)
         self.method = method
+        self.he_method = he_method
+        self.he_options = dict(he_options or {})
         self.budget_s = budget_s
         self.seed = seed
         self.threads = threads
@@ -209,21 +284,25 @@ class ValidationJob:
             benchmark.build_holdout, self.slide, genes=self.genes, seed=self.seed, budget_s=self.budget_s
         )
         methods = load_all()
-        if self.method not in methods:
-            raise ValueError(f"method {self.method!r} is not available (known: {', '.join(sorted(methods))})")
-        options = _accepted(methods[self.method], self.options)
+        runs = [(self.method, self.options)]
+        if self.he_method:
+            runs.append((self.he_method, self.he_options))
+        for name, _ in runs:
+            if name not in methods:
+                raise ValueError(f"method {name!r} is not available (known: {', '.join(sorted(methods))})")
+        runs = [(name, _accepted(methods[name], opts)) for name, opts in runs]
         box: queue.Queue = queue.Queue()
 
         def target():
             try:
                 _set_threads(self.threads)
-                pred, _, _ = benchmark.run_method(self.method, task, **options)
-                box.put(("ok", pred))
+                box.put(("ok", [benchmark.run_method(name, task, **opts)[0] for name, opts in runs]))
             except BaseException as exc:  # reported to the GUI thread
                 box.put(("error", exc))
 
         threading.Thread(target=target, name="s2s-validation", daemon=True).start()
-        budget = self.budget_s or 0.0
+        budget = (self.budget_s or 0.0) * len(runs)
+        what = " and ".join(name for name, _ in runs)
         while True:
             try:
                 status, value = box.get(timeout=0.1)
@@ -233,21 +312,19 @@ class ValidationJob:
                     return
                 el = time.perf_counter() - t0
                 eta = max(0.0, budget - el) if budget else None
-                yield Heartbeat("validate", elapsed_s=el, eta_s=eta, message=f"validating {self.method}")
+                yield Heartbeat("validate", elapsed_s=el, eta_s=eta, message=f"validating {what}")
         if status == "error":
             raise value
-        pred = value
-        yield self._outcome(task, np.asarray(truth, dtype=np.float64), pred, time.perf_counter() - t0)
+        truth = np.asarray(truth, dtype=np.float64)
+        out = self._outcome(task, truth, value[0], time.perf_counter() - t0)
+        if self.he_method:
+            out.he_method = self.he_method
+            out.compared = compare_metrics(out.metrics, _metrics(list(task.genes), truth, value[1]))
+        yield out
 
     def _outcome(self, task, truth: np.ndarray, pred: np.ndarray, seconds: float) -> ValidationOutcome:
-        from ..core.metrics import mae, pcc, rmse
-
         genes = list(task.genes)
-        metrics = {
-            g: {"pcc": pcc(truth[:, k], pred[:, k]), "rmse": rmse(truth[:, k], pred[:, k]),
-                "mae": mae(truth[:, k], pred[:, k])}
-            for k, g in enumerate(genes)
-        }
+        metrics = _metrics(genes, truth, pred)
         grid = self.slide.grid(genes)
         err = np.full_like(grid.values, np.nan)
         ii = np.asarray(task.target_rows) - grid.origin[0]
@@ -263,6 +340,17 @@ class ValidationJob:
             n_measured=int(len(task.measured_rows)),
             n_hidden=int(len(task.target_rows)),
         )
+
+
+def _metrics(genes: list[str], truth: np.ndarray, pred: np.ndarray) -> dict[str, dict]:
+    """Per gene ``{"pcc", "rmse", "mae"}`` of ``pred`` against ``truth`` ((t, G) each)."""
+    from ..core.metrics import mae, pcc, rmse
+
+    return {
+        g: {"pcc": pcc(truth[:, k], pred[:, k]), "rmse": rmse(truth[:, k], pred[:, k]),
+            "mae": mae(truth[:, k], pred[:, k])}
+        for k, g in enumerate(genes)
+    }
 
 
 def _accepted(fn, kwargs: dict) -> dict:

@@ -47,13 +47,23 @@ from .progress import ProgressBar
 from .review import STATUSES, ReviewTable
 from .settings import DEVICES, HISTOLOGY_MODES, PRESETS, SettingsStore, WidgetSettings
 from .state import TrainingState
-from .training import TrainingJob, TrainingOutcome, ValidationJob, ValidationOutcome
+from .training import TrainingJob, TrainingOutcome, ValidationJob, ValidationOutcome, he_counterpart, median_delta
 
 #: Layer kinds that hold gene stacks (the gene slider switches their contrast limits).
 GENE_KINDS = ("measured", "imputed", "error")
 
+#: Metric columns of the review table: header -> ``GeneReview`` attribute. The ``+H&E`` and ``Δ``
+#: columns (H&E-guided counterpart on the same hold-out task, guided minus plain) show only when
+#: a validation ran both.
+METRIC_COLS = {
+    "PCC": "pcc", "PCC +H&E": "pcc_he", "ΔPCC": "dpcc",
+    "RMSE": "rmse", "RMSE +H&E": "rmse_he", "ΔRMSE": "drmse",
+}
+HE_COLS = ("PCC +H&E", "ΔPCC", "RMSE +H&E", "ΔRMSE")
+REVIEW_HEADERS = ["Gene", "Status", *METRIC_COLS, "Comment"]
+
 #: Column of the review table holding the comment (last: it stretches, the numbers stay visible).
-COMMENT_COL = 4
+COMMENT_COL = len(REVIEW_HEADERS) - 1
 
 #: Shortest interval between two refreshes of the progress panel (each repaint costs the GUI thread).
 UI_REFRESH_MS = 200
@@ -404,8 +414,8 @@ class S2SWidget(QWidget):
     def _build_review_box(self) -> QGroupBox:
         box = QGroupBox("Review")
         lay = QVBoxLayout(box)
-        self.review_table = QTableWidget(0, 5)
-        self.review_table.setHorizontalHeaderLabels(["Gene", "Status", "PCC", "RMSE", "Comment"])
+        self.review_table = QTableWidget(0, len(REVIEW_HEADERS))
+        self.review_table.setHorizontalHeaderLabels(REVIEW_HEADERS)
         self.review_table.verticalHeader().setVisible(False)
         head = self.review_table.horizontalHeader()
         head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -631,8 +641,20 @@ class S2SWidget(QWidget):
         s = self.settings()
         options = dict(s.config_overrides(), preset=s.preset)
         method = self.method_combo.currentText() or "s2s"
-        job = ValidationJob(slide, genes, method, budget_s=s.budget_s, seed=s.seed, options=options)
-        self._start(job, f"hold-out validation of {method} on {slide.name}")
+        guided = None
+        if s.histology != "off":
+            from ..core.histology import histology_available
+
+            has_image = histology_available(slide)
+            guided = he_counterpart(method, s.histology, has_image, options)
+            if s.histology == "on" and not has_image:
+                _notify("warning", f"H&E guidance is on but {slide.name} has no usable H&E image: "
+                                   f"validating {method} without it")
+        he_method, he_options = guided or (None, None)
+        job = ValidationJob(slide, genes, method, budget_s=s.budget_s, seed=s.seed, options=options,
+                            he_method=he_method, he_options=he_options)
+        what = method if he_method is None else f"{method} vs {he_method}"
+        self._start(job, f"hold-out validation of {what} on {slide.name}")
 
     def _start(self, job, message: str) -> None:
         self._t_click = time.perf_counter()
@@ -774,10 +796,13 @@ class S2SWidget(QWidget):
                 other.visible = False  # the error map alone over the H&E
         self.last_validation = out
         self.review.set_genes(out.genes)
-        self.review.set_metrics(out.metrics)
+        self.review.set_metrics(out.compared or out.metrics)
         self._refresh_review()
         pccs = [m["pcc"] for m in out.metrics.values() if m.get("pcc") is not None]
         med = f"median PCC {np.median(pccs):.3f}" if pccs else "PCC undefined"
+        if out.compared is not None:
+            d = median_delta(out.compared)
+            med += f", with H&E ({out.he_method}) median ΔPCC " + ("undefined" if d is None else f"{d:+.3f}")
         self.state.message = (
             f"hold-out ({out.n_measured} measured, {out.n_hidden} hidden spots): {med} in {_fmt_s(out.seconds)}"
         )
@@ -898,12 +923,22 @@ class S2SWidget(QWidget):
             combo.currentIndexChanged.connect(lambda i, g=row.gene: self.review.set_status(g, STATUSES[i]))
             t.setCellWidget(r, 1, combo)
             t.setItem(r, COMMENT_COL, QTableWidgetItem(row.comment))
-            for c, v in ((2, row.pcc), (3, row.rmse)):
-                item = QTableWidgetItem("" if v is None else f"{v:.3f}")
+            for header, attr in METRIC_COLS.items():
+                v = getattr(row, attr)
+                text = "" if v is None else (f"{v:+.3f}" if header.startswith("Δ") else f"{v:.3f}")
+                item = QTableWidgetItem(text)
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                t.setItem(r, c, item)
+                t.setItem(r, self.review_column(header), item)
+        with_he = any(row.pcc_he is not None or row.rmse_he is not None for row in self.review.rows.values())
+        for header in HE_COLS:
+            t.setColumnHidden(self.review_column(header), not with_he)
         t.resizeColumnToContents(0)
         t.blockSignals(False)
+
+    @staticmethod
+    def review_column(header: str) -> int:
+        """Index of a review-table column by its header (see :data:`REVIEW_HEADERS`)."""
+        return REVIEW_HEADERS.index(header)
 
     def set_review(self, gene: str, status: str | None = None, comment: str | None = None) -> None:
         """Review a gene (as the table's combo box and comment cell do)."""

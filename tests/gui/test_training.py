@@ -1,0 +1,76 @@
+"""The widget's plain-Python validation helpers (no display): pairing a method with its H&E-guided
+counterpart, the per-gene comparison, and the hold-out job running both on one task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_s2s.core.methods import load_all
+from napari_s2s.gui.review import ReviewTable
+from napari_s2s.gui.training import (
+    HE_COUNTERPARTS,
+    ValidationJob,
+    ValidationOutcome,
+    compare_metrics,
+    he_counterpart,
+    median_delta,
+)
+
+
+def test_he_counterpart_pairs_methods():
+    opts = {"preset": "fast", "budget_s": 3.0}
+    assert he_counterpart("s2s", "auto", True, opts) == ("s2s-he", opts)  # trains like s2s
+    assert he_counterpart("gaussian", "on", True, opts) == ("he_gaussian", {})
+    assert he_counterpart("pca_gaussian", "auto", True, opts) == ("he_gaussian", {"smoother": "pca_gaussian"})
+    # no guidance, no image, or no counterpart: the method alone
+    assert he_counterpart("gaussian", "off", True) is None
+    assert he_counterpart("gaussian", "on", False) is None
+    assert he_counterpart("linear", "auto", True) is None
+    assert he_counterpart("he_gaussian", "auto", True) is None
+    # every counterpart is a registered method that needs the image
+    methods = load_all()
+    for name, _, _ in HE_COUNTERPARTS.values():
+        assert getattr(methods[name], "needs_histology", False), name
+
+
+def test_compare_metrics_and_review_columns(tmp_path):
+    plain = {"A": {"pcc": 0.5, "rmse": 0.4}, "B": {"pcc": None, "rmse": 0.2}, "C": {"pcc": 0.1, "rmse": 0.3}}
+    guided = {"A": {"pcc": 0.6, "rmse": 0.35}, "B": {"pcc": 0.2, "rmse": 0.25}, "C": {"pcc": 0.0, "rmse": 0.3}}
+    cmp = compare_metrics(plain, guided)
+    assert list(cmp) == ["A", "B", "C"]
+    assert cmp["A"]["dpcc"] == pytest.approx(0.1) and cmp["A"]["drmse"] == pytest.approx(-0.05)
+    assert cmp["B"]["dpcc"] is None and cmp["B"]["pcc_he"] == 0.2  # undefined plain PCC: no difference
+    assert cmp["C"]["dpcc"] == pytest.approx(-0.1) and cmp["C"]["drmse"] == 0.0
+    assert median_delta(cmp) == pytest.approx(0.0)  # median of +0.1 and -0.1
+    assert median_delta(cmp, "drmse") == pytest.approx(0.0)
+    assert median_delta(compare_metrics({"A": {"pcc": None}}, {})) is None
+
+    table = ReviewTable(slide="s")
+    table.set_metrics(cmp)
+    assert table.rows["A"].dpcc == pytest.approx(0.1) and table.rows["B"].dpcc is None
+    back = ReviewTable.from_csv(table.to_csv(tmp_path / "r.csv"))
+    assert back.rows["A"].pcc_he == pytest.approx(0.6) and back.rows["C"].rmse_he == pytest.approx(0.3)
+    table.set_metrics(plain)  # a later plain validation clears the guided numbers
+    assert table.rows["A"].pcc_he is None and table.rows["A"].dpcc is None
+
+
+def test_validation_job_runs_both_on_one_task(synthetic_slide):
+    from napari_s2s.core import benchmark
+
+    genes = synthetic_slide.top_variable_genes(3)
+    job = ValidationJob(synthetic_slide, genes, "pca_gaussian", seed=1, he_method="he_gaussian",
+                        he_options={"smoother": "pca_gaussian"})
+    out = [x for x in job.run() if isinstance(x, ValidationOutcome)][-1]
+    assert out.he_method == "he_gaussian" and set(out.compared) == set(genes)
+    task, truth, _ = benchmark.build_holdout(synthetic_slide, genes=out.genes, seed=1)
+    plain = benchmark.run_method("pca_gaussian", task)[0]
+    guided = benchmark.run_method("he_gaussian", task, smoother="pca_gaussian")[0]
+    # error map is the plain method's; the comparison holds the guided method's numbers
+    err = out.error_grid.values[0]
+    np.testing.assert_allclose(np.sort(err[np.isfinite(err)]), np.sort(plain[:, 0] - truth[:, 0]), atol=1e-9)
+    from napari_s2s.core.metrics import rmse
+
+    for k, g in enumerate(out.genes):
+        assert out.compared[g]["rmse_he"] == pytest.approx(rmse(truth[:, k], guided[:, k]), rel=1e-9)
+        assert out.compared[g]["rmse"] == pytest.approx(out.metrics[g]["rmse"], rel=1e-12)
