@@ -338,7 +338,7 @@ class S2SWidget(QWidget):
             "H&E guidance: S2S learns what per-spot H&E features do not explain "
             "(auto: on when the slide has an image with >= 4 pixels per spot)"
         )
-        form.addRow("H&E guidance", self.histology_combo)
+        form.addRow("H&&E guidance", self.histology_combo)  # &&: a literal & (not a mnemonic)
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
         form.addRow("Seed", self.seed_spin)
@@ -932,7 +932,9 @@ class S2SWidget(QWidget):
         with_he = any(row.pcc_he is not None or row.rmse_he is not None for row in self.review.rows.values())
         for header in HE_COLS:
             t.setColumnHidden(self.review_column(header), not with_he)
-        t.resizeColumnToContents(0)
+        for c in range(COMMENT_COL):
+            if c != 1:  # the status combo keeps its width
+                t.resizeColumnToContents(c)
         t.blockSignals(False)
 
     @staticmethod
