@@ -111,7 +111,7 @@ def _invert(arr: np.ndarray, sym: tuple[int, bool, bool]) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_image(
     model: CDCIN, channels: np.ndarray, device: torch.device, tile: int = 128, batch: int = 8
 ) -> np.ndarray:

@@ -60,13 +60,21 @@ class WindowAttention(nn.Module):
         bw, n, c = x.shape
         qkv = self.qkv(x).reshape(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        bias = self.bias_table[self.rel_index.reshape(-1)].reshape(n, n, self.heads).permute(2, 0, 1)
-        attn_bias = bias.unsqueeze(0)  # (1, heads, N, N)
-        if mask is not None:
+        bias = self.bias_table[self.rel_index.reshape(-1)].reshape(n, n, self.heads).permute(2, 0, 1).contiguous()
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0).to(q.dtype))
+        else:
+            # one call per image against the (nW, heads, N, N) bias + shift mask: the same sums as one
+            # call over the whole batch, without materialising the mask for every image of the batch
             nw = mask.shape[0]
-            attn_bias = attn_bias.unsqueeze(0) + mask[None, :, None]  # (1, nW, heads, N, N)
-            attn_bias = attn_bias.expand(bw // nw, -1, -1, -1, -1).reshape(bw, self.heads, n, n)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype))
+            # contiguous (nW, heads, N, N): attention copies a strided mask on every call
+            attn_bias = (mask[:, None] + bias.unsqueeze(0)).to(q.dtype).contiguous()
+            out = torch.cat(
+                [
+                    F.scaled_dot_product_attention(q[i : i + nw], k[i : i + nw], v[i : i + nw], attn_mask=attn_bias)
+                    for i in range(0, bw, nw)
+                ]
+            )
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
