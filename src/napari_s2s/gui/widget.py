@@ -616,14 +616,22 @@ class S2SWidget(QWidget):
     def running(self) -> bool:
         return self._runner.job is not None
 
-    def start_training(self) -> None:
-        """Train on the current slide for the selected genes (Train button)."""
+    def _ready_to_run(self):
+        """``(slide, genes)`` when a run can start, else ``None`` (with a warning when inputs are missing)."""
         slide, genes = self.current_slide(), self.selected_genes()
         if slide is None or not genes:
             _notify("warning", "open a slide and pick genes first")
-            return
+            return None
         if self.running:
+            return None
+        return slide, genes
+
+    def start_training(self) -> None:
+        """Train on the current slide for the selected genes (Train button)."""
+        ready = self._ready_to_run()
+        if ready is None:
             return
+        slide, genes = ready
         s = self.settings()
         self.store.save(s)
         self.first_map_s = None
@@ -632,12 +640,10 @@ class S2SWidget(QWidget):
 
     def start_validation(self) -> None:
         """Run the hold-out protocol with S2S on this slide; show per-gene PCC/RMSE and error maps."""
-        slide, genes = self.current_slide(), self.selected_genes()
-        if slide is None or not genes:
-            _notify("warning", "open a slide and pick genes first")
+        ready = self._ready_to_run()
+        if ready is None:
             return
-        if self.running:
-            return
+        slide, genes = ready
         s = self.settings()
         options = dict(s.config_overrides(), preset=s.preset)
         method = self.method_combo.currentText() or "s2s"
