@@ -32,41 +32,8 @@ import numpy as np
 import torch
 
 from . import sampling as S
+from .events import ProgressEvent  # noqa: F401  (re-exported: engine and tests import it from here)
 from .model import CDCIN, NetSpec
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """A progress report from training or imputation.
-
-    Attributes
-    ----------
-    phase
-        ``"prepare"``, ``"train"``, ``"impute"``, ``"done"`` or ``"stopped"``.
-    step
-        Optimiser steps done.
-    max_steps
-        Step limit, or ``None`` when only a time budget applies.
-    loss
-        Latest training loss (``None`` before the first step).
-    elapsed_s
-        Seconds since training started.
-    eta_s
-        Estimated seconds left, or ``None`` when unknown.
-    message
-        Human-readable status line.
-    val_loss
-        Latest validation loss on held-out measured spots (``None`` when not measured yet).
-    """
-
-    phase: str
-    step: int
-    max_steps: int | None
-    loss: float | None
-    elapsed_s: float
-    eta_s: float | None
-    message: str = ""
-    val_loss: float | None = None
 
 
 # ---------------------------------------------------------------------- cross-gene features

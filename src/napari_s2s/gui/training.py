@@ -21,20 +21,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..core.events import ProgressEvent
 from ..core.slide import GeneGrid, Slide
-
-
-@dataclass
-class Heartbeat:
-    """A progress event made by the adapter (same fields as the core's ``ProgressEvent``)."""
-
-    phase: str
-    step: int = 0
-    max_steps: int = 0
-    loss: float | None = None
-    elapsed_s: float = 0.0
-    eta_s: float | None = None
-    message: str = ""
 
 
 @dataclass
@@ -192,7 +180,7 @@ class TrainingJob:
             imp.stop()
 
     def run(self) -> Iterator[Any]:
-        yield Heartbeat("prepare", message="loading the engine")
+        yield ProgressEvent("prepare", message="loading the engine")
         from ..core.engine import S2SImputer
 
         _set_threads(self.threads)
@@ -208,7 +196,7 @@ class TrainingJob:
         for ev in self.imputer.fit_iter(self.slide, self.genes):
             stopped = stopped or getattr(ev, "phase", "") == "stopped"
             yield ev
-        yield Heartbeat("impute", elapsed_s=time.perf_counter() - t0, message="imputing dense maps")
+        yield ProgressEvent("impute", elapsed_s=time.perf_counter() - t0, message="imputing dense maps")
         result = self.imputer.impute(self.slide, self.genes)
         seconds = time.perf_counter() - t0
         device = getattr(self.imputer, "device_used", None)
@@ -279,7 +267,7 @@ class ValidationJob:
         from ..core.methods import load_all
 
         t0 = time.perf_counter()
-        yield Heartbeat("validate", message="building the hold-out task")
+        yield ProgressEvent("validate", message="building the hold-out task")
         task, truth, meta = _call(
             benchmark.build_holdout, self.slide, genes=self.genes, seed=self.seed, budget_s=self.budget_s
         )
@@ -312,7 +300,7 @@ class ValidationJob:
                     return
                 el = time.perf_counter() - t0
                 eta = max(0.0, budget - el) if budget else None
-                yield Heartbeat("validate", elapsed_s=el, eta_s=eta, message=f"validating {what}")
+                yield ProgressEvent("validate", elapsed_s=el, eta_s=eta, message=f"validating {what}")
         if status == "error":
             raise value
         truth = np.asarray(truth, dtype=np.float64)
