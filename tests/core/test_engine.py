@@ -167,3 +167,29 @@ def test_bad_input(synthetic_slide):
         list(imp.fit_iter(synthetic_slide, ["NoSuchGene"]))
     with pytest.raises(RuntimeError):
         imp.impute(synthetic_slide, [synthetic_slide.genes[0]])
+
+
+def test_preview_during_training_is_exact_at_measured_spots_and_leaves_training_unchanged(synthetic_slide):
+    slide = synthetic_slide
+    genes = slide.top_variable_genes(2)
+    plain = S2SImputer(tiny(seed=2, max_steps=5)).fit(slide, genes).impute(slide)
+    imp = S2SImputer(tiny(seed=2, max_steps=5))
+    assert imp.preview(slide, genes) is None  # nothing is training
+    previews = []
+    for ev in imp.fit_iter(slide, genes):
+        if ev.phase == "train":
+            previews.append((ev.step, imp.preview(slide, genes)))
+    assert [s for s, _ in previews] == [1, 2, 3, 4, 5] and all(p is not None for _, p in previews)
+    assert imp.preview(slide, genes) is None  # training is over
+    first = previews[0][1]
+    got, want = _measured_in_slide_order(slide, genes, first)
+    np.testing.assert_array_equal(got, want)  # measured values exact in a preview too
+    assert first.values.shape == plain.values.shape and np.all(np.isfinite(first.values))
+    assert not np.array_equal(previews[0][1].values, previews[-1][1].values)  # it follows training
+    # previews neither touch the weights, the random streams nor the model's train/eval mode
+    after = imp.impute(slide)
+    np.testing.assert_array_equal(after.values, plain.values)
+    # a preview skips test-time averaging: not the final (averaged) prediction of the same weights
+    last_weights = S2SImputer(tiny(seed=2, max_steps=5, early_stopping=False, ema=0.0))
+    last_weights.fit(slide, genes)
+    assert not np.array_equal(last_weights.impute(slide, tta=False).values, last_weights.impute(slide).values)

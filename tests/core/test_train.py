@@ -85,3 +85,45 @@ def test_natural_images_on_the_slide_lattice():
     kept = ch[1] > 0
     assert not (lm[0] & kept).any() and not (lm[0] & ~nodes).any()  # targets: non-kept lattice nodes
     assert 0.15 < kept.sum() / nodes.sum() < 0.35
+
+
+def test_time_the_consumer_holds_the_loop_is_not_charged_to_the_budget():
+    import time
+
+    torch.set_num_threads(1)
+    cfg = _cfg(max_steps=None, budget_s=0.6, early_stopping=False)
+    prob = _problem(cfg)
+    model = make_model(prob.n_channels, cfg)
+    state = TrainState()
+    t0 = time.perf_counter()
+    held = 0.0
+    for ev in train_loop(model, prob, cfg, torch.device("cpu"), state, lambda: False, budget_s=0.6):
+        time.sleep(0.2)  # e.g. a preview map computed between two events
+        held += 0.2
+    wall = time.perf_counter() - t0
+    assert ev.elapsed_s < 0.6 + 0.5 and state.seconds <= wall - held + 0.05
+    assert state.steps >= 4, "the pauses ate the training budget"
+
+
+def test_validations_are_spaced_by_their_cost(monkeypatch):
+    import time
+
+    import napari_s2s.core.train as T
+
+    calls = []
+
+    def slow_validation(model, prob, device, chunk=16):
+        calls.append(time.perf_counter())
+        time.sleep(0.25)
+        return 1.0 / len(calls)
+
+    monkeypatch.setattr(T, "validation_loss", slow_validation)
+    cfg = _cfg(max_steps=None, budget_s=3.0, val_every_frac=0.01, min_val_spots=5)
+    prob = _problem(cfg)
+    assert prob.has_val
+    state = TrainState()
+    list(T.train_loop(make_model(prob.n_channels, cfg), prob, cfg, torch.device("cpu"), state, lambda: False,
+                      budget_s=3.0))
+    gaps = np.diff(calls[:-1])  # the last one is the final validation after the budget
+    assert len(calls) >= 3
+    assert gaps.min() >= T.VAL_COST_RATIO * 0.25 - 0.02  # without the rule: every 0.5 s

@@ -211,6 +211,46 @@ def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, synthetic_
     assert job.stop_requested
 
 
+def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot, synthetic_slide, tmp_path):
+    """A preview map appears after ~2 s of training; the final maps update the same layer in place."""
+    from napari_s2s.gui.layers import slide_layers
+
+    viewer = widget.viewer
+    for data, kwargs, _ in slide_layers(synthetic_slide):
+        viewer.add_image(data, **kwargs)
+    widget.set_genes(synthetic_slide.top_variable_genes(3))
+    widget.budget_spin.setValue(8)
+    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
+    widget.start_training()
+    qtbot.waitUntil(lambda: widget.imputed_layer() is not None or not widget.running, timeout=60000)
+    assert widget.running, "no preview before training ended"
+    preview = widget.imputed_layer()
+    meta = s2s_meta(preview)
+    assert meta["preview"] and "preview" in preview.name and meta.get("result") is None
+    assert widget.first_map_s is not None and widget.final_map_s is None
+    assert not widget.save_button.isEnabled()  # a preview cannot be saved
+    with pytest.raises(ValueError, match="train first|preview|only imputed"):
+        widget.save_results(tmp_path / "preview.h5ad")
+    qtbot.waitUntil(lambda: not widget.running, timeout=120000)
+    assert widget.state.phase == "done", widget.state.message
+    final = widget.imputed_layer()
+    assert final is preview  # updated in place, not a second layer
+    assert [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"] == [final]
+    assert final.name.endswith("imputed") and not s2s_meta(final).get("preview")
+    assert s2s_meta(final)["result"] is not None and widget.save_button.isEnabled()
+    assert widget.final_map_s > widget.first_map_s
+    # measured values exact in the final maps, as shown
+    res = s2s_meta(final)["result"]
+    grid = s2s_meta(final)["grid"]
+    ii, jj = res.dense_rows[res.measured] - grid.origin[0], res.dense_cols[res.measured] - grid.origin[1]
+    np.testing.assert_array_equal(final.data[:, ii, jj], res.values[res.measured].T)
+    # training again on the same genes replaces the maps (no pile of layers)
+    widget.budget_spin.setValue(1)
+    widget.start_training()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120000)
+    assert len([layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]) == 1
+
+
 def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
     """Hold-out validation: per-gene PCC/RMSE in the review table and an error-map stack."""
     from napari_s2s.gui.layers import slide_layers

@@ -370,6 +370,7 @@ class S2SImputer:
         self.device_used: str | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._training: TrainState | None = None  # the state of the loop running now (for previews)
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -484,6 +485,7 @@ class S2SImputer:
             if stopped:
                 steps = 0  # a stop request ends the remaining genes' training too
             base_el = time.perf_counter() - t0
+            self._training = state
             for ev in train_loop(
                 model, prob, cfg, device, state, self._stop.is_set, natural, budget, steps, gene, rng
             ):
@@ -495,6 +497,7 @@ class S2SImputer:
                     elapsed_s=base_el + ev.elapsed_s,
                     message=msg,
                 )
+            self._training = None
             total_steps += state.steps
             stopped = stopped or state.stopped
             self.states.append(state.best_state)
@@ -537,21 +540,25 @@ class S2SImputer:
         all_genes: np.ndarray | None = None,
         covariates: Callable | None = None,
         genes: list[str] | None = None,
+        tta: bool | None = None,
+        models: list | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict (t, G) log-normalised values at dense-grid targets from measured arrays.
 
         ``rows, cols`` are the measured spots' lattice coordinates, ``values`` (m, G) their values,
         targets are dense-grid coordinates (measured spots at ``(2 row, 2 col)``). Targets that are
         measured spots get the measured values exactly. Returns the predictions and the bool
-        "measured" flag per target.
+        "measured" flag per target. ``tta`` overrides the config's test-time averaging; ``models``
+        replaces the trained networks (e.g. the one being trained, for a preview).
         """
         cfg = self.config
+        tta = cfg.tta if tta is None else bool(tta)
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         device = resolve_device(cfg.device)
         values = np.asarray(values, np.float32)
         genes = list(genes) if genes is not None else list(self.genes)
-        models = self._models()
+        models = self._models() if models is None else list(models)
         if len(models) > 1:
             missing = [g for g in genes if g not in self.genes]
             if missing:
@@ -565,30 +572,55 @@ class S2SImputer:
         tc = np.asarray(target_cols, np.int64)
         ch, (r0, c0) = dense_channels(rows, cols, kind, z, cfg, tr, tc, recon, covariates)
         if len(models) == 1:
-            pred_img = predict_tta(models[0], ch, kind, device, cfg.tile, cfg.tta)
+            pred_img = predict_tta(models[0], ch, kind, device, cfg.tile, tta)
         else:
             pred_img = np.zeros((len(genes),) + ch.shape[2:], np.float32)
             for i, g in enumerate(genes):
                 m = models[self.genes.index(g)]
-                pred_img[i] = predict_tta(m, ch[i : i + 1], kind, device, cfg.tile, cfg.tta)[0]
+                pred_img[i] = predict_tta(m, ch[i : i + 1], kind, device, cfg.tile, tta)[0]
         pred = pred_img[:, tr - r0, tc - c0].T * sd + mu
         pred = np.maximum(pred, 0.0).astype(np.float32)
         return final_consistency(pred, tr, tc, rows, cols, values)
 
-    def impute(self, slide, genes: list[str] | None = None) -> ImputedResult:
-        """Impute the x2 dense grid of a slide (see :func:`~napari_s2s.core.impute.dense_positions`)."""
+    def preview(self, slide, genes: list[str] | None = None) -> ImputedResult | None:
+        """Dense maps from the weights being trained right now, without test-time averaging.
+
+        A quick look while :meth:`fit_iter` runs: call it between two of its events, in the same
+        thread (the loop does not charge the time to its budget). ``None`` when no shared model is
+        being trained (before the first step, after training, or with per-gene models).
+        """
+        state = self._training
+        model = None if state is None else state.live
+        if model is None or self.config.per_gene or not state.steps:
+            return None
+        was = model.training
+        try:
+            return self.impute(slide, genes, tta=False, models=[model])
+        finally:
+            model.train(was)
+
+    def impute(
+        self, slide, genes: list[str] | None = None, tta: bool | None = None, models: list | None = None
+    ) -> ImputedResult:
+        """Impute the x2 dense grid of a slide (see :func:`~napari_s2s.core.impute.dense_positions`).
+
+        ``tta`` overrides the config's test-time averaging; ``models`` the trained networks (see
+        :meth:`impute_arrays`).
+        """
         genes = list(genes) if genes is not None else list(self.genes)
         rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
         dr, dc = dense_positions(rows, cols, slide.kind)
         if getattr(self, "histology_used", False):
             he = self._histology(slide, genes, rows, cols, values)
             pred, measured = self.impute_arrays(
-                rows, cols, slide.kind, he.train_values, dr, dc, all_genes=allg, genes=genes
+                rows, cols, slide.kind, he.train_values, dr, dc, all_genes=allg, genes=genes, tta=tta, models=models
             )
             pred = np.maximum(he.add_back(pred, dr, dc), 0.0).astype(np.float32)
             pred, measured = final_consistency(pred, dr, dc, rows, cols, values)
         else:
-            pred, measured = self.impute_arrays(rows, cols, slide.kind, values, dr, dc, all_genes=allg, genes=genes)
+            pred, measured = self.impute_arrays(
+                rows, cols, slide.kind, values, dr, dc, all_genes=allg, genes=genes, tta=tta, models=models
+            )
         xy = None
         g2p = slide.geometry.grid_to_px
         if g2p is not None:

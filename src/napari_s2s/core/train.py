@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,6 +34,10 @@ import torch
 from . import sampling as S
 from .events import ProgressEvent  # noqa: F401  (re-exported: engine and tests import it from here)
 from .model import CDCIN, NetSpec
+
+#: With a time budget, validations are spaced at least this many times their own cost apart (they
+#: take at most ~1/4 of the training time even when ``val_every_frac`` of a short budget is smaller).
+VAL_COST_RATIO = 4.0
 
 
 # ---------------------------------------------------------------------- cross-gene features
@@ -347,6 +351,8 @@ class TrainState:
     early_stopped: bool = False
     losses: list = field(default_factory=list)
     val_history: list = field(default_factory=list)
+    #: the module being validated (the weight average when ``ema`` is on) while the loop runs
+    live: Any = None
 
 
 def train_loop(
@@ -377,18 +383,23 @@ def train_loop(
     t0 = time.perf_counter()
     last_val_t = t0
     val_every_s = max(0.5, (budget_s or 60.0) * config.val_every_frac)
+    val_cost = 0.0  # seconds the last validation took: validations stay under 1/VAL_COST_RATIO of the time
+    paused = 0.0  # seconds the consumer held the loop between events (e.g. a preview): not charged to the budget
     val_every_steps = max(5, int((max_steps or 200) * config.val_every_frac))
     bad = 0
     step = 0
     # exponential moving average of the weights (what is validated and kept), warmed up
     ema = copy.deepcopy(model) if config.ema else None
     evaluated = ema if ema is not None else model
+    state.live = evaluated
     if prob.has_val and state.best_state is None:
+        tv = time.perf_counter()
         v = validation_loss(evaluated, prob, device)
+        val_cost = time.perf_counter() - tv
         state.val_history.append((state.steps, v))
         state.best_val, state.best_step, state.best_state = v, state.steps, _copy_state(evaluated)
     while True:
-        el = time.perf_counter() - t0
+        el = time.perf_counter() - t0 - paused
         if should_stop():
             state.stopped = True
             break
@@ -416,13 +427,14 @@ def train_loop(
         state.last_loss = float(loss.detach())
         state.losses.append(state.last_loss)
         now = time.perf_counter()
-        el = now - t0
-        do_val = (budget_s is not None and now - last_val_t >= val_every_s) or (
-            budget_s is None and step % val_every_steps == 0
-        )
+        el = now - t0 - paused
+        do_val = (
+            budget_s is not None and now - last_val_t >= max(val_every_s, VAL_COST_RATIO * val_cost)
+        ) or (budget_s is None and step % val_every_steps == 0)
         if do_val and prob.has_val:
             last_val_t = now
             v = validation_loss(evaluated, prob, device)
+            val_cost = time.perf_counter() - now
             state.val_history.append((state.steps, v))
             if state.best_val is None or v < state.best_val:
                 state.best_val = v
@@ -440,6 +452,7 @@ def train_loop(
             per = el / step
             e2 = per * (max_steps - step)
             eta = e2 if eta is None else min(eta, e2)
+        ty = time.perf_counter()
         yield ProgressEvent(
             "train",
             state.steps,
@@ -450,9 +463,13 @@ def train_loop(
             f"step {state.steps} loss {state.last_loss:.4f}",
             state.best_val,
         )
+        held = time.perf_counter() - ty
+        paused += held
+        last_val_t += held
         if state.early_stopped:
             break
-    state.seconds += time.perf_counter() - t0
+    state.seconds += time.perf_counter() - t0 - paused
+    state.live = None
     # final validation so the last stretch of training can win
     if prob.has_val and not state.early_stopped and step > 0:
         v = validation_loss(evaluated, prob, device)

@@ -17,6 +17,8 @@ def save_imputed(entry: dict, path: str | Path) -> str:
     The entry must carry ``result`` (the engine's ``ImputedResult``), ``slide``, ``config`` and
     ``seconds``; the AnnData is the one ``napari-s2s impute`` writes (``uns['s2s']`` provenance).
     """
+    if entry and entry.get("kind") == "imputed" and entry.get("preview"):
+        raise NotImputed("these are preview maps of a training still running: save the final maps")
     if not entry or entry.get("kind") != "imputed" or entry.get("result") is None:
         raise NotImputed("only imputed layers made by the S2S widget can be saved as S2S .h5ad")
     path = Path(path)

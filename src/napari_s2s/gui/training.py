@@ -25,6 +25,12 @@ from ..core.events import ProgressEvent
 from ..core.slide import GeneGrid, Slide
 
 
+#: Seconds of training before the first preview map (the widget's "first map").
+PREVIEW_AFTER_S = 2.0
+#: Later previews come at least this many times their cost apart (previews take <= ~1/5 of the time).
+PREVIEW_COST_RATIO = 4.0
+
+
 @dataclass
 class TrainingOutcome:
     """What a finished (or stopped) training run produced."""
@@ -35,6 +41,21 @@ class TrainingOutcome:
     seconds: float
     stopped: bool
     device: str | None = None
+    layers: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingPreview:
+    """Maps from the network being trained (no test-time averaging), shown before training ends.
+
+    Not savable: the final :class:`TrainingOutcome` replaces it.
+    """
+
+    genes: list[str]
+    result: Any  # core.engine.ImputedResult
+    step: int
+    elapsed_s: float
+    seconds: float  # what computing the preview took
     layers: dict = field(default_factory=dict)
 
 
@@ -158,7 +179,11 @@ class TrainingJob:
         threads: int | None = None,
         preset: str = "fast",
         overrides: dict | None = None,
+        preview_after_s: float | None = PREVIEW_AFTER_S,
     ):
+        """``preview_after_s``: seconds of training before the first :class:`TrainingPreview`
+        (``None``: no previews); later ones follow :func:`next_preview_at`."""
+        self.preview_after_s = preview_after_s
         self.slide = slide
         self.genes = list(genes)
         self.config = config  # None: built from preset + overrides inside run() (keeps torch off the GUI thread)
@@ -193,9 +218,17 @@ class TrainingJob:
         if self._stop.is_set():  # stopped before the imputer existed
             self.imputer.stop()
         stopped = False
+        next_at = self.preview_after_s
         for ev in self.imputer.fit_iter(self.slide, self.genes):
             stopped = stopped or getattr(ev, "phase", "") == "stopped"
             yield ev
+            if next_at is not None and ev.phase == "train" and ev.elapsed_s >= next_at:
+                preview = self._preview(ev)
+                if preview is None:
+                    next_at = None
+                    continue
+                yield preview
+                next_at = next_preview_at(ev.elapsed_s, preview.seconds)
         yield ProgressEvent("impute", elapsed_s=time.perf_counter() - t0, message="imputing dense maps")
         result = self.imputer.impute(self.slide, self.genes)
         seconds = time.perf_counter() - t0
@@ -204,25 +237,56 @@ class TrainingJob:
         out.layers = result_layers(self.slide, out)  # built here, off the GUI thread
         yield out
 
+    def _preview(self, ev: ProgressEvent) -> TrainingPreview | None:
+        """A preview now, or ``None`` when there will be no more (stop asked, final maps close)."""
+        cost = getattr(self, "_preview_cost", None)
+        if self._stop.is_set() or (ev.eta_s is not None and cost is not None and ev.eta_s < 2.0 * cost):
+            return None
+        t = time.perf_counter()
+        result = self.imputer.preview(self.slide, self.genes)
+        if result is None:
+            return None
+        out = TrainingPreview(self.genes, result, ev.step, ev.elapsed_s, 0.0)
+        out.layers = result_layers(self.slide, out)
+        out.seconds = self._preview_cost = time.perf_counter() - t
+        return out
 
-def result_layers(slide: Slide, out: TrainingOutcome) -> dict:
-    """Layer data of a training outcome: ``{"measured": ..., "imputed": ...}`` gene stacks.
+
+def next_preview_at(elapsed_s: float, cost_s: float) -> float:
+    """Training time of the next preview after one at ``elapsed_s`` that took ``cost_s`` seconds.
+
+    The gaps double (2, 4, 8, 16 s... of training: maps early, then rarely) and are never shorter
+    than :data:`PREVIEW_COST_RATIO` times the preview's cost.
+    """
+    return max(2.0 * elapsed_s, elapsed_s + PREVIEW_COST_RATIO * cost_s)
+
+
+def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview) -> dict:
+    """Layer data of a training outcome or preview: ``{"measured": ..., "imputed": ...}`` gene stacks.
 
     Both share the per-gene contrast limits of the measured values, so that side by side the same
-    colour means the same value.
+    colour means the same value. A preview's imputed layer carries ``preview=True`` and no result
+    (it cannot be saved).
     """
     from .layers import gene_limits, gene_stack_layer
 
     measured = slide.grid(out.genes)
     limits = gene_limits(measured.display()[0])
+    if isinstance(out, TrainingPreview):
+        imputed = gene_stack_layer(
+            slide, out.result.grid(), "imputed", limits=limits,
+            name=f"{slide.name} imputed (preview, step {out.step})", preview=True, step=out.step,
+        )
+    else:
+        imputed = gene_stack_layer(
+            slide, out.result.grid(), "imputed", limits=limits, name=f"{slide.name} imputed",
+            result=out.result, config=out.config, seconds=out.seconds, stopped=out.stopped, device=out.device,
+        )
     return {
         "measured": gene_stack_layer(
             slide, measured, "measured", limits=limits, name=f"{slide.name} measured ({len(out.genes)} genes)"
         ),
-        "imputed": gene_stack_layer(
-            slide, out.result.grid(), "imputed", limits=limits, name=f"{slide.name} imputed",
-            result=out.result, config=out.config, seconds=out.seconds, stopped=out.stopped, device=out.device,
-        ),
+        "imputed": imputed,
     }
 
 

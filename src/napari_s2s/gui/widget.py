@@ -47,7 +47,15 @@ from .progress import ProgressBar
 from .review import STATUSES, ReviewTable
 from .settings import DEVICES, HISTOLOGY_MODES, PRESETS, SettingsStore, WidgetSettings
 from .state import TrainingState
-from .training import TrainingJob, TrainingOutcome, ValidationJob, ValidationOutcome, he_counterpart, median_delta
+from .training import (
+    TrainingJob,
+    TrainingOutcome,
+    TrainingPreview,
+    ValidationJob,
+    ValidationOutcome,
+    he_counterpart,
+    median_delta,
+)
 
 #: Layer kinds that hold gene stacks (the gene slider switches their contrast limits).
 GENE_KINDS = ("measured", "imputed", "error")
@@ -169,7 +177,9 @@ class S2SWidget(QWidget):
         self.review = ReviewTable()
         self.last_outcome: TrainingOutcome | None = None
         self.last_validation: ValidationOutcome | None = None
-        self.first_map_s: float | None = None
+        self.first_map_s: float | None = None  # click -> first map on screen (a preview or the final maps)
+        self.final_map_s: float | None = None  # click -> final maps on screen
+        self._run_layer = None  # the imputed layer the running training updates (previews, then final)
         self._slides: dict[int, object] = {}
         self._genes: list[str] = []
         self._genes_for: int | None = None
@@ -605,7 +615,8 @@ class S2SWidget(QWidget):
         self.train_button.setEnabled(ready and not running)
         self.validate_button.setEnabled(ready and not running)
         self.stop_button.setEnabled(running)
-        self.save_button.setEnabled(self.imputed_layer() is not None)
+        layer = self.imputed_layer()
+        self.save_button.setEnabled(layer is not None and not s2s_meta(layer).get("preview"))
 
     @property
     def worker(self):
@@ -634,7 +645,8 @@ class S2SWidget(QWidget):
         slide, genes = ready
         s = self.settings()
         self.store.save(s)
-        self.first_map_s = None
+        self.first_map_s = self.final_map_s = None
+        self._run_layer = None
         job = TrainingJob(slide, genes, preset=s.preset, overrides=s.config_overrides())
         self._start(job, f"training on {slide.name} ({len(genes)} genes)")
 
@@ -682,6 +694,8 @@ class S2SWidget(QWidget):
     def _on_yield(self, item) -> None:
         if isinstance(item, TrainingOutcome):
             self._show_training(item)
+        elif isinstance(item, TrainingPreview):
+            self._show_preview(item)
         elif isinstance(item, ValidationOutcome):
             self._show_validation(item)
         else:
@@ -757,16 +771,47 @@ class S2SWidget(QWidget):
             return layer
         return self.viewer.add_image(layer_data[0], **layer_data[1])
 
-    def _show_training(self, out: TrainingOutcome) -> None:
+    def _show_run_maps(self, out: TrainingOutcome | TrainingPreview):
+        """Show a run's measured and imputed stacks; later maps of the same run update its layer in place."""
         slide = self.current_slide() if self._runner.job is None else self._runner.job.slide
-        for layer in self._layers_of(slide, "measured") + self._layers_of(slide, "error"):
-            if s2s_meta(layer).get("genes") != out.genes or s2s_meta(layer)["kind"] == "error":
-                layer.visible = False
+        data, kwargs, _ = out.layers["imputed"]
+        layer = self._run_layer
+        if layer is not None and layer in self.viewer.layers and layer.data.shape == data.shape:
+            layer.metadata = {**layer.metadata, **kwargs["metadata"]}
+            layer.data = data  # same grid: no new layer, no new visual
+            layer.name = kwargs["name"]
+            return layer
+        for other in self._layers_of(slide, "measured") + self._layers_of(slide, "error"):
+            if s2s_meta(other).get("genes") != out.genes or s2s_meta(other)["kind"] == "error":
+                other.visible = False
         measured = self._measured_for(slide, out.genes, out.layers["measured"])
-        imputed = self._replace_layer(slide, "imputed", out.layers["imputed"])
+        for old in self._layers_of(slide, "imputed"):  # a new run replaces the last maps and stale previews
+            if old.name == f"{slide.name} imputed" or s2s_meta(old).get("preview"):
+                self.viewer.layers.remove(old)
+        imputed = self.viewer.add_image(data, **kwargs)
         _link_contrast([measured, imputed])
+        self._run_layer = imputed
+        self.viewer.layers.selection.active = imputed
+        self._sync_gene_display()
+        if self.side_by_side_check.isChecked():
+            self.set_side_by_side(True)
+        return imputed
+
+    def _show_preview(self, out: TrainingPreview) -> None:
+        first = self._run_layer is None
+        self._show_run_maps(out)
+        if first:
+            self.first_map_s = time.perf_counter() - self._t_click
+        self.state.message = f"preview at step {out.step} (training goes on)"
+        self._update_buttons()
+
+    def _show_training(self, out: TrainingOutcome) -> None:
+        self._show_run_maps(out)
         self.last_outcome = out
-        self.first_map_s = time.perf_counter() - self._t_click
+        self.final_map_s = time.perf_counter() - self._t_click
+        if self.first_map_s is None:
+            self.first_map_s = self.final_map_s
+        self._run_layer = None
         self.review.set_genes(out.genes)
         self._refresh_review()
         with self.state.events.paused():
@@ -776,10 +821,6 @@ class S2SWidget(QWidget):
             f"in {_fmt_s(out.seconds)}"
         )
         self.state.phase = "stopped" if out.stopped else "done"
-        self.viewer.layers.selection.active = imputed
-        self._sync_gene_display()
-        if self.side_by_side_check.isChecked():
-            self.set_side_by_side(True)
         self._update_buttons()
 
     def _show_validation(self, out: ValidationOutcome) -> None:
