@@ -66,6 +66,8 @@ def measure(slide_arg: str, budget: float, n_genes: int, first_map_budget: float
 
         def tick():
             now = time.perf_counter()
+            if "click" in marks and "click_tick" not in marks:
+                marks["click_tick"] = len(ticks)  # the gap ending here holds the click handler
             ticks.append((now, widget.state.phase if "click" in marks else "idle"))
             messages.append(widget.state.message)
             if "click" not in marks and now - ticks[0][0] >= IDLE_S:
@@ -91,6 +93,7 @@ def measure(slide_arg: str, budget: float, n_genes: int, first_map_budget: float
         timer.stop()
         t = np.array([x for x, _ in ticks])
         phases = [p for _, p in ticks[1:]]
+        phases[marks["click_tick"] - 1] = "click"  # the Train handler itself (before the worker runs)
         gaps_ms = np.diff(t) * 1000.0 - PERIOD_MS
         per_phase: dict[str, dict] = {}
         for ph in dict.fromkeys(phases):
@@ -108,6 +111,9 @@ def measure(slide_arg: str, budget: float, n_genes: int, first_map_budget: float
         return {
             "budget_s": budget_s,
             "click_to_first_map_s": round(widget.first_map_s or float("nan"), 2),
+            "click_to_final_map_s": round(widget.final_map_s or float("nan"), 2),
+            "previews": int(marks.get("previews", 0)),
+            "click_stall_ms": round(float(gaps_ms[marks["click_tick"] - 1]), 1),
             "steps": int(max((s for s, _ in widget.state.losses), default=0)),
             "training_max_stall_ms": round(float(gaps_ms[running].max()), 1) if running.any() else None,
             "training_p99_stall_ms": round(float(np.percentile(gaps_ms[running], 99)), 1) if running.any() else None,
