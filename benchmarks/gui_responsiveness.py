@@ -37,8 +37,8 @@ def measure(slide_arg: str, budget: float, n_genes: int, first_map_budget: float
     from qtpy.QtCore import QEventLoop, Qt, QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_s2s.core.io import read_slide
-    from napari_s2s.core.synthetic import make_synthetic_slide
+    from napari_s2s.core.data.io import read_slide
+    from napari_s2s.core.data.synthetic import make_synthetic_slide
     from napari_s2s.gui.layers import slide_layers
     from napari_s2s.gui.widget import S2SWidget
 

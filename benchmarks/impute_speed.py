@@ -26,16 +26,16 @@ SLIDES = ("synthetic", "../shared/data/visium_mouse_brain")
 
 def load(name: str):
     if name == "synthetic":
-        from napari_s2s.core.synthetic import make_synthetic_slide
+        from napari_s2s.core.data.synthetic import make_synthetic_slide
 
         return make_synthetic_slide()
-    from napari_s2s.core.io import read_slide
+    from napari_s2s.core.data.io import read_slide
 
     return read_slide(name)
 
 
 def measure(name: str, save: Path | None, reference: Path | None) -> dict:
-    from napari_s2s.core.engine import S2SConfig, S2SImputer
+    from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer
 
     slide = load(name)
     tag = Path(name).name
@@ -82,8 +82,8 @@ def _old_attention_forward(self, x, mask):
 
 def ab(reference: Path, reps: int) -> list[str]:
     """Alternate the old and the current attention in one process (same load on the machine for both)."""
-    from napari_s2s.core import model as M
-    from napari_s2s.core.engine import S2SImputer
+    from napari_s2s.core.s2s import model as M
+    from napari_s2s.core.s2s.engine import S2SImputer
 
     new = M.WindowAttention.forward
     lines = ["| slide | attention | impute seconds (each run) | median |", "|---|---|---|---:|"]

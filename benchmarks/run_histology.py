@@ -1,6 +1,6 @@
 """Histology-guided imputation on the shared slides that have an H&E image (issue 6).
 
-Runs the hold-out protocol of design.md (:func:`napari_s2s.core.benchmark.run_benchmark`) with
+Runs the hold-out protocol of design.md (:func:`napari_s2s.core.evaluation.benchmark.run_benchmark`) with
 ``gaussian``, ``pca_gaussian``, ``he_gaussian`` and the control ``he_gaussian-permuted`` on the five
 shared slides with an image, then a few design variants of ``he_gaussian`` and the control under
 more permutation seeds (same hold-out, same genes), and the time to compute H&E features for every
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_s2s.core import histology
-from napari_s2s.core.benchmark import (
+from napari_s2s.core.data import histology_features as histology
+from napari_s2s.core.evaluation.benchmark import (
     _fmt,
     build_holdout,
     markdown_table,
@@ -37,7 +37,7 @@ from napari_s2s.core.benchmark import (
     summarise,
     summary_over_slides,
 )
-from napari_s2s.core.io import read_slide
+from napari_s2s.core.data.io import read_slide
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,7 +222,7 @@ def render(result: dict) -> str:
         "",
         "`he_gaussian` = the `gaussian` smoother + a ridge model of its leave-one-out residual on per-spot H&E",
         "features (stain deconvolution, colour and texture over each spot's footprint), fitted on measured spots",
-        "only, penalty by GCV (see `src/napari_s2s/core/histology_method.py`). `he_gaussian-permuted` is the",
+        "only, penalty by GCV (see `src/napari_s2s/core/methods/histology.py`). `he_gaussian-permuted` is the",
         "same with the feature rows shuffled between positions (the control).",
         "",
         "## Per slide and mean over slides",

@@ -78,7 +78,7 @@ def s2s_facts(result: dict) -> str:
 
 
 def run_table(args) -> int:
-    from napari_s2s.core.benchmark import markdown_table, run_benchmark
+    from napari_s2s.core.evaluation.benchmark import markdown_table, run_benchmark
 
     paths = sorted(str(p) for p in data_dir().iterdir())
     if args.slides:
@@ -134,12 +134,12 @@ def speed_one(preset: str, seconds: float, slide_name: str) -> dict:
     """Train one preset on a real slide for ``seconds`` (1 thread); steps/s and peak memory."""
     import torch
 
-    from napari_s2s.core.benchmark import build_holdout
-    from napari_s2s.core.engine import S2SConfig, S2SImputer, cross_gene_matrix
-    from napari_s2s.core.io import read_slide
-    from napari_s2s.core.model import n_parameters
-    from napari_s2s.core.s2s_method import to_lattice
-    from napari_s2s.core.train import make_model
+    from napari_s2s.core.evaluation.benchmark import build_holdout
+    from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer, cross_gene_matrix
+    from napari_s2s.core.data.io import read_slide
+    from napari_s2s.core.s2s.model import n_parameters
+    from napari_s2s.core.methods.s2s import to_lattice
+    from napari_s2s.core.s2s.train import make_model
 
     torch.set_num_threads(1)
     slide = read_slide(str(data_dir() / slide_name))

@@ -57,7 +57,7 @@ def slide_path(data_dir: Path, name: str) -> Path:
 
 @lru_cache(maxsize=None)
 def _read_cached(path: str):
-    from napari_s2s.core.io import read_slide
+    from napari_s2s.core.data.io import read_slide
 
     return read_slide(path)
 
@@ -75,6 +75,6 @@ def read_shared(data_dir):
 @pytest.fixture(scope="session")
 def synthetic_slide():
     """The built-in synthetic slide (read-only: do not modify)."""
-    from napari_s2s.core.synthetic import make_synthetic_slide
+    from napari_s2s.core.data.synthetic import make_synthetic_slide
 
     return make_synthetic_slide()

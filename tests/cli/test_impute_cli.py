@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from napari_s2s.cli import main
-from napari_s2s.core.io import read_slide
+from napari_s2s.core.data.io import read_slide
 from conftest import slide_path
 
 FAST = ["--max-steps", "3", "--threads", "1", "--no-natural", "--quiet"]

@@ -93,7 +93,7 @@ def test_embed_affine_keeps_leading_axes():
 @pytest.mark.parametrize("name", ["st_mouse_olfactory_bulb", "her2st_C2"])
 def test_imputed_dense_grid_lands_on_the_same_spots(read_shared, name):
     """An imputed (x2 dense) stack puts each measured spot where the measured stack does."""
-    from napari_s2s.core.engine import ImputedResult
+    from napari_s2s.core.s2s.engine import ImputedResult
     from napari_s2s.gui.layers import gene_stack_layer
 
     slide = read_shared(name)

@@ -56,7 +56,7 @@ def test_compare_metrics_and_review_columns(tmp_path):
 
 
 def test_validation_job_runs_both_on_one_task(synthetic_slide):
-    from napari_s2s.core import benchmark
+    from napari_s2s.core.evaluation import benchmark
 
     genes = synthetic_slide.top_variable_genes(3)
     job = ValidationJob(synthetic_slide, genes, "pca_gaussian", seed=1, he_method="he_gaussian",
@@ -69,7 +69,7 @@ def test_validation_job_runs_both_on_one_task(synthetic_slide):
     # error map is the plain method's; the comparison holds the guided method's numbers
     err = out.error_grid.values[0]
     np.testing.assert_allclose(np.sort(err[np.isfinite(err)]), np.sort(plain[:, 0] - truth[:, 0]), atol=1e-9)
-    from napari_s2s.core.metrics import rmse
+    from napari_s2s.core.evaluation.metrics import rmse
 
     for k, g in enumerate(out.genes):
         assert out.compared[g]["rmse_he"] == pytest.approx(rmse(truth[:, k], guided[:, k]), rel=1e-9)

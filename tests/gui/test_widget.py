@@ -285,8 +285,8 @@ def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
 def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypatch, notes):
     """H&E guidance "auto" on a slide with an image: gaussian and he_gaussian on the same hold-out
     task, per gene PCC/RMSE with and without H&E and the difference in the review table."""
-    from napari_s2s.core import benchmark
-    from napari_s2s.core.metrics import pcc, rmse
+    from napari_s2s.core.evaluation import benchmark
+    from napari_s2s.core.evaluation.metrics import pcc, rmse
     from napari_s2s.gui.layers import slide_layers
 
     monkeypatch.setenv("NAPARI_S2S_SYNC", "1")
@@ -331,7 +331,7 @@ def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypa
     assert not notes
 
     # "on" where the image is not usable: one notification, the plain method only, H&E columns hidden
-    monkeypatch.setattr("napari_s2s.core.histology.histology_available", lambda *a, **k: False)
+    monkeypatch.setattr("napari_s2s.core.data.histology_features.histology_available", lambda *a, **k: False)
     widget.histology_combo.setCurrentIndex(widget.histology_combo.findData("on"))
     widget.start_validation()
     assert widget.state.phase == "done", widget.state.message

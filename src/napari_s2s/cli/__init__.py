@@ -69,10 +69,10 @@ def add_slide_argument(p: argparse.ArgumentParser, *, sample: bool = True, nargs
 
 def load_slide_from_args(args):
     """Read the slide named by ``args.path`` / ``args.sample``."""
-    from ..core.io import read_slide
+    from ..core.data.io import read_slide
 
     if getattr(args, "sample", False):
-        from ..core.synthetic import make_synthetic_slide
+        from ..core.data.synthetic import make_synthetic_slide
 
         return make_synthetic_slide()
     if not args.path:

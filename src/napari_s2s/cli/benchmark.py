@@ -1,6 +1,6 @@
 """``napari-s2s benchmark PATH... --json OUT.json [--plot OUT.png]``: the hold-out benchmark.
 
-Runs the protocol of :mod:`napari_s2s.core.benchmark` on every slide given, writes the JSON record,
+Runs the protocol of :mod:`napari_s2s.core.evaluation.benchmark` on every slide given, writes the JSON record,
 prints a Markdown table to stdout, and optionally a figure. Paths that are not slides are skipped
 with a warning; slides that fail are reported and skipped; exit code 2 only when no slide succeeded.
 """
@@ -74,7 +74,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def run(args) -> int:
-    from ..core.benchmark import markdown_table, run_benchmark
+    from ..core.evaluation.benchmark import markdown_table, run_benchmark
 
     genes, n_genes = parse_genes(args.genes)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
@@ -104,7 +104,7 @@ def run(args) -> int:
         return 2
     _write_json(out, result)
     if args.plot:
-        from ..core.benchmark_plot import plot_benchmark
+        from ..core.evaluation.plot import plot_benchmark
 
         plot_benchmark(result, args.plot)
     return 0

@@ -57,9 +57,9 @@ def parse_genes(spec: str, slide) -> list[str]:
 
 
 def run(args) -> int:
-    from ..core.device import resolve_device
-    from ..core.engine import S2SConfig, S2SImputer
-    from ..core.results import check_output_path, write_imputed
+    from ..core.s2s.device import resolve_device
+    from ..core.s2s.engine import S2SConfig, S2SImputer
+    from ..core.s2s.results import check_output_path, write_imputed
 
     if args.budget is not None and args.budget <= 0:
         raise SlideError(None, f"--budget must be > 0 seconds, not {args.budget}")

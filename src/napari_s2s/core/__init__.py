@@ -1,7 +1,7 @@
 """Display-free core of napari-s2s. Nothing in this package imports napari or Qt."""
 
+from .data.io import read_slide
+from .data.slide import GeneGrid, Slide
 from .errors import SlideError
-from .io import read_slide
-from .slide import GeneGrid, Slide
 
 __all__ = ["GeneGrid", "Slide", "SlideError", "read_slide"]

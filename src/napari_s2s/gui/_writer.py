@@ -35,9 +35,9 @@ def save_imputed(entry: dict, path: str | Path) -> str:
 
 
 def _write_adata(adata, path: Path) -> None:
-    """``core.results.write_imputed`` (atomic) when present, else an atomic write here."""
+    """``core.s2s.results.write_imputed`` (atomic) when present, else an atomic write here."""
     try:
-        from ..core.results import write_imputed as write_adata
+        from ..core.s2s.results import write_imputed as write_adata
     except ImportError:
         write_adata = None
     if write_adata is not None:

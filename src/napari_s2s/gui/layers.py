@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.slide import GeneGrid, Slide
+from ..core.data.slide import GeneGrid, Slide
 
 #: Key of the plugin's entry in ``layer.metadata``.
 META_KEY = "napari_s2s"

@@ -2,7 +2,7 @@
 
 :class:`TrainingJob` runs ``S2SImputer.fit_iter`` and then ``impute``, yielding the core's progress
 events and finally a :class:`TrainingOutcome`; :class:`ValidationJob` runs the hold-out protocol of
-:mod:`napari_s2s.core.benchmark` with the ``s2s`` method and yields a :class:`ValidationOutcome`
+:mod:`napari_s2s.core.evaluation.benchmark` with the ``s2s`` method and yields a :class:`ValidationOutcome`
 with per-gene PCC/RMSE and error maps; with ``he_method`` it also runs the method's H&E-guided
 counterpart (:func:`he_counterpart`) on the same hold-out task and compares them per gene
 (:func:`compare_metrics`). Both are plain generators: the widget runs them in a napari
@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..core.events import ProgressEvent
-from ..core.slide import GeneGrid, Slide
+from ..core.data.slide import GeneGrid, Slide
 
 
 #: Seconds of training before the first preview map (the widget's "first map").
@@ -36,8 +36,8 @@ class TrainingOutcome:
     """What a finished (or stopped) training run produced."""
 
     genes: list[str]
-    result: Any  # core.engine.ImputedResult
-    config: Any  # core.engine.S2SConfig
+    result: Any  # core.s2s.engine.ImputedResult
+    config: Any  # core.s2s.engine.S2SConfig
     seconds: float
     stopped: bool
     device: str | None = None
@@ -52,7 +52,7 @@ class TrainingPreview:
     """
 
     genes: list[str]
-    result: Any  # core.engine.ImputedResult
+    result: Any  # core.s2s.engine.ImputedResult
     step: int
     elapsed_s: float
     seconds: float  # what computing the preview took
@@ -159,7 +159,7 @@ def _set_threads(n: int | None) -> None:
 
 def make_config(preset: str, **overrides):
     """``S2SConfig.from_preset(preset, **overrides)`` (imported lazily: torch is heavy)."""
-    from ..core.engine import S2SConfig
+    from ..core.s2s.engine import S2SConfig
 
     return S2SConfig.from_preset(preset, **overrides)
 
@@ -206,7 +206,7 @@ class TrainingJob:
 
     def run(self) -> Iterator[Any]:
         yield ProgressEvent("prepare", message="loading the engine")
-        from ..core.engine import S2SImputer
+        from ..core.s2s.engine import S2SImputer
 
         _set_threads(self.threads)
         t0 = time.perf_counter()
@@ -327,7 +327,7 @@ class ValidationJob:
         self._stop.set()
 
     def run(self) -> Iterator[Any]:
-        from ..core import benchmark
+        from ..core.evaluation import benchmark
         from ..core.methods import load_all
 
         t0 = time.perf_counter()
@@ -396,7 +396,7 @@ class ValidationJob:
 
 def _metrics(genes: list[str], truth: np.ndarray, pred: np.ndarray) -> dict[str, dict]:
     """Per gene ``{"pcc", "rmse", "mae"}`` of ``pred`` against ``truth`` ((t, G) each)."""
-    from ..core.metrics import mae, pcc, rmse
+    from ..core.evaluation.metrics import mae, pcc, rmse
 
     return {
         g: {"pcc": pcc(truth[:, k], pred[:, k]), "rmse": rmse(truth[:, k], pred[:, k]),

@@ -78,9 +78,9 @@ UI_REFRESH_MS = 200
 
 
 def available_devices() -> list[str]:
-    """Devices torch can use here (``core.device.available_devices``; ``["cpu"]`` as a fallback)."""
+    """Devices torch can use here (``core.s2s.device.available_devices``; ``["cpu"]`` as a fallback)."""
     try:
-        from ..core.device import available_devices as _avail
+        from ..core.s2s.device import available_devices as _avail
     except ImportError:
         return ["cpu"]
     try:
@@ -100,8 +100,8 @@ def warm_up() -> None:
     try:
         import torch
 
-        from ..core import engine  # noqa: F401
-        from ..core.natural import load_natural_images
+        from ..core.s2s import engine  # noqa: F401
+        from ..core.s2s.natural import load_natural_images
 
         load_natural_images(limit=1)
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
@@ -661,7 +661,7 @@ class S2SWidget(QWidget):
         method = self.method_combo.currentText() or "s2s"
         guided = None
         if s.histology != "off":
-            from ..core.histology import histology_available
+            from ..core.data.histology_features import histology_available
 
             has_image = histology_available(slide)
             guided = he_counterpart(method, s.histology, has_image, options)

@@ -1,0 +1,428 @@
+"""Readers: Space Ranger ``outs/`` folders and ``.h5ad`` files (scanpy/squidpy convention).
+
+``read_slide(path)`` is the single entry point. Every problem with the input raises
+:class:`~napari_s2s.core.errors.SlideError` with one line naming the file and the problem. Inputs are
+only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import SlideError
+from .lattice import build_geometry, recover_grid
+from .slide import Slide, check_counts
+
+MATRIX_NAMES = ("filtered_feature_bc_matrix.h5", "raw_feature_bc_matrix.h5")
+POSITION_NAMES = ("tissue_positions.csv", "tissue_positions_list.csv")
+IMAGE_NAMES = {"hires": "tissue_hires_image.png", "lowres": "tissue_lowres_image.png"}
+
+
+class NotASlide(SlideError):
+    """The path is readable but is not a slide at all (e.g. a README next to the data)."""
+
+
+def is_slide_path(path: str | Path) -> bool:
+    """Cheap check (no parsing): does ``path`` look like something :func:`read_slide` handles?"""
+    p = Path(path)
+    if p.is_dir():
+        return _spaceranger_root(p) is not None
+    return p.suffix.lower() == ".h5ad"
+
+
+def read_slide(path: str | Path, pitch_um: float | None = None) -> Slide:
+    """Read a slide from a Space Ranger ``outs/`` folder or an ``.h5ad`` file.
+
+    Parameters
+    ----------
+    path
+        A Space Ranger output folder (``outs/`` or its parent) or an ``.h5ad`` file.
+    pitch_um
+        Centre-to-centre spot pitch in micrometres, to override the technology's default (needed
+        to get micrometres on slides whose technology cannot be recognised).
+
+    Raises
+    ------
+    SlideError
+        Missing path, unreadable or corrupt file, no spatial coordinates, coordinates on no
+        lattice, NaN or negative counts, images inconsistent with their scale factors.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SlideError(p, "no such file or folder")
+    if p.is_dir():
+        root = _spaceranger_root(p)
+        if root is None:
+            raise NotASlide(
+                p,
+                "folder is not a Space Ranger output (expected filtered_feature_bc_matrix.h5 or "
+                "raw_feature_bc_matrix.h5 and spatial/tissue_positions*.csv)",
+            )
+        slide = _read_spaceranger(root, pitch_um)
+    elif p.suffix.lower() == ".h5ad":
+        slide = _read_h5ad(p, pitch_um)
+    else:
+        raise NotASlide(p, "not a slide: expected a Space Ranger outs/ folder or an .h5ad file")
+    slide.source = str(p)
+    return slide
+
+
+# ---------------------------------------------------------------------- Space Ranger
+def _spaceranger_root(p: Path) -> Path | None:
+    for cand in (p, p / "outs"):
+        has_matrix = any((cand / m).is_file() for m in MATRIX_NAMES)
+        has_pos = any((cand / "spatial" / n).is_file() for n in POSITION_NAMES)
+        if has_matrix and has_pos:
+            return cand
+    return None
+
+
+def read_10x_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, str | None]:
+    """Read a 10x HDF5 feature-barcode matrix (v3 schema, or the older per-genome schema).
+
+    Returns ``(counts (barcodes x genes) CSR, gene names, gene ids, barcodes, library id)``; only
+    "Gene Expression" features are kept when feature types are present.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            if "matrix" in f:
+                g = f["matrix"]
+                feats = g["features"]
+                names = _strs(feats["name"][:])
+                ids = _strs(feats["id"][:]) if "id" in feats else names
+                ftype = _strs(feats["feature_type"][:]) if "feature_type" in feats else None
+            else:  # Cell Ranger 2 schema: one group per genome
+                key = next(iter(f.keys()))
+                g = f[key]
+                names = _strs(g["gene_names"][:])
+                ids = _strs(g["genes"][:])
+                ftype = None
+            data = g["data"][:]
+            indices = g["indices"][:]
+            indptr = g["indptr"][:]
+            shape = tuple(int(s) for s in g["shape"][:])
+            barcodes = _strs(g["barcodes"][:])
+            lib = f.attrs.get("library_ids")
+            library_id = _strs(np.atleast_1d(lib))[0] if lib is not None and len(np.atleast_1d(lib)) else None
+    except (OSError, KeyError, StopIteration, ValueError) as exc:
+        raise SlideError(path, f"not a readable 10x HDF5 matrix ({_short(exc)})") from None
+    try:
+        mat = sp.csc_matrix((data.astype(np.float32), indices, indptr), shape=shape).T.tocsr()
+    except ValueError as exc:
+        raise SlideError(path, f"corrupt 10x HDF5 matrix ({_short(exc)})") from None
+    if ftype is not None:
+        keep = ftype == "Gene Expression"
+        if keep.any() and not keep.all():
+            mat, names, ids = mat[:, keep], names[keep], ids[keep]
+    return mat, names, ids, barcodes, library_id
+
+
+def _read_positions(spatial: Path) -> pd.DataFrame:
+    cols = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+    for name in POSITION_NAMES:
+        f = spatial / name
+        if not f.is_file():
+            continue
+        try:
+            with open(f, encoding="utf-8") as fh:
+                first = fh.readline()
+            header = 0 if first.lower().startswith("barcode") else None
+            df = pd.read_csv(f, header=header)
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise SlideError(f, f"unreadable positions table ({_short(exc)})") from None
+        if df.shape[1] != 6:
+            raise SlideError(f, f"positions table has {df.shape[1]} columns, expected 6 ({', '.join(cols)})")
+        df.columns = cols
+        for c in cols[1:4]:
+            if not np.issubdtype(df[c].dtype, np.integer):
+                raise SlideError(f, f"column {c} is not integer")
+        df["barcode"] = df["barcode"].astype(str)
+        return df.set_index("barcode")
+    raise SlideError(spatial, "no tissue_positions.csv or tissue_positions_list.csv")
+
+
+def _read_spaceranger(root: Path, pitch_um: float | None) -> Slide:
+    spatial = root / "spatial"
+    mfile = next(root / m for m in MATRIX_NAMES if (root / m).is_file())
+    counts, names, ids, barcodes, library_id = read_10x_h5(mfile)
+    pos = _read_positions(spatial)
+    missing = ~pd.Index(barcodes).isin(pos.index)
+    if missing.any():
+        raise SlideError(
+            mfile, f"{int(missing.sum())} barcode(s) of the matrix are not in the positions table"
+        )
+    pos_m = pos.loc[barcodes]
+    check_counts(counts, str(mfile))
+
+    sf_file = spatial / "scalefactors_json.json"
+    scalef: dict = {}
+    if sf_file.is_file():
+        try:
+            scalef = json.loads(sf_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise SlideError(sf_file, f"unreadable scale factors ({_short(exc)})") from None
+    images, factors = {}, {}
+    for key, fname in IMAGE_NAMES.items():
+        f = spatial / fname
+        if not f.is_file():
+            continue
+        factor = scalef.get(f"tissue_{key}_scalef")
+        if factor is None:
+            warnings.warn(f"{f}: no tissue_{key}_scalef in scalefactors_json.json; image ignored", stacklevel=2)
+            continue
+        images[key] = _read_image(f)
+        factors[key] = float(factor)
+
+    xy = pos_m[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64)
+    genes = _unique(names)
+    slide = _make_slide(
+        path=root,
+        counts=counts,
+        genes=genes,
+        barcodes=np.asarray(barcodes),
+        rows=pos_m["array_row"].to_numpy(),
+        cols=pos_m["array_col"].to_numpy(),
+        in_tissue=pos_m["in_tissue"].to_numpy() == 1,
+        xy=xy,
+        images=images,
+        factors=factors,
+        spot_diameter=scalef.get("spot_diameter_fullres"),
+        library_id=library_id or (root.parent.name if root.name == "outs" else root.name),
+        n_total=len(pos),
+        pitch_um=pitch_um,
+    )
+    slide.metadata["gene_ids"] = ids
+    slide.metadata["scalefactors"] = scalef
+    return slide
+
+
+# ---------------------------------------------------------------------- h5ad
+def _read_h5ad(path: Path, pitch_um: float | None) -> Slide:
+    import anndata
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            adata = anndata.read_h5ad(path)
+    except Exception as exc:  # anndata raises many types on corrupt input
+        raise SlideError(path, f"not a readable .h5ad file ({_short(exc)})") from None
+
+    x = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    if x is None or adata.n_vars == 0:
+        raise SlideError(path, "no count matrix (X is empty)")
+    counts = sp.csr_matrix(x, dtype=np.float32)
+    check_counts(counts, str(path))
+    # an imputed result written by napari-s2s holds log-normalised values, not counts
+    imputed = isinstance(adata.uns.get("s2s"), dict) and "s2s_measured" in adata.obs
+    if counts.nnz and not imputed and not np.allclose(counts.data[: 100000], np.round(counts.data[: 100000])):
+        warnings.warn(
+            f"{path}: counts are not integers; the input looks normalised already (going on)",
+            stacklevel=2,
+        )
+
+    obs = adata.obs
+    in_tissue = obs["in_tissue"].to_numpy().astype(bool) if "in_tissue" in obs else np.ones(adata.n_obs, bool)
+    xy = None
+    if "spatial" in adata.obsm:
+        xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)
+        if xy.ndim != 2 or xy.shape[1] < 2:
+            raise SlideError(path, "obsm['spatial'] must be an (n_obs, 2) array of (x, y) pixels")
+        xy = xy[:, :2]
+
+    rows = cols = None
+    for rkey, ckey in (("array_row", "array_col"), ("row", "col")):
+        if rkey in obs and ckey in obs:
+            r = pd.to_numeric(obs[rkey], errors="coerce").to_numpy(np.float64)
+            c = pd.to_numeric(obs[ckey], errors="coerce").to_numpy(np.float64)
+            if not (np.isfinite(r).all() and np.isfinite(c).all()):
+                raise SlideError(path, f"obs['{rkey}'|'{ckey}'] has missing values")
+            if not (np.allclose(r, np.round(r)) and np.allclose(c, np.round(c))):
+                raise SlideError(
+                    path,
+                    f"obs['{rkey}'|'{ckey}'] are not integers: coordinates are not on a spot lattice "
+                    "(bead- or cell-level data such as Slide-seq is not supported)",
+                )
+            rows, cols = np.round(r).astype(np.int64), np.round(c).astype(np.int64)
+            break
+    if rows is None:
+        if xy is None:
+            raise SlideError(
+                path, "no spatial coordinates (need obs['array_row'|'array_col'] or obsm['spatial'])"
+            )
+        ok = np.isfinite(xy).all(axis=1)
+        if not ok.all():
+            raise SlideError(path, f"{int((~ok).sum())} spot(s) have no pixel position and no array coordinates")
+        try:
+            rows, cols = recover_grid(xy)
+        except ValueError as exc:
+            raise SlideError(path, str(exc)) from None
+
+    images, factors, spot_diam, library_id = {}, {}, None, None
+    spatial = adata.uns.get("spatial")
+    if isinstance(spatial, dict) and spatial:
+        libs = list(spatial.keys())
+        library_id = str(libs[0])
+        if len(libs) > 1:
+            warnings.warn(f"{path}: {len(libs)} libraries in uns['spatial']; using '{library_id}'", stacklevel=2)
+        lib = spatial[libs[0]]
+        sfs = dict(lib.get("scalefactors", {}) or {})
+        spot_diam = sfs.get("spot_diameter_fullres")
+        for key, img in dict(lib.get("images", {}) or {}).items():
+            factor = sfs.get(f"tissue_{key}_scalef")
+            if factor is None:
+                warnings.warn(f"{path}: image '{key}' has no tissue_{key}_scalef; ignored", stacklevel=2)
+                continue
+            images[str(key)] = _as_rgb_uint8(np.asarray(img), path, key)
+            factors[str(key)] = float(factor)
+
+    slide = _make_slide(
+        path=path,
+        counts=counts,
+        genes=_unique(np.asarray(adata.var_names).astype(str)),
+        barcodes=np.asarray(adata.obs_names).astype(str),
+        rows=rows,
+        cols=cols,
+        in_tissue=in_tissue,
+        xy=xy,
+        images=images,
+        factors=factors,
+        spot_diameter=spot_diam,
+        library_id=library_id,
+        n_total=adata.n_obs,
+        pitch_um=pitch_um if pitch_um is not None or not imputed else _dense_pitch(adata.uns["s2s"]),
+    )
+    if imputed:
+        slide.values_are_lognorm = True
+        slide.metadata["s2s"] = dict(adata.uns["s2s"])
+        slide.metadata["s2s_measured"] = adata.obs["s2s_measured"].to_numpy().astype(bool)
+    return slide
+
+
+def _dense_pitch(prov: dict) -> float | None:
+    """Pitch of an imputed x2 grid: half the source's (recorded in the provenance), if known."""
+    src = prov.get("pitch_um")
+    try:
+        return None if src is None else float(src) / 2.0
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------- shared
+def _make_slide(
+    *,
+    path: Path,
+    counts: sp.csr_matrix,
+    genes: np.ndarray,
+    barcodes: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    in_tissue: np.ndarray,
+    xy: np.ndarray | None,
+    images: dict,
+    factors: dict,
+    spot_diameter,
+    library_id: str | None,
+    n_total: int,
+    pitch_um: float | None,
+) -> Slide:
+    if not in_tissue.any():
+        raise SlideError(path, "no spot is in tissue")
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    key = rows * (int(cols.max()) + 1) + cols
+    if np.unique(key).size != key.size:
+        raise SlideError(path, "several spots share the same array coordinates")
+    # geometry from in-tissue spots (off-tissue spots may lack pixel positions)
+    t = in_tissue
+    if xy is not None and not np.isfinite(xy[t]).all(axis=1).any():
+        xy = None
+    try:
+        geometry = build_geometry(rows[t], cols[t], None if xy is None else xy[t], pitch_um=pitch_um)
+    except ValueError as exc:
+        raise SlideError(path, str(exc)) from None
+    if xy is not None:
+        _check_images(path, xy[t], images, factors, geometry.pitch_px)
+    return Slide(
+        counts=counts,
+        genes=genes,
+        barcodes=barcodes,
+        array_row=rows,
+        array_col=cols,
+        in_tissue=in_tissue,
+        pixel_xy=xy,
+        images=images,
+        scalefactors=factors,
+        spot_diameter_px=None if spot_diameter is None else float(spot_diameter),
+        geometry=geometry,
+        library_id=library_id,
+        n_spots_total=int(n_total),
+    )
+
+
+def _check_images(path: Path, xy: np.ndarray, images: dict, factors: dict, pitch_px: float | None) -> None:
+    ok = np.isfinite(xy).all(axis=1)
+    pts = xy[ok]
+    margin = 0.5 * (pitch_px or 0.0)
+    for key, img in images.items():
+        s = factors[key]
+        h, w = img.shape[:2]
+        lo = (pts - margin) * s
+        hi = (pts + margin) * s
+        inside = (hi[:, 0] >= 0) & (lo[:, 0] <= w) & (hi[:, 1] >= 0) & (lo[:, 1] <= h)
+        if not inside.all():
+            raise SlideError(
+                path,
+                f"image '{key}' ({w}x{h} px) is inconsistent with its scale factor {s:g}: "
+                f"{int((~inside).sum())} of {len(pts)} spots fall outside it",
+            )
+
+
+def _read_image(f: Path) -> np.ndarray:
+    from skimage import io as skio
+
+    try:
+        img = skio.imread(f)
+    except Exception as exc:  # imageio raises many types
+        raise SlideError(f, f"unreadable image ({_short(exc)})") from None
+    return _as_rgb_uint8(img, f, f.stem)
+
+
+def _as_rgb_uint8(img: np.ndarray, path, key) -> np.ndarray:
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise SlideError(path, f"image '{key}' has shape {img.shape}, expected (H, W, 3)")
+    img = img[..., :3]
+    if img.dtype != np.uint8:
+        f = img.astype(np.float32)
+        if np.nanmax(f) <= 1.0 + 1e-6:
+            f = f * 255.0
+        elif np.nanmax(f) > 255:
+            f = f / np.nanmax(f) * 255.0
+        img = np.clip(np.nan_to_num(f), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def _strs(a) -> np.ndarray:
+    return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(a).ravel()], dtype=object)
+
+
+def _unique(names: np.ndarray) -> np.ndarray:
+    """Make names unique like ``AnnData.var_names_make_unique`` (``A``, ``A-1``, ...)."""
+    from anndata.utils import make_index_unique
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(make_index_unique(pd.Index(np.asarray(names).astype(str)))).astype(str)
+
+
+def _short(exc: Exception) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return msg[:160]

@@ -1,0 +1,360 @@
+"""The slide model: counts, genes, lattice geometry, tissue, H&E images and their scale.
+
+A :class:`Slide` is what every reader returns and what every other part (benchmark, training,
+imputation, the napari layers) consumes. It knows how to log-normalise its counts and lay genes out
+on the spot grid (:class:`GeneGrid`), with the transform from grid indices to world coordinates.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import SlideError
+from .lattice import Geometry, build_geometry
+
+
+@dataclass
+class GeneGrid:
+    """Genes laid out on the spot grid.
+
+    The grid is indexed by array coordinates minus :attr:`origin`: index ``(i, j)`` is the spot at
+    ``(row, col) = (i + origin[0], j + origin[1])``. For hex lattices this "raw" grid is a
+    checkerboard: only nodes with the lattice's parity of ``row + col`` exist
+    (:attr:`lattice_nodes`); :meth:`display` turns it into a brick image for viewing.
+
+    Attributes
+    ----------
+    values
+        (genes, H, W) float32 log-normalised values; NaN where there is no usable spot.
+    genes
+        Gene names, one per channel.
+    kind
+        ``"hex"`` or ``"square"``.
+    origin
+        ``(row, col)`` of grid index ``(0, 0)``.
+    lattice_nodes
+        (H, W) bool: positions that exist on the lattice.
+    tissue
+        (H, W) bool: positions holding a usable spot (in tissue, at least one count).
+    index_to_world
+        3x3 affine from ``(i, j, 1)`` to world ``(y, x, 1)`` in :attr:`units`.
+    units
+        ``"um"``, ``"pixel"`` or ``"pitch"``.
+    spot_ij
+        (n_usable, 2) grid index of each usable spot, in the order of :meth:`Slide.usable`.
+    """
+
+    values: np.ndarray
+    genes: list[str]
+    kind: str
+    origin: tuple[int, int]
+    lattice_nodes: np.ndarray
+    tissue: np.ndarray
+    index_to_world: np.ndarray
+    units: str
+    spot_ij: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.values.shape[1], self.values.shape[2]
+
+    def display(self, values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Image to show and its 3x3 affine (index -> world).
+
+        Square lattices are shown as they are. Hex lattices become brick images one pixel wider:
+        each node is painted two pixels wide (its column and the next), so rows interleave at their
+        true half-pitch offsets; the affine shifts columns by half a pixel so that a node's centre
+        lands on its physical position.
+        """
+        vals = self.values if values is None else values
+        if self.kind != "hex":
+            return vals, self.index_to_world.copy()
+        g, h, w = vals.shape
+        out = np.full((g, h, w + 1), np.nan, dtype=vals.dtype)
+        out[:, :, :w] = np.where(self.lattice_nodes, vals, np.nan)
+        holes = ~np.concatenate([self.lattice_nodes, np.zeros((h, 1), bool)], axis=1)
+        left = np.concatenate([np.full((g, h, 1), np.nan, vals.dtype), out[:, :, :w]], axis=2)
+        out = np.where(holes[None], left, out)
+        shift = np.eye(3)
+        shift[1, 2] = -0.5
+        return out, self.index_to_world @ shift
+
+
+@dataclass
+class Slide:
+    """One spatial transcriptomics slide.
+
+    Attributes
+    ----------
+    counts
+        (spots, genes) raw counts, float32 CSR.
+    genes
+        Gene names (unique).
+    barcodes
+        Spot identifiers.
+    array_row, array_col
+        Integer array coordinates of the spots.
+    in_tissue
+        Bool per spot.
+    pixel_xy
+        (spots, 2) full-resolution pixel ``(x, y)`` (NaN where unknown), or ``None``.
+    images
+        H&E images by name (``"hires"``, ``"lowres"``, ...), (H, W, 3) uint8.
+    scalefactors
+        Image name -> factor from full-resolution pixels to that image's pixels.
+    spot_diameter_px
+        Spot diameter in full-resolution pixels as given by the source (10x: a 65 um circle).
+    geometry
+        Lattice kind, grid -> pixel affine, pitch and units.
+    library_id
+        Library id (``uns['spatial']`` key), or ``None``.
+    source
+        Path the slide was read from.
+    n_spots_total
+        Rows of the positions table (or obs) in the source, in tissue or not.
+    values_are_lognorm
+        ``True`` for a slide whose ``counts`` already hold log-normalised values (an imputed result
+        written by napari-s2s, reopened): :meth:`lognorm` then returns them unchanged.
+    """
+
+    counts: sp.csr_matrix
+    genes: np.ndarray
+    barcodes: np.ndarray
+    array_row: np.ndarray
+    array_col: np.ndarray
+    in_tissue: np.ndarray
+    pixel_xy: np.ndarray | None = None
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    scalefactors: dict[str, float] = field(default_factory=dict)
+    spot_diameter_px: float | None = None
+    geometry: Geometry | None = None
+    library_id: str | None = None
+    source: str | None = None
+    n_spots_total: int | None = None
+    metadata: dict = field(default_factory=dict)
+    values_are_lognorm: bool = False
+
+    def __post_init__(self) -> None:
+        self.counts = sp.csr_matrix(self.counts, dtype=np.float32)
+        self.genes = np.asarray(self.genes, dtype=object).astype(str)
+        self.barcodes = np.asarray(self.barcodes).astype(str)
+        self.array_row = np.asarray(self.array_row, dtype=np.int64)
+        self.array_col = np.asarray(self.array_col, dtype=np.int64)
+        self.in_tissue = np.asarray(self.in_tissue, dtype=bool)
+        if self.n_spots_total is None:
+            self.n_spots_total = int(self.counts.shape[0])
+        if self.geometry is None:
+            self.geometry = build_geometry(self.array_row, self.array_col, self.pixel_xy)
+        self._lognorm_cache: dict[str, np.ndarray] = {}
+        self._usable: np.ndarray | None = None
+        self._scale: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ basic facts
+    @property
+    def kind(self) -> str:
+        """Lattice kind, ``"hex"`` or ``"square"``."""
+        return self.geometry.kind
+
+    @property
+    def n_spots(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_genes(self) -> int:
+        return int(self.counts.shape[1])
+
+    @property
+    def name(self) -> str:
+        """Short name for tables: library id, else the file stem."""
+        if self.source:
+            from pathlib import Path
+
+            p = Path(self.source)
+            stem = p.name if p.is_dir() or not p.suffix else p.stem
+            if stem in ("outs", ""):
+                stem = p.parent.name
+            return stem
+        return self.library_id or "slide"
+
+    def usable(self) -> np.ndarray:
+        """Bool per spot: in tissue with at least one count (the spots every method works on)."""
+        if self._usable is None:
+            if self.values_are_lognorm:
+                self._usable = self.in_tissue.copy()
+            else:
+                totals = np.asarray(self.counts.sum(axis=1)).ravel()
+                self._usable = self.in_tissue & (totals >= 1)
+        return self._usable
+
+    def grid_extent(self) -> tuple[int, int]:
+        """``[rows, cols]`` spanned by in-tissue spots in array coordinates."""
+        r = self.array_row[self.in_tissue]
+        c = self.array_col[self.in_tissue]
+        if r.size == 0:
+            return (0, 0)
+        return (int(r.max() - r.min() + 1), int(c.max() - c.min() + 1))
+
+    def best_image(self) -> str | None:
+        """Name of the highest-resolution image (``hires`` before ``lowres``), or ``None``."""
+        if not self.images:
+            return None
+        return max(self.images, key=lambda k: self.scalefactors.get(k, 0.0))
+
+    # ------------------------------------------------------------------ genes
+    def gene_indices(self, names: list[str] | tuple[str, ...]) -> np.ndarray:
+        """Column indices of genes by name; unknown names raise :class:`SlideError` with close matches."""
+        lookup = {g: i for i, g in enumerate(self.genes)}
+        missing = [n for n in names if n not in lookup]
+        if missing:
+            upper = {g.upper(): g for g in self.genes}
+            hints = []
+            for m in missing[:5]:
+                if m.upper() in upper:
+                    hints.append(f"{m} -> {upper[m.upper()]}")
+                    continue
+                close = difflib.get_close_matches(m, list(self.genes), n=3, cutoff=0.6)
+                hints.append(f"{m} -> {', '.join(close)}" if close else f"{m} -> no close match")
+            raise SlideError(
+                self.source,
+                f"unknown gene name(s): {', '.join(missing[:10])}"
+                f"{' ...' if len(missing) > 10 else ''} (close matches: {'; '.join(hints)})",
+            )
+        return np.array([lookup[n] for n in names], dtype=np.int64)
+
+    def size_factors(self) -> np.ndarray:
+        """Per-usable-spot scale: median total of usable spots / spot total."""
+        if self._scale is None and self.values_are_lognorm:
+            self._scale = np.ones(int(self.usable().sum()))
+        if self._scale is None:
+            totals = np.asarray(self.counts[self.usable()].sum(axis=1), dtype=np.float64).ravel()
+            self._scale = np.median(totals) / totals
+        return self._scale
+
+    def lognorm(self, genes: list[str] | None = None, spots: np.ndarray | None = None) -> np.ndarray:
+        """Log-normalised values (usable spots x genes), float32.
+
+        Library size normalised to the median total of the usable spots, then ``log1p``. This is
+        the one definition used everywhere (benchmark, training, saved results).
+
+        Parameters
+        ----------
+        genes
+            Gene names; all genes when ``None`` (dense: mind the memory on big panels).
+        spots
+            Optional bool mask over the usable spots, to return a subset of rows.
+        """
+        x = self.counts[self.usable()]
+        if genes is not None:
+            x = x[:, self.gene_indices(list(genes))]
+        scale = self.size_factors()
+        if spots is not None:
+            x = x[spots]
+            scale = scale[spots]
+        if self.values_are_lognorm:
+            return sp.csr_matrix(x).toarray().astype(np.float32)
+        x = sp.csr_matrix(x.multiply(scale[:, None]), dtype=np.float64)
+        x.data = np.log1p(x.data)
+        return x.toarray().astype(np.float32)
+
+    def lognorm_sparse(self, spots: np.ndarray | None = None) -> sp.csr_matrix:
+        """Like :meth:`lognorm` over all genes, kept sparse (float32 CSR)."""
+        x = self.counts[self.usable()]
+        scale = self.size_factors()
+        if spots is not None:
+            x = x[spots]
+            scale = scale[spots]
+        if self.values_are_lognorm:
+            return sp.csr_matrix(x, dtype=np.float32)
+        x = sp.csr_matrix(x.multiply(scale[:, None]), dtype=np.float64)
+        x.data = np.log1p(x.data)
+        return x.astype(np.float32)
+
+    def top_variable_genes(
+        self, n: int = 30, spots: np.ndarray | None = None, min_detected: float = 0.10
+    ) -> list[str]:
+        """The ``n`` genes with the highest variance of log-normalised values.
+
+        Only genes detected (count > 0) in at least ``min_detected`` of the spots are eligible;
+        ties are broken by name. ``spots`` is a bool mask over the usable spots (the benchmark
+        passes the measured ones).
+        """
+        x = self.lognorm_sparse(spots)
+        m = x.shape[0]
+        if m == 0:
+            return []
+        detected = np.asarray((x > 0).sum(axis=0)).ravel() / m
+        mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
+        sq = np.asarray(x.multiply(x).mean(axis=0), dtype=np.float64).ravel()
+        var = sq - mean**2
+        eligible = np.flatnonzero(detected >= min_detected)
+        order = sorted(eligible, key=lambda i: (-round(float(var[i]), 10), self.genes[i]))
+        return [str(self.genes[i]) for i in order[:n]]
+
+    # ------------------------------------------------------------------ grids
+    def grid(self, genes: list[str]) -> GeneGrid:
+        """Lay the log-normalised values of ``genes`` out on the spot grid (see :class:`GeneGrid`)."""
+        use = self.usable()
+        rows = self.array_row
+        cols = self.array_col
+        r0, c0 = int(rows.min()), int(cols.min())
+        h = int(rows.max() - r0 + 1)
+        w = int(cols.max() - c0 + 1)
+        ii = rows[use] - r0
+        jj = cols[use] - c0
+        values = np.full((len(genes), h, w), np.nan, dtype=np.float32)
+        if len(genes):
+            values[:, ii, jj] = self.lognorm(list(genes)).T
+        tissue = np.zeros((h, w), dtype=bool)
+        tissue[ii, jj] = True
+        if self.kind == "hex":
+            parity = int((rows[0] + cols[0]) % 2)
+            rr, cc = np.mgrid[r0 : r0 + h, c0 : c0 + w]
+            nodes = (rr + cc) % 2 == parity
+        else:
+            nodes = np.ones((h, w), dtype=bool)
+        shift = np.eye(3)
+        shift[0, 2] = r0
+        shift[1, 2] = c0
+        return GeneGrid(
+            values=values,
+            genes=list(genes),
+            kind=self.kind,
+            origin=(r0, c0),
+            lattice_nodes=nodes,
+            tissue=tissue,
+            index_to_world=self.geometry.grid_to_world() @ shift,
+            units=self.geometry.units,
+            spot_ij=np.stack([ii, jj], axis=1),
+        )
+
+    def image_scale(self, name: str) -> float:
+        """World units per pixel of image ``name``."""
+        return self.geometry.px_to_world_scale() / self.scalefactors[name]
+
+    def spot_world(self) -> np.ndarray:
+        """(spots, 2) world ``(y, x)`` of every spot from its array coordinates (the fitted lattice)."""
+        a = self.geometry.grid_to_world()
+        pts = np.stack([self.array_row, self.array_col, np.ones(self.n_spots)]).astype(np.float64)
+        return (a @ pts)[:2].T
+
+
+def check_counts(counts: sp.spmatrix, path: str | None) -> None:
+    """Raise :class:`SlideError` for NaN, infinite or negative counts, naming how many and where."""
+    m = sp.csr_matrix(counts)
+    data = m.data
+    bad_nan = ~np.isfinite(data)
+    bad_neg = data < 0
+    for mask, what in ((bad_nan, "NaN or infinite"), (bad_neg, "negative")):
+        if mask.any():
+            rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))[mask]
+            n_spots = np.unique(rows).size
+            first = int(rows[0])
+            raise SlideError(
+                path,
+                f"{int(mask.sum())} {what} count value(s) in X, in {n_spots} spot(s) "
+                f"(first at spot index {first})",
+            )

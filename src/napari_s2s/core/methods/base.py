@@ -1,0 +1,163 @@
+"""The one small interface every imputation method implements (baselines, S2S, histology-guided).
+
+A method receives an :class:`ImputationTask`: the measured spots' values and coordinates, the
+coordinates of the positions to predict, and (for methods that use it) the H&E image. It never sees
+the values it must predict: the task is built so that hidden values are simply not in it.
+
+Methods register themselves by name with :func:`register`; the benchmark and the CLI look them up in
+:data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..data.lattice import physical
+
+
+@dataclass(frozen=True)
+class HistologyView:
+    """What a histology-guided method may see of the slide: the images and where spots sit in them.
+
+    Attributes
+    ----------
+    images
+        Image name -> (H, W, 3) uint8.
+    scalefactors
+        Image name -> factor from full-resolution pixels to that image's pixels.
+    grid_to_px
+        (2, 3) affine ``[row, col, 1] -> [x, y]`` in full-resolution pixels.
+    spot_diameter_px
+        Spot diameter in full-resolution pixels, if known.
+    """
+
+    images: dict
+    scalefactors: dict
+    grid_to_px: np.ndarray
+    spot_diameter_px: float | None = None
+
+
+def histology_view(slide) -> HistologyView | None:
+    """What histology-guided methods may see of a :class:`~napari_s2s.core.data.slide.Slide`.
+
+    ``None`` when the slide has no image or no pixel positions (no grid -> pixel affine). The images
+    are read-only views shared by every method: nobody may paint on them.
+    """
+    g = slide.geometry
+    if not slide.images or slide.pixel_xy is None or g is None or g.grid_to_px is None:
+        return None
+    images = {}
+    for k, v in slide.images.items():
+        img = np.asarray(v).view()
+        img.flags.writeable = False
+        images[k] = img
+    return HistologyView(
+        images=images,
+        scalefactors=dict(slide.scalefactors),
+        grid_to_px=np.array(g.grid_to_px, dtype=np.float64),
+        spot_diameter_px=slide.spot_diameter_px,
+    )
+
+
+@dataclass(frozen=True)
+class ImputationTask:
+    """Everything a method may use to predict values at target positions.
+
+    Attributes
+    ----------
+    kind
+        Lattice kind, ``"hex"`` or ``"square"``.
+    measured_rows, measured_cols
+        (m,) array coordinates of the measured spots.
+    measured_values
+        (m, G) log-normalised values of the measured spots for the target genes.
+    genes
+        The G target gene names.
+    target_rows, target_cols
+        (t,) array coordinates where predictions are wanted (hidden spots, or a dense grid).
+    measured_all_genes
+        (m, n_genes') log-normalised values of the measured spots over every gene detected in >= 10 %
+        of them (CSR), for cross-gene methods such as ``pca_gaussian``; may be ``None``.
+    histology
+        :class:`HistologyView` when the slide has an image and pixel positions, else ``None``.
+    seed
+        Seed for anything random.
+    budget_s
+        Training time budget in seconds for learned methods (``None``: the method's default).
+    """
+
+    kind: str
+    measured_rows: np.ndarray
+    measured_cols: np.ndarray
+    measured_values: np.ndarray
+    genes: tuple[str, ...]
+    target_rows: np.ndarray
+    target_cols: np.ndarray
+    measured_all_genes: sp.csr_matrix | None = None
+    histology: HistologyView | None = None
+    seed: int = 0
+    budget_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def measured_physical(self) -> np.ndarray:
+        """(m, 2) physical ``(y, x)`` of measured spots in pitch units (hex: ``row*sqrt(3)/2, col/2``)."""
+        return physical(self.measured_rows, self.measured_cols, self.kind)
+
+    def target_physical(self) -> np.ndarray:
+        """(t, 2) physical ``(y, x)`` of target positions in pitch units."""
+        return physical(self.target_rows, self.target_cols, self.kind)
+
+
+class Method(Protocol):
+    """An imputation method: ``predict(task) -> (t, G)`` float array for the task's targets."""
+
+    name: str
+
+    def predict(self, task: ImputationTask) -> np.ndarray: ...
+
+
+#: Registered methods: name -> factory taking keyword options and returning a :class:`Method`.
+METHODS: dict[str, Callable[..., Method]] = {}
+
+
+def register(name: str) -> Callable:
+    """Class/function decorator registering a method factory under ``name``."""
+
+    def deco(factory):
+        METHODS[name] = factory
+        return factory
+
+    return deco
+
+
+def applies(name: str, task: ImputationTask) -> bool:
+    """Whether method ``name`` can run on this task (histology methods need an image)."""
+    factory = METHODS[name]
+    needs = getattr(factory, "needs_histology", False)
+    return task.histology is not None or not needs
+
+
+#: Modules that register methods when imported (a module not written yet is skipped).
+METHOD_MODULES = (
+    "napari_s2s.core.methods.baselines",
+    "napari_s2s.core.methods.dist",
+    "napari_s2s.core.methods.s2s",
+    "napari_s2s.core.methods.histology",
+)
+
+
+def load_all() -> dict[str, Callable[..., Method]]:
+    """Import every method module so that :data:`METHODS` is complete; returns it."""
+    import importlib
+
+    for mod in METHOD_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+    return METHODS

@@ -1,0 +1,118 @@
+"""S2S-ST as a benchmark method (``s2s``) and its ablations (``s2s-<what>``).
+
+The benchmark's task holds the measured spots on the 1/4 sub-lattice of the slide (absolute array
+coordinates) and the hidden spots as targets. The measured sub-lattice is a lattice of double pitch:
+its own lattice coordinates are ``((row - a) / 2, (col - b) / 2)`` for the sub-lattice's offset
+``(a, b)``, and the slide's spots are then exactly the x2 dense grid ``(row - a, col - b)`` of that
+lattice. So the method trains sparser -> sparse on the measured spots and predicts the dense level,
+with the same engine as ``napari-s2s impute``. The training budget is ``task.budget_s`` (default
+120 s); the seed is ``task.seed``; torch runs on one thread unless ``threads`` is given (on a shared
+2-core machine, two threads were ~5x slower per step than one).
+
+Ablations carry ``ablation = True`` (a benchmark may leave them out of its default method list).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..s2s.engine import S2SConfig, S2SImputer, cross_gene_matrix
+from .base import ImputationTask, register
+
+#: Default training budget (seconds) when the task gives none.
+DEFAULT_BUDGET_S = 120.0
+
+
+def to_lattice(task: ImputationTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Measured-lattice coordinates of the measured spots and dense-grid coordinates of the targets.
+
+    Raises
+    ------
+    ValueError
+        When the measured spots are not on one stride-2 sub-lattice of the array grid.
+    """
+    rows = np.asarray(task.measured_rows, np.int64)
+    cols = np.asarray(task.measured_cols, np.int64)
+    a, b = int(rows[0] % 2), int(cols[0] % 2)
+    if np.any(rows % 2 != a) or np.any(cols % 2 != b):
+        raise ValueError("measured spots are not on one stride-2 sub-lattice of the array grid")
+    lr, lc = (rows - a) // 2, (cols - b) // 2
+    if task.kind == "hex" and np.unique((lr + lc) % 2).size != 1:
+        raise ValueError("measured spots are not on a hex sub-lattice of double pitch")
+    tr = np.asarray(task.target_rows, np.int64) - a
+    tc = np.asarray(task.target_cols, np.int64) - b
+    return lr, lc, tr, tc
+
+
+class S2SMethod:
+    """The S2S-ST method: train on the task's measured spots, predict its targets.
+
+    Parameters
+    ----------
+    preset
+        ``"fast"`` (default) or ``"paper"``.
+    **overrides
+        Any :class:`~napari_s2s.core.s2s.engine.S2SConfig` field.
+    """
+
+    name = "s2s"
+
+    def __init__(self, preset: str = "fast", **overrides) -> None:
+        self.preset = preset
+        self.overrides = dict(overrides)
+        self.details_: dict | None = None
+
+    def config_for(self, task: ImputationTask) -> S2SConfig:
+        """The config used for a task (budget and seed from the task unless overridden)."""
+        kw = dict(self.overrides)
+        kw.setdefault("budget_s", task.budget_s if task.budget_s is not None else DEFAULT_BUDGET_S)
+        kw.setdefault("seed", int(task.seed))
+        kw.setdefault("threads", 1)  # benchmark machines are shared; one thread is also the fair comparison
+        return S2SConfig.from_preset(self.preset, **kw)
+
+    def predict(self, task: ImputationTask) -> np.ndarray:
+        lr, lc, tr, tc = to_lattice(task)
+        imp = S2SImputer(self.config_for(task))
+        values = np.asarray(task.measured_values, np.float32)
+        allg = cross_gene_matrix(task.measured_all_genes) if task.measured_all_genes is not None else None
+        for _ in imp.fit_arrays_iter(lr, lc, task.kind, values, list(task.genes), all_genes=allg):
+            pass
+        pred, _ = imp.impute_arrays(lr, lc, task.kind, values, tr, tc, all_genes=allg)
+        self.details_ = dict(imp.stats)
+        return pred.astype(np.float64)
+
+
+def _factory(name: str, preset: str = "fast", **fixed):
+    def make(**options) -> S2SMethod:
+        kw = dict(fixed)
+        kw.update(options)
+        p = kw.pop("preset", preset)
+        m = S2SMethod(p, **kw)
+        m.name = name
+        return m
+
+    make.__name__ = f"make_{name.replace('-', '_')}"
+    make.__doc__ = f"Factory of the ``{name}`` method ({preset} preset, {fixed or 'defaults'})."
+    make.ablation = name != "s2s"
+    return make
+
+
+#: Ablations: name -> config overrides (each switches one lever off or to the paper's choice).
+ABLATIONS: dict[str, dict] = {
+    "s2s-nocross": {"cross_gene": False},
+    "s2s-zero": {"base": "zero"},
+    "s2s-l1": {"loss": "l1"},
+    "s2s-harddc": {"dc": "hard"},
+    "s2s-nonatural": {"natural_images": False},
+    "s2s-noaug": {"augment": False},
+    "s2s-noes": {"early_stopping": False},
+    "s2s-noattn": {"attention": False},
+    "s2s-notta": {"tta": False},
+    "s2s-noema": {"ema": 0.0},
+    "s2s-fixedbw": {"adaptive": False},
+    "s2s-paper": {"preset": "paper"},
+}
+
+register("s2s")(_factory("s2s"))
+for _name, _kw in ABLATIONS.items():
+    register(_name)(_factory(_name, **_kw))

@@ -1,0 +1,162 @@
+"""Imputation: the x2 dense grid, sliding-window inference, final data consistency.
+
+Coordinates: the measured spots' lattice coordinates ``(row, col)`` sit at ``(2 row, 2 col)`` on the
+dense grid (the keep-1/4 sub-lattice of the dense lattice, the same geometric step the network learnt at
+the sparser level). Dense positions of a slide: square ``(2 row + dr, 2 col + dc)``, ``dr, dc`` in
+``{0, 1}``; hex every node ``(R, C)`` with ``R + C`` even within one dense pitch of a measured spot
+(the spot and its six neighbours), so the output covers the tissue symmetrically.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import sampling as S
+from .model import CDCIN
+
+
+def dense_positions(rows: np.ndarray, cols: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Dense-grid ``(R, C)`` near the measured spots, sorted by row then column (no duplicates)."""
+    r2 = 2 * np.asarray(rows, dtype=np.int64)
+    c2 = 2 * np.asarray(cols, dtype=np.int64)
+    if kind == "hex":
+        offs = [(0, 0), (0, 2), (0, -2), (1, 1), (1, -1), (-1, 1), (-1, -1)]
+    else:
+        offs = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    rr = np.concatenate([r2 + a for a, _ in offs])
+    cc = np.concatenate([c2 + b for _, b in offs])
+    pos = np.unique(np.stack([rr, cc], 1), axis=0)
+    return pos[:, 0], pos[:, 1]
+
+
+def dense_channels(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    kind: str,
+    z: np.ndarray,
+    config,
+    target_rows: np.ndarray,
+    target_cols: np.ndarray,
+    recon: np.ndarray | None = None,
+    covariates: Callable | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Network input on the dense grid covering the measured spots and the targets.
+
+    Returns (G, Cin, H, W) channels and the dense ``(R, C)`` of pixel ``(0, 0)``.
+    """
+    R = 2 * np.asarray(rows, dtype=np.int64)
+    C = 2 * np.asarray(cols, dtype=np.int64)
+    tr = np.asarray(target_rows, dtype=np.int64)
+    tc = np.asarray(target_cols, dtype=np.int64)
+    r0 = int(min(R.min(), tr.min() if tr.size else R.min())) - 2
+    c0 = int(min(C.min(), tc.min() if tc.size else C.min())) - 2
+    r1 = int(max(R.max(), tr.max() if tr.size else R.max())) + 2
+    c1 = int(max(C.max(), tc.max() if tc.size else C.max())) + 2
+    if (r0 + c0) % 2:
+        c0 -= 1
+    h, w = r1 - r0 + 1, c1 - c0 + 1
+    g = z.shape[1]
+    vals = np.zeros((g, h, w), np.float32)
+    vals[:, R - r0, C - c0] = z.T
+    kept = np.zeros((h, w), bool)
+    kept[R - r0, C - c0] = True
+    parity = int((R[0] + C[0]) % 2) if kind == "hex" else 0
+    nodes = S.node_mask((h, w), (r0, c0), kind, parity)
+    rec = None
+    if config.cross_gene and recon is not None:
+        rec = np.zeros((g, h, w), np.float32)
+        rec[:, R - r0, C - c0] = recon.T
+    cov = None
+    if covariates is not None:
+        rr, cc = np.nonzero(nodes)
+        f = np.asarray(covariates(rr + r0, cc + c0), dtype=np.float32)
+        cov = np.zeros((f.shape[1], h, w), np.float32)
+        cov[:, rr, cc] = f.T
+    ch = S.make_channels(vals, kept, nodes, kind, rec, config.cross_gene, config.sigmas, cov, config.adaptive)
+    return ch, (r0, c0)
+
+
+def predict_tta(
+    model: CDCIN, channels: np.ndarray, kind: str, device: torch.device, tile: int = 128, tta: bool = True
+) -> np.ndarray:
+    """:func:`predict_image` averaged over the lattice-keeping symmetries (test-time augmentation).
+
+    Each transform maps the lattice and the measured sub-lattice onto themselves (see
+    :func:`napari_s2s.core.s2s.sampling.symmetries`), so every transformed input is a valid input of the
+    same problem; the predictions are transformed back and averaged.
+    """
+    if not tta:
+        return predict_image(model, channels, device, tile)
+    out = None
+    syms = S.symmetries(kind)
+    for sym in syms:
+        pred = predict_image(model, S.apply_symmetry(channels, sym), device, tile)
+        back = _invert(pred, sym)
+        out = back if out is None else out + back
+    return (out / len(syms)).astype(np.float32)
+
+
+def _invert(arr: np.ndarray, sym: tuple[int, bool, bool]) -> np.ndarray:
+    k, fr, fc = sym
+    out = arr
+    if fc:
+        out = out[..., :, ::-1]
+    if fr:
+        out = out[..., ::-1, :]
+    if k:
+        out = np.rot90(out, -k, axes=(-2, -1))
+    return np.ascontiguousarray(out)
+
+
+@torch.inference_mode()
+def predict_image(
+    model: CDCIN, channels: np.ndarray, device: torch.device, tile: int = 128, batch: int = 8
+) -> np.ndarray:
+    """Last-cascade prediction (G, H, W) over a whole image by overlapping tiles (averaged).
+
+    Tiles are ``tile x tile`` with stride ``tile // 2``; images no larger than a tile go in one piece.
+    """
+    model.to(device).eval()
+    g, _, h, w = channels.shape
+    if h <= tile and w <= tile:
+        out = np.zeros((g, h, w), np.float32)
+        for i in range(0, g, batch):
+            x = torch.from_numpy(np.ascontiguousarray(channels[i : i + batch])).to(device)
+            out[i : i + batch] = model(x)[-1][:, 0].cpu().numpy()
+        return out
+    th, tw = min(tile, h), min(tile, w)
+    stride = max(tile // 2, 1)
+    ys = sorted(set(list(range(0, h - th + 1, stride)) + [h - th]))
+    xs = sorted(set(list(range(0, w - tw + 1, stride)) + [w - tw]))
+    acc = np.zeros((g, h, w), np.float64)
+    cnt = np.zeros((h, w), np.float64)
+    for y in ys:
+        for x in xs:
+            for i in range(0, g, batch):
+                t = torch.from_numpy(np.ascontiguousarray(channels[i : i + batch, :, y : y + th, x : x + tw])).to(device)
+                acc[i : i + batch, y : y + th, x : x + tw] += model(t)[-1][:, 0].cpu().numpy()
+            cnt[y : y + th, x : x + tw] += 1
+    return (acc / cnt).astype(np.float32)
+
+
+def final_consistency(
+    pred: np.ndarray,
+    target_rows: np.ndarray,
+    target_cols: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put the measured values back exactly where a target is a measured spot ``(2 row, 2 col)``.
+
+    Returns the corrected (t, G) predictions and the bool "measured" flag per target.
+    """
+    key = {(int(r), int(c)): i for i, (r, c) in enumerate(zip(2 * np.asarray(rows), 2 * np.asarray(cols)))}
+    idx = np.array([key.get((int(r), int(c)), -1) for r, c in zip(target_rows, target_cols)], dtype=np.int64)
+    measured = idx >= 0
+    out = np.array(pred, dtype=np.float32, copy=True)
+    out[measured] = np.asarray(values, dtype=np.float32)[idx[measured]]
+    return out, measured

@@ -1,0 +1,195 @@
+"""The engine facade: config, training events, stop, imputation contract, save/load, determinism."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_s2s.core.s2s.engine import PRESETS, ImputedResult, S2SConfig, S2SImputer
+from napari_s2s.core.errors import SlideError
+from napari_s2s.core.data.slide import GeneGrid
+
+
+def tiny(**kw) -> S2SConfig:
+    """A tiny, fast, deterministic config for tests."""
+    base = dict(
+        budget_s=None, max_steps=4, threads=1, natural_images=False, features=8, blocks=1, layers=2,
+        growth=8, window=4, heads=2, mlp_ratio=1.0, patch=12, batch_size=4,
+    )
+    base.update(kw)
+    return S2SConfig.from_preset("fast", **base)
+
+
+def _measured_in_slide_order(slide, genes, result: ImputedResult) -> tuple[np.ndarray, np.ndarray]:
+    use = slide.usable()
+    key = {(2 * int(r), 2 * int(c)): i for i, (r, c) in enumerate(zip(slide.array_row[use], slide.array_col[use]))}
+    idx = np.array([key[(int(r), int(c))] for r, c in zip(result.dense_rows[result.measured], result.dense_cols[result.measured])])
+    return result.values[result.measured], slide.lognorm(genes)[idx]
+
+
+# ---------------------------------------------------------------------- config
+def test_config_presets_validation_and_round_trip():
+    fast = S2SConfig()
+    assert fast.preset == "fast" and fast.cascades == PRESETS["fast"]["cascades"]
+    paper = S2SConfig.from_preset("paper", seed=3)
+    assert (paper.cascades, paper.features, paper.window, paper.seed) == (3, 32, 8, 3)
+    assert S2SConfig.from_dict(paper.to_dict()) == paper
+    assert S2SConfig(preset="paper").blocks == 8
+    for bad in (dict(preset="huge"), dict(cascades=0), dict(device="tpu"), dict(loss="huber"), dict(dc="x"),
+                dict(budget_s=None, max_steps=None), dict(natural_share=1.5), dict(budget_s=-1)):
+        with pytest.raises(ValueError):
+            S2SConfig(**bad)
+
+
+# ---------------------------------------------------------------------- training + imputation
+def test_hex_slide_end_to_end_contract(synthetic_slide):
+    slide = synthetic_slide
+    genes = slide.top_variable_genes(3)
+    imp = S2SImputer(tiny())
+    events = list(imp.fit_iter(slide, genes))
+    phases = [e.phase for e in events]
+    assert phases[0] == "prepare" and phases[-1] == "done" and "train" in phases
+    train = [e for e in events if e.phase == "train"]
+    assert [e.step for e in train] == [1, 2, 3, 4]
+    assert all(e.loss is not None and e.elapsed_s >= 0 and e.eta_s is not None for e in train)
+    res = imp.impute(slide)
+    assert res.genes == genes and res.values.dtype == np.float32
+    assert res.values.shape == (len(res.dense_rows), 3)
+    # hex dense grid: every position a lattice node (R + C even), measured spots at (2 row, 2 col)
+    assert np.all((res.dense_rows + res.dense_cols) % 2 == 0)
+    assert res.measured.sum() == slide.usable().sum()
+    got, want = _measured_in_slide_order(slide, genes, res)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # bitwise
+    assert np.all(np.isfinite(res.values)) and res.values.min() >= 0
+    assert res.xy_px is not None and res.xy_px.shape == (len(res.dense_rows), 2)
+    # dense positions map to pixels with the slide's affine at half scale
+    use = slide.usable()
+    i0 = np.flatnonzero(res.measured)[0]
+    j = np.flatnonzero((slide.array_row[use] * 2 == res.dense_rows[i0]) & (slide.array_col[use] * 2 == res.dense_cols[i0]))[0]
+    np.testing.assert_allclose(res.xy_px[i0], slide.pixel_xy[use][j], atol=0.5 * slide.geometry.pitch_px)
+    grid = res.grid()
+    assert isinstance(grid, GeneGrid) and grid.kind == "hex"
+    img, aff = grid.display()
+    assert img.shape[0] == 3 and aff.shape == (3, 3)
+    # the dense grid's world transform is the measured one at half scale
+    mg = slide.grid(genes)
+    w_meas = mg.index_to_world @ np.array([10 - mg.origin[0], 20 - mg.origin[1], 1.0])
+    w_dense = grid.index_to_world @ np.array([20 - grid.origin[0], 40 - grid.origin[1], 1.0])
+    np.testing.assert_allclose(w_meas, w_dense)
+
+
+def test_square_legacy_slide_tiny_grid(read_shared):
+    slide = read_shared("st_breast_cancer_layer2")  # ~20 x 30 legacy ST grid, no pixels
+    genes = slide.top_variable_genes(2)
+    cfg = tiny(patch=32, window=8, max_steps=2)  # windows larger than the slide: padded, no crash
+    imp = S2SImputer(cfg).fit(slide, genes)
+    res = imp.impute(slide)
+    assert res.kind == "square"
+    assert len(res.dense_rows) == 4 * slide.usable().sum()  # (2r+dr, 2c+dc)
+    got, want = _measured_in_slide_order(slide, genes, res)
+    assert np.array_equal(got, want)
+    assert res.xy_px is None
+    adata = res.to_anndata(slide, cfg, 1.0)
+    assert "spatial" not in adata.obsm and adata.n_vars == 2
+
+
+def test_stop_keeps_a_model_and_impute_works(synthetic_slide):
+    genes = synthetic_slide.top_variable_genes(2)
+    imp = S2SImputer(tiny(max_steps=None, budget_s=60))
+    seen = []
+
+    def cb(ev):
+        seen.append(ev)
+        if ev.phase == "train" and ev.step == 3:
+            threading.Thread(target=imp.stop).start()
+
+    imp.fit(synthetic_slide, genes, callback=cb)
+    assert seen[-1].phase == "stopped"
+    assert seen[-1].step <= 6 and seen[-1].elapsed_s < 60
+    assert imp.stats["stopped"]
+    res = imp.impute(synthetic_slide)
+    assert np.all(np.isfinite(res.values))
+
+
+def test_determinism_same_seed_same_result(synthetic_slide):
+    genes = synthetic_slide.top_variable_genes(2)
+    # no validation split: with one, an untrained network (= its smoother base) may win for both seeds
+    a = S2SImputer(tiny(seed=5, early_stopping=False)).fit(synthetic_slide, genes).impute(synthetic_slide)
+    b = S2SImputer(tiny(seed=5, early_stopping=False)).fit(synthetic_slide, genes).impute(synthetic_slide)
+    c = S2SImputer(tiny(seed=6, early_stopping=False)).fit(synthetic_slide, genes).impute(synthetic_slide)
+    assert np.array_equal(a.values, b.values)
+    assert not np.array_equal(a.values, c.values)
+
+
+def test_save_load_round_trip_and_bad_files(tmp_path, synthetic_slide):
+    genes = synthetic_slide.top_variable_genes(2)
+    imp = S2SImputer(tiny(natural_images=True, natural_share=0.25)).fit(synthetic_slide, genes)
+    p = tmp_path / "model.pt"
+    imp.save(p)
+    back = S2SImputer.load(p)
+    assert back.config == imp.config and back.genes == genes
+    assert np.array_equal(back.impute(synthetic_slide).values, imp.impute(synthetic_slide).values)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(SlideError, match="bad.pt"):
+        S2SImputer.load(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(SlideError, match="not a napari-s2s model"):
+        S2SImputer.load(foreign)
+    broken = tmp_path / "broken.pt"
+    blob = torch.load(p, weights_only=True)
+    blob["states"][0] = {"nope": torch.zeros(1)}
+    torch.save(blob, broken)
+    with pytest.raises(SlideError, match="corrupt"):
+        S2SImputer.load(broken)
+    with pytest.raises(SlideError):
+        S2SImputer.load(tmp_path / "missing.pt")
+
+
+def test_per_gene_models(synthetic_slide):
+    genes = synthetic_slide.top_variable_genes(2)
+    imp = S2SImputer(tiny(per_gene=True, max_steps=4)).fit(synthetic_slide, genes)
+    assert len(imp.states) == 2
+    res = imp.impute(synthetic_slide)
+    assert res.values.shape[1] == 2
+    other = [g for g in synthetic_slide.genes if g not in genes][0]
+    with pytest.raises(SlideError, match="per-gene"):
+        imp.impute(synthetic_slide, genes=[other])
+
+
+def test_bad_input(synthetic_slide):
+    imp = S2SImputer(tiny())
+    with pytest.raises(SlideError, match="unknown gene"):
+        list(imp.fit_iter(synthetic_slide, ["NoSuchGene"]))
+    with pytest.raises(RuntimeError):
+        imp.impute(synthetic_slide, [synthetic_slide.genes[0]])
+
+
+def test_preview_during_training_is_exact_at_measured_spots_and_leaves_training_unchanged(synthetic_slide):
+    slide = synthetic_slide
+    genes = slide.top_variable_genes(2)
+    plain = S2SImputer(tiny(seed=2, max_steps=5)).fit(slide, genes).impute(slide)
+    imp = S2SImputer(tiny(seed=2, max_steps=5))
+    assert imp.preview(slide, genes) is None  # nothing is training
+    previews = []
+    for ev in imp.fit_iter(slide, genes):
+        if ev.phase == "train":
+            previews.append((ev.step, imp.preview(slide, genes)))
+    assert [s for s, _ in previews] == [1, 2, 3, 4, 5] and all(p is not None for _, p in previews)
+    assert imp.preview(slide, genes) is None  # training is over
+    first = previews[0][1]
+    got, want = _measured_in_slide_order(slide, genes, first)
+    np.testing.assert_array_equal(got, want)  # measured values exact in a preview too
+    assert first.values.shape == plain.values.shape and np.all(np.isfinite(first.values))
+    assert not np.array_equal(previews[0][1].values, previews[-1][1].values)  # it follows training
+    # previews neither touch the weights, the random streams nor the model's train/eval mode
+    after = imp.impute(slide)
+    np.testing.assert_array_equal(after.values, plain.values)
+    # a preview skips test-time averaging: not the final (averaged) prediction of the same weights
+    last_weights = S2SImputer(tiny(seed=2, max_steps=5, early_stopping=False, ema=0.0))
+    last_weights.fit(slide, genes)
+    assert not np.array_equal(last_weights.impute(slide, tta=False).values, last_weights.impute(slide).values)

@@ -1,0 +1,50 @@
+"""H&E guidance in the engine (``S2SConfig.histology``): resolution, exactness, effect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer, resolve_histology
+from napari_s2s.core.errors import SlideError
+
+
+def _run(slide, genes, mode):
+    cfg = S2SConfig.from_preset("fast", max_steps=2, budget_s=None, natural_images=False, threads=1,
+                                device="cpu", histology=mode, tta=False)
+    imp = S2SImputer(cfg)
+    imp.fit(slide, genes)
+    return imp, imp.impute(slide, genes)
+
+
+def test_histology_modes_resolve(synthetic_slide, read_shared):
+    assert resolve_histology("auto", synthetic_slide) is True
+    assert resolve_histology("off", synthetic_slide) is False
+    grid_only = read_shared("st_breast_cancer_layer2")
+    assert resolve_histology("auto", grid_only) is False
+    with pytest.raises(SlideError, match="H&E image"):
+        resolve_histology("on", grid_only)
+    with pytest.raises(ValueError, match="histology"):
+        S2SConfig(histology="maybe")
+
+
+def test_guided_imputation_keeps_measured_values_and_uses_the_image(synthetic_slide):
+    s = synthetic_slide
+    genes = ["TumorMarker", "Gradient1"]
+    imp_on, on = _run(s, genes, "auto")
+    imp_off, off = _run(s, genes, "off")
+    assert imp_on.histology_used and not imp_off.histology_used
+    # measured values exact in both
+    meas = s.lognorm(genes)
+    for res in (on, off):
+        assert np.array_equal(res.values[res.measured], _measured_in_dense_order(s, res, meas))
+    # the H&E term changes the imputed (not the measured) positions
+    diff = np.abs(on.values[~on.measured] - off.values[~off.measured]).mean(axis=0)
+    assert diff[0] > 1e-3  # TumorMarker follows the nuclear density of the image
+
+
+def _measured_in_dense_order(slide, res, meas):
+    use = slide.usable()
+    key = {(2 * int(r), 2 * int(c)): i for i, (r, c) in enumerate(zip(slide.array_row[use], slide.array_col[use]))}
+    idx = [key[(int(r), int(c))] for r, c in zip(res.dense_rows[res.measured], res.dense_cols[res.measured])]
+    return meas[np.array(idx)]
