@@ -181,6 +181,7 @@ def test_errors_are_notifications_and_widget_stays_usable(widget, qtbot, synthet
     qtbot.waitUntil(lambda: not widget.running, timeout=30000)
     assert widget.state.phase == "error"
     assert notes and notes[-1][0] == "error" and "\n" not in notes[-1][1]
+    assert widget.imputed_layer() is None  # the empty stack of the failed run is gone
     assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
     # settings persist: a new widget (next session) starts from the saved ones
     from napari_s2s.gui.widget import S2SWidget
@@ -222,11 +223,21 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     widget.budget_spin.setValue(8)
     widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
     widget.start_training()
-    qtbot.waitUntil(lambda: widget.imputed_layer() is not None or not widget.running, timeout=60000)
+    # the layers are there as Train is clicked (nothing is added while training runs): empty for now
+    pending = widget.imputed_layer()
+    assert pending is not None and s2s_meta(pending)["step"] == 0 and "training" in pending.name
+    assert np.isnan(pending.data).all() and widget.first_map_s is None
+
+    def previewed():
+        return s2s_meta(widget.imputed_layer()).get("step", 0) > 0 or not widget.running
+
+    qtbot.waitUntil(previewed, timeout=60000)
     assert widget.running, "no preview before training ended"
     preview = widget.imputed_layer()
+    assert preview is pending  # filled in place
     meta = s2s_meta(preview)
     assert meta["preview"] and "preview" in preview.name and meta.get("result") is None
+    assert np.isfinite(preview.data).sum() > 0
     assert widget.first_map_s is not None and widget.final_map_s is None
     assert not widget.save_button.isEnabled()  # a preview cannot be saved
     with pytest.raises(ValueError, match="train first|preview|only imputed"):

@@ -261,6 +261,32 @@ def next_preview_at(elapsed_s: float, cost_s: float) -> float:
     return max(2.0 * elapsed_s, elapsed_s + PREVIEW_COST_RATIO * cost_s)
 
 
+def pending_layers(slide: Slide, genes: list[str]) -> dict:
+    """The layers of a run as Train is clicked: measured stack and an empty imputed stack.
+
+    The imputed stack covers the dense grid the run will fill (all NaN: nothing drawn yet); previews
+    and the final maps then update it in place, because adding a layer while training runs would
+    stall the viewer (~0.1-0.3 s on software OpenGL). Cheap and torch-free: built in the GUI thread.
+    """
+    from ..core.data.lattice import dense_positions
+    from ..core.s2s.results import ImputedResult
+
+    use = slide.usable()
+    dr, dc = dense_positions(slide.array_row[use], slide.array_col[use], slide.kind)
+    empty = ImputedResult(
+        genes=list(genes),
+        dense_rows=dr,
+        dense_cols=dc,
+        measured=np.zeros(dr.size, bool),
+        values=np.full((dr.size, len(genes)), np.nan, np.float32),
+        xy_px=None,
+        kind=slide.kind,
+        grid_to_world=slide.geometry.grid_to_world(),
+        units=slide.geometry.units,
+    )
+    return result_layers(slide, TrainingPreview(list(genes), empty, 0, 0.0, 0.0))
+
+
 def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview) -> dict:
     """Layer data of a training outcome or preview: ``{"measured": ..., "imputed": ...}`` gene stacks.
 
@@ -273,9 +299,10 @@ def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview) -> dict:
     measured = slide.grid(out.genes)
     limits = gene_limits(measured.display()[0])
     if isinstance(out, TrainingPreview):
+        what = f"preview, step {out.step}" if out.step else "training…"
         imputed = gene_stack_layer(
             slide, out.result.grid(), "imputed", limits=limits,
-            name=f"{slide.name} imputed (preview, step {out.step})", preview=True, step=out.step,
+            name=f"{slide.name} imputed ({what})", preview=True, step=out.step,
         )
     else:
         imputed = gene_stack_layer(

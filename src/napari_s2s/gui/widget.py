@@ -55,6 +55,7 @@ from .training import (
     ValidationOutcome,
     he_counterpart,
     median_delta,
+    pending_layers,
 )
 
 #: Layer kinds that hold gene stacks (the gene slider switches their contrast limits).
@@ -647,6 +648,7 @@ class S2SWidget(QWidget):
         self.store.save(s)
         self.first_map_s = self.final_map_s = None
         self._run_layer = None
+        self._show_run_maps(pending_layers(slide, genes), slide)  # now: no layer is added while training runs
         job = TrainingJob(slide, genes, preset=s.preset, overrides=s.config_overrides())
         self._start(job, f"training on {slide.name} ({len(genes)} genes)")
 
@@ -702,6 +704,10 @@ class S2SWidget(QWidget):
             self.state.apply(item)
 
     def _on_error(self, exc: BaseException) -> None:
+        layer = self._run_layer
+        if layer is not None and layer in self.viewer.layers and not s2s_meta(layer).get("step"):
+            self.viewer.layers.remove(layer)  # the run failed before its first map: drop the empty stack
+        self._run_layer = None
         self.state.message = _one_line(exc)
         self.state.phase = "error"
         _notify("error", f"run failed: {_one_line(exc)}")
@@ -771,10 +777,16 @@ class S2SWidget(QWidget):
             return layer
         return self.viewer.add_image(layer_data[0], **layer_data[1])
 
-    def _show_run_maps(self, out: TrainingOutcome | TrainingPreview):
-        """Show a run's measured and imputed stacks; later maps of the same run update its layer in place."""
-        slide = self.current_slide() if self._runner.job is None else self._runner.job.slide
-        data, kwargs, _ = out.layers["imputed"]
+    def _show_run_maps(self, out: TrainingOutcome | TrainingPreview | dict, slide=None):
+        """Show a run's measured and imputed stacks; later maps of the same run update its layer in place.
+
+        ``out`` is a preview, an outcome or the layer data of :func:`pending_layers`.
+        """
+        if slide is None:
+            slide = self.current_slide() if self._runner.job is None else self._runner.job.slide
+        layers = out if isinstance(out, dict) else out.layers
+        genes = s2s_meta(layers["imputed"][1])["genes"]
+        data, kwargs, _ = layers["imputed"]
         layer = self._run_layer
         if layer is not None and layer in self.viewer.layers and layer.data.shape == data.shape:
             layer.metadata = {**layer.metadata, **kwargs["metadata"]}
@@ -782,9 +794,9 @@ class S2SWidget(QWidget):
             layer.name = kwargs["name"]
             return layer
         for other in self._layers_of(slide, "measured") + self._layers_of(slide, "error"):
-            if s2s_meta(other).get("genes") != out.genes or s2s_meta(other)["kind"] == "error":
+            if s2s_meta(other).get("genes") != genes or s2s_meta(other)["kind"] == "error":
                 other.visible = False
-        measured = self._measured_for(slide, out.genes, out.layers["measured"])
+        measured = self._measured_for(slide, genes, layers["measured"])
         for old in self._layers_of(slide, "imputed"):  # a new run replaces the last maps and stale previews
             if old.name == f"{slide.name} imputed" or s2s_meta(old).get("preview"):
                 self.viewer.layers.remove(old)
@@ -798,9 +810,8 @@ class S2SWidget(QWidget):
         return imputed
 
     def _show_preview(self, out: TrainingPreview) -> None:
-        first = self._run_layer is None
         self._show_run_maps(out)
-        if first:
+        if self.first_map_s is None:
             self.first_map_s = time.perf_counter() - self._t_click
         self.state.message = f"preview at step {out.step} (training goes on)"
         self._update_buttons()

@@ -308,3 +308,22 @@ def _mean_direction(vs: np.ndarray) -> np.ndarray | None:
     signs = np.sign(vs @ ref)
     signs[signs == 0] = 1
     return (vs * signs[:, None]).mean(axis=0)
+
+
+def dense_positions(rows: np.ndarray, cols: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Dense-grid ``(R, C)`` near the measured spots, sorted by row then column (no duplicates).
+
+    The x2 dense grid of imputation: a measured spot ``(row, col)`` sits at ``(2 row, 2 col)``. Square
+    lattices get the 2x2 block of each spot; hex lattices every node ``(R, C)`` with ``R + C`` even
+    within one dense pitch of a measured spot (the spot and its six neighbours).
+    """
+    r2 = 2 * np.asarray(rows, dtype=np.int64)
+    c2 = 2 * np.asarray(cols, dtype=np.int64)
+    if kind == "hex":
+        offs = [(0, 0), (0, 2), (0, -2), (1, 1), (1, -1), (-1, 1), (-1, -1)]
+    else:
+        offs = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    rr = np.concatenate([r2 + a for a, _ in offs])
+    cc = np.concatenate([c2 + b for _, b in offs])
+    pos = np.unique(np.stack([rr, cc], 1), axis=0)
+    return pos[:, 0], pos[:, 1]

@@ -14,22 +14,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.lattice import dense_positions  # noqa: F401  (re-exported)
 from . import sampling as S
 from .model import CDCIN
-
-
-def dense_positions(rows: np.ndarray, cols: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Dense-grid ``(R, C)`` near the measured spots, sorted by row then column (no duplicates)."""
-    r2 = 2 * np.asarray(rows, dtype=np.int64)
-    c2 = 2 * np.asarray(cols, dtype=np.int64)
-    if kind == "hex":
-        offs = [(0, 0), (0, 2), (0, -2), (1, 1), (1, -1), (-1, 1), (-1, -1)]
-    else:
-        offs = [(0, 0), (0, 1), (1, 0), (1, 1)]
-    rr = np.concatenate([r2 + a for a, _ in offs])
-    cc = np.concatenate([c2 + b for _, b in offs])
-    pos = np.unique(np.stack([rr, cc], 1), axis=0)
-    return pos[:, 0], pos[:, 1]
 
 
 def dense_channels(
