@@ -180,6 +180,7 @@ class S2SWidget(QWidget):
         self.last_validation: ValidationOutcome | None = None
         self.first_map_s: float | None = None  # click -> first map on screen (a preview or the final maps)
         self.final_map_s: float | None = None  # click -> final maps on screen
+        self.previews_shown = 0  # preview maps shown during the current (or last) training run
         self._run_layer = None  # the imputed layer the running training updates (previews, then final)
         self._slides: dict[int, object] = {}
         self._genes: list[str] = []
@@ -647,6 +648,7 @@ class S2SWidget(QWidget):
         s = self.settings()
         self.store.save(s)
         self.first_map_s = self.final_map_s = None
+        self.previews_shown = 0
         self._run_layer = None
         self._show_run_maps(pending_layers(slide, genes), slide)  # now: no layer is added while training runs
         job = TrainingJob(slide, genes, preset=s.preset, overrides=s.config_overrides())
@@ -811,6 +813,7 @@ class S2SWidget(QWidget):
 
     def _show_preview(self, out: TrainingPreview) -> None:
         self._show_run_maps(out)
+        self.previews_shown += 1
         if self.first_map_s is None:
             self.first_map_s = time.perf_counter() - self._t_click
         self.state.message = f"preview at step {out.step} (training goes on)"
