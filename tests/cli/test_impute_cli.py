@@ -43,6 +43,9 @@ def test_impute_real_slide_end_to_end(tmp_path, data_dir):
     key = {(2 * int(r), 2 * int(c)): i for i, (r, c) in enumerate(zip(slide.array_row[use], slide.array_col[use]))}
     idx = np.array([key[(int(r), int(c))] for r, c in zip(R[meas], C[meas])])
     assert np.array_equal(np.asarray(res.X)[meas], slide.lognorm(genes)[idx])
+    # the network's own output everywhere, as a layer: equal to X between the measured spots
+    model_out = np.asarray(res.layers["s2s_model"])
+    assert model_out.shape == res.shape and np.array_equal(model_out[~meas], np.asarray(res.X)[~meas])
     # pixel positions on the half-pitch grid, image metadata copied, provenance
     assert res.obsm["spatial"].shape == (res.n_obs, 2)
     lib = next(iter(res.uns["spatial"]))

@@ -236,7 +236,7 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     preview = widget.imputed_layer()
     assert preview is pending  # filled in place
     meta = s2s_meta(preview)
-    assert meta["preview"] and "preview" in preview.name and meta.get("result") is None
+    assert meta["preview"] and "preview" in preview.name
     assert np.isfinite(preview.data).sum() > 0
     assert widget.first_map_s is not None and widget.final_map_s is None
     assert not widget.save_button.isEnabled()  # a preview cannot be saved
@@ -254,6 +254,19 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     res = s2s_meta(final)["result"]
     grid = s2s_meta(final)["grid"]
     ii, jj = res.dense_rows[res.measured] - grid.origin[0], res.dense_cols[res.measured] - grid.origin[1]
+    np.testing.assert_array_equal(final.data[:, ii, jj], res.values[res.measured].T)
+    # display option: the network's output at measured spots (smoother), then back to the exact values
+    widget.model_at_spots_check.setChecked(True)
+    np.testing.assert_array_equal(final.data[:, ii, jj], res.model_values[res.measured].T)
+    assert SettingsStore().load().model_at_spots
+    saved = widget.save_results(tmp_path / "shown_smooth.h5ad")
+    import anndata
+
+    ad = anndata.read_h5ad(saved)  # saving keeps the measured values exact whatever is shown
+    np.testing.assert_array_equal(np.asarray(ad.X), res.values)
+    np.testing.assert_array_equal(ad.layers["s2s_model"], res.model_values)
+    widget.set_model_at_spots(False)
+    assert not widget.model_at_spots_check.isChecked()
     np.testing.assert_array_equal(final.data[:, ii, jj], res.values[res.measured].T)
     # training again on the same genes replaces the maps (no pile of layers)
     widget.budget_spin.setValue(1)

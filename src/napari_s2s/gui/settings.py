@@ -25,6 +25,8 @@ class WidgetSettings:
     """What the dock widget remembers.
 
     ``cascades`` and ``features`` are the advanced model-size overrides (``None``: the preset's).
+    ``model_at_spots``: the imputed stack shows the network's output at the measured spots too
+    (smoother) instead of the measured values there; display only, saved files keep them exact.
     """
 
     preset: str = "fast"
@@ -37,6 +39,7 @@ class WidgetSettings:
     seed: int = 0
     top_n: int = 8
     last_dir: str = ""
+    model_at_spots: bool = False  # imputed maps show the network's output at measured spots (display only)
 
     @classmethod
     def from_dict(cls, d: dict) -> WidgetSettings:

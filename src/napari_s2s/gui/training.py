@@ -180,9 +180,12 @@ class TrainingJob:
         preset: str = "fast",
         overrides: dict | None = None,
         preview_after_s: float | None = PREVIEW_AFTER_S,
+        source: str = "values",
     ):
         """``preview_after_s``: seconds of training before the first :class:`TrainingPreview`
-        (``None``: no previews); later ones follow :func:`next_preview_at`."""
+        (``None``: no previews); later ones follow :func:`next_preview_at`. ``source``: what the
+        imputed layers show at measured spots (see :func:`result_layers`)."""
+        self.source = source
         self.preview_after_s = preview_after_s
         self.slide = slide
         self.genes = list(genes)
@@ -234,7 +237,7 @@ class TrainingJob:
         seconds = time.perf_counter() - t0
         device = getattr(self.imputer, "device_used", None)
         out = TrainingOutcome(self.genes, result, self.config, seconds, stopped or self._stop.is_set(), device)
-        out.layers = result_layers(self.slide, out)  # built here, off the GUI thread
+        out.layers = result_layers(self.slide, out, self.source)  # built here, off the GUI thread
         yield out
 
     def _preview(self, ev: ProgressEvent) -> TrainingPreview | None:
@@ -247,7 +250,7 @@ class TrainingJob:
         if result is None:
             return None
         out = TrainingPreview(self.genes, result, ev.step, ev.elapsed_s, 0.0)
-        out.layers = result_layers(self.slide, out)
+        out.layers = result_layers(self.slide, out, self.source)
         out.seconds = self._preview_cost = time.perf_counter() - t
         return out
 
@@ -261,7 +264,7 @@ def next_preview_at(elapsed_s: float, cost_s: float) -> float:
     return max(2.0 * elapsed_s, elapsed_s + PREVIEW_COST_RATIO * cost_s)
 
 
-def pending_layers(slide: Slide, genes: list[str]) -> dict:
+def pending_layers(slide: Slide, genes: list[str], source: str = "values") -> dict:
     """The layers of a run as Train is clicked: measured stack and an empty imputed stack.
 
     The imputed stack covers the dense grid the run will fill (all NaN: nothing drawn yet); previews
@@ -284,15 +287,16 @@ def pending_layers(slide: Slide, genes: list[str]) -> dict:
         grid_to_world=slide.geometry.grid_to_world(),
         units=slide.geometry.units,
     )
-    return result_layers(slide, TrainingPreview(list(genes), empty, 0, 0.0, 0.0))
+    return result_layers(slide, TrainingPreview(list(genes), empty, 0, 0.0, 0.0), source)
 
 
-def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview) -> dict:
+def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview, source: str = "values") -> dict:
     """Layer data of a training outcome or preview: ``{"measured": ..., "imputed": ...}`` gene stacks.
 
     Both share the per-gene contrast limits of the measured values, so that side by side the same
-    colour means the same value. A preview's imputed layer carries ``preview=True`` and no result
-    (it cannot be saved).
+    colour means the same value. ``source="model"`` shows the network's output at the measured spots
+    too (see ``ImputedResult.grid``). A preview's imputed layer carries ``preview=True`` (it cannot
+    be saved).
     """
     from .layers import gene_limits, gene_stack_layer
 
@@ -301,13 +305,14 @@ def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview) -> dict:
     if isinstance(out, TrainingPreview):
         what = f"preview, step {out.step}" if out.step else "training…"
         imputed = gene_stack_layer(
-            slide, out.result.grid(), "imputed", limits=limits,
-            name=f"{slide.name} imputed ({what})", preview=True, step=out.step,
+            slide, out.result.grid(source), "imputed", limits=limits,
+            name=f"{slide.name} imputed ({what})", preview=True, step=out.step, result=out.result, source=source,
         )
     else:
         imputed = gene_stack_layer(
-            slide, out.result.grid(), "imputed", limits=limits, name=f"{slide.name} imputed",
+            slide, out.result.grid(source), "imputed", limits=limits, name=f"{slide.name} imputed",
             result=out.result, config=out.config, seconds=out.seconds, stopped=out.stopped, device=out.device,
+            source=source,
         )
     return {
         "measured": gene_stack_layer(

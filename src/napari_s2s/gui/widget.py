@@ -418,6 +418,14 @@ class S2SWidget(QWidget):
         self.side_by_side_check.setToolTip("napari grid mode, the H&E under each, shared contrast per gene")
         self.side_by_side_check.toggled.connect(self.set_side_by_side)
         lay.addWidget(self.side_by_side_check)
+        self.model_at_spots_check = QCheckBox("Model output at measured spots (smoother)")
+        self.model_at_spots_check.setToolTip(
+            "Display only. Off: the imputed maps keep the measured values exactly at measured spots, which\n"
+            "can look like dots beside the smoother predictions. On: they show the network's output there too.\n"
+            "Saved results always keep the measured values in X (the model output is the 's2s_model' layer)."
+        )
+        self.model_at_spots_check.toggled.connect(self.set_model_at_spots)
+        lay.addWidget(self.model_at_spots_check)
         self.save_button = QPushButton("Save imputed .h5ad…")
         self.save_button.clicked.connect(self._save_dialog)
         lay.addWidget(self.save_button)
@@ -457,6 +465,7 @@ class S2SWidget(QWidget):
             seed=int(self.seed_spin.value()),
             top_n=int(self.top_n_spin.value()),
             last_dir=getattr(self, "_last_dir", ""),
+            model_at_spots=self.model_at_spots_check.isChecked(),
         )
 
     def _load_settings(self) -> None:
@@ -470,6 +479,7 @@ class S2SWidget(QWidget):
             idx = self.device_combo.findData(s.device)
             self.device_combo.setCurrentIndex(idx if idx >= 0 and self._device_enabled(idx) else 0)
             self.natural_check.setChecked(s.natural_images)
+            self.model_at_spots_check.setChecked(s.model_at_spots)
             self.histology_combo.setCurrentIndex(max(0, self.histology_combo.findData(s.histology)))
             self.seed_spin.setValue(s.seed)
             self.top_n_spin.setValue(s.top_n)
@@ -650,8 +660,9 @@ class S2SWidget(QWidget):
         self.first_map_s = self.final_map_s = None
         self.previews_shown = 0
         self._run_layer = None
-        self._show_run_maps(pending_layers(slide, genes), slide)  # now: no layer is added while training runs
-        job = TrainingJob(slide, genes, preset=s.preset, overrides=s.config_overrides())
+        source = self.display_source()
+        self._show_run_maps(pending_layers(slide, genes, source), slide)  # now: no layer is added while training runs
+        job = TrainingJob(slide, genes, preset=s.preset, overrides=s.config_overrides(), source=source)
         self._start(job, f"training on {slide.name} ({len(genes)} genes)")
 
     def start_validation(self) -> None:
@@ -944,6 +955,29 @@ class S2SWidget(QWidget):
         self._grid_saved = None
         if was_on:
             self.viewer.reset_view()
+
+    # ================================================================== display of the imputed maps
+    def display_source(self) -> str:
+        """What imputed maps show at measured spots: ``"values"`` (measured, exact) or ``"model"``."""
+        return "model" if self.model_at_spots_check.isChecked() else "values"
+
+    def set_model_at_spots(self, on: bool) -> None:
+        """Show the network's output (``on``) or the measured values at measured spots, on every imputed stack."""
+        if self.model_at_spots_check.isChecked() != bool(on):
+            self.model_at_spots_check.setChecked(bool(on))  # comes back here through the signal
+            return
+        self._save_settings()
+        source = self.display_source()
+        job = self._runner.job
+        if isinstance(job, TrainingJob):
+            job.source = source  # the next preview and the final maps
+        for layer in self.viewer.layers:
+            m = s2s_meta(layer)
+            if m and m.get("kind") == "imputed" and m.get("result") is not None and m.get("source") != source:
+                data = m["result"].grid(source).display()[0]
+                if data.shape == layer.data.shape:
+                    m["source"] = source
+                    layer.data = data
 
     # ================================================================== saving
     def save_results(self, path: str | Path) -> str:

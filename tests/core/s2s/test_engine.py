@@ -193,3 +193,23 @@ def test_preview_during_training_is_exact_at_measured_spots_and_leaves_training_
     last_weights = S2SImputer(tiny(seed=2, max_steps=5, early_stopping=False, ema=0.0))
     last_weights.fit(slide, genes)
     assert not np.array_equal(last_weights.impute(slide, tta=False).values, last_weights.impute(slide).values)
+
+
+def test_model_output_kept_beside_the_exact_values(synthetic_slide):
+    slide = synthetic_slide
+    genes = slide.top_variable_genes(2)
+    res = S2SImputer(tiny(max_steps=3)).fit(slide, genes).impute(slide)
+    m = res.measured
+    assert res.model_values.shape == res.values.shape
+    np.testing.assert_array_equal(res.model_values[~m], res.values[~m])  # same predictions between spots
+    assert not np.array_equal(res.model_values[m], res.values[m])  # the network's own output at spots
+    got, want = _measured_in_slide_order(slide, genes, res)
+    np.testing.assert_array_equal(got, want)  # X stays exact
+    exact, model = res.grid(), res.grid("model")
+    assert exact.values.shape == model.values.shape
+    assert np.nanmax(np.abs(exact.values - model.values)) > 0
+    with pytest.raises(ValueError):
+        res.grid("smooth")
+    adata = res.to_anndata(slide, tiny(), 1.0)
+    np.testing.assert_array_equal(adata.layers["s2s_model"], res.model_values)
+    np.testing.assert_array_equal(np.asarray(adata.X), res.values)

@@ -420,6 +420,7 @@ class S2SImputer:
         genes: list[str] | None = None,
         tta: bool | None = None,
         models: list | None = None,
+        exact: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict (t, G) log-normalised values at dense-grid targets from measured arrays.
 
@@ -427,7 +428,8 @@ class S2SImputer:
         targets are dense-grid coordinates (measured spots at ``(2 row, 2 col)``). Targets that are
         measured spots get the measured values exactly. Returns the predictions and the bool
         "measured" flag per target. ``tta`` overrides the config's test-time averaging; ``models``
-        replaces the trained networks (e.g. the one being trained, for a preview).
+        replaces the trained networks (e.g. the one being trained, for a preview). With
+        ``exact=False`` the network's output is returned everywhere, measured spots included.
         """
         cfg = self.config
         tta = cfg.tta if tta is None else bool(tta)
@@ -458,7 +460,8 @@ class S2SImputer:
                 pred_img[i] = predict_tta(m, ch[i : i + 1], kind, device, cfg.tile, tta)[0]
         pred = pred_img[:, tr - r0, tc - c0].T * sd + mu
         pred = np.maximum(pred, 0.0).astype(np.float32)
-        return final_consistency(pred, tr, tc, rows, cols, values)
+        out, measured = final_consistency(pred, tr, tc, rows, cols, values)
+        return (out if exact else pred), measured
 
     def preview(self, slide, genes: list[str] | None = None) -> ImputedResult | None:
         """Dense maps from the weights being trained right now, without test-time averaging.
@@ -488,17 +491,14 @@ class S2SImputer:
         genes = list(genes) if genes is not None else list(self.genes)
         rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
         dr, dc = dense_positions(rows, cols, slide.kind)
-        if getattr(self, "histology_used", False):
-            he = self._histology(slide, genes, rows, cols, values)
-            pred, measured = self.impute_arrays(
-                rows, cols, slide.kind, he.train_values, dr, dc, all_genes=allg, genes=genes, tta=tta, models=models
-            )
-            pred = np.maximum(he.add_back(pred, dr, dc), 0.0).astype(np.float32)
-            pred, measured = final_consistency(pred, dr, dc, rows, cols, values)
-        else:
-            pred, measured = self.impute_arrays(
-                rows, cols, slide.kind, values, dr, dc, all_genes=allg, genes=genes, tta=tta, models=models
-            )
+        he = self._histology(slide, genes, rows, cols, values) if getattr(self, "histology_used", False) else None
+        model, _ = self.impute_arrays(
+            rows, cols, slide.kind, values if he is None else he.train_values, dr, dc,
+            all_genes=allg, genes=genes, tta=tta, models=models, exact=False,
+        )
+        if he is not None:
+            model = np.maximum(he.add_back(model, dr, dc), 0.0).astype(np.float32)
+        pred, measured = final_consistency(model, dr, dc, rows, cols, values)
         xy = None
         g2p = slide.geometry.grid_to_px
         if g2p is not None:
@@ -515,6 +515,7 @@ class S2SImputer:
             kind=slide.kind,
             grid_to_world=slide.geometry.grid_to_world(),
             units=slide.geometry.units,
+            model_values=model,
         )
 
     def _histology(self, slide, genes, rows, cols, values) -> "HistologyTerm":

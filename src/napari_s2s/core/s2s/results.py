@@ -36,6 +36,9 @@ class ImputedResult:
         3x3 affine of the *measured* grid ``(row, col, 1) -> (y, x, 1)`` world.
     units
         World units.
+    model_values
+        (n, G) the network's output at every position, measured spots included (smoother than the
+        measured values there; for display and inspection), or ``None``.
     """
 
     genes: list
@@ -47,9 +50,17 @@ class ImputedResult:
     kind: str = "square"
     grid_to_world: np.ndarray = field(default_factory=lambda: np.eye(3))
     units: str = "pitch"
+    model_values: np.ndarray | None = None
 
-    def grid(self):
-        """The result as a :class:`~napari_s2s.core.data.slide.GeneGrid` on the dense grid."""
+    def grid(self, source: str = "values"):
+        """The result as a :class:`~napari_s2s.core.data.slide.GeneGrid` on the dense grid.
+
+        ``source="model"`` takes :attr:`model_values` (the network's output at measured spots too)
+        instead of :attr:`values` (the measured values exactly there), when there are any.
+        """
+        if source not in ("values", "model"):
+            raise ValueError(f"source must be 'values' or 'model', not {source!r}")
+        shown = self.model_values if source == "model" and self.model_values is not None else self.values
         from ..data.slide import GeneGrid
 
         r0, c0 = int(self.dense_rows.min()), int(self.dense_cols.min())
@@ -58,7 +69,7 @@ class ImputedResult:
         ii = self.dense_rows - r0
         jj = self.dense_cols - c0
         vals = np.full((len(self.genes), h, w), np.nan, np.float32)
-        vals[:, ii, jj] = self.values.T
+        vals[:, ii, jj] = np.asarray(shown).T
         tissue = np.zeros((h, w), bool)
         tissue[ii, jj] = True
         if self.kind == "hex":
@@ -98,6 +109,8 @@ class ImputedResult:
         )
         var = pd.DataFrame(index=pd.Index([str(g) for g in self.genes]))
         adata = ad.AnnData(X=np.asarray(self.values, np.float32), obs=obs, var=var)
+        if self.model_values is not None:  # the network's output at every position (X keeps measured values)
+            adata.layers["s2s_model"] = np.asarray(self.model_values, np.float32)
         if self.xy_px is not None:
             adata.obsm["spatial"] = np.asarray(self.xy_px, np.float64)
         if slide.images or slide.scalefactors:
