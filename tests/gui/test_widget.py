@@ -303,7 +303,7 @@ def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
     t = widget.review_table
     assert t.item(0, widget.review_column("PCC")).text() != "" and t.item(0, widget.review_column("RMSE")).text() != ""
     # guidance off (the default): no H&E comparison, its columns hidden
-    assert out.compared is None and t.isColumnHidden(widget.review_column("PCC +H&E"))
+    assert out.compared is None and t.isColumnHidden(widget.review_column("ΔPCC"))
 
 
 def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypatch, notes):
@@ -336,7 +336,10 @@ def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypa
     assert not np.allclose(plain, guided)  # the image changes the prediction on this slide
     t = widget.review_table
     cols = {h: widget.review_column(h) for h in ("PCC", "PCC +H&E", "ΔPCC", "RMSE", "RMSE +H&E", "ΔRMSE")}
-    assert not any(t.isColumnHidden(c) for c in cols.values())
+    assert not any(t.isColumnHidden(cols[h]) for h in ("PCC", "ΔPCC", "RMSE", "ΔRMSE"))
+    # the guided values themselves stay hidden (narrow dock) but are in the table and the Δ tooltips
+    assert t.isColumnHidden(cols["PCC +H&E"]) and t.isColumnHidden(cols["RMSE +H&E"])
+    assert "with H&E" in t.item(0, cols["ΔPCC"]).toolTip()
     assert t.rowCount() == len(out.genes)
     for r in range(t.rowCount()):
         gene = t.item(r, 0).text()
@@ -363,5 +366,5 @@ def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypa
     out = widget.last_validation
     assert out.he_method is None and out.compared is None and "ΔPCC" not in widget.state.message
     assert widget.review.rows[out.genes[0]].pcc_he is None
-    assert t.isColumnHidden(cols["PCC +H&E"]) and not t.isColumnHidden(cols["PCC"])
+    assert t.isColumnHidden(cols["ΔPCC"]) and not t.isColumnHidden(cols["PCC"])
 

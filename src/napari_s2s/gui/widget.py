@@ -61,14 +61,23 @@ from .training import (
 #: Layer kinds that hold gene stacks (the gene slider switches their contrast limits).
 GENE_KINDS = ("measured", "imputed", "error")
 
-#: Metric columns of the review table: header -> ``GeneReview`` attribute. The ``+H&E`` and ``Δ``
-#: columns (H&E-guided counterpart on the same hold-out task, guided minus plain) show only when
-#: a validation ran both.
+#: Metric columns of the review table: header -> ``GeneReview`` attribute. The ``Δ`` columns (the
+#: H&E-guided counterpart on the same hold-out task minus the plain method) show only when a
+#: validation ran both; the guided values themselves (``+H&E``) stay hidden to keep the table narrow
+#: (they are in the Δ cells' tooltips and in the exported CSV).
 METRIC_COLS = {
-    "PCC": "pcc", "PCC +H&E": "pcc_he", "ΔPCC": "dpcc",
-    "RMSE": "rmse", "RMSE +H&E": "rmse_he", "ΔRMSE": "drmse",
+    "PCC": "pcc", "ΔPCC": "dpcc", "RMSE": "rmse", "ΔRMSE": "drmse",
+    "PCC +H&E": "pcc_he", "RMSE +H&E": "rmse_he",
 }
-HE_COLS = ("PCC +H&E", "ΔPCC", "RMSE +H&E", "ΔRMSE")
+HE_COLS = ("ΔPCC", "ΔRMSE")
+HIDDEN_COLS = ("PCC +H&E", "RMSE +H&E")
+#: Tooltips of the review table's headers.
+HEADER_TIPS = {
+    "PCC": "Pearson correlation with the hidden measured values (hold-out validation; higher is better)",
+    "RMSE": "root-mean-square error at the hidden spots (log-normalised units; lower is better)",
+    "ΔPCC": "PCC with H&E guidance minus PCC without (positive: the H&E helps this gene)",
+    "ΔRMSE": "RMSE with H&E guidance minus RMSE without (negative: the H&E helps this gene)",
+}
 REVIEW_HEADERS = ["Gene", "Status", *METRIC_COLS, "Comment"]
 
 #: Column of the review table holding the comment (last: it stretches, the numbers stay visible).
@@ -436,6 +445,12 @@ class S2SWidget(QWidget):
         lay = QVBoxLayout(box)
         self.review_table = QTableWidget(0, len(REVIEW_HEADERS))
         self.review_table.setHorizontalHeaderLabels(REVIEW_HEADERS)
+        for c, header in enumerate(REVIEW_HEADERS):
+            tip = HEADER_TIPS.get(header)
+            if tip:
+                self.review_table.horizontalHeaderItem(c).setToolTip(tip)
+            if header in HIDDEN_COLS:
+                self.review_table.setColumnHidden(c, True)
         self.review_table.verticalHeader().setVisible(False)
         head = self.review_table.horizontalHeader()
         head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -1023,6 +1038,10 @@ class S2SWidget(QWidget):
                 text = "" if v is None else (f"{v:+.3f}" if header.startswith("Δ") else f"{v:.3f}")
                 item = QTableWidgetItem(text)
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                if header in ("ΔPCC", "ΔRMSE") and v is not None:
+                    base, he = ("pcc", "pcc_he") if header == "ΔPCC" else ("rmse", "rmse_he")
+                    a, b = getattr(row, base), getattr(row, he)
+                    item.setToolTip(f"{base.upper()} {a:.3f} without H&E, {b:.3f} with H&E")
                 t.setItem(r, self.review_column(header), item)
         with_he = any(row.pcc_he is not None or row.rmse_he is not None for row in self.review.rows.values())
         for header in HE_COLS:
