@@ -1,9 +1,10 @@
 """Make the README screenshots from the real widget on a real slide (run under Xvfb).
 
     xvfb-run -a -s "-screen 0 1700x1100x24" python docs/screenshots/make_screenshots.py \
-        --slide ../shared/data/visium_mouse_brain --budget 40
+        --slide ../shared/data/visium_mouse_brain --budget 40 --he-slide ../shared/data/her2st_C2.h5ad
 
-Writes ``docs/screenshots/{open,training,side_by_side,validation}.png``.
+Writes ``docs/screenshots/{open,training,side_by_side,validation}.png`` (and ``validation_he.png``
+with ``--he-slide``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> int:
     p.add_argument("--budget", type=float, default=40.0)
     p.add_argument("--genes", default="")
     p.add_argument("--out", default=str(HERE))
+    p.add_argument("--he-slide", default="", help="a slide with an H&E image for validation_he.png (gaussian vs he_gaussian)")
     args = p.parse_args()
     os.environ.setdefault("NAPARI_S2S_CONFIG_DIR", tempfile.mkdtemp(prefix="s2s-shots-"))
     os.environ.pop("NAPARI_S2S_SYNC", None)
@@ -79,6 +81,20 @@ def main() -> int:
     widget.scroll_to(widget.review_table)
     shot("validation")
     viewer.close()
+    if args.he_slide:
+        viewer = napari.Viewer(title="napari-s2s", show=True)
+        viewer.window.resize(1600, 1000)
+        widget = S2SWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="S2S-ST imputation")
+        viewer.open(args.he_slide, plugin="napari-s2s")
+        widget.histology_combo.setCurrentIndex(widget.histology_combo.findData("auto"))
+        widget.method_combo.setCurrentText("gaussian")
+        widget.start_validation()
+        while widget.running:
+            pump(0.2)
+        widget.scroll_to(widget.review_table)
+        shot("validation_he")
+        viewer.close()
     return 0
 
 
