@@ -28,6 +28,20 @@ def _square_task(n: int = 16, genes: int = 2) -> ImputationTask:
     )
 
 
+@pytest.fixture
+def identity_net(monkeypatch):
+    """DIST networks built with the residual branch zeroed: the output is the input repeated 2x2."""
+    build = dist_mod._build_net
+
+    def zero_tail(width=64, blocks=5):
+        net = build(width, blocks)
+        net.tail.weight.data.zero_()
+        net.tail.bias.data.zero_()
+        return net
+
+    monkeypatch.setattr(dist_mod, "_build_net", zero_tail)
+
+
 def test_registered():
     assert "dist" in METHODS
 
@@ -44,19 +58,10 @@ def test_level_image_fills_hex_gaps_with_nearest_mean():
     assert img[0, 2, 4] == 0.0  # far from every spot: 0
 
 
-def test_untrained_identity_network_copies_the_parent_cell(monkeypatch):
+def test_untrained_identity_network_copies_the_parent_cell(identity_net):
     """With the residual branch zeroed, the output is the input repeated into 2x2 blocks, so each
     target must receive the value of the measured spot whose cell contains it: checks the alignment
     of levels and origins."""
-    build = dist_mod._build_net
-
-    def zero_tail(width=64, blocks=5):
-        net = build(width, blocks)
-        net.tail.weight.data.zero_()
-        net.tail.bias.data.zero_()
-        return net
-
-    monkeypatch.setattr(dist_mod, "_build_net", zero_tail)
     task = _square_task()
     pred = dist_mod.Dist(epochs=0, **SMALL).predict(task)
     parent = (task.target_rows // 2 * 2) * 10.0 + (task.target_cols // 2 * 2)
@@ -94,18 +99,9 @@ def test_training_learns_the_low_to_high_step():
     assert np.abs(trained - truth).mean() < np.abs(untrained - truth).mean()
 
 
-def test_untrained_identity_network_on_hex_reads_the_parent_cell(monkeypatch, synthetic_slide):
+def test_untrained_identity_network_on_hex_reads_the_parent_cell(identity_net, synthetic_slide):
     """Hex lattice: each target gets the measured-level image's value at its parent cell
     ``(row // 2, col // 2)`` (a measured spot, or the mean of its nearest ones)."""
-    build = dist_mod._build_net
-
-    def zero_tail(width=64, blocks=5):
-        net = build(width, blocks)
-        net.tail.weight.data.zero_()
-        net.tail.bias.data.zero_()
-        return net
-
-    monkeypatch.setattr(dist_mod, "_build_net", zero_tail)
     task, _, _ = build_holdout(synthetic_slide, n_genes=2)
     pred = dist_mod.Dist(epochs=0, **SMALL).predict(task)
     a, b = task.measured_rows // 2, task.measured_cols // 2
