@@ -1,5 +1,6 @@
-"""The widget's plain-Python validation helpers (no display): pairing a method with its H&E-guided
-counterpart, the per-gene comparison, and the hold-out job running both on one task."""
+"""The widget's plain-Python jobs (no display): previews of a training run and the empty layers it
+starts with; pairing a method with its H&E-guided counterpart, the per-gene comparison, and the
+hold-out job running both on one task."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ from napari_s2s.core.methods import load_all
 from napari_s2s.gui.review import ReviewTable
 from napari_s2s.gui.training import (
     HE_COUNTERPARTS,
+    TrainingJob,
+    TrainingOutcome,
+    TrainingPreview,
     ValidationJob,
     ValidationOutcome,
     compare_metrics,
     he_counterpart,
     median_delta,
+    next_preview_at,
+    pending_layers,
 )
 
 
@@ -74,3 +80,32 @@ def test_validation_job_runs_both_on_one_task(synthetic_slide):
     for k, g in enumerate(out.genes):
         assert out.compared[g]["rmse_he"] == pytest.approx(rmse(truth[:, k], guided[:, k]), rel=1e-9)
         assert out.compared[g]["rmse"] == pytest.approx(out.metrics[g]["rmse"], rel=1e-12)
+
+
+def test_preview_schedule_doubles_and_respects_the_cost():
+    assert next_preview_at(2.0, 0.1) == 4.0  # cheap previews: 2, 4, 8... s of training
+    assert next_preview_at(2.0, 3.0) == pytest.approx(14.0)  # costly ones: >= 4x their cost apart
+    assert next_preview_at(30.0, 1.0) == 60.0
+
+
+def test_training_job_previews_fill_the_pending_layers(synthetic_slide):
+    from napari_s2s.core.s2s.engine import S2SConfig
+
+    genes = synthetic_slide.top_variable_genes(2)
+    cfg = S2SConfig.from_preset(
+        "fast", budget_s=None, max_steps=6, threads=1, natural_images=False, features=8, blocks=1, layers=2,
+        growth=8, window=4, heads=2, mlp_ratio=1.0, patch=12, batch_size=4,
+    )
+    items = list(TrainingJob(synthetic_slide, genes, config=cfg, preview_after_s=0.0).run())
+    previews = [x for x in items if isinstance(x, TrainingPreview)]
+    assert isinstance(items[-1], TrainingOutcome) and previews
+    assert previews[0].step == 1 and all(a.step < b.step for a, b in zip(previews, previews[1:]))
+    pending = pending_layers(synthetic_slide, genes)
+    shape = pending["imputed"][0].shape
+    assert np.isnan(pending["imputed"][0]).all()
+    for x in previews + [items[-1]]:
+        assert x.layers["imputed"][0].shape == shape  # the same dense grid: filled in place
+        assert np.isfinite(x.layers["imputed"][0]).any()
+    assert pending["imputed"][1]["contrast_limits"] == items[-1].layers["imputed"][1]["contrast_limits"]
+    none = list(TrainingJob(synthetic_slide, genes, config=cfg, preview_after_s=None).run())
+    assert not any(isinstance(x, TrainingPreview) for x in none)

@@ -1,7 +1,9 @@
 """The one small adapter between the widget and the engine (plain Python, no Qt).
 
 :class:`TrainingJob` runs ``S2SImputer.fit_iter`` and then ``impute``, yielding the core's progress
-events and finally a :class:`TrainingOutcome`; :class:`ValidationJob` runs the hold-out protocol of
+events, :class:`TrainingPreview` maps while it trains (:func:`next_preview_at`) and finally a
+:class:`TrainingOutcome`; :func:`pending_layers` are the run's layers as Train is clicked (the
+previews and the final maps fill them in place); :class:`ValidationJob` runs the hold-out protocol of
 :mod:`napari_s2s.core.evaluation.benchmark` with the ``s2s`` method and yields a :class:`ValidationOutcome`
 with per-gene PCC/RMSE and error maps; with ``he_method`` it also runs the method's H&E-guided
 counterpart (:func:`he_counterpart`) on the same hold-out task and compares them per gene
