@@ -96,7 +96,8 @@ def test_training_job_previews_fill_the_pending_layers(synthetic_slide):
         "fast", budget_s=None, max_steps=6, threads=1, natural_images=False, features=8, blocks=1, layers=2,
         growth=8, window=4, heads=2, mlp_ratio=1.0, patch=12, batch_size=4,
     )
-    items = list(TrainingJob(synthetic_slide, genes, config=cfg, preview_after_s=0.0).run())
+    job = TrainingJob(synthetic_slide, genes, config=cfg, preview_after_s=0.0)
+    items = list(job.run())
     previews = [x for x in items if isinstance(x, TrainingPreview)]
     assert isinstance(items[-1], TrainingOutcome) and previews
     assert previews[0].step == 1 and all(a.step < b.step for a, b in zip(previews, previews[1:]))
@@ -107,5 +108,7 @@ def test_training_job_previews_fill_the_pending_layers(synthetic_slide):
         assert x.layers["imputed"][0].shape == shape  # the same dense grid: filled in place
         assert np.isfinite(x.layers["imputed"][0]).any()
     assert pending["imputed"][1]["contrast_limits"] == items[-1].layers["imputed"][1]["contrast_limits"]
+    impute = [x for x in items if getattr(x, "phase", "") == "impute"]
+    assert impute and "about" in impute[0].message and job.impute_estimate_s() > 0  # from the previews
     none = list(TrainingJob(synthetic_slide, genes, config=cfg, preview_after_s=None).run())
     assert not any(isinstance(x, TrainingPreview) for x in none)

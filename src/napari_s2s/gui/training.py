@@ -234,13 +234,26 @@ class TrainingJob:
                     continue
                 yield preview
                 next_at = next_preview_at(ev.elapsed_s, preview.seconds)
-        yield ProgressEvent("impute", elapsed_s=time.perf_counter() - t0, message="imputing dense maps")
+        eta = self.impute_estimate_s()
+        about = "" if eta is None else f" (about {eta:.0f} s)"
+        yield ProgressEvent("impute", elapsed_s=time.perf_counter() - t0, message=f"imputing dense maps{about}")
         result = self.imputer.impute(self.slide, self.genes)
         seconds = time.perf_counter() - t0
         device = getattr(self.imputer, "device_used", None)
         out = TrainingOutcome(self.genes, result, self.config, seconds, stopped or self._stop.is_set(), device)
         out.layers = result_layers(self.slide, out, self.source)  # built here, off the GUI thread
         yield out
+
+    def impute_estimate_s(self) -> float | None:
+        """Seconds the final imputation should take: a preview's cost times the test-time passes."""
+        cost = getattr(self, "_preview_cost", None)
+        if cost is None or self.config is None:
+            return None
+        if not self.config.tta:
+            return cost
+        from ..core.s2s.sampling import symmetries
+
+        return cost * len(symmetries(self.slide.kind))
 
     def _preview(self, ev: ProgressEvent) -> TrainingPreview | None:
         """A preview now, or ``None`` when there will be no more (stop asked, final maps close)."""
