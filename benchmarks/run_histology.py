@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from napari_s2s.core.evaluation.benchmark import (
 )
 from napari_s2s.core.data.io import read_slide
 
-ROOT = Path(__file__).resolve().parents[1]
+from run_benchmark import ROOT, data_dir  # noqa: E402  (one place says where the slides are)
 
 #: The shared slides with an H&E image.
 SLIDES = (
@@ -100,7 +99,7 @@ def per_gene_wins(rec: dict, method: str, versus: str) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = os.environ.get("NAPARI_S2S_DATA") or str(ROOT.parent / "shared" / "data")
+    default_data = str(data_dir())
     ap.add_argument("--data", default=default_data)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--seed", type=int, default=0)

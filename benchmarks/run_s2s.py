@@ -26,14 +26,9 @@ import time
 import warnings
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from run_benchmark import HERE, ROOT, data_dir  # noqa: E402,F401  (one place says where the slides are)
+
 DEFAULT_METHODS = "nearest,linear,cubic,gaussian,pca_gaussian,dist,s2s"
-
-
-def data_dir() -> Path:
-    env = os.environ.get("NAPARI_S2S_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
 def peak_rss_mb() -> float:
