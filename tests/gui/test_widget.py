@@ -275,6 +275,55 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     assert len([layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]) == 1
 
 
+def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, notes):
+    """A pathologist opens a result saved by `napari-s2s impute`, reviews its genes without training,
+    exports the review, and later loads it back to continue."""
+    from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer
+    from napari_s2s.core.s2s.results import write_imputed
+
+    genes = synthetic_slide.top_variable_genes(3)
+    cfg = S2SConfig.from_preset("fast", budget_s=None, max_steps=2, threads=1, natural_images=False,
+                                features=8, blocks=1, layers=2, growth=8, window=4, heads=2, mlp_ratio=1.0,
+                                patch=12, batch_size=4)
+    res = S2SImputer(cfg).fit(synthetic_slide, genes).impute(synthetic_slide)
+    saved = write_imputed(res.to_anndata(synthetic_slide, cfg, 1.0), tmp_path / "result.h5ad")
+
+    viewer = widget.viewer
+    viewer.open(str(saved), plugin="napari-s2s")
+    slide = widget.current_slide()
+    assert slide is not None and slide.is_imputed_result
+    assert widget.selected_genes() == genes  # the result's genes, not the top-variable default
+    assert list(widget.review.rows) == genes and widget.review_table.rowCount() == len(genes)
+    assert not widget.train_button.isEnabled() and "original slide" in widget.train_button.toolTip()
+    assert "saved S2S result" in widget.slide_info.text()
+    stack = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("saved_result")]
+    assert len(stack) == 1 and "imputed" in stack[0].name and stack[0].data.shape[0] == len(genes)
+    spots = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "spots"]
+    assert len(spots) == 1 and not spots[0].visible
+    assert len(spots[0].data) == int(res.measured.sum()) == int(synthetic_slide.usable().sum())
+    # the markers sit on the stack's measured positions: the stack's values there are the measured ones
+    idx = np.round(stack[0].world_to_data(np.c_[np.zeros(len(spots[0].data)), spots[0].data])).astype(int)
+    shown = stack[0].data[0][idx[:, 1], idx[:, 2]]
+    assert np.isfinite(shown).all()
+
+    widget.set_review(genes[0], status="accepted", comment="clear pattern")
+    widget.set_review(genes[1], status="flagged")
+    csv_path = widget.export_review(tmp_path / "review.csv")
+    # next session: a fresh table, then the CSV brings the review back
+    widget.review.rows.clear()
+    widget.review.set_genes(genes)
+    assert widget.load_review(csv_path) == len(genes)
+    assert widget.review.rows[genes[0]].status == "accepted" and widget.review.rows[genes[0]].comment == "clear pattern"
+    assert widget.review.rows[genes[1]].status == "flagged" and widget.review.rows[genes[2]].status == ""
+    assert widget.review_table.cellWidget(0, 1).currentIndex() == 1  # shown in the table too
+    # a file that is not a review: one clear error, the table unchanged
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,value\nx,1\n")
+    with pytest.raises(ValueError, match="not a napari-s2s review"):
+        widget.load_review(bad)
+    assert widget.review.rows[genes[0]].status == "accepted"
+
+
 def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
     """Hold-out validation: per-gene PCC/RMSE in the review table and an error-map stack."""
     from napari_s2s.gui.layers import slide_layers

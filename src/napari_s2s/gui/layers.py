@@ -146,17 +146,49 @@ def gene_stack_layer(
 def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4) -> list[LayerData]:
     """Layers for a newly opened slide: the H&E (when present) and the measured gene stack.
 
-    ``genes`` defaults to the ``n_genes`` most variable genes of the slide.
+    ``genes`` defaults to the ``n_genes`` most variable genes of the slide. A reopened napari-s2s
+    result (:attr:`Slide.is_imputed_result`) shows all its imputed genes, named as such, and a
+    (hidden) points layer marking the positions that were measured spots.
     """
-    genes = list(genes) if genes else slide.top_variable_genes(n_genes)
+    if slide.is_imputed_result:
+        genes = list(genes) if genes else slide.result_genes()
+    else:
+        genes = list(genes) if genes else slide.top_variable_genes(n_genes)
     if not genes:  # nothing passes the detection filter: fall back to the first genes
         genes = [str(g) for g in slide.genes[:n_genes]]
     out = []
     he = he_layer(slide)
     if he is not None:
         out.append(he)
-    out.append(gene_stack_layer(slide, slide.grid(genes), "measured"))
+    if slide.is_imputed_result:
+        out.append(gene_stack_layer(slide, slide.grid(genes), "measured", name=f"{slide.name} imputed (saved result)",
+                                    saved_result=True))
+        spots = measured_spots_layer(slide)
+        if spots is not None:
+            out.append(spots)
+    else:
+        out.append(gene_stack_layer(slide, slide.grid(genes), "measured"))
     return out
+
+
+def measured_spots_layer(slide: Slide) -> LayerData | None:
+    """Hollow markers at the measured spots of a reopened result (hidden at first), or ``None``."""
+    measured = slide.result_measured()
+    if measured is None or not measured.any():
+        return None
+    pitch = slide.geometry.pitch_um if slide.geometry.units == "um" and slide.geometry.pitch_um else 1.0
+    kwargs = {
+        "name": f"{slide.name} measured spots",
+        "size": 0.9 * pitch,  # the result's own (half) pitch: a ring inside each measured position
+        "face_color": "transparent",
+        "border_color": "white",
+        "border_width": 0.12,
+        "border_width_is_relative": True,
+        "units": (napari_units(slide.geometry.units),) * 2,
+        "visible": False,
+        "metadata": base_meta(slide, "spots"),
+    }
+    return slide.spot_world()[measured], kwargs, "points"
 
 
 def world_of_index(affine: np.ndarray, index: np.ndarray) -> np.ndarray:

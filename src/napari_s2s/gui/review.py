@@ -77,6 +77,20 @@ class ReviewTable:
             row.pcc_he = m.get("pcc_he")
             row.rmse_he = m.get("rmse_he")
 
+    def merge(self, other: "ReviewTable", genes: set[str] | None = None) -> int:
+        """Take the reviews (status, comment, time) of ``other`` for its genes in ``genes`` (default:
+        all); metrics stay this table's unless it has none. Returns how many genes were taken."""
+        n = 0
+        for gene, rev in other.rows.items():
+            if genes is not None and gene not in genes:
+                continue
+            row = self.rows.setdefault(gene, GeneReview(gene))
+            row.status, row.comment, row.reviewed_at = rev.status, rev.comment, rev.reviewed_at
+            if row.pcc is None and row.rmse is None:
+                row.pcc, row.rmse, row.pcc_he, row.rmse_he = rev.pcc, rev.rmse, rev.pcc_he, rev.rmse_he
+            n += 1
+        return n
+
     def records(self) -> list[dict]:
         """One dict per gene with the :data:`COLUMNS`."""
         out = []
@@ -121,9 +135,12 @@ class ReviewTable:
             for rec in csv.DictReader(fh):
                 table.slide = rec.get("slide", table.slide)
                 table.source = rec.get("source", table.source)
+                status = rec.get("status") or ""
+                if status not in STATUSES:
+                    raise ValueError(f"unknown status {status!r} for gene {rec['gene']!r}")
                 table.rows[rec["gene"]] = GeneReview(
                     gene=rec["gene"],
-                    status=rec.get("status", ""),
+                    status=status,
                     comment=rec.get("comment", ""),
                     pcc=float(rec["pcc"]) if rec.get("pcc") else None,
                     rmse=float(rec["rmse"]) if rec.get("rmse") else None,

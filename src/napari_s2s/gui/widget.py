@@ -461,9 +461,15 @@ class S2SWidget(QWidget):
         self.review_table.itemChanged.connect(self._on_review_item)
         self.review_table.cellClicked.connect(self._on_review_click)
         lay.addWidget(self.review_table)
+        row = QHBoxLayout()
+        self.load_review_button = QPushButton("Load review…")
+        self.load_review_button.setToolTip("continue a review: statuses and comments of a CSV exported before")
+        self.load_review_button.clicked.connect(self._load_review_dialog)
+        row.addWidget(self.load_review_button)
         self.export_review_button = QPushButton("Export review CSV…")
         self.export_review_button.clicked.connect(self._export_dialog)
-        lay.addWidget(self.export_review_button)
+        row.addWidget(self.export_review_button)
+        lay.addLayout(row)
         return box
 
     # ================================================================== settings
@@ -557,7 +563,17 @@ class S2SWidget(QWidget):
             )
             self._genes_for = id(slide)
             self.review = ReviewTable(slide=slide.name, source=slide.source or "")
-            self.use_top_genes()
+            if slide.is_imputed_result:  # a saved result: review its genes (training needs the original slide)
+                measured = slide.result_measured()
+                self.slide_info.setText(
+                    f"saved S2S result: {slide.n_spots} dense positions"
+                    + ("" if measured is None else f" ({int(measured.sum())} measured)")
+                    + f", {len(slide.result_genes())} imputed genes. Review them below; to train, open the original slide."
+                )
+                self.set_genes(slide.result_genes())
+                self.review.set_genes(self._genes)
+            else:
+                self.use_top_genes()
             self._refresh_review()
         self._on_search(self.search_edit.text())
         self._update_buttons()
@@ -638,9 +654,14 @@ class S2SWidget(QWidget):
     # ================================================================== runs
     def _update_buttons(self) -> None:
         running = self._runner.job is not None
-        ready = self.current_slide() is not None and bool(self._genes)
+        slide = self.current_slide()
+        ready = slide is not None and bool(self._genes) and not slide.is_imputed_result
         self.train_button.setEnabled(ready and not running)
         self.validate_button.setEnabled(ready and not running)
+        why = "this is a saved result: open the original slide to train or validate" if (
+            slide is not None and slide.is_imputed_result) else ""
+        self.train_button.setToolTip(why or "train S2S-ST on this slide for the selected genes")
+        self.validate_button.setToolTip(why or "hold-out validation: hide 3/4 of the spots and score the method")
         self.stop_button.setEnabled(running)
         layer = self.imputed_layer()
         self.save_button.setEnabled(layer is not None and not s2s_meta(layer).get("preview"))
@@ -1082,6 +1103,38 @@ class S2SWidget(QWidget):
 
     def export_review(self, path: str | Path) -> Path:
         return self.review.to_csv(path)
+
+    def load_review(self, path: str | Path) -> int:
+        """Take statuses and comments from a review CSV for the genes of the current slide.
+
+        Genes of the CSV that the slide has are added to the table; others are skipped. A CSV of
+        another slide is still loaded, with a warning. Returns how many genes were restored.
+        """
+        slide = self.current_slide()
+        if slide is None:
+            raise ValueError("open the slide the review belongs to first")
+        try:
+            loaded = ReviewTable.from_csv(path)
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a napari-s2s review CSV ({_one_line(exc)})") from None
+        known = set(map(str, slide.genes))
+        restored = self.review.merge(loaded, known)
+        if loaded.slide and loaded.slide != self.review.slide:
+            _notify("warning", f"{Path(path).name} is the review of {loaded.slide}, not {self.review.slide}")
+        self._refresh_review()
+        return restored
+
+    def _load_review_dialog(self) -> None:
+        start = getattr(self, "_last_dir", "") or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Load a review", start, "CSV (*.csv)")
+        if not path:
+            return
+        try:
+            n = self.load_review(path)
+        except (ValueError, OSError) as exc:
+            _notify("error", _one_line(exc))
+            return
+        _notify("info", f"review of {n} genes loaded from {Path(path).name}")
 
     def _export_dialog(self) -> None:
         slide = self.current_slide()

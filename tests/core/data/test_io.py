@@ -282,3 +282,21 @@ def test_shared_h5ad_files_untouched_by_reading(data_dir):
     before = _digest(p)
     read_slide(p)
     assert _digest(p) == before
+
+
+def test_negative_array_coordinates_are_distinct_spots_and_duplicates_are_caught(tmp_path):
+    """Coordinates left of column 0 (a reopened hex result's dense grid reaches col -1, -2) are valid."""
+    rr, cc = np.mgrid[0:6, -3:3]
+    rng = np.random.default_rng(0)
+    obs = {"array_row": rr.ravel(), "array_col": cc.ravel()}
+    x = rng.poisson(3.0, (36, 5)).astype(np.float32)
+    a = anndata.AnnData(X=x, obs=obs)
+    a.obs_names = [f"s{i}" for i in range(36)]
+    a.write_h5ad(tmp_path / "neg.h5ad")
+    slide = read_slide(tmp_path / "neg.h5ad")
+    assert slide.n_spots == 36 and slide.kind == "square" and slide.array_col.min() == -3
+    a.obs["array_col"] = np.r_[a.obs["array_col"].to_numpy()[:-1], a.obs["array_col"].to_numpy()[0]]
+    a.obs["array_row"] = np.r_[a.obs["array_row"].to_numpy()[:-1], a.obs["array_row"].to_numpy()[0]]
+    a.write_h5ad(tmp_path / "dup.h5ad")
+    with pytest.raises(SlideError, match="share the same array coordinates"):
+        read_slide(tmp_path / "dup.h5ad")

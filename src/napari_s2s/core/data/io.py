@@ -336,8 +336,7 @@ def _make_slide(
         raise SlideError(path, "no spot is in tissue")
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
-    key = rows * (int(cols.max()) + 1) + cols
-    if np.unique(key).size != key.size:
+    if np.unique(np.stack([rows, cols], 1), axis=0).shape[0] != rows.size:  # negative coordinates allowed
         raise SlideError(path, "several spots share the same array coordinates")
     # geometry from in-tissue spots (off-tissue spots may lack pixel positions)
     t = in_tissue

@@ -168,6 +168,25 @@ class Slide:
         return int(self.counts.shape[1])
 
     @property
+    def is_imputed_result(self) -> bool:
+        """Whether this "slide" is a reopened napari-s2s result (x2 dense grid, log-normalised values)."""
+        return isinstance(self.metadata.get("s2s"), dict)
+
+    def result_genes(self) -> list[str]:
+        """The imputed genes of a reopened result (``[]`` for a measured slide)."""
+        if not self.is_imputed_result:
+            return []
+        known = set(map(str, self.genes))
+        listed = self.metadata["s2s"].get("genes")
+        listed = [] if listed is None else [str(g) for g in np.atleast_1d(listed)]
+        return [g for g in listed if g in known] or [str(g) for g in self.genes]
+
+    def result_measured(self) -> np.ndarray | None:
+        """Per spot, whether a reopened result's position was a measured spot (``None`` if unknown)."""
+        m = self.metadata.get("s2s_measured")
+        return None if m is None else np.asarray(m, bool)
+
+    @property
     def name(self) -> str:
         """Short name for tables: library id, else the file stem."""
         if self.source:
