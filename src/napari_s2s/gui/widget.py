@@ -1,8 +1,9 @@
 """The S2S-ST dock widget: slide, genes, settings, Train/Stop, results, validation and review.
 
 The widget is thin: gene matching (:mod:`.gene_picker`), settings (:mod:`.settings`), the review
-table (:mod:`.review`), the training state (:mod:`.state`), layer building (:mod:`.layers`) and the
-engine adapter (:mod:`.training`) are plain modules; this one wires them to Qt widgets and layers.
+table (:mod:`.review` model, :mod:`.review_panel` view), the training state (:mod:`.state`), layer
+building (:mod:`.layers`) and the engine adapter (:mod:`.training`) are modules of their own; this
+one wires them to Qt widgets and layers.
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -44,7 +41,9 @@ from .gene_picker import parse_gene_list, search_genes
 from .layers import META_KEY, gene_stack_layer, s2s_meta
 from .loss_plot import LossPlot
 from .progress import ProgressBar
-from .review import STATUSES, ReviewTable
+from .review import ReviewTable
+from .review_panel import ReviewPanel
+from .review_panel import column as review_column
 from .settings import DEVICES, HISTOLOGY_MODES, PRESETS, SettingsStore, WidgetSettings
 from .state import TrainingState
 from .training import (
@@ -60,28 +59,6 @@ from .training import (
 
 #: Layer kinds that hold gene stacks (the gene slider switches their contrast limits).
 GENE_KINDS = ("measured", "imputed", "error")
-
-#: Metric columns of the review table: header -> ``GeneReview`` attribute. The ``Δ`` columns (the
-#: H&E-guided counterpart on the same hold-out task minus the plain method) show only when a
-#: validation ran both; the guided values themselves (``+H&E``) stay hidden to keep the table narrow
-#: (they are in the Δ cells' tooltips and in the exported CSV).
-METRIC_COLS = {
-    "PCC": "pcc", "ΔPCC": "dpcc", "RMSE": "rmse", "ΔRMSE": "drmse",
-    "PCC +H&E": "pcc_he", "RMSE +H&E": "rmse_he",
-}
-HE_COLS = ("ΔPCC", "ΔRMSE")
-HIDDEN_COLS = ("PCC +H&E", "RMSE +H&E")
-#: Tooltips of the review table's headers.
-HEADER_TIPS = {
-    "PCC": "Pearson correlation with the hidden measured values (hold-out validation; higher is better)",
-    "RMSE": "root-mean-square error at the hidden spots (log-normalised units; lower is better)",
-    "ΔPCC": "PCC with H&E guidance minus PCC without (positive: the H&E helps this gene)",
-    "ΔRMSE": "RMSE with H&E guidance minus RMSE without (negative: the H&E helps this gene)",
-}
-REVIEW_HEADERS = ["Gene", "Status", *METRIC_COLS, "Comment"]
-
-#: Column of the review table holding the comment (last: it stretches, the numbers stay visible).
-COMMENT_COL = len(REVIEW_HEADERS) - 1
 
 #: Shortest interval between two refreshes of the progress panel (each repaint costs the GUI thread).
 UI_REFRESH_MS = 200
@@ -184,7 +161,6 @@ class S2SWidget(QWidget):
         self.viewer = napari_viewer
         self.store = settings_store or SettingsStore()
         self.state = TrainingState()
-        self.review = ReviewTable()
         self.last_outcome: TrainingOutcome | None = None
         self.last_validation: ValidationOutcome | None = None
         self.first_map_s: float | None = None  # click -> first map on screen (a preview or the final maps)
@@ -441,36 +417,26 @@ class S2SWidget(QWidget):
         return box
 
     def _build_review_box(self) -> QGroupBox:
-        box = QGroupBox("Review")
-        lay = QVBoxLayout(box)
-        self.review_table = QTableWidget(0, len(REVIEW_HEADERS))
-        self.review_table.setHorizontalHeaderLabels(REVIEW_HEADERS)
-        for c, header in enumerate(REVIEW_HEADERS):
-            tip = HEADER_TIPS.get(header)
-            if tip:
-                self.review_table.horizontalHeaderItem(c).setToolTip(tip)
-            if header in HIDDEN_COLS:
-                self.review_table.setColumnHidden(c, True)
-        self.review_table.verticalHeader().setVisible(False)
-        head = self.review_table.horizontalHeader()
-        head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        head.setStretchLastSection(False)
-        head.setSectionResizeMode(COMMENT_COL, QHeaderView.ResizeMode.Stretch)
-        self.review_table.setMinimumHeight(120)
-        self.review_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.review_table.itemChanged.connect(self._on_review_item)
-        self.review_table.cellClicked.connect(self._on_review_click)
-        lay.addWidget(self.review_table)
-        row = QHBoxLayout()
-        self.load_review_button = QPushButton("Load review…")
-        self.load_review_button.setToolTip("continue a review: statuses and comments of a CSV exported before")
-        self.load_review_button.clicked.connect(self._load_review_dialog)
-        row.addWidget(self.load_review_button)
-        self.export_review_button = QPushButton("Export review CSV…")
-        self.export_review_button.clicked.connect(self._export_dialog)
-        row.addWidget(self.export_review_button)
-        lay.addLayout(row)
-        return box
+        self.review_panel = ReviewPanel(
+            on_gene_clicked=self._show_gene,
+            notify=lambda kind, msg: _notify(kind, msg),
+            start_dir=lambda: getattr(self, "_last_dir", "") or str(Path.home()),
+            known_genes=lambda: set(map(str, self.current_slide().genes)) if self.current_slide() is not None else set(),
+        )
+        return self.review_panel
+
+    @property
+    def review(self) -> ReviewTable:
+        """The review model of the current slide (see :class:`.review_panel.ReviewPanel`)."""
+        return self.review_panel.review
+
+    @review.setter
+    def review(self, table: ReviewTable) -> None:
+        self.review_panel.review = table
+
+    @property
+    def review_table(self):
+        return self.review_panel.table
 
     # ================================================================== settings
     def settings(self) -> WidgetSettings:
@@ -1040,113 +1006,33 @@ class S2SWidget(QWidget):
 
     # ================================================================== review
     def _refresh_review(self) -> None:
-        t = self.review_table
-        t.blockSignals(True)
-        t.setRowCount(0)
-        for r, row in enumerate(self.review.rows.values()):
-            t.insertRow(r)
-            gene = QTableWidgetItem(row.gene)
-            gene.setFlags(gene.flags() & ~Qt.ItemFlag.ItemIsEditable)
-            t.setItem(r, 0, gene)
-            combo = QComboBox()
-            combo.addItems(["—", "accept", "flag"])
-            combo.setCurrentIndex(STATUSES.index(row.status))
-            combo.currentIndexChanged.connect(lambda i, g=row.gene: self.review.set_status(g, STATUSES[i]))
-            t.setCellWidget(r, 1, combo)
-            t.setItem(r, COMMENT_COL, QTableWidgetItem(row.comment))
-            for header, attr in METRIC_COLS.items():
-                v = getattr(row, attr)
-                text = "" if v is None else (f"{v:+.3f}" if header.startswith("Δ") else f"{v:.3f}")
-                item = QTableWidgetItem(text)
-                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                if header in ("ΔPCC", "ΔRMSE") and v is not None:
-                    base, he = ("pcc", "pcc_he") if header == "ΔPCC" else ("rmse", "rmse_he")
-                    a, b = getattr(row, base), getattr(row, he)
-                    item.setToolTip(f"{base.upper()} {a:.3f} without H&E, {b:.3f} with H&E")
-                t.setItem(r, self.review_column(header), item)
-        with_he = any(row.pcc_he is not None or row.rmse_he is not None for row in self.review.rows.values())
-        for header in HE_COLS:
-            t.setColumnHidden(self.review_column(header), not with_he)
-        for c in range(COMMENT_COL):
-            if c != 1:  # the status combo keeps its width
-                t.resizeColumnToContents(c)
-        t.blockSignals(False)
+        self.review_panel.refresh()
 
     @staticmethod
     def review_column(header: str) -> int:
-        """Index of a review-table column by its header (see :data:`REVIEW_HEADERS`)."""
-        return REVIEW_HEADERS.index(header)
+        """Index of a review-table column by its header (see :data:`.review_panel.REVIEW_HEADERS`)."""
+        return review_column(header)
 
     def set_review(self, gene: str, status: str | None = None, comment: str | None = None) -> None:
         """Review a gene (as the table's combo box and comment cell do)."""
-        row = list(self.review.rows).index(gene)
-        if status is not None:
-            self.review_table.cellWidget(row, 1).setCurrentIndex(STATUSES.index(status))
-        if comment is not None:
-            self.review_table.item(row, COMMENT_COL).setText(comment)
+        self.review_panel.set_review(gene, status, comment)
 
-    def _on_review_item(self, item: QTableWidgetItem) -> None:
-        if item.column() == COMMENT_COL:
-            gene = self.review_table.item(item.row(), 0).text()
-            self.review.set_comment(gene, item.text())
+    def export_review(self, path: str | Path) -> Path:
+        return self.review_panel.export(path)
 
-    def _on_review_click(self, row: int, col: int) -> None:
-        """Clicking a gene shows it: the gene slider jumps to that gene."""
-        if col != 0 or self.viewer.dims.ndim < 3:
+    def load_review(self, path: str | Path) -> int:
+        """Continue a review: statuses and comments of a CSV for the current slide's genes."""
+        return self.review_panel.load(path)
+
+    def _show_gene(self, gene: str) -> None:
+        """Clicking a gene in the review table shows it: the gene slider jumps to that gene."""
+        if self.viewer.dims.ndim < 3:
             return
-        gene = self.review_table.item(row, 0).text()
         layer = self.viewer.layers.selection.active
         m = s2s_meta(layer) if layer is not None else None
         genes = (m or {}).get("genes") or []
         if gene in genes:
             self.viewer.dims.set_current_step(0, genes.index(gene))
-
-    def export_review(self, path: str | Path) -> Path:
-        return self.review.to_csv(path)
-
-    def load_review(self, path: str | Path) -> int:
-        """Take statuses and comments from a review CSV for the genes of the current slide.
-
-        Genes of the CSV that the slide has are added to the table; others are skipped. A CSV of
-        another slide is still loaded, with a warning. Returns how many genes were restored.
-        """
-        slide = self.current_slide()
-        if slide is None:
-            raise ValueError("open the slide the review belongs to first")
-        try:
-            loaded = ReviewTable.from_csv(path)
-        except (KeyError, ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: not a napari-s2s review CSV ({_one_line(exc)})") from None
-        known = set(map(str, slide.genes))
-        restored = self.review.merge(loaded, known)
-        if loaded.slide and loaded.slide != self.review.slide:
-            _notify("warning", f"{Path(path).name} is the review of {loaded.slide}, not {self.review.slide}")
-        self._refresh_review()
-        return restored
-
-    def _load_review_dialog(self) -> None:
-        start = getattr(self, "_last_dir", "") or str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Load a review", start, "CSV (*.csv)")
-        if not path:
-            return
-        try:
-            n = self.load_review(path)
-        except (ValueError, OSError) as exc:
-            _notify("error", _one_line(exc))
-            return
-        _notify("info", f"review of {n} genes loaded from {Path(path).name}")
-
-    def _export_dialog(self) -> None:
-        slide = self.current_slide()
-        start = str(Path(getattr(self, "_last_dir", "") or Path.home()) / f"{slide.name if slide else 'slide'}_review.csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export review", start, "CSV (*.csv)")
-        if path:
-            try:
-                written = self.export_review(path)
-            except OSError as exc:
-                _notify("error", _one_line(exc))
-                return
-            _notify("info", f"saved {written}")
 
 
 def _link_contrast(layers) -> None:
