@@ -3,8 +3,8 @@
     xvfb-run -a -s "-screen 0 1700x1100x24" python docs/screenshots/make_screenshots.py \
         --slide ../shared/data/visium_mouse_brain --budget 40 --he-slide ../shared/data/her2st_C2.h5ad
 
-Writes ``docs/screenshots/{open,training,side_by_side,validation}.png`` (and ``validation_he.png``
-with ``--he-slide``).
+Writes ``docs/screenshots/{open,training,side_by_side,validation,review_result}.png`` (and
+``validation_he.png`` with ``--he-slide``).
 """
 
 from __future__ import annotations
@@ -80,6 +80,26 @@ def main() -> int:
         widget.set_review(genes[1], status="flagged", comment="check the edge")
     widget.scroll_to(widget.review_table)
     shot("validation")
+    saved = widget.save_results(Path(tempfile.mkdtemp(prefix="s2s-shots-")) / f"{widget.current_slide().name}_s2s.h5ad")
+    viewer.close()
+
+    # a pathologist's session: the saved result reopened, measured spots marked, genes reviewed
+    viewer = napari.Viewer(title="napari-s2s", show=True)
+    viewer.window.resize(1600, 1000)
+    widget = S2SWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="S2S-ST imputation")
+    viewer.open(saved, plugin="napari-s2s")
+    for layer in viewer.layers:
+        if layer.name.endswith("measured spots"):
+            layer.visible = True
+    genes = widget.selected_genes()
+    widget.set_review(genes[0], status="accepted", comment="white matter tracts as expected")
+    if len(genes) > 2:
+        widget.set_review(genes[2], status="flagged", comment="edge of the section")
+    widget.scroll_to(widget.review_table)
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.zoom *= 1.6
+    shot("review_result")
     viewer.close()
     if args.he_slide:
         viewer = napari.Viewer(title="napari-s2s", show=True)
