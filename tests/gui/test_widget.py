@@ -68,6 +68,10 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     assert "GRB77" in widget.unknown_label.text() and "GRB7" in widget.unknown_label.text()
     assert notes and notes[-1][0] == "warning"
     genes = widget.selected_genes()
+    # the opened measured stack follows the selection (no new layer): picked genes show at once
+    stacks = [x for x in viewer.layers if (s2s_meta(x) or {}).get("kind") == "measured"]
+    assert len(stacks) == 1 and s2s_meta(stacks[0])["genes"] == genes and stacks[0].data.shape[0] == len(genes)
+    np.testing.assert_array_equal(stacks[0].data, slide.grid(genes).display()[0])
 
     # small budget, CPU; settings persist
     widget.budget_spin.setValue(30)
@@ -92,6 +96,7 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     assert widget.train_button.isEnabled()
 
     # layers: measured and imputed stacks for the genes, aligned in micrometres
+    assert [x for x in viewer.layers if (s2s_meta(x) or {}).get("kind") == "measured"] == stacks  # reused
     imputed = _layer(viewer, "imputed")
     measured = [
         layer for layer in viewer.layers

@@ -166,8 +166,8 @@ def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4)
         spots = measured_spots_layer(slide)
         if spots is not None:
             out.append(spots)
-    else:
-        out.append(gene_stack_layer(slide, slide.grid(genes), "measured"))
+    else:  # the dock widget keeps this stack on the genes it selects (until a run uses it)
+        out.append(gene_stack_layer(slide, slide.grid(genes), "measured", follows_selection=True))
     return out
 
 

@@ -577,6 +577,29 @@ class S2SWidget(QWidget):
         self.selected_list.clear()
         self.selected_list.addItems(self._genes)
         self._update_buttons()
+        self._follow_selection()
+
+    def _follow_selection(self) -> None:
+        """The slide's opened measured stack shows the selected genes (until a run pairs it with maps).
+
+        Picking genes shows them at once, and Train finds their measured stack ready (one layer fewer
+        to add in the click).
+        """
+        slide = self.current_slide()
+        if slide is None or not self._genes or slide.is_imputed_result:
+            return
+        following = [x for x in self._layers_of(slide, "measured") if s2s_meta(x).get("follows_selection")]
+        if not following or s2s_meta(following[-1]).get("genes") == self._genes:
+            return
+        layer = following[-1]
+        data, kwargs, _ = gene_stack_layer(
+            slide, slide.grid(self._genes), "measured", name=f"{slide.name} measured ({len(self._genes)} genes)",
+            follows_selection=True,
+        )
+        layer.metadata = {**layer.metadata, **kwargs["metadata"]}
+        layer.data = data
+        layer.name = kwargs["name"]
+        self._sync_gene_display()
 
     def _remove_selected(self) -> None:
         drop = {item.text() for item in self.selected_list.selectedItems()}
@@ -788,6 +811,7 @@ class S2SWidget(QWidget):
         if found:
             layer = found[-1]
             s2s_meta(layer)["gene_limits"] = limits
+            s2s_meta(layer)["follows_selection"] = False  # paired with this run's maps from now on
             layer.visible = True
             return layer
         return self.viewer.add_image(layer_data[0], **layer_data[1])
