@@ -197,6 +197,15 @@ def test_errors_are_notifications_and_widget_stays_usable(widget, qtbot, synthet
     again.deleteLater()
 
 
+def test_paper_preset_on_cpu_is_flagged(widget):
+    note = widget.preset_note
+    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
+    widget.preset_combo.setCurrentText("paper")
+    assert not note.isHidden() and "GPU" in note.text()
+    widget.preset_combo.setCurrentText("fast")
+    assert note.isHidden()
+
+
 def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, synthetic_slide, tmp_path, monkeypatch):
     from napari_s2s.gui.layers import slide_layers
     from napari_s2s.gui.widget import S2SWidget

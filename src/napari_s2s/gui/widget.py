@@ -318,6 +318,7 @@ class S2SWidget(QWidget):
         form.addRow("Budget", self.budget_spin)
         self.device_combo = QComboBox()
         avail = available_devices()
+        self._accelerators = [d for d in avail if d in ("cuda", "mps")]
         auto = next((d for d in ("cuda", "mps") if d in avail), "cpu")
         for dev in DEVICES:
             ok = dev == "auto" or dev in avail
@@ -325,6 +326,11 @@ class S2SWidget(QWidget):
             self.device_combo.addItem(label, dev)
             self.device_combo.model().item(self.device_combo.count() - 1).setEnabled(ok)
         form.addRow("Device", self.device_combo)
+        self.preset_note = QLabel("")
+        self.preset_note.setWordWrap(True)
+        self.preset_note.setStyleSheet("color: #e0b050")
+        self.preset_note.setVisible(False)
+        form.addRow(self.preset_note)
         self.natural_check = QCheckBox("natural-image co-learning")
         self.natural_check.setToolTip("co-train on natural images (S2S-ST); off for the ablation")
         form.addRow(self.natural_check)
@@ -360,7 +366,21 @@ class S2SWidget(QWidget):
         for w in (self.budget_spin, self.seed_spin, self.cascades_spin, self.features_spin):
             w.valueChanged.connect(self._save_settings)
         self.natural_check.toggled.connect(self._save_settings)
+        for w in (self.preset_combo, self.device_combo):
+            w.currentIndexChanged.connect(self._update_preset_note)
         return box
+
+    def _update_preset_note(self, *_) -> None:
+        """Say so when the ``paper`` preset would run on the CPU (it is meant for a GPU)."""
+        device = self.device_combo.currentData() or "auto"
+        on_cpu = device == "cpu" or (device == "auto" and not self._accelerators)
+        slow = self.preset_combo.currentText() == "paper" and on_cpu
+        self.preset_note.setText(
+            "The paper preset (3.4 M parameters) is meant for a GPU: on a CPU it trains ~0.03-0.2 steps/s "
+            "and a preview map can take ~30 s (benchmarks/results/s2s_speed.md). The fast preset suits a CPU."
+            if slow else ""
+        )
+        self.preset_note.setVisible(slow)
 
     def _build_run_box(self) -> QGroupBox:
         box = QGroupBox("Train")
