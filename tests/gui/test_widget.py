@@ -286,7 +286,17 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     widget.budget_spin.setValue(1)
     widget.start_training()
     qtbot.waitUntil(lambda: not widget.running, timeout=120000)
-    assert len([layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]) == 1
+    imputed = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]
+    assert len(imputed) == 1 and imputed[0].name.endswith("imputed") and imputed[0].visible
+    # a run that fails before its first map leaves the earlier maps as they were
+    cuda = widget.device_combo.findData("cuda")
+    if "not available" in widget.device_combo.itemText(cuda):
+        widget.device_combo.setCurrentIndex(cuda)
+        widget.start_training()
+        qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+        assert widget.state.phase == "error"
+        after = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]
+        assert after == imputed and after[0].visible and after[0].name.endswith("imputed")
 
 
 def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, notes):

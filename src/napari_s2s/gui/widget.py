@@ -167,6 +167,7 @@ class S2SWidget(QWidget):
         self.final_map_s: float | None = None  # click -> final maps on screen
         self.previews_shown = 0  # preview maps shown during the current (or last) training run
         self._run_layer = None  # the imputed layer the running training updates (previews, then final)
+        self._replaced: list = []  # (layer, visible) of earlier maps a running training will replace
         self._slides: dict[int, object] = {}
         self._genes: list[str] = []
         self._genes_for: int | None = None
@@ -765,6 +766,7 @@ class S2SWidget(QWidget):
         layer = self._run_layer
         if layer is not None and layer in self.viewer.layers and not s2s_meta(layer).get("step"):
             self.viewer.layers.remove(layer)  # the run failed before its first map: drop the empty stack
+        self._restore_replaced()  # and show the earlier maps again
         self._run_layer = None
         self.state.message = _one_line(exc)
         self.state.phase = "error"
@@ -848,6 +850,8 @@ class S2SWidget(QWidget):
         data, kwargs, _ = layers["imputed"]
         layer = self._run_layer
         if layer is not None and layer in self.viewer.layers and layer.data.shape == data.shape:
+            if not isinstance(out, dict):  # a real map: the maps this run replaces can go now
+                self._drop_replaced()
             layer.metadata = {**layer.metadata, **kwargs["metadata"]}
             layer.data = data  # same grid: no new layer, no new visual
             layer.name = kwargs["name"]
@@ -856,10 +860,16 @@ class S2SWidget(QWidget):
             if s2s_meta(other).get("genes") != genes or s2s_meta(other)["kind"] == "error":
                 other.visible = False
         measured = self._measured_for(slide, genes, layers["measured"])
-        for old in self._layers_of(slide, "imputed"):  # a new run replaces the last maps and stale previews
+        # a new run replaces the last maps and stale previews: hidden now, removed at its first map, shown
+        # again if it fails before one
+        self._drop_replaced()
+        for old in self._layers_of(slide, "imputed"):
             if old.name == f"{slide.name} imputed" or s2s_meta(old).get("preview"):
-                self.viewer.layers.remove(old)
+                self._replaced.append((old, old.visible))
+                old.visible = False
         imputed = self.viewer.add_image(data, **kwargs)
+        if not isinstance(out, dict):
+            self._drop_replaced()
         _link_contrast([measured, imputed])
         self._run_layer = imputed
         self.viewer.layers.selection.active = imputed
@@ -867,6 +877,18 @@ class S2SWidget(QWidget):
         if self.side_by_side_check.isChecked():
             self.set_side_by_side(True)
         return imputed
+
+    def _drop_replaced(self) -> None:
+        for old, _ in self._replaced:
+            if old in self.viewer.layers:
+                self.viewer.layers.remove(old)
+        self._replaced = []
+
+    def _restore_replaced(self) -> None:
+        for old, visible in self._replaced:
+            if old in self.viewer.layers:
+                old.visible = visible
+        self._replaced = []
 
     def _show_preview(self, out: TrainingPreview) -> None:
         self._show_run_maps(out)
