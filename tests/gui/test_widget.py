@@ -174,6 +174,7 @@ def test_errors_are_notifications_and_widget_stays_usable(widget, qtbot, synthet
 
     viewer = widget.viewer
     assert widget.minimumSizeHint().width() <= 260  # usable in a narrow dock (the panel scrolls)
+    assert widget._scroll.widget().minimumSizeHint().width() <= 250  # ... vertically only: nothing cut at 270 px
     for data, kwargs, _ in slide_layers(synthetic_slide):
         viewer.add_image(data, **kwargs)
     widget.budget_spin.setValue(5)

@@ -1,7 +1,7 @@
 """The dock widget's "Review" box: a table of genes with accept / flag / comment and their metrics.
 
 The model is :class:`~napari_s2s.gui.review.ReviewTable` (plain Python, CSV in and out); this view
-shows it, writes edits back to it, and offers "Load review…" and "Export review CSV…".
+shows it, writes edits back to it, and offers "Load…" and "Export CSV…".
 """
 
 from __future__ import annotations
@@ -98,11 +98,12 @@ class ReviewPanel(QGroupBox):
         self.table.cellClicked.connect(self._on_click)
         lay.addWidget(self.table)
         row = QHBoxLayout()
-        self.load_button = QPushButton("Load review…")
-        self.load_button.setToolTip("continue a review: statuses and comments of a CSV exported before")
+        self.load_button = QPushButton("Load…")
+        self.load_button.setToolTip("continue a review: statuses and comments of a review CSV exported before")
         self.load_button.clicked.connect(self._load_dialog)
         row.addWidget(self.load_button)
-        self.export_button = QPushButton("Export review CSV…")
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("save the review (status, comment, metrics per gene) as CSV")
         self.export_button.clicked.connect(self._export_dialog)
         row.addWidget(self.export_button)
         lay.addLayout(row)

@@ -396,7 +396,7 @@ class S2SWidget(QWidget):
         row.addWidget(self.train_button)
         row.addWidget(self.stop_button)
         lay.addLayout(row)
-        self.validate_button = QPushButton("Validate (hold-out)")
+        self.validate_button = QPushButton("Validate")
         self.validate_button.setToolTip(
             "hide 3/4 of the spots, predict them from the rest, and show per-gene PCC/RMSE and error maps"
         )
@@ -404,6 +404,8 @@ class S2SWidget(QWidget):
         self.method_combo = QComboBox()
         self.method_combo.addItems(validation_methods())
         self.method_combo.setToolTip("method to validate (s2s, or a baseline to compare with)")
+        self.method_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method_combo.setMinimumContentsLength(5)
         row = QHBoxLayout()
         row.addWidget(self.validate_button, 1)
         row.addWidget(self.method_combo)
@@ -420,11 +422,13 @@ class S2SWidget(QWidget):
     def _build_results_box(self) -> QGroupBox:
         box = QGroupBox("Results")
         lay = QVBoxLayout(box)
-        self.side_by_side_check = QCheckBox("Side by side (measured | imputed)")
-        self.side_by_side_check.setToolTip("napari grid mode, the H&E under each, shared contrast per gene")
+        self.side_by_side_check = QCheckBox("Side by side")
+        self.side_by_side_check.setToolTip(
+            "measured | imputed in a napari grid, the H&E under each, one contrast per gene"
+        )
         self.side_by_side_check.toggled.connect(self.set_side_by_side)
         lay.addWidget(self.side_by_side_check)
-        self.model_at_spots_check = QCheckBox("Model output at measured spots (smoother)")
+        self.model_at_spots_check = QCheckBox("Model output at spots")
         self.model_at_spots_check.setToolTip(
             "Display only. Off: the imputed maps keep the measured values exactly at measured spots, which\n"
             "can look like dots beside the smoother predictions. On: they show the network's output there too.\n"
@@ -522,6 +526,7 @@ class S2SWidget(QWidget):
                 self.slide_combo.setCurrentIndex(self.slide_combo.count() - 1)
             self.slide_combo.blockSignals(False)
             self._on_slide_changed()
+        self._follow_selection()  # the slide's measured stack may arrive after its first layer
         self._sync_gene_display()
 
     def current_slide(self):
