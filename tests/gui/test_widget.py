@@ -198,6 +198,24 @@ def test_errors_are_notifications_and_widget_stays_usable(widget, qtbot, synthet
     again.deleteLater()
 
 
+def test_open_menu_file_or_folder(widget, data_dir, monkeypatch):
+    from napari_s2s.gui import widget as widget_mod
+
+    asked = []
+    monkeypatch.setattr(widget_mod.QFileDialog, "getOpenFileName",
+                        lambda *a, **k: (asked.append("file"), (str(data_dir / "her2st_C2.h5ad"), ""))[1])
+    monkeypatch.setattr(widget_mod.QFileDialog, "getExistingDirectory",
+                        lambda *a, **k: (asked.append("folder"), "")[1])  # the user cancels
+    file_action, folder_action = widget.open_button.menu().actions()
+    folder_action.trigger()
+    assert asked == ["folder"] and widget.current_slide() is None  # cancelled: nothing opened, no other dialog
+    file_action.trigger()
+    assert asked == ["folder", "file"] and widget.current_slide().name == "her2st_C2"
+    monkeypatch.setattr(widget_mod.QFileDialog, "getExistingDirectory", lambda *a, **k: str(data_dir / "visium_mouse_brain"))
+    folder_action.trigger()
+    assert widget.current_slide().name != "her2st_C2" and widget.current_slide().kind == "hex"
+
+
 def test_paper_preset_on_cpu_is_flagged(widget):
     note = widget.preset_note
     widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))

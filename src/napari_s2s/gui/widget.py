@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QLineEdit,
     QListWidget,
     QPlainTextEdit,
@@ -169,6 +170,7 @@ class S2SWidget(QWidget):
         self._run_layer = None  # the imputed layer the running training updates (previews, then final)
         self._replaced: list = []  # (layer, visible) of earlier maps a running training will replace
         self._slides: dict[int, object] = {}
+        self._previous_slides: set[int] = set()  # slides seen before (a new one gets selected)
         self._genes: list[str] = []
         self._genes_for: int | None = None
         self._runner = _Runner()
@@ -235,8 +237,11 @@ class S2SWidget(QWidget):
         self.slide_combo.setToolTip("slides opened in the viewer (File > Open, drag and drop, or Open…)")
         self.slide_combo.currentIndexChanged.connect(self._on_slide_changed)
         self.open_button = QPushButton("Open…")
-        self.open_button.setToolTip("open a Space Ranger outs/ folder or an .h5ad file")
-        self.open_button.clicked.connect(self._open_dialog)
+        self.open_button.setToolTip("open an .h5ad file or a Space Ranger outs/ folder")
+        menu = QMenu(self.open_button)
+        menu.addAction("AnnData file (.h5ad)…", self._open_file_dialog)
+        menu.addAction("Space Ranger folder (outs/)…", self._open_folder_dialog)
+        self.open_button.setMenu(menu)
         row.addWidget(self.slide_combo, 1)
         row.addWidget(self.open_button)
         lay.addLayout(row)
@@ -520,10 +525,14 @@ class S2SWidget(QWidget):
             self.slide_combo.clear()
             for key, slide in slides.items():
                 self.slide_combo.addItem(slide.name, key)
-            if current is not None and id(current) in slides:
+            opened = [key for key in slides if key not in self._previous_slides]
+            if opened:  # a slide just opened: work on it
+                self.slide_combo.setCurrentIndex(self.slide_combo.findData(opened[-1]))
+            elif current is not None and id(current) in slides:
                 self.slide_combo.setCurrentIndex(self.slide_combo.findData(id(current)))
             elif slides:
                 self.slide_combo.setCurrentIndex(self.slide_combo.count() - 1)
+            self._previous_slides = set(slides)
             self.slide_combo.blockSignals(False)
             self._on_slide_changed()
         self._follow_selection()  # the slide's measured stack may arrive after its first layer
@@ -570,11 +579,15 @@ class S2SWidget(QWidget):
         self._on_search(self.search_edit.text())
         self._update_buttons()
 
-    def _open_dialog(self) -> None:
+    def _open_file_dialog(self) -> None:
         start = getattr(self, "_last_dir", "") or str(Path.home())
         path, _ = QFileDialog.getOpenFileName(self, "Open a slide (.h5ad)", start, "AnnData (*.h5ad);;All files (*)")
-        if not path:
-            path = QFileDialog.getExistingDirectory(self, "…or a Space Ranger outs/ folder", start)
+        if path:
+            self.open_slide(path)
+
+    def _open_folder_dialog(self) -> None:
+        start = getattr(self, "_last_dir", "") or str(Path.home())
+        path = QFileDialog.getExistingDirectory(self, "Open a Space Ranger outs/ folder", start)
         if path:
             self.open_slide(path)
 
