@@ -39,7 +39,8 @@ from superqt import QCollapsible
 from ..core.errors import SlideError
 from . import workers
 from .gene_picker import parse_gene_list, search_genes
-from .layers import META_KEY, gene_stack_layer, s2s_meta
+from . import side_by_side
+from .layers import gene_stack_layer, s2s_meta
 from .loss_plot import LossPlot
 from .progress import ProgressBar
 from .review import ReviewTable
@@ -991,7 +992,6 @@ class S2SWidget(QWidget):
     # ================================================================== side by side
     def set_side_by_side(self, on: bool) -> None:
         """napari grid mode: measured | imputed, each over its own copy of the H&E, shared contrast."""
-        grid = self.viewer.canvas.grid
         if not on:
             self._leave_side_by_side()
             return
@@ -1000,47 +1000,16 @@ class S2SWidget(QWidget):
         if imputed is None:
             self.state.message = "side by side needs imputed maps: train first"
             return
-        genes = s2s_meta(imputed)["genes"]
-        measured = self._layers_of(slide, "measured", genes)
+        measured = self._layers_of(slide, "measured", s2s_meta(imputed)["genes"])
         if not measured:
             return
-        measured = measured[-1]
         self._leave_side_by_side()
         he = self._layers_of(slide, "he")
-        order = [measured, imputed]
-        if he:
-            data, kw = he[0].data, {
-                "name": f"{he[0].name} (copy)", "rgb": True, "scale": he[0].scale, "units": he[0].units,
-                "metadata": {META_KEY: dict(s2s_meta(he[0]), kind="he_copy")},
-            }
-            copy = self.viewer.add_image(data, **kw)
-            order = [he[0], measured, copy, imputed]
-        self._grid_saved = {layer: layer.visible for layer in self.viewer.layers if layer not in order}
-        for k, layer in enumerate(order):
-            self.viewer.layers.move(self.viewer.layers.index(layer), k)
-        for layer in self._grid_saved:
-            layer.visible = False
-        for layer in order:
-            layer.visible = True
-        grid.stride = 2 if he else 1
-        grid.shape = (1, 2)
-        grid.enabled = True
-        self.viewer.layers.selection.active = imputed
-        self.viewer.reset_view()
+        self._grid_saved = side_by_side.enter(self.viewer, measured[-1], imputed, he[0] if he else None)
 
     def _leave_side_by_side(self) -> None:
-        self.viewer.canvas.grid.enabled = False
-        for layer in list(self.viewer.layers):
-            m = s2s_meta(layer)
-            if m and m.get("kind") == "he_copy":
-                self.viewer.layers.remove(layer)
-        was_on = self._grid_saved is not None
-        for layer, vis in (self._grid_saved or {}).items():
-            if layer in self.viewer.layers:
-                layer.visible = vis
+        side_by_side.leave(self.viewer, self._grid_saved)
         self._grid_saved = None
-        if was_on:
-            self.viewer.reset_view()
 
     # ================================================================== display of the imputed maps
     def display_source(self) -> str:
