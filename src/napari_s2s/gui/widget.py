@@ -816,7 +816,7 @@ class S2SWidget(QWidget):
             bits.append(f"step {st.step}/{st.max_steps}")
         if st.running and st.eta_s is not None:
             bits.append(f"ETA {_fmt_s(st.eta_s)}")
-        if st.elapsed_s:
+        if st.elapsed_s and st.running:  # when done, the message says how long it took
             bits.append(f"{_fmt_s(st.elapsed_s)} elapsed")
         if st.message:
             bits.append(st.message)
