@@ -114,3 +114,18 @@ def test_impute_histology_on_without_image_is_bad_input(tmp_path, data_dir, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "H&E image" in err[0]
     assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_impute_without_test_time_averaging(tmp_path, data_dir):
+    src = slide_path(data_dir, "her2st_C2")
+    outs = {}
+    for name, extra in (("tta", []), ("notta", ["--no-tta"])):
+        outs[name] = tmp_path / f"{name}.h5ad"
+        rc = main(["impute", str(src), "--out", str(outs[name]), "--genes", "top:2", "--device", "cpu"] + extra + FAST)
+        assert rc == 0
+    a, b = ad.read_h5ad(outs["tta"]), ad.read_h5ad(outs["notta"])
+    assert a.uns["s2s"]["config"]["tta"] and not b.uns["s2s"]["config"]["tta"]
+    meas = a.obs["s2s_measured"].to_numpy().astype(bool)
+    xa, xb = np.asarray(a.X), np.asarray(b.X)
+    assert np.array_equal(xa[meas], xb[meas])  # measured values exact either way
+    assert not np.allclose(xa[~meas], xb[~meas])  # same weights (same seed and steps), one pass vs the average

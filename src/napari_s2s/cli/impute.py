@@ -30,6 +30,12 @@ def add_parser(sub):
         help="H&E guidance: S2S learns what per-spot H&E features do not explain (auto: on when the slide "
         "has an image with >= 4 pixels per spot; default off)",
     )
+    p.add_argument(
+        "--no-tta",
+        action="store_true",
+        help="one imputation pass instead of averaging over the lattice's flips (4x faster on hex lattices, "
+        "8x on square; -0.008 mean PCC in benchmarks/results/s2s_ablations.md)",
+    )
     p.add_argument("--save-model", default=None, help="also save the trained model (.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -79,6 +85,7 @@ def run(args) -> int:
         natural_images=not args.no_natural,
         natural_folder=args.natural_folder,
         histology=args.histology,
+        tta=not args.no_tta,
     )
     imp = S2SImputer(cfg)
     t0 = time.perf_counter()
