@@ -10,26 +10,6 @@ from napari_s2s.core.evaluation.benchmark import build_holdout, run_benchmark
 from napari_s2s.core.methods import METHODS, ImputationTask
 
 
-def _square_task(values_fn, n=12, genes=1, noise=0.0, seed=0, targets=None) -> ImputationTask:
-    """A square-lattice task: measured on the even/even sub-lattice of an n x n grid."""
-    rng = np.random.default_rng(seed)
-    rr, cc = np.mgrid[0:n, 0:n]
-    r, c = rr.ravel(), cc.ravel()
-    meas = (r % 2 == 0) & (c % 2 == 0)
-    vals = np.stack([values_fn(r[meas], c[meas]) for _ in range(genes)], axis=1)
-    vals = vals + rng.normal(0, noise, vals.shape) if noise else vals
-    tr, tc = (r[~meas], c[~meas]) if targets is None else targets
-    return ImputationTask(
-        kind="square",
-        measured_rows=r[meas],
-        measured_cols=c[meas],
-        measured_values=vals.astype(np.float32),
-        genes=tuple(f"g{i}" for i in range(genes)),
-        target_rows=np.asarray(tr),
-        target_cols=np.asarray(tc),
-    )
-
-
 def test_registered_names():
     for name in ("nearest", "linear", "cubic", "gaussian", "pca_gaussian"):
         assert name in METHODS
@@ -85,9 +65,9 @@ def test_loo_bandwidth_small_for_smooth_field_large_for_noise():
     assert per.shape == (4,) and per[0] < per[1:].min()
 
 
-def test_linear_exact_on_linear_field_and_nearest_outside_hull():
+def test_linear_exact_on_linear_field_and_nearest_outside_hull(square_task):
     f = lambda r, c: 2.0 * r + 3.0 * c + 1.0  # noqa: E731
-    task = _square_task(f, n=12)
+    task = square_task(lambda r, c, g: f(r, c), n=12, genes=1)
     tr, tc = task.target_rows, task.target_cols
     inside = (tr <= 10) & (tc <= 10)  # measured lattice spans 0..10
     for name in ("linear", "cubic"):

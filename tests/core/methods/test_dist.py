@@ -12,22 +12,6 @@ from napari_s2s.core.methods import METHODS, ImputationTask
 SMALL = dict(width=8, threads=1)
 
 
-def _square_task(n: int = 16, genes: int = 2) -> ImputationTask:
-    rr, cc = np.mgrid[0:n, 0:n]
-    r, c = rr.ravel(), cc.ravel()
-    meas = (r % 2 == 0) & (c % 2 == 0)
-    vals = np.stack([r[meas] * 10.0 + c[meas] + g for g in range(genes)], 1)
-    return ImputationTask(
-        kind="square",
-        measured_rows=r[meas],
-        measured_cols=c[meas],
-        measured_values=vals.astype(np.float32),
-        genes=tuple(f"g{i}" for i in range(genes)),
-        target_rows=r[~meas],
-        target_cols=c[~meas],
-    )
-
-
 @pytest.fixture
 def identity_net(monkeypatch):
     """DIST networks built with the residual branch zeroed: the output is the input repeated 2x2."""
@@ -58,11 +42,11 @@ def test_level_image_fills_hex_gaps_with_nearest_mean():
     assert img[0, 2, 4] == 0.0  # far from every spot: 0
 
 
-def test_untrained_identity_network_copies_the_parent_cell(identity_net):
+def test_untrained_identity_network_copies_the_parent_cell(identity_net, square_task):
     """With the residual branch zeroed, the output is the input repeated into 2x2 blocks, so each
     target must receive the value of the measured spot whose cell contains it: checks the alignment
     of levels and origins."""
-    task = _square_task()
+    task = square_task()
     pred = dist_mod.Dist(epochs=0, **SMALL).predict(task)
     parent = (task.target_rows // 2 * 2) * 10.0 + (task.target_cols // 2 * 2)
     assert np.allclose(pred[:, 0], parent)
@@ -81,8 +65,8 @@ def test_predicts_every_target_and_honours_the_budget(synthetic_slide):
     assert m2.details_["epochs"] == 1  # stops after the first epoch over the budget
 
 
-def test_deterministic_with_seed():
-    task = _square_task()
+def test_deterministic_with_seed(square_task):
+    task = square_task()
     a = dist_mod.Dist(epochs=2, **SMALL).predict(task)
     b = dist_mod.Dist(epochs=2, **SMALL).predict(task)
     c = dist_mod.Dist(epochs=2, **SMALL).predict(ImputationTask(**{**task.__dict__, "seed": 1}))
@@ -90,9 +74,9 @@ def test_deterministic_with_seed():
     assert not np.array_equal(a, c)
 
 
-def test_training_learns_the_low_to_high_step():
+def test_training_learns_the_low_to_high_step(square_task):
     """On a smooth field, a trained net predicts the hidden spots better than its untrained start."""
-    task = _square_task(n=24, genes=1)
+    task = square_task(n=24, genes=1)
     truth = task.target_rows * 10.0 + task.target_cols
     untrained = dist_mod.Dist(epochs=0, **SMALL).predict(task)[:, 0]
     trained = dist_mod.Dist(epochs=60, lr=3e-3, **SMALL).predict(task)[:, 0]
