@@ -48,3 +48,21 @@ def _measured_in_dense_order(slide, res, meas):
     key = {(2 * int(r), 2 * int(c)): i for i, (r, c) in enumerate(zip(slide.array_row[use], slide.array_col[use]))}
     idx = [key[(int(r), int(c))] for r, c in zip(res.dense_rows[res.measured], res.dense_cols[res.measured])]
     return meas[np.array(idx)]
+
+
+def test_guided_preview_and_model_output(synthetic_slide):
+    """Previews and the model-output layer include the H&E term too; X stays exact."""
+    s = synthetic_slide
+    genes = ["TumorMarker", "Gradient1"]
+    cfg = S2SConfig.from_preset("fast", max_steps=2, budget_s=None, natural_images=False, threads=1,
+                                device="cpu", histology="auto", tta=False)
+    imp = S2SImputer(cfg)
+    previews = [imp.preview(s, genes) for ev in imp.fit_iter(s, genes) if ev.phase == "train"]
+    assert imp.histology_used and len(previews) == 2
+    final = imp.impute(s, genes)
+    meas = s.lognorm(genes)
+    for res in (previews[-1], final):
+        assert np.array_equal(res.values[res.measured], _measured_in_dense_order(s, res, meas))
+        assert np.all(np.isfinite(res.values)) and np.all(res.values >= 0)
+    np.testing.assert_array_equal(final.model_values[~final.measured], final.values[~final.measured])
+    assert np.all(final.model_values >= 0)
