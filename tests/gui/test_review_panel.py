@@ -79,3 +79,23 @@ def test_load_keeps_the_slides_genes_and_warns_about_another_slide(panel, tmp_pa
     with pytest.raises(ValueError, match="not a napari-s2s review"):
         panel.load(bad)
     assert panel.review.rows["ERBB2"].status == "flagged"  # unchanged by the failed load
+
+
+def test_keys_review_the_current_gene_and_move_on(panel, qtbot):
+    from qtpy.QtCore import Qt
+
+    t = panel.table
+    t.setFocus()
+    t.setCurrentCell(0, 0)
+    assert panel.seen["clicked"][-1] == "ERBB2"  # the gene slider follows the current row
+    qtbot.keyClick(t, Qt.Key.Key_A)
+    qtbot.keyClick(t, Qt.Key.Key_F)
+    assert t.currentRow() == 2 and panel.seen["clicked"][-1] == "KRT19"
+    rows = panel.review.rows
+    assert (rows["ERBB2"].status, rows["GRB7"].status, rows["KRT19"].status) == ("accepted", "flagged", "")
+    t.setCurrentCell(0, 0)
+    qtbot.keyClick(t, Qt.Key.Key_U)
+    assert rows["ERBB2"].status == "" and t.cellWidget(0, 1).currentIndex() == 0
+    t.setCurrentCell(2, 0)
+    qtbot.keyClick(t, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)  # a shortcut, not a review key
+    assert rows["KRT19"].status == ""

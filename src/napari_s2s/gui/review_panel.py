@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -47,6 +47,8 @@ REVIEW_HEADERS = ["Gene", "Status", *METRIC_COLS, "Comment"]
 COMMENT_COL = len(REVIEW_HEADERS) - 1
 #: What the status combo box shows for each of :data:`~napari_s2s.gui.review.STATUSES`.
 STATUS_LABELS = ("—", "accept", "flag")
+#: Review keys in the table: status of the current gene, then the next gene.
+STATUS_KEYS = {Qt.Key.Key_A: "accepted", Qt.Key.Key_F: "flagged", Qt.Key.Key_0: "", Qt.Key.Key_U: ""}
 
 
 class ReviewPanel(QGroupBox):
@@ -96,6 +98,9 @@ class ReviewPanel(QGroupBox):
         self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.table.itemChanged.connect(self._on_item)
         self.table.cellClicked.connect(self._on_click)
+        self.table.currentCellChanged.connect(self._on_current)
+        self.table.installEventFilter(self)
+        self.table.setToolTip("keys: A accept, F flag, U (or 0) undo, then the next gene; the gene slider follows")
         lay.addWidget(self.table)
         row = QHBoxLayout()
         self.load_button = QPushButton("Load…")
@@ -199,6 +204,29 @@ class ReviewPanel(QGroupBox):
     def _on_click(self, row: int, col: int) -> None:
         if col == 0:
             self._on_gene_clicked(self.table.item(row, 0).text())
+
+    def _on_current(self, row: int, col: int, *_) -> None:
+        if 0 <= row < self.table.rowCount() and self.table.item(row, 0) is not None:
+            self._on_gene_clicked(self.table.item(row, 0).text())
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        """A / F / U keys review the current gene and move to the next (not while editing a comment)."""
+        if obj is self.table and event.type() == QEvent.Type.KeyPress and event.key() in STATUS_KEYS:
+            if self.table.state() != QTableWidget.State.EditingState and event.modifiers() in (
+                Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier
+            ):
+                self.review_current(STATUS_KEYS[event.key()])
+                return True
+        return super().eventFilter(obj, event)
+
+    def review_current(self, status: str) -> None:
+        """Set the current gene's status, then make the next gene current."""
+        row = self.table.currentRow()
+        if not 0 <= row < self.table.rowCount():
+            return
+        self.table.cellWidget(row, 1).setCurrentIndex(STATUSES.index(status))
+        if row + 1 < self.table.rowCount():
+            self.table.setCurrentCell(row + 1, 0)
 
 
 def column(header: str) -> int:
