@@ -282,6 +282,18 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     assert [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"] == [final]
     assert final.name.endswith("imputed") and not s2s_meta(final).get("preview")
     assert s2s_meta(final)["result"] is not None and widget.save_button.isEnabled()
+    # with the final maps (not while training): hidden rings at the measured spots, on their dense positions
+    spots = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "spots"]
+    assert len(spots) == 1 and not spots[0].visible and viewer.layers.selection.active is final
+    assert len(spots[0].data) == int(synthetic_slide.usable().sum())
+    res_ = s2s_meta(final)["result"]
+    grid_ = s2s_meta(final)["grid"]
+    ii = res_.dense_rows[res_.measured] - grid_.origin[0]
+    jj = res_.dense_cols[res_.measured] - grid_.origin[1]
+    want = (np.asarray(grid_.index_to_world) @ np.stack([ii, jj, np.ones_like(ii)]).astype(float))[:2].T
+    got = np.asarray(spots[0].data, float)
+    order = lambda a: a[np.lexsort((a[:, 1], a[:, 0]))]  # noqa: E731
+    np.testing.assert_allclose(order(np.round(got, 6)), order(np.round(want, 6)), atol=1e-6)
     assert widget.final_map_s > widget.first_map_s
     # measured values exact in the final maps, as shown
     res = s2s_meta(final)["result"]

@@ -172,14 +172,19 @@ def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4)
 
 
 def measured_spots_layer(slide: Slide) -> LayerData | None:
-    """Hollow markers at the measured spots of a reopened result (hidden at first), or ``None``."""
-    measured = slide.result_measured()
+    """Hollow markers at the measured spots (hidden at first), sized for the x2 dense grid, or ``None``.
+
+    For a reopened result, the positions it marks as measured; for a slide, its usable spots (where
+    its imputed maps hold the measured values).
+    """
+    measured = slide.result_measured() if slide.is_imputed_result else slide.usable()
     if measured is None or not measured.any():
         return None
     pitch = slide.geometry.pitch_um if slide.geometry.units == "um" and slide.geometry.pitch_um else 1.0
+    dense_pitch = pitch if slide.is_imputed_result else pitch / 2.0
     kwargs = {
         "name": f"{slide.name} measured spots",
-        "size": 0.9 * pitch,  # the result's own (half) pitch: a ring inside each measured position
+        "size": 0.9 * dense_pitch,  # a ring inside each measured position of the dense grid
         "face_color": "transparent",
         "border_color": "white",
         "border_width": 0.12,

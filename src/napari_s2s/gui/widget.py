@@ -40,7 +40,7 @@ from ..core.errors import SlideError
 from . import workers
 from .gene_picker import parse_gene_list, search_genes
 from . import side_by_side
-from .layers import gene_stack_layer, s2s_meta
+from .layers import gene_stack_layer, measured_spots_layer, s2s_meta
 from .loss_plot import LossPlot
 from .progress import ProgressBar
 from .review import ReviewTable
@@ -897,6 +897,16 @@ class S2SWidget(QWidget):
             self.set_side_by_side(True)
         return imputed
 
+    def _add_spots_layer(self) -> None:
+        """Rings at the measured spots (hidden; one per slide), added with the final maps, not while training."""
+        slide = self.current_slide() if self._runner.job is None else self._runner.job.slide
+        if slide is None or self._layers_of(slide, "spots"):
+            return
+        spots = measured_spots_layer(slide)
+        if spots is not None:
+            self.viewer.add_points(spots[0], **spots[1])
+            self.viewer.layers.selection.active = self._run_layer or self.viewer.layers.selection.active
+
     def _drop_replaced(self) -> None:
         for old, _ in self._replaced:
             if old in self.viewer.layers:
@@ -919,6 +929,7 @@ class S2SWidget(QWidget):
 
     def _show_training(self, out: TrainingOutcome) -> None:
         self._show_run_maps(out)
+        self._add_spots_layer()
         self.last_outcome = out
         self.final_map_s = time.perf_counter() - self._t_click
         if self.first_map_s is None:
