@@ -420,7 +420,6 @@ class S2SImputer:
         genes: list[str] | None = None,
         tta: bool | None = None,
         models: list | None = None,
-        exact: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict (t, G) log-normalised values at dense-grid targets from measured arrays.
 
@@ -428,9 +427,29 @@ class S2SImputer:
         targets are dense-grid coordinates (measured spots at ``(2 row, 2 col)``). Targets that are
         measured spots get the measured values exactly. Returns the predictions and the bool
         "measured" flag per target. ``tta`` overrides the config's test-time averaging; ``models``
-        replaces the trained networks (e.g. the one being trained, for a preview). With
-        ``exact=False`` the network's output is returned everywhere, measured spots included.
+        replaces the trained networks (e.g. the one being trained, for a preview).
         """
+        pred = self.predict_arrays(
+            rows, cols, kind, values, target_rows, target_cols, all_genes, covariates, genes, tta, models
+        )
+        return final_consistency(pred, target_rows, target_cols, rows, cols, values)
+
+    def predict_arrays(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        kind: str,
+        values: np.ndarray,
+        target_rows: np.ndarray,
+        target_cols: np.ndarray,
+        all_genes: np.ndarray | None = None,
+        covariates: Callable | None = None,
+        genes: list[str] | None = None,
+        tta: bool | None = None,
+        models: list | None = None,
+    ) -> np.ndarray:
+        """The network's (t, G) output at the targets, measured spots included (see :meth:`impute_arrays`,
+        which puts the measured values back)."""
         cfg = self.config
         tta = cfg.tta if tta is None else bool(tta)
         if cfg.threads:
@@ -459,9 +478,7 @@ class S2SImputer:
                 m = models[self.genes.index(g)]
                 pred_img[i] = predict_tta(m, ch[i : i + 1], kind, device, cfg.tile, tta)[0]
         pred = pred_img[:, tr - r0, tc - c0].T * sd + mu
-        pred = np.maximum(pred, 0.0).astype(np.float32)
-        out, measured = final_consistency(pred, tr, tc, rows, cols, values)
-        return (out if exact else pred), measured
+        return np.maximum(pred, 0.0).astype(np.float32)
 
     def preview(self, slide, genes: list[str] | None = None) -> ImputedResult | None:
         """Dense maps from the weights being trained right now, without test-time averaging.
@@ -492,9 +509,9 @@ class S2SImputer:
         rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
         dr, dc = dense_positions(rows, cols, slide.kind)
         he = self._histology(slide, genes, rows, cols, values) if getattr(self, "histology_used", False) else None
-        model, _ = self.impute_arrays(
+        model = self.predict_arrays(
             rows, cols, slide.kind, values if he is None else he.train_values, dr, dc,
-            all_genes=allg, genes=genes, tta=tta, models=models, exact=False,
+            all_genes=allg, genes=genes, tta=tta, models=models,
         )
         if he is not None:
             model = np.maximum(he.add_back(model, dr, dc), 0.0).astype(np.float32)
