@@ -38,7 +38,7 @@ class TrainingOutcome:
     """What a finished (or stopped) training run produced."""
 
     genes: list[str]
-    result: Any  # core.s2s.engine.ImputedResult
+    result: Any  # core.s2s.results.ImputedResult
     config: Any  # core.s2s.engine.S2SConfig
     seconds: float
     stopped: bool
@@ -54,7 +54,7 @@ class TrainingPreview:
     """
 
     genes: list[str]
-    result: Any  # core.s2s.engine.ImputedResult
+    result: Any  # core.s2s.results.ImputedResult
     step: int
     elapsed_s: float
     seconds: float  # what computing the preview took
@@ -189,6 +189,7 @@ class TrainingJob:
         imputed layers show at measured spots (see :func:`result_layers`)."""
         self.source = source
         self.preview_after_s = preview_after_s
+        self._preview_cost: float | None = None  # seconds the last preview took
         self.slide = slide
         self.genes = list(genes)
         self.config = config  # None: built from preset + overrides inside run() (keeps torch off the GUI thread)
@@ -246,7 +247,7 @@ class TrainingJob:
 
     def impute_estimate_s(self) -> float | None:
         """Seconds the final imputation should take: a preview's cost times the test-time passes."""
-        cost = getattr(self, "_preview_cost", None)
+        cost = self._preview_cost
         if cost is None or self.config is None:
             return None
         if not self.config.tta:
@@ -257,7 +258,7 @@ class TrainingJob:
 
     def _preview(self, ev: ProgressEvent) -> TrainingPreview | None:
         """A preview now, or ``None`` when there will be no more (stop asked, final maps close)."""
-        cost = getattr(self, "_preview_cost", None)
+        cost = self._preview_cost
         if self._stop.is_set() or (ev.eta_s is not None and cost is not None and ev.eta_s < 2.0 * cost):
             return None
         t = time.perf_counter()
