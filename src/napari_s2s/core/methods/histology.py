@@ -36,6 +36,7 @@ import numpy as np
 
 from ..data.histology_features import covariate_function, histology_features
 from .base import ImputationTask, register
+from ..smoothing.ridge import RIDGE_GRID, FeatureTerm, ridge_gcv  # noqa: F401  (re-exported)
 from .baselines import (
     _augment_with_targets,
     choose_bandwidth_loo,
@@ -43,77 +44,6 @@ from .baselines import (
     gaussian_weights,
     pca_denoise,
 )
-
-#: Ridge penalties tried by GCV, as multiples of the mean squared singular value of the features.
-RIDGE_GRID: tuple[float, ...] = tuple(float(a) for a in np.geomspace(1e-3, 1e3, 25))
-
-
-def ridge_gcv(
-    x: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = RIDGE_GRID, shared: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ridge regression of each column of ``y`` on ``x``, penalty per column by GCV.
-
-    ``x`` and ``y`` are centred here (an intercept is fitted and returned). The candidates are
-    ``grid`` times the mean squared singular value of centred ``x``, plus an infinite penalty
-    (``beta = 0``: intercept only).
-
-    Parameters
-    ----------
-    x
-        (m, F) predictors (standardise them first: one penalty for all columns).
-    y
-        (m, G) responses.
-    grid
-        Relative penalties.
-
-    Returns
-    -------
-    (beta, intercept, penalty)
-        (F, G) coefficients, (G,) intercepts and (G,) chosen penalties (``inf`` for "no model").
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if y.ndim == 1:
-        y = y[:, None]
-    m, n_feat = x.shape
-    xm = x.mean(axis=0)
-    ym = y.mean(axis=0)
-    xc = x - xm
-    yc = y - ym
-    u, s, vt = np.linalg.svd(xc, full_matrices=False)
-    keep = s > s.max() * 1e-10 if s.size else np.zeros(0, bool)
-    u, s, vt = u[:, keep], s[keep], vt[keep]
-    uty = u.T @ yc  # (k, G)
-    tss = (yc * yc).sum(axis=0)
-    outside = tss - (uty * uty).sum(axis=0)  # part of y outside the span of x
-    scale = float((s * s).mean()) if s.size else 1.0
-    lams = np.asarray(grid, dtype=np.float64) * scale
-    norm = np.where(tss > 0, 1.0 / np.where(tss > 0, tss, 1.0), 0.0)
-    scores = [m * tss / max(m - 1.0, 1e-9) ** 2]  # beta = 0: df = 1 (intercept)
-    cands = [np.inf]
-    for lam in lams:
-        shrink = (s * s) / (s * s + lam)
-        rss = outside + (((1.0 - shrink)[:, None] * uty) ** 2).sum(axis=0)
-        df = 1.0 + shrink.sum()
-        if df >= m - 1:
-            continue
-        scores.append(m * rss / (m - df) ** 2)
-        cands.append(lam)
-    scores = np.asarray(scores)
-    cands = np.asarray(cands)
-    if shared:
-        # one penalty for all genes: the mean GCV score, each gene scaled by its total variance
-        best_lam = np.full(y.shape[1], cands[int(np.argmin((scores * norm[None, :]).mean(axis=1)))])
-    else:
-        best_lam = cands[np.argmin(scores, axis=0)]
-    beta = np.zeros((n_feat, y.shape[1]))
-    fitted = np.isfinite(best_lam)
-    for lam in np.unique(best_lam[fitted]):
-        cols = np.flatnonzero(best_lam == lam)
-        beta[:, cols] = vt.T @ ((s / (s * s + lam))[:, None] * uty[:, cols])
-    intercept = ym - xm @ beta
-    return beta, intercept, best_lam
-
 
 class HeGaussian:
     """Gaussian smoother plus a ridge model of its residual on per-spot H&E features.
@@ -228,31 +158,14 @@ class HeGaussian:
             return none
         w_loo = gaussian_weights(src, src, h, exclude_self=True)
         f_meas, f_dst = self.task_features(task)
-        parts_meas, parts_dst = [], []
-        if self.design in ("both", "residual"):
-            parts_meas.append(f_meas - w_loo @ f_meas)  # histology residuals under the same smoother
-            parts_dst.append(f_dst - w_dst @ f_meas)
-        if self.design in ("both", "raw"):
-            parts_meas.append(f_meas)
-            parts_dst.append(f_dst)
-        x_meas, x_dst = np.hstack(parts_meas), np.hstack(parts_dst)
-        mu = x_meas.mean(axis=0)
-        sd = x_meas.std(axis=0)
-        ok = sd > 1e-9 * (1.0 + np.abs(mu))
-        if not ok.any():
-            return none
-        z_meas = (x_meas[:, ok] - mu[ok]) / sd[ok]
-        z_dst = (x_dst[:, ok] - mu[ok]) / sd[ok]
         resid = vals - w_loo @ smooth  # leave-one-out residual of the smoother at measured spots
-        beta, _, lam = ridge_gcv(z_meas, resid, shared=self.penalty == "shared")
-        self.details_ = {
-            "bandwidth": float(h),
-            "penalty": [None if not np.isfinite(v) else float(v) for v in lam],
-            "n_features": int(ok.sum()),
-        }
-        # z is centred on the measured spots and the intercept (mean LOO residual) is left out, so
-        # with beta = 0 the prediction is exactly the gaussian baseline's
-        return base, z_meas @ beta, z_dst @ beta
+        term = FeatureTerm.fit(f_meas, w_loo, resid, self.design, self.penalty)
+        if term is None:
+            return none
+        self.details_ = {"bandwidth": float(h), "penalty": term.penalties, "n_features": int(term.keep.sum())}
+        # predictors are centred on the measured spots and the intercept (mean LOO residual) is left
+        # out, so with beta = 0 the prediction is exactly the gaussian baseline's
+        return base, term.at(f_meas, w_loo, f_meas), term.at(f_dst, w_dst, f_meas)
 
 
 def histology_terms(
