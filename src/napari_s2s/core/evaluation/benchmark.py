@@ -290,6 +290,8 @@ def run_benchmark(
     progress: Callable[[str], None] | None = None,
     n_genes: int = 30,
     method_options: dict[str, dict] | None = None,
+    client=None,
+    retries: int = 1,
 ) -> dict:
     """Run the hold-out benchmark on slides and return the JSON record of the CLI contract.
 
@@ -314,6 +316,12 @@ def run_benchmark(
         Number of genes per slide when ``genes`` is ``None``.
     method_options
         Extra keyword options per method name, passed to its factory.
+    client
+        A Dask client (:func:`~napari_s2s.core.batch.cluster.open_client`): every (slide, method) runs as a
+        task on its cluster, in parallel; the record is the same as without (metrics bit for bit for
+        deterministic methods; ``seconds`` are each task's own). ``None``: one after the other, here.
+    retries
+        With a client: times a task whose worker died is run again.
 
     Returns
     -------
@@ -338,6 +346,7 @@ def run_benchmark(
                 f"unknown method(s): {', '.join(unknown)} (available: {', '.join(order_methods(METHODS))})"
             )
     method_options = method_options or {}
+    calls: dict = {}
     result = {"version": __version__, "seed": int(seed), "budget_s": budget_s, "slides": [], "skipped": []}
     for path in paths:
         slide, skipped = _load(path, progress)
@@ -367,22 +376,48 @@ def run_benchmark(
             rec["not_applicable"] = not_applicable
         _say(progress, f"{meta['name']}: {meta['spots']} spots, {meta['measured']} measured, "
              f"{len(meta['genes'])} genes")
-        for name in run_names:
-            try:
-                pred, seconds, details = run_method(name, task, **method_options.get(name, {}))
-            except Exception as exc:  # a failing method is reported, the benchmark goes on
-                msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                warnings.warn(f"{meta['name']}: method {name} failed: {msg}", stacklevel=2)
-                rec["methods"][name] = {"error": msg}
-                continue
-            m = summarise(score(task, truth, pred, meta), seconds)
-            if details is not None:
-                m["details"] = details
-            rec["methods"][name] = m
-            _say(progress, f"  {name:<14} PCC {_fmt(m['pcc_median'])}  SSIM {_fmt(m['ssim_median'])}  "
-                 f"{seconds:.2f}s")
+        if client is None:
+            for name in run_names:
+                _store(rec, name, evaluate_method(name, task, truth, meta, method_options.get(name, {})), progress)
+        else:  # on the cluster: the slide's data sent once, then one task per method
+            shared = client.scatter([task, truth, meta], hash=False)
+            rec["methods"] = dict.fromkeys(run_names)  # the serial order, filled in as tasks finish
+            for name in run_names:
+                calls[(len(result["slides"]), name)] = (
+                    f"benchmark-{meta['name']}-{name}", evaluate_method, (name, *shared, method_options.get(name, {})))
         result["slides"].append(rec)
+    if calls:
+        from ..batch.cluster import run_tasks
+
+        for (i, name), ok, m in run_tasks(client, calls, retries=retries):
+            rec = result["slides"][i]
+            _store(rec, name, m if ok else {"error": m}, progress, prefix=f"{rec['name']}: ")
     return result
+
+
+def evaluate_method(name: str, task: ImputationTask, truth: np.ndarray, meta: dict, options: dict) -> dict:
+    """One method on one slide's hold-out task, scored: its record in the JSON, or ``{"error": one line}``.
+
+    The unit of work of :func:`run_benchmark`, in this process or as a task on a Dask cluster.
+    """
+    try:
+        pred, seconds, details = run_method(name, task, **options)
+    except Exception as exc:  # a failing method is reported, the benchmark goes on
+        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    m = summarise(score(task, truth, pred, meta), seconds)
+    if details is not None:
+        m["details"] = details
+    return m
+
+
+def _store(rec: dict, name: str, m: dict, progress, prefix: str = "") -> None:
+    """Put a method's record into its slide's record; a warning when it failed, a progress line when not."""
+    rec["methods"][name] = m
+    if "error" in m:
+        warnings.warn(f"{rec['name']}: method {name} failed: {m['error']}", stacklevel=3)
+        return
+    _say(progress, f"  {prefix}{name:<14} PCC {_fmt(m['pcc_median'])}  SSIM {_fmt(m['ssim_median'])}  "
+         f"{m['seconds']:.2f}s")
 
 
 def _fmt(x, nd: int = 3) -> str:
