@@ -86,25 +86,27 @@ def run(args) -> int:
     prepare_out_dir(out_dir)
 
     say = _Say(args.quiet)
-    for path, reason in problems:
-        say.line(f"warning: {path}: {reason}; skipped")
     plan = plan_batch(slides, out_dir, settings)
-    for slide, why in plan.redo.items():
-        say.line(f"{slide.name}: existing result not kept ({why}); imputing again")
     manifest = Manifest(out_dir / "manifest.csv", order=[str(s) for s in slides])
     n = len(slides)
     n_skip = sum(r["status"] == "skipped" for r in plan.rows)
-    say.line(f"{n} slide(s): {len(plan.todo)} to impute, {n_skip} up to date (skipped) -> {out_dir}")
+    notes = [f"warning: {path}: {reason}; skipped" for path, reason in problems]
+    notes += [f"{slide.name}: existing result not kept ({why}); imputing again" for slide, why in plan.redo.items()]
+    notes.append(f"{n} slide(s): {len(plan.todo)} to impute, {n_skip} up to date (skipped) -> {out_dir}")
     progress = _Progress(n, len(plan.todo), say, args.quiet)
     t0 = time.perf_counter()
     try:
         if plan.todo:
-            with open_client(args.workers, args.scheduler, args.connect_timeout, say=say.line) as client:
+            with open_client(args.workers, args.scheduler, args.connect_timeout, say=notes.append) as client:
+                for note in notes:  # said once the cluster answers: a bad --scheduler stays a one-line error
+                    say.line(note)
                 progress.open()
                 run_batch(client, plan, settings, manifest, retries=args.retries, on_row=progress.row,
                           on_retry=lambda s, k, why: say.line(f"{Path(s).name}: {why}; running it again "
                                                               f"(retry {k} of {args.retries})"))
         else:
+            for note in notes:
+                say.line(note)
             progress.open()
             run_batch(None, plan, settings, manifest, on_row=progress.row)
     except KeyboardInterrupt:
