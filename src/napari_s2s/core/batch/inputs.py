@@ -18,10 +18,10 @@ OUTPUT_SUFFIX = "_s2s.h5ad"
 
 def slide_name(path: str | Path) -> str:
     """A slide's short name from its path, as :attr:`Slide.name` has it (file stem; the folder above ``outs/``)."""
-    p = Path(path)
+    p = Path(os.path.abspath(path))
     stem = p.name if p.is_dir() or not p.suffix else p.stem
     if stem in ("outs", ""):
-        stem = p.resolve().parent.name
+        stem = p.parent.name
     return stem
 
 
