@@ -63,7 +63,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..core.batch.cluster import open_client
+    from ..core.batch.cluster import default_workers, open_client
     from ..core.batch.inputs import find_slides
     from ..core.batch.manifest import Manifest
     from ..core.batch.runner import plan_batch, run_batch
@@ -76,6 +76,10 @@ def run(args) -> int:
         settings.config()
     except ValueError as exc:
         raise SlideError(None, str(exc)) from None
+    if args.scheduler is None:  # the local cluster's workers have this machine's devices
+        from ..core.s2s.device import resolve_device
+
+        resolve_device(args.device)
     out_dir = Path(args.out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise SlideError(out_dir, "--out-dir is a file, not a folder")
@@ -97,7 +101,9 @@ def run(args) -> int:
     t0 = time.perf_counter()
     try:
         if plan.todo:
-            with open_client(args.workers, args.scheduler, args.connect_timeout, say=notes.append) as client:
+            # no more local workers than slides to impute
+            workers = None if args.scheduler else min(args.workers or default_workers(), len(plan.todo))
+            with open_client(workers, args.scheduler, args.connect_timeout, say=notes.append) as client:
                 for note in notes:  # said once the cluster answers: a bad --scheduler stays a one-line error
                     say.line(note)
                 progress.open()
