@@ -11,6 +11,7 @@ when no slide could be imputed, 130 when interrupted (the manifest keeps what fi
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -80,7 +81,7 @@ def run(args) -> int:
         from ..core.s2s.device import resolve_device
 
         resolve_device(args.device)
-    out_dir = Path(args.out_dir).expanduser()
+    out_dir = Path(os.path.abspath(Path(args.out_dir).expanduser()))  # workers may run in another folder
     if out_dir.exists() and not out_dir.is_dir():
         raise SlideError(out_dir, "--out-dir is a file, not a folder")
     slides, problems = find_slides(args.paths, exclude=out_dir)

@@ -185,8 +185,8 @@ def run_tasks(
             if fut.status == "cancelled":
                 yield ident, False, "cancelled (the cluster lost the task)"
                 continue
-            exc = fut.exception()
-            if isinstance(exc, KilledWorker):
+            exc = fut.exception() if fut.status == "error" else None
+            if exc is None or isinstance(exc, KilledWorker):  # its worker died, or its result was lost
                 if attempts[ident] < retries:
                     attempts[ident] += 1
                     if on_retry is not None:
