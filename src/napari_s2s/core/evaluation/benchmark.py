@@ -336,6 +336,28 @@ def run_benchmark(
     ValueError
         An unknown method name.
     """
+    return run_benchmarks(paths, [seed], methods=methods, genes=genes, budget_s=budget_s, progress=progress,
+                          n_genes=n_genes, method_options=method_options, client=client, retries=retries)[0]
+
+
+def run_benchmarks(
+    paths: Iterable,
+    seeds: list[int],
+    methods: list[str] | None = None,
+    genes: list[str] | None = None,
+    budget_s: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    n_genes: int = 30,
+    method_options: dict[str, dict] | None = None,
+    client=None,
+    retries: int = 1,
+) -> list[dict]:
+    """:func:`run_benchmark` for several seeds at once: one record per seed, in the order of ``seeds``.
+
+    Each slide is read and its hold-out task built once (they do not depend on the seed); every
+    (slide, method, seed) is one unit of work, all of them in parallel when a Dask ``client`` is given.
+    Other parameters as :func:`run_benchmark`.
+    """
     from ... import __version__
 
     load_all()
@@ -346,53 +368,63 @@ def run_benchmark(
                 f"unknown method(s): {', '.join(unknown)} (available: {', '.join(order_methods(METHODS))})"
             )
     method_options = method_options or {}
+    seeds = [int(x) for x in seeds]
+    tag = (lambda sd: f"seed {sd}: ") if len(seeds) > 1 else (lambda sd: "")
     calls: dict = {}
-    result = {"version": __version__, "seed": int(seed), "budget_s": budget_s, "slides": [], "skipped": []}
+    results = [{"version": __version__, "seed": sd, "budget_s": budget_s, "slides": [], "skipped": []}
+               for sd in seeds]
     for path in paths:
         slide, skipped = _load(path, progress)
         if slide is None:
-            result["skipped"].append(skipped)
+            for result in results:
+                result["skipped"].append(skipped)
             continue
         try:
-            task, truth, meta = build_holdout(slide, genes=genes, n_genes=n_genes, seed=seed, budget_s=budget_s)
+            task, truth, meta = build_holdout(slide, genes=genes, n_genes=n_genes, seed=seeds[0], budget_s=budget_s)
         except SlideError as exc:
             warnings.warn(f"{exc}; slide skipped", stacklevel=2)
-            result["skipped"].append({"path": str(slide.source), "reason": str(exc)})
+            for result in results:
+                result["skipped"].append({"path": str(slide.source), "reason": str(exc)})
             continue
         names = order_methods(methods if methods is not None else default_methods())
         run_names = [m for m in names if applies(m, task)]
-        rec = {
-            "name": meta["name"],
-            "path": meta["path"],
-            "lattice": meta["kind"],
-            "spots": meta["spots"],
-            "measured": meta["measured"],
-            "hidden": meta["hidden"],
-            "genes": meta["genes"],
-            "methods": {},
-        }
         not_applicable = [m for m in names if m not in run_names]
-        if not_applicable:
-            rec["not_applicable"] = not_applicable
         _say(progress, f"{meta['name']}: {meta['spots']} spots, {meta['measured']} measured, "
              f"{len(meta['genes'])} genes")
-        if client is None:
-            for name in run_names:
-                _store(rec, name, evaluate_method(name, task, truth, meta, method_options.get(name, {})), progress)
-        else:  # on the cluster: the slide's data sent once, then one task per method
-            shared = client.scatter([task, truth, meta], hash=False)
-            rec["methods"] = dict.fromkeys(run_names)  # the serial order, filled in as tasks finish
-            for name in run_names:
-                calls[(len(result["slides"]), name)] = (
-                    f"benchmark-{meta['name']}-{name}", evaluate_method, (name, *shared, method_options.get(name, {})))
-        result["slides"].append(rec)
+        shared = client.scatter([truth, meta], hash=False) if client is not None else None
+        for k, sd in enumerate(seeds):
+            rec = {
+                "name": meta["name"],
+                "path": meta["path"],
+                "lattice": meta["kind"],
+                "spots": meta["spots"],
+                "measured": meta["measured"],
+                "hidden": meta["hidden"],
+                "genes": meta["genes"],
+                "methods": {},
+            }
+            if not_applicable:
+                rec["not_applicable"] = not_applicable
+            task_k = dataclasses.replace(task, seed=sd)
+            if client is None:
+                for name in run_names:
+                    m = evaluate_method(name, task_k, truth, meta, method_options.get(name, {}))
+                    _store(rec, name, m, progress, prefix=tag(sd))
+            else:  # on the cluster: the slide's data sent once, then one task per (method, seed)
+                task_f = client.scatter(task_k, hash=False)
+                rec["methods"] = dict.fromkeys(run_names)  # the serial order, filled in as tasks finish
+                for name in run_names:
+                    calls[(k, len(results[k]["slides"]), name)] = (
+                        f"benchmark-{meta['name']}-{name}-seed{sd}", evaluate_method,
+                        (name, task_f, *shared, method_options.get(name, {})))
+            results[k]["slides"].append(rec)
     if calls:
         from ..batch.cluster import run_tasks
 
-        for (i, name), ok, m in run_tasks(client, calls, retries=retries):
-            rec = result["slides"][i]
-            _store(rec, name, m if ok else {"error": m}, progress, prefix=f"{rec['name']}: ")
-    return result
+        for (k, i, name), ok, m in run_tasks(client, calls, retries=retries):
+            rec = results[k]["slides"][i]
+            _store(rec, name, m if ok else {"error": m}, progress, prefix=f"{tag(seeds[k])}{rec['name']}: ")
+    return results
 
 
 def evaluate_method(name: str, task: ImputationTask, truth: np.ndarray, meta: dict, options: dict) -> dict:
