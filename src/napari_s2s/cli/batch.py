@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -173,6 +174,7 @@ class _Progress:
         self.finished = 0
         self.ran = 0
         self.t0 = None
+        self._stop = None
 
     def open(self) -> None:
         self.t0 = time.perf_counter()
@@ -185,6 +187,14 @@ class _Progress:
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
         if self.say.bar.disable:
             self.say.bar = None
+            return
+        self._stop = threading.Event()  # keep the elapsed time and ETA moving between finished slides
+        threading.Thread(target=self._tick, args=(self.say.bar, self._stop), daemon=True).start()
+
+    @staticmethod
+    def _tick(bar, stop) -> None:
+        while not stop.wait(1.0):
+            bar.refresh()
 
     def row(self, row: dict) -> None:
         self.finished += 1
@@ -211,6 +221,8 @@ class _Progress:
             self.say.bar.update(1)
 
     def close(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
         if self.say.bar is not None:
             self.say.bar.close()
             self.say.bar = None
