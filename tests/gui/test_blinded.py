@@ -45,6 +45,7 @@ def session(review_results, tmp_path):
 def dock(make_napari_viewer, monkeypatch, tmp_path):
     monkeypatch.setenv("NAPARI_S2S_CONFIG_DIR", str(tmp_path / "config"))
     viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1366, 768)  # a laptop screen
     _, widget = viewer.window.add_plugin_dock_widget("napari-s2s", "Blinded reading")
     return viewer, widget
 
@@ -69,6 +70,16 @@ def _check_view(viewer, widget, maps):
     assert tuple(layers["left"].contrast_limits) == tuple(layers["right"].contrast_limits) == maps.limits(gene)
     assert viewer.canvas.grid.enabled
     assert widget.gene_label.text() == gene
+    # the H&E (cropped around the maps) and its copy under the right map sit at the same place
+    np.testing.assert_allclose(layers["H&E (copy)"].translate, layers["H&E"].translate)
+    he, scale = maps.he()
+    assert layers["H&E"].data.shape[0] < he.shape[0] and np.all(np.asarray(layers["H&E"].translate) > 0)
+    from napari_s2s.core.review.render import world_bounds
+
+    lo, hi = np.asarray(layers["H&E"].extent.world)  # the cells hold both maps: the H&E covers them
+    for k in (0, 1):
+        y0, y1, x0, x1 = world_bounds(*maps.image(k, gene))
+        assert lo[0] <= y0 and y1 <= hi[0] and lo[1] <= x0 and x1 <= hi[1]
 
 
 def test_two_readers_by_keys_pause_resume_and_merge(dock, session, qtbot, review_results, notes):
@@ -82,6 +93,15 @@ def test_two_readers_by_keys_pause_resume_and_merge(dock, session, qtbot, review
     # Dr A: digit keys; a score by mouse; a comment whose digits do not answer
     assert w.start("Dr A")
     assert not any(layer.visible for layer in own)  # the reader sees the two maps only
+    # each grid cell shows a whole map (napari sizes the cells at the next paint; the view is fitted then)
+    from napari_s2s.core.review.render import world_bounds
+
+    canvas = viewer.window._qt_viewer.canvas
+    qtbot.waitUntil(lambda: canvas._current_viewbox_size[0] > 50)
+    qtbot.wait(50)
+    y0, y1, x0, x1 = world_bounds(*maps.image(0, w.current_gene))
+    width, height = np.asarray(canvas._current_viewbox_size) / viewer.scene.camera.zoom
+    assert width >= x1 - x0 and height >= y1 - y0
     assert w.progress_text() == "0 / 4"
     assert "1" in {str(k) for k in viewer.keymap}  # the answer keys work with the canvas focused too
     _check_view(viewer, w, maps)
@@ -106,9 +126,8 @@ def test_two_readers_by_keys_pause_resume_and_merge(dock, session, qtbot, review
     # Dr B: arrow keys, one answer with the canvas focused, pauses after two genes
     assert w.start("Dr B")
     qtbot.keyClick(w, _key_for(w, PLAN["Dr B"], ARROWS))
-    canvas = viewer.window._qt_viewer.canvas.native
-    canvas.setFocus()
-    qtbot.keyClick(canvas, _key_for(w, PLAN["Dr B"], DIGITS))
+    canvas.native.setFocus()
+    qtbot.keyClick(canvas.native, _key_for(w, PLAN["Dr B"], DIGITS))
     assert w.progress_text() == "2 / 4"
     w.setFocus()
     order = ReaderAnswers.load(reader_file(session, "Dr B"), session).genes

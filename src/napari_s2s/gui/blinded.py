@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -368,8 +368,9 @@ class BlindedReader(QWidget):
         units = (napari_units(self.maps.units),) * 2
         he = self.maps.he()
         he_layer = None
-        if he is not None:
-            he_layer = v.add_image(he[0], rgb=True, scale=(he[1], he[1]), units=units, name="H&E",
+        if he is not None:  # the part of the H&E around the maps: the view opens on the tissue
+            crop, origin = he_crop(self.maps, he[0], he[1])
+            he_layer = v.add_image(crop, rgb=True, scale=(he[1], he[1]), translate=origin, units=units, name="H&E",
                                    metadata=dict(BLINDED_META))
         for side in ("left", "right"):
             self._layers[side] = v.add_image(
@@ -391,8 +392,10 @@ class BlindedReader(QWidget):
             layer.affine = embed_affine(affine, 2)
             layer.contrast_limits_range = limits
             layer.contrast_limits = limits
-        if not getattr(self, "_view_reset", False):
+        if not self._view_reset:
             self.viewer.reset_view()
+            # napari sizes the grid's cells at the next paint: fit the view again once they have a size
+            QTimer.singleShot(0, self._fit_view)
             self._view_reset = True
         prior = self.answers.answers.get(gene)
         self.score_left.set_value(prior.score_left if prior else None)
@@ -405,6 +408,10 @@ class BlindedReader(QWidget):
         self.question_label.setText(self.session.question)
         self.back_button.setEnabled(self.index > 0)
         self._shown_at = time.perf_counter()
+
+    def _fit_view(self) -> None:
+        if self._layers:
+            self.viewer.reset_view()
 
     def _remove_layers(self) -> None:
         if self._layers:
@@ -429,6 +436,31 @@ class BlindedReader(QWidget):
     def _error(self, message: str) -> None:
         self.status_label.setText(f"<span style='color:#e06c75'>{message}</span>")
         _notify("error", message)
+
+
+def he_crop(maps: SessionMaps, image, scale: float, margin: float = 0.08):
+    """The H&E around a session's maps (both arms, first gene) plus ``margin`` of their size, padded
+    with white where the maps reach past the image's edge (napari's grid sizes its cells on the
+    H&E): ``(image, world (y, x) of its first pixel)``."""
+    import numpy as np
+
+    from ..core.review.render import world_bounds
+
+    gene = maps.session.genes[0]
+    boxes = [b for b in (world_bounds(*maps.image(k, gene)) for k in range(2)) if b is not None]
+    if not boxes:
+        return image, (0.0, 0.0)
+    y0, y1 = min(b[0] for b in boxes), max(b[1] for b in boxes)
+    x0, x1 = min(b[2] for b in boxes), max(b[3] for b in boxes)
+    pad = margin * max(y1 - y0, x1 - x0)
+    r0, r1 = int(np.floor((y0 - pad) / scale)), int(np.ceil((y1 + pad) / scale)) + 1
+    c0, c1 = int(np.floor((x0 - pad) / scale)), int(np.ceil((x1 + pad) / scale)) + 1
+    h, w = image.shape[:2]
+    out = np.full((r1 - r0, c1 - c0, image.shape[2]), 255, dtype=image.dtype)
+    sr0, sr1, sc0, sc1 = max(0, r0), min(h, r1), max(0, c0), min(w, c1)
+    if sr1 > sr0 and sc1 > sc0:
+        out[sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0] = image[sr0:sr1, sc0:sc1]
+    return out, (r0 * scale, c0 * scale)
 
 
 class _ViewerKeys:
