@@ -82,7 +82,8 @@ def _check_view(viewer, widget, maps):
         assert lo[0] <= y0 and y1 <= hi[0] and lo[1] <= x0 and x1 <= hi[1]
 
 
-def test_two_readers_by_keys_pause_resume_and_merge(dock, session, qtbot, review_results, notes):
+def test_two_readers_by_keys_pause_resume_and_merge(dock, session, qtbot, review_results, notes, monkeypatch,
+                                                    tmp_path):
     viewer, w = dock
     viewer.open(str(review_results["slide"]), plugin="napari-s2s")  # the user's own layers
     own = list(viewer.layers)
@@ -155,6 +156,18 @@ def test_two_readers_by_keys_pause_resume_and_merge(dock, session, qtbot, review
     assert s["per_gene"]["ERBB2"]["agreement"] == 1.0 and s["per_gene"]["SCD"]["agreement"] == 0.0
     assert [a["comment"] for a in s["per_gene"][first]["answers"]] == ["blurry 1 2 0", ""]
     assert o["mean_score"]["gaussian"]["n"] + o["mean_score"]["he_gaussian"]["n"] == 1
+
+    # the dock's "Unblind…" shows the same cells as `napari-s2s session stats`, and writes the report
+    from napari_s2s.core.review.stats import summary_rows
+
+    dlg = w.unblind()
+    rows = summary_rows(s)
+    assert [[dlg.cell(r, c) for c in range(len(rows[0]))] for r in range(len(rows))] == rows
+    assert dlg.cell(len(rows) - 1, 0) == "overall" and "Cohen's kappa 0.200" in dlg.agreement_label.text()
+    monkeypatch.setenv("NAPARI_S2S_SYNC", "1")
+    dlg.save_report(tmp_path / "report.html")
+    assert dlg.written == tmp_path / "report.html" and "Dr A" in dlg.written.read_text(encoding="utf-8")
+    dlg.close()
 
 
 def test_bad_session_and_foreign_answers(dock, session, review_results, tmp_path, notes):

@@ -131,10 +131,20 @@ class BlindedReader(QWidget):
         self.reader_edit.returnPressed.connect(self._start_clicked)
         names.addRow("Reader", self.reader_edit)
         form.addLayout(names)
+        row = QHBoxLayout()
         self.start_button = QPushButton("Start reading")
         self.start_button.clicked.connect(self._start_clicked)
         self.start_button.setEnabled(False)
-        form.addWidget(self.start_button)
+        row.addWidget(self.start_button, 2)
+        self.unblind_button = QPushButton("Unblind…")
+        self.unblind_button.setToolTip(
+            "for the organiser, once readers are done: which map readers preferred, merged over every "
+            "reader's file, and the HTML report (this names the methods)"
+        )
+        self.unblind_button.clicked.connect(self._unblind_clicked)
+        self.unblind_button.setEnabled(False)
+        row.addWidget(self.unblind_button, 1)
+        form.addLayout(row)
         lay.addWidget(box)
 
         self.read_box = QGroupBox("Reading")
@@ -208,8 +218,28 @@ class BlindedReader(QWidget):
             "per gene, names hidden."
         )
         self.start_button.setEnabled(True)
+        self.unblind_button.setEnabled(True)
         self.status_label.setText("enter your name, then Start reading")
         return True
+
+    def unblind(self):
+        """The merged, unblinded statistics of every reader of the open session, as a dialog (not shown)."""
+        from ..core.review.answers import load_readers
+        from .unblind_dialog import UnblindDialog
+
+        if self.session is None or self.reading:
+            return None
+        try:
+            readers = load_readers(self.session)
+        except (SlideError, OSError) as exc:
+            self._error(str(exc).splitlines()[0])
+            return None
+        return UnblindDialog(self.session, readers, self.maps, self)
+
+    def _unblind_clicked(self) -> None:
+        dlg = self.unblind()
+        if dlg is not None:
+            dlg.exec()
 
     def _open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a review session", "", "Review session (*.json)")
@@ -258,6 +288,7 @@ class BlindedReader(QWidget):
         self._bind_viewer_keys()
         self.read_box.setVisible(True)
         self.start_button.setEnabled(False)
+        self.unblind_button.setEnabled(False)
         self.reader_edit.setEnabled(False)
         self._show_gene()
         self.setFocus()
@@ -326,6 +357,7 @@ class BlindedReader(QWidget):
         self.read_box.setVisible(False)
         self.reader_edit.setEnabled(True)
         self.start_button.setEnabled(self.session is not None)
+        self.unblind_button.setEnabled(self.session is not None)
         if was is not None and not was.done:
             self.status_label.setText(
                 f"paused at {was.n_answered} / {len(was.order)}; answers saved to {was.path}. "

@@ -203,56 +203,62 @@ def kappa_words(kappa: float | None) -> str:
     return "almost perfect"
 
 
-def format_summary(summary: dict) -> str:
-    """The merged statistics as plain-text tables (what ``napari-s2s session stats`` prints)."""
+def summary_columns(summary: dict) -> list[str]:
+    """Headers of :func:`summary_rows`."""
     arms = summary["arms"]
-    cant_head = "can't tell"
+    return (["gene", "n"] + [h for a in arms for h in (f"prefer {a}", "95% CI")] + ["can't tell", "p"]
+            + [f"score {a}" for a in arms] + ["agree"])
+
+
+def summary_rows(summary: dict) -> list[list[str]]:
+    """The merged statistics as text cells, one row per gene and a last ``overall`` row: what the
+    CLI prints and the dock's "Unblind" table shows."""
+    arms = summary["arms"]
 
     def pct(x):
-        return "   -" if x is None else f"{100 * x:3.0f}%"
+        return "-" if x is None else f"{100 * x:.0f}%"
 
     def ci(rec):
         lo, hi = rec["ci95"]
-        return "        -" if lo is None else f"[{100 * lo:3.0f}-{100 * hi:3.0f}%]"
-
-    def score(rec):
-        return "  -" if rec["mean"] is None else f"{rec['mean']:.1f}"
-
-    head = (
-        f"{'gene':<14} {'n':>3}  "
-        + "  ".join(f"{a[:12]:>12} {'95% CI':>11}" for a in arms)
-        + f"  {cant_head:>10}  {'p':>6}  "
-        + "  ".join(f"{'score ' + a[:8]:>14}" for a in arms)
-        + f"  {'agree':>5}"
-    )
-    lines = [head, "-" * len(head)]
+        return "-" if lo is None else f"[{100 * lo:.0f}-{100 * hi:.0f}%]"
 
     def row(name, rec, agree):
-        p = "     -" if rec["p_value"] is None else f"{rec['p_value']:6.3f}"
         return (
-            f"{name[:14]:<14} {rec['n']:>3}  "
-            + "  ".join(f"{pct(rec['prefer'][a]['share']):>12} {ci(rec['prefer'][a]):>11}" for a in arms)
-            + f"  {pct(rec['cant_tell']['share']):>10}  {p}  "
-            + "  ".join(f"{score(rec['mean_score'][a]):>14}" for a in arms)
-            + f"  {pct(agree):>5}"
+            [name, str(rec["n"])]
+            + [c for a in arms for c in (pct(rec["prefer"][a]["share"]), ci(rec["prefer"][a]))]
+            + [pct(rec["cant_tell"]["share"]), "-" if rec["p_value"] is None else f"{rec['p_value']:.3f}"]
+            + ["-" if rec["mean_score"][a]["mean"] is None else f"{rec['mean_score'][a]['mean']:.1f}" for a in arms]
+            + [pct(agree)]
         )
 
-    for g, rec in summary["per_gene"].items():
-        lines.append(row(g, rec, rec["agreement"]))
-    lines.append("-" * len(head))
+    rows = [row(g, rec, rec["agreement"]) for g, rec in summary["per_gene"].items()]
+    return rows + [row("overall", summary["overall"], summary["agreement"]["observed"])]
+
+
+def agreement_line(summary: dict) -> str:
+    """One line on agreement between readers (kappa, its wording, over how many genes and readers)."""
     ag = summary["agreement"]
-    lines.append(row("overall", summary["overall"], ag["observed"]))
-    readers = ", ".join(f"{r['reader']} ({r['answered']}/{r['of']})" for r in summary["readers"]) or "none"
-    lines.append("")
-    lines.append(f"readers: {readers}")
     if ag["statistic"] is None:
-        lines.append("agreement: needs two readers or more")
-    else:
-        name = "Cohen's" if ag["statistic"] == "cohen" else "Fleiss'"
-        k = "undefined" if ag["kappa"] is None else f"{ag['kappa']:.3f}"
-        lines.append(
-            f"agreement: {name} kappa {k} ({kappa_words(ag['kappa'])}) over {ag['genes']} genes answered by all "
-            f"{ag['readers']} readers"
-        )
-    lines.append("p: two-sided binomial test of the two arms among answers that picked one (no preference: 0.5)")
-    return "\n".join(lines) + "\n"
+        return "agreement: needs two readers or more"
+    name = "Cohen's" if ag["statistic"] == "cohen" else "Fleiss'"
+    k = "undefined" if ag["kappa"] is None else f"{ag['kappa']:.3f}"
+    who = "both readers" if ag["readers"] == 2 else f"all {ag['readers']} readers"
+    return f"agreement: {name} kappa {k} ({kappa_words(ag['kappa'])}) over {ag['genes']} genes answered by {who}"
+
+
+def format_summary(summary: dict) -> str:
+    """The merged statistics as a plain-text table (what ``napari-s2s session stats`` prints)."""
+    head = summary_columns(summary)
+    rows = summary_rows(summary)
+    widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths)))
+
+    rule = "-" * len(line(head))
+    out = [line(head), rule] + [line(r) for r in rows[:-1]] + [rule, line(rows[-1]), ""]
+    readers = ", ".join(f"{r['reader']} ({r['answered']}/{r['of']})" for r in summary["readers"]) or "none"
+    out.append(f"readers: {readers}")
+    out.append(agreement_line(summary))
+    out.append("p: two-sided binomial test of the two arms among answers that picked one (no preference: 0.5)")
+    return "\n".join(out) + "\n"
