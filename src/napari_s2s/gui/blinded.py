@@ -10,6 +10,7 @@ after every answer. Reopening the session with the same reader name continues wh
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 
@@ -212,10 +213,10 @@ class BlindedReader(QWidget):
             self._error(str(exc).splitlines()[0])
             return False
         self.session, self.maps = session, maps
-        title = f"<b>{session.title}</b><br>" if session.title else ""
+        title = f"<b>{html.escape(session.title)}</b><br>" if session.title else ""
         self.session_label.setText(
-            f"{title}{Path(session.path).name}: {len(session.genes)} genes of {maps.slide.name}; two maps "
-            "per gene, names hidden."
+            f"{title}{html.escape(Path(session.path).name)}: {len(session.genes)} genes of "
+            f"{html.escape(maps.slide.name)}; two maps per gene, names hidden."
         )
         self.start_button.setEnabled(True)
         self.unblind_button.setEnabled(True)
@@ -466,7 +467,7 @@ class BlindedReader(QWidget):
         self._keys.restore()
 
     def _error(self, message: str) -> None:
-        self.status_label.setText(f"<span style='color:#e06c75'>{message}</span>")
+        self.status_label.setText(f"<span style='color:#e06c75'>{html.escape(message)}</span>")
         _notify("error", message)
 
 

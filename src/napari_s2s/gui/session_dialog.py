@@ -8,6 +8,7 @@ background thread; the dialog shows one line of progress and closes with the ses
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from qtpy.QtWidgets import (
@@ -218,7 +219,7 @@ class NewSessionDialog(QDialog):
 
     def _on_error(self, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()
-        self.status.setText(f"<span style='color:#e06c75'>{text[0] if text else type(exc).__name__}</span>")
+        self.status.setText(f"<span style='color:#e06c75'>{html.escape(text[0] if text else type(exc).__name__)}</span>")
 
     def _on_finished(self) -> None:
         self.worker = None

@@ -7,6 +7,7 @@ The numbers are :func:`napari_s2s.core.review.stats.merge` shown through the sam
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from qtpy.QtWidgets import (
@@ -39,7 +40,7 @@ class UnblindDialog(QDialog):
         self.resize(900, 480)
         lay = QVBoxLayout(self)
         who = ", ".join(f"{r['reader']} ({r['answered']}/{r['of']})" for r in self.summary["readers"]) or "none yet"
-        head = QLabel(f"<b>{' vs '.join(self.summary['arms'])}</b> &nbsp; readers: {who}")
+        head = QLabel(f"<b>{html.escape(' vs '.join(self.summary['arms']))}</b> &nbsp; readers: {html.escape(who)}")
         head.setWordWrap(True)
         lay.addWidget(head)
         cols, rows = summary_columns(self.summary), summary_rows(self.summary)
@@ -98,7 +99,7 @@ class UnblindDialog(QDialog):
 
     def _on_error(self, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()
-        self.status.setText(f"<span style='color:#e06c75'>{text[0] if text else type(exc).__name__}</span>")
+        self.status.setText(f"<span style='color:#e06c75'>{html.escape(text[0] if text else type(exc).__name__)}</span>")
 
     def _on_finished(self) -> None:
         self.worker = None

@@ -112,6 +112,10 @@ def test_bad_input_is_named_and_nothing_is_written(review_results, data_dir, tmp
         create_session(out, slide_path(data_dir, "st_breast_cancer_layer2"), methods=["gaussian", "he_gaussian"])
     with pytest.raises(SlideError, match="unknown gene"):
         create_session(out, slide, methods=["nearest", "gaussian"], genes="ERBB2,NOTAGENE")
+    with pytest.raises(SlideError, match="cannot impute the dense grid"):  # fails after the first method ran
+        create_session(out, slide, methods=["gaussian", "dist"], genes="ERBB2")
+    with pytest.raises(SessionError, match="top:N"):
+        create_session(out, slide, holdout=["gaussian"], genes="top:many")
     assert not list(tmp_path.iterdir())  # no session, no maps folder
 
 

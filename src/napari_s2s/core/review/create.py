@@ -254,6 +254,8 @@ def create_session(
         raise SessionError(out, "exists already; refusing to replace a session (readers' answers refer to it)")
     if not out.parent.is_dir():
         raise SessionError(out, f"folder {out.parent} does not exist")
+    if names is not None and (len(names) != 2 or names[0] == names[1]):
+        raise SessionError(None, "--names takes two different labels")
     session = ReviewSession(slide={}, arms=[], genes=[], seed=int(seed), title=title)
     if question:
         session.question = question
@@ -310,11 +312,13 @@ def create_session(
         gene_list = _gene_list(genes or "top:30", s)
         files = [maps_dir / f"{m}.h5ad" for m in methods]
         _check_free(files, overwrite)
+        adatas = []
+        for m in methods:  # both first: a method that fails leaves nothing behind
+            _say(progress, f"{m}: imputing {len(gene_list)} genes on the dense grid of {s.name}")
+            adatas.append(dense_adata(s, gene_list, m, seed=seed, budget_s=budget_s))
         maps_dir.mkdir(parents=True, exist_ok=True)
         arms = []
-        for m, f in zip(methods, files):
-            _say(progress, f"{m}: imputing {len(gene_list)} genes on the dense grid of {s.name}")
-            adata = dense_adata(s, gene_list, m, seed=seed, budget_s=budget_s)
+        for m, f, adata in zip(methods, files, adatas):
             write_imputed(adata, f, source=slide_path)
             arms.append(Arm(m, "result", arm_file(f, session.folder), m))
         session.arms = _rename(arms, names)
@@ -325,8 +329,10 @@ def create_session(
     if not 1 <= len(holdout) <= 2 or len(set(holdout)) != len(holdout):
         raise SessionError(None, "--holdout takes one method (against the measured values) or two different ones")
     _check_methods(holdout, s)
-    gl, n = (None, int(genes[4:])) if isinstance(genes, str) and genes.lower().startswith("top:") else (None, 30)
-    if genes is not None and not (isinstance(genes, str) and genes.lower().startswith("top:")):
+    gl, n = None, 30
+    if isinstance(genes, str) and genes.strip().lower().startswith("top:"):
+        n = _top_n(genes)
+    elif genes is not None:
         gl = _gene_list(genes, s)
     files = [maps_dir / f"holdout_{m}.h5ad" for m in holdout]
     _check_free(files, overwrite)
@@ -379,14 +385,21 @@ def _check_methods(methods: list[str], slide: Slide) -> None:
             raise SessionError(slide.source, f"method {m} needs an H&E image with pixel positions; this slide has none")
 
 
+def _top_n(spec: str) -> int:
+    try:
+        n = int(spec.strip()[4:])
+    except ValueError:
+        raise SessionError(None, f"--genes {spec!r}: expected top:N with an integer N") from None
+    if n < 1:
+        raise SessionError(None, f"--genes {spec!r}: N must be >= 1")
+    return n
+
+
 def _gene_list(genes, slide: Slide | None) -> list[str]:
     if isinstance(genes, str):
         spec = genes.strip()
         if spec.lower().startswith("top:"):
-            try:
-                n = int(spec[4:])
-            except ValueError:
-                raise SessionError(None, f"--genes {spec!r}: expected top:N with an integer N") from None
+            n = _top_n(spec)
             out = slide.top_variable_genes(n) if slide is not None else []
             if not out:
                 raise SessionError(getattr(slide, "source", None), "no gene is detected in >= 10 % of the spots")
