@@ -444,6 +444,30 @@ def covariate_function(
     return covariates
 
 
+def feature_function(
+    view: HistologyView,
+    kind: str | None,
+    *,
+    scale: float = 1.0,
+    offset: tuple[float, float] = (0.0, 0.0),
+    features: str = "basic",
+):
+    """Raw H&E features at grid coordinates: ``f(R, C) -> (n, F)``.
+
+    Grid coordinates map to array coordinates ``(R / scale + offset[0], C / scale + offset[1])``
+    (see :func:`covariate_function` for the two conventions: ``scale=2`` for the x2 dense grid of a
+    slide, ``scale=1`` with the sub-lattice offset for the benchmark's measured lattice).
+    """
+    off_r, off_c = float(offset[0]), float(offset[1])
+
+    def feats(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        r = np.asarray(rows, dtype=np.float64) / scale + off_r
+        c = np.asarray(cols, dtype=np.float64) / scale + off_c
+        return histology_features(view, r, c, kind, features=features)
+
+    return feats
+
+
 def clear_cache() -> None:
     """Forget the cached feature maps."""
     _CACHE.clear()

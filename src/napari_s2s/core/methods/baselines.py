@@ -1,4 +1,4 @@
-"""Classical imputation baselines: ``nearest``, ``linear``, ``cubic``, ``gaussian``, ``pca_gaussian``.
+"""Classical imputation baselines: ``nearest``, ``linear``, ``cubic``, ``gaussian``, ``kriging``, ``pca_gaussian``.
 
 All of them work in physical proportions (pitch units, :meth:`ImputationTask.measured_physical`),
 see only the measured spots of the task and predict every target position.
@@ -269,6 +269,32 @@ class Gaussian(_Base):
             h = choose_bandwidth_loo(src, vals, per_gene=self.per_gene)
         self.details_ = {"bandwidth": h, "per_gene": self.per_gene}
         return gaussian_smooth(src, vals, task.target_physical(), h)
+
+
+@register("kriging")
+class KrigingMethod(_Base):
+    """Kriging (Gaussian-process regression with a nugget) of the measured spots.
+
+    One exponential-kernel field per gene with a length and a signal-to-noise ratio shared by the
+    (standardised) genes, both chosen by leave-one-out on the measured spots
+    (:class:`~napari_s2s.core.smoothing.kriging.Kriging`). Unlike the Gaussian-weighted mean, a
+    target one pitch from a measured spot is predicted knowing it is closer than the spots used to
+    choose the parameters are to each other.
+    """
+
+    name = "kriging"
+
+    def __init__(self) -> None:
+        self.details_: dict = {}
+
+    def predict(self, task: ImputationTask) -> np.ndarray:
+        from ..smoothing.kriging import Kriging
+
+        src = task.measured_physical()
+        vals = np.asarray(task.measured_values, dtype=np.float64)
+        kr = Kriging.fit(src, vals, seed=task.seed)
+        self.details_ = {"nu": kr.nu, "ell": kr.ell, "snr": kr.snr}
+        return np.maximum(kr.predict(src, vals, task.target_physical()), 0.0)
 
 
 @register("pca_gaussian")

@@ -86,6 +86,15 @@ def predict_tta(
     return (out / len(syms)).astype(np.float32)
 
 
+def predict_symmetry(
+    model: CDCIN, channels: np.ndarray, sym: tuple[int, bool, bool], device: torch.device, tile: int = 128
+) -> np.ndarray:
+    """:func:`predict_image` of the input transformed by one lattice symmetry, transformed back."""
+    if sym == (0, False, False):
+        return predict_image(model, channels, device, tile)
+    return _invert(predict_image(model, S.apply_symmetry(channels, sym), device, tile), sym)
+
+
 def _invert(arr: np.ndarray, sym: tuple[int, bool, bool]) -> np.ndarray:
     k, fr, fc = sym
     out = arr

@@ -107,18 +107,30 @@ class FeatureTerm:
     def fit(
         cls,
         features: np.ndarray,
-        w_loo: np.ndarray,
+        smoothed_loo: np.ndarray,
         residual: np.ndarray,
         design: str = "both",
         penalty: str = "shared",
     ) -> "FeatureTerm | None":
-        """Fit on the measured spots: ``features`` (m, F), the smoother's leave-one-out weights
-        ``w_loo`` (m, m) and its leave-one-out ``residual`` (m, G). ``None`` when no predictor varies."""
+        """Fit on the measured spots.
+
+        Parameters
+        ----------
+        features
+            (m, F) features of the measured spots.
+        smoothed_loo
+            (m, F) the smoother's leave-one-out prediction of the *centred* features
+            (``features - features.mean(0)``) at the measured spots.
+        residual
+            (m, G) the smoother's leave-one-out residual of the genes.
+
+        Returns ``None`` when no predictor varies.
+        """
         if design not in ("both", "residual", "raw"):
             raise ValueError(f"design must be 'both', 'residual' or 'raw', not {design!r}")
         f = np.asarray(features, dtype=np.float64)
         centre = f.mean(axis=0)
-        x = cls._predictors(design, f - centre, w_loo @ (f - centre), f)
+        x = cls._predictors(design, f - centre, smoothed_loo, f)
         mean = x.mean(axis=0)
         scale = x.std(axis=0)
         keep = scale > 1e-9 * (1.0 + np.abs(mean))
@@ -138,12 +150,12 @@ class FeatureTerm:
             parts.append(raw)
         return np.hstack(parts)
 
-    def at(self, features_dst: np.ndarray, w_dst: np.ndarray, features_src: np.ndarray) -> np.ndarray:
-        """(t, G) the term at positions with features ``features_dst`` (t, F), where ``w_dst`` (t, m)
-        are the smoother's weights from the measured spots (features ``features_src``) to them."""
+    def at(self, features_dst: np.ndarray, smoothed_dst: np.ndarray) -> np.ndarray:
+        """(t, G) the term at positions with features ``features_dst`` (t, F), where
+        ``smoothed_dst`` (t, F) is the smoother's prediction there of the measured spots' centred
+        features (``features_src - self.centre``)."""
         fd = np.asarray(features_dst, dtype=np.float64)
-        fs = np.asarray(features_src, dtype=np.float64)
-        x = self._predictors(self.design, fd - self.centre, w_dst @ (fs - self.centre), fd)
+        x = self._predictors(self.design, fd - self.centre, smoothed_dst, fd)
         z = (x[:, self.keep] - self.mean[self.keep]) / self.scale[self.keep]
         return z @ self.beta
 
