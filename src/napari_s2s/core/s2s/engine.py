@@ -267,14 +267,12 @@ def gene_matrix_with_targets(all_genes: np.ndarray | None, values: np.ndarray) -
     return x, cols
 
 
-@dataclass
-class _Fitted:
-    """What training leaves for imputation: the base predictor, the networks and their weight."""
-
-    base: BasePredictor | None
-    alpha: float
-    states: list  # one state dict per network of the ensemble
-    n_channels: int
+#: Fewest measured spots imputed at all (kriging needs a few).
+MIN_BASE_SPOTS = 3
+#: Fewest measured spots to train networks on; fewer get the base predictor, with a message.
+MIN_TRAIN_SPOTS = 16
+#: Fewest out-of-fold predictions to choose the blend weight on; fewer keep the base (weight 0).
+MIN_OOF_PAIRS = 24
 
 
 class S2SImputer:
@@ -339,8 +337,8 @@ class S2SImputer:
             raise SlideError(slide.source, "no genes chosen for training")
         slide.gene_indices(genes)  # unknown names -> SlideError with close matches
         use = slide.usable()
-        if int(use.sum()) < 16:
-            raise SlideError(slide.source, f"too few spots to train ({int(use.sum())} usable in-tissue spots; need 16)")
+        if int(use.sum()) < MIN_BASE_SPOTS:
+            raise SlideError(slide.source, f"too few spots to impute ({int(use.sum())} usable in-tissue spots; need {MIN_BASE_SPOTS})")
         yield ProgressEvent("prepare", 0, self.config.max_steps, None, 0.0, None, "reading measured values")
         rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
         features = self._slide_features(slide)
@@ -397,8 +395,12 @@ class S2SImputer:
         rows = np.asarray(rows, np.int64)
         cols = np.asarray(cols, np.int64)
         m = values.shape[0]
-        if m < 16:
-            raise SlideError(None, f"too few measured spots to train ({m}; need 16)")
+        if m < MIN_BASE_SPOTS:
+            raise SlideError(None, f"too few measured spots to impute ({m}; need {MIN_BASE_SPOTS})")
+        if m < MIN_TRAIN_SPOTS:
+            yield from self._base_only(rows, cols, kind, values, genes, all_genes, features, t0,
+                                       f"too few measured spots to train networks ({m}; need {MIN_TRAIN_SPOTS})")
+            return
         rng = np.random.default_rng(cfg.seed)
         with _blas_threads(cfg.threads):
             yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None,
@@ -441,6 +443,7 @@ class S2SImputer:
         self._training = None
         self.base = base
         self.alpha = alpha
+        why = oof.pop("why", None)
         self.states = [_copy_state(mem.evaluated) for mem in members]
         self._train_values = values
         self.histology_used = base.uses_histology
@@ -456,6 +459,7 @@ class S2SImputer:
             "alpha": float(alpha),
             "base": base.label,
             "oof": oof,
+            "why": why,
             "patch": int(prob.patch),
             "device": self.device_used,
         }
@@ -464,11 +468,29 @@ class S2SImputer:
         msg = f"{'stopped' if state.stopped else 'trained'}: {state.steps} steps in {seconds:.1f} s; {verdict}"
         yield ProgressEvent(phase, state.steps, cfg.max_steps, state.last_loss, seconds, 0.0, msg, oof.get("blend"))
 
+    def _base_only(self, rows, cols, kind, values, genes, all_genes, features, t0, why: str) -> Iterator[ProgressEvent]:
+        """No networks: the result is the base predictor, and the last event says why."""
+        cfg = self.config
+        yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "choosing the base predictor")
+        with _blas_threads(cfg.threads):
+            base = self._fit_base(rows, cols, kind, values, all_genes, features)
+        self.genes = list(genes)
+        self.base, self.alpha, self.states, self._train_values = base, 0.0, [], values
+        self.histology_used = base.uses_histology
+        self.base_info = base.describe()
+        seconds = time.perf_counter() - t0
+        self.stats = {"steps": 0, "train_seconds": 0.0, "seconds": float(seconds), "steps_per_s": 0.0,
+                      "stopped": False, "networks": 0, "alpha": 0.0, "base": base.label, "oof": {}, "why": why,
+                      "device": self.device_used}
+        yield ProgressEvent("done", 0, cfg.max_steps, None, seconds, 0.0, f"{why}: the result is the base predictor ({base.label})")
+
     def verdict(self) -> str:
         """One line for users: how much of the result comes from the networks."""
         if self.alpha is None:
             return "not trained"
         label = self.stats.get("base", "the base predictor")
+        if self.stats.get("why"):
+            return f"{self.stats['why']}: the result is the base predictor ({label})"
         if self.alpha <= 0.0:
             return f"training did not beat the base predictor ({label}) on held-out spots: the result is the base"
         gain = self.stats.get("oof", {}).get("gain")
@@ -483,7 +505,7 @@ class S2SImputer:
         if cfg.base_model == "kriging":
             return BasePredictor(seed=cfg.seed, components=(), use_histology=False).fit(phys, values)
         x, tcols = gene_matrix_with_targets(all_genes, values)
-        return BasePredictor(seed=cfg.seed).fit(phys, values, x, tcols, f_meas)
+        return BasePredictor(seed=cfg.seed, require_histology=cfg.histology == "on").fit(phys, values, x, tcols, f_meas)
 
     def _choose_alpha(self, members, prob, base, values, mu, sd, term_meas, rows, cols, kind, features, device):
         """The blend weight from out-of-fold predictions, and the held-out errors behind it."""
@@ -495,6 +517,8 @@ class S2SImputer:
         if not len(oof.spots) or cfg.blend != "cv":
             alpha = {"cv": 0.0, "network": 1.0, "base": 0.0}[cfg.blend]
             return alpha, {"pairs": int(len(oof.spots))}
+        if len(oof.spots) < MIN_OOF_PAIRS:
+            return 0.0, {"pairs": int(len(oof.spots)), "why": f"too few held-out predictions ({len(oof.spots)}) to judge the networks"}
         net = oof.network * sd + mu
         if term_meas is not None:
             net = net + term_meas[oof.spots]
@@ -615,6 +639,8 @@ class S2SImputer:
             phys_t = physical(tr / 2.0, tc / 2.0, kind)
             f_t = np.asarray(features(tr, tc), np.float64) if base.uses_histology else None
             b = base.predict(phys_t, f_t)
+            silent = ~np.any(values != 0, axis=0)  # genes without a count at any measured spot: 0
+            b[:, silent] = 0.0
             if alpha <= 0.0:
                 return np.maximum(b, 0.0).astype(np.float32)
             term_meas = base.term_loo() if base.uses_histology else None
@@ -637,6 +663,7 @@ class S2SImputer:
         if term_meas is not None:
             net = net + base.term_at(phys_t, f_t)
         net = np.maximum(net, 0.0)
+        net[:, silent] = 0.0
         b = np.maximum(b, 0.0)
         return (b + alpha * (net - b)).astype(np.float32)
 

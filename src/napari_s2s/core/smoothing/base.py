@@ -89,6 +89,8 @@ class BasePredictor:
         Candidate PCA components.
     use_histology
         Whether H&E candidates may be tried (when features are given to :meth:`fit`).
+    require_histology
+        Only H&E candidates (the user asked for the H&E term; needs features).
 
     Attributes (after :meth:`fit`)
     ------------------------------
@@ -105,6 +107,7 @@ class BasePredictor:
     seed: int = 0
     components: tuple = COMPONENTS
     use_histology: bool = True
+    require_histology: bool = False
     choice: BaseChoice = field(default_factory=BaseChoice)
     cv_errors: dict = field(default_factory=dict)
 
@@ -139,6 +142,8 @@ class BasePredictor:
         self.kriging = Kriging.fit(self.phys, self.values, seed=self.seed)
         use_he = self.use_histology and self.features is not None
         cands = candidates(m, 0 if self.x is None else self.x.shape[1], use_he, self.components)
+        if self.require_histology and use_he:
+            cands = [c for c in cands if c.histology]
         self.cv_errors = {}
         if m >= MIN_CV_SPOTS and len(cands) > 1:
             errs = self._cross_validate(cands)
@@ -146,7 +151,7 @@ class BasePredictor:
             self.choice = cands[best]
             self.cv_errors = {c.label: float(e) for c, e in zip(cands, errs)}
         else:
-            self.choice = BaseChoice()
+            self.choice = cands[0]
         self._refit()
         return self
 
