@@ -12,6 +12,7 @@ from napari_s2s.cli import main
 
 def test_benchmark_cli_writes_json_table_and_plot(data_dir, tmp_path, capsys):
     out = tmp_path / "sub" / "r.json"
+    out.parent.mkdir()  # output folders are never created (the same rule as impute --out)
     png = tmp_path / "r.png"
     rc = main([
         "benchmark", str(data_dir / "README.md"), str(data_dir / "her2st_C2.h5ad"),

@@ -2,19 +2,20 @@
 
 Runs the protocol of :mod:`napari_s2s.core.evaluation.benchmark` on every slide given, writes the JSON record,
 prints a Markdown table to stdout, and optionally a figure. Paths that are not slides are skipped
-with a warning; slides that fail are reported and skipped; exit code 2 only when no slide succeeded.
+with a warning; slides that fail are reported and skipped; exit code 2 only when no slide succeeded (then
+with one line listing why each was skipped). The outputs' folders must exist (as for ``impute --out``);
+they are checked before any slide is read, and written all-or-nothing at the end.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 import warnings
 from pathlib import Path
 
+from ..core.checks import check_distinct_outputs, check_output_path, positive_number, write_outputs
 from ..core.errors import SlideError
+from . import commit, say, split_gene_list
 
 
 def add_parser(sub):
@@ -25,8 +26,9 @@ def add_parser(sub):
         "predicts the rest; per-gene PCC, RMSE, MAE and SSIM, medians and seconds per method.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="slides (Space Ranger outs/ or .h5ad); others are skipped")
-    p.add_argument("--json", dest="json_out", required=True, metavar="OUT.json", help="write the results here")
-    p.add_argument("--plot", default=None, metavar="OUT.png", help="also write a figure")
+    p.add_argument("--json", dest="json_out", required=True, metavar="OUT.json",
+                   help="write the results here (its folder must exist)")
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="also write a figure (png, pdf, svg, ...)")
     p.add_argument("--genes", default="top:30", help="A,B,... or top:N (default top:30, per slide)")
     p.add_argument("--methods", default=None, help="a,b,... (default: every method that applies, ablations excepted)")
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
@@ -37,7 +39,7 @@ def add_parser(sub):
 
 
 def parse_genes(spec: str | None) -> tuple[list[str] | None, int]:
-    """``"top:N"`` -> ``(None, N)``; ``"A,B"`` -> ``(["A", "B"], len)``.
+    """``"top:N"`` -> ``(None, N)``; ``"A,B"`` -> ``(["A", "B"], len)`` (repeats dropped, with a warning).
 
     Raises
     ------
@@ -53,24 +55,33 @@ def parse_genes(spec: str | None) -> tuple[list[str] | None, int]:
         if n < 1:
             raise SlideError(None, f"--genes {spec!r}: N must be at least 1")
         return None, n
-    genes = [g.strip() for g in spec.split(",") if g.strip()]
+    genes = split_gene_list(spec)
     if not genes:
         raise SlideError(None, f"--genes {spec!r}: no gene names")
     return genes, len(genes)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    """Write atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _dump_json(path: Path, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1)
+        fh.write("\n")
+
+
+def check_outputs(json_out, plot, inputs) -> tuple[Path, Path | None]:
+    """Before any work: ``--json`` (and ``--plot``) can be written (same rule as ``impute --out``: the
+    folder must exist), are not inputs, differ, and the plot's format is known."""
+    out = check_output_path(json_out, inputs=inputs, option="--json")
+    png = None
+    if plot:
+        from ..core.evaluation.plot import plot_formats
+
+        png = check_output_path(plot, inputs=inputs, option="--plot")
+        fmt = png.suffix.lower().lstrip(".")
+        if fmt not in plot_formats():
+            raise SlideError(png, f"--plot: unknown image format {png.suffix or '(no suffix)'!r} "
+                                  f"(use {', '.join(sorted(plot_formats()))})")
+        check_distinct_outputs({"--json": json_out, "--plot": plot})
+    return out, png
 
 
 def run(args) -> int:
@@ -78,33 +89,35 @@ def run(args) -> int:
 
     genes, n_genes = parse_genes(args.genes)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    out = Path(args.json_out)
-    inputs = {str(Path(p).resolve()) for p in args.paths}
-    if str(out.resolve()) in inputs:
-        raise SlideError(out, "--json would overwrite an input")
+    if args.budget is not None:
+        positive_number(args.budget, None, "--budget")
+    if not 0 <= args.seed < 2**32:
+        raise SlideError(None, f"--seed must be an integer in [0, 2**32), not {args.seed}")
+    out, png = check_outputs(args.json_out, args.plot, args.paths)
 
     def progress(msg: str) -> None:
+        commit()  # a slide is being scored: held-back warnings (skipped paths) print now, the rest as they come
         if not args.quiet:
-            print(msg, file=sys.stderr, flush=True)
+            say(msg)
 
-    # warnings (skipped paths, failed slides or methods) go to stderr as one line each, as they come
-    with warnings.catch_warnings(record=True) as caught:
+    # warnings (skipped paths, failed slides or methods) go to stderr as one line each
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
         try:
             result = run_benchmark(args.paths, methods=methods, genes=genes, budget_s=args.budget,
                                    seed=args.seed, progress=progress, n_genes=n_genes)
         except ValueError as exc:  # unknown method names
             raise SlideError(None, str(exc)) from None
-    for w in caught:
-        print(f"napari-s2s: warning: {w.message}", file=sys.stderr)
-    print(markdown_table(result), end="")
     if not result["slides"]:
         why = "; ".join(f"{k['path']}: {k['reason']}" for k in result["skipped"])
-        print(f"napari-s2s: error: no slide could be benchmarked ({why or 'no PATH'})", file=sys.stderr)
-        return 2
-    _write_json(out, result)
-    if args.plot:
+        raise SlideError(None, f"no slide could be benchmarked ({why or 'no PATH'})")
+    commit()
+    print(markdown_table(result), end="")
+    writers = [(out, lambda tmp: _dump_json(tmp, result))]
+    if png is not None:
         from ..core.evaluation.plot import plot_benchmark
 
-        plot_benchmark(result, args.plot)
+        fmt = png.suffix.lower().lstrip(".")
+        writers.append((png, lambda tmp: plot_benchmark(result, tmp, format=fmt)))
+    write_outputs(writers)
     return 0
