@@ -9,6 +9,7 @@ optionally, the model) are written all-or-nothing at the end.
 from __future__ import annotations
 
 import time
+from argparse import Namespace
 from pathlib import Path
 from typing import Callable
 
@@ -114,7 +115,7 @@ def impute_config(**options):
         msg = str(exc)
         for field, option in OPTION_OF_FIELD.items():
             if msg.startswith(field + " "):
-                msg = option + msg[len(field):]
+                msg = (option + msg[len(field):]).replace(", or None", "").replace(" or None", "")
                 break
         raise SlideError(None, f"invalid setting: {msg}") from None
 
@@ -198,8 +199,8 @@ def impute_slide(
     src = None if sample else path
     out_p, model_p = check_impute_outputs(out, save_model, src)
     device = resolve_device(config.device)
-    from argparse import Namespace
-
+    if config.uses_natural and config.natural_folder is not None and not Path(config.natural_folder).is_dir():
+        raise SlideError(config.natural_folder, "--natural-folder: no such folder")
     slide = load_slide_from_args(Namespace(path=path, sample=sample, pitch_um=pitch_um))
     n_use = int(slide.usable().sum())
     if n_use < 16:

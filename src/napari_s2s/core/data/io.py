@@ -204,7 +204,7 @@ def _read_spaceranger(root: Path, pitch_um: float | None) -> Slide:
         except (OSError, ValueError) as exc:
             raise SlideError(sf_file, f"unreadable scale factors ({_short(exc)})") from None
         if not isinstance(raw, dict):
-            raise SlideError(sf_file, f"scale factors must be a JSON object, not {type(raw).__name__}")
+            raise SlideError(sf_file, f"scale factors must be a JSON object, not {json.dumps(raw)[:40]}")
         scalef = check_scalefactors(raw, sf_file)
     images, factors = {}, {}
     for key, fname in IMAGE_NAMES.items():
