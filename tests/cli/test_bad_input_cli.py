@@ -285,7 +285,9 @@ def test_bad_settings_are_one_line(data_dir, tmp_path, capsys, no_training, opts
     _check_bad(["impute", src, "--out", tmp_path / "o.h5ad", *fast, *opts], capsys, src, tmp_path, needle)
 
 
-@pytest.mark.parametrize("opts", [["--budget", "nan"], ["--budget", "-5"], ["--seed=-1"], ["--plot", "x.unknownformat"]])
+@pytest.mark.parametrize(
+    "opts", [["--budget", "nan"], ["--budget", "-5"], ["--seed=-1"], ["--plot", "x.unknownformat"]]
+)
 def test_benchmark_bad_settings(data_dir, tmp_path, capsys, opts):
     src = data_dir / "st_breast_cancer_layer2.h5ad"
     opts = [str(tmp_path / o) if o.startswith("x.") else o for o in opts]

@@ -317,9 +317,12 @@ def test_corrupted_hdf5_nodes_through_info(base, data_dir, tmp_path, capsys, pic
     _check_info(path, folder, capsys)
 
 
+JSON_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False), st.integers(), st.text(max_size=5)
+)
 JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False), st.integers(), st.text(max_size=5)),
-    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=5), children, max_size=3)),
+    JSON_LEAVES,
+    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.text(max_size=5), kids, max_size=3)),
     max_leaves=6,
 )
 

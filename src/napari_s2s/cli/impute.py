@@ -213,10 +213,15 @@ def impute_slide(
 
     imp = S2SImputer(config)
     t0 = time.perf_counter()
-    for ev in imp.fit_iter(slide, gene_list):
-        if progress is not None:
-            progress(ev)
-    result = imp.impute(slide, gene_list)
+    try:
+        for ev in imp.fit_iter(slide, gene_list):
+            if progress is not None:
+                progress(ev)
+        result = imp.impute(slide, gene_list)
+    except SlideError as exc:
+        if exc.path is None:  # the engine's array-level checks do not know the file: name it
+            raise SlideError(slide.source, exc.problem) from None
+        raise
     seconds = time.perf_counter() - t0
     adata = result.to_anndata(slide, config, seconds, device=str(device))
     adata.uns["s2s"]["steps"] = int(imp.stats.get("steps", 0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import numbers
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
@@ -267,7 +268,10 @@ def _read_h5ad(path: Path, pitch_um: float | None) -> Slide:
         )
 
     obs = adata.obs
-    in_tissue = _flags(obs["in_tissue"], path, "obs['in_tissue']") if "in_tissue" in obs else np.ones(adata.n_obs, bool)
+    if "in_tissue" in obs:
+        in_tissue = _flags(obs["in_tissue"], path, "obs['in_tissue']")
+    else:
+        in_tissue = np.ones(adata.n_obs, bool)
     xy = None
     if "spatial" in adata.obsm:
         try:
@@ -313,7 +317,8 @@ def _read_h5ad(path: Path, pitch_um: float | None) -> Slide:
     if "spatial" in adata.uns:
         spatial = as_mapping(adata.uns["spatial"], path, "uns['spatial']", optional=False)
         if spatial:
-            libs = list(spatial.keys())
+            # libraries are the mappings (some tools add flags such as 'is_single' beside them)
+            libs = [k for k, v in spatial.items() if isinstance(v, Mapping)] or list(spatial.keys())
             library_id = str(libs[0])
             if len(libs) > 1:
                 warnings.warn(f"{path}: {len(libs)} libraries in uns['spatial']; using '{library_id}'", stacklevel=2)
@@ -374,7 +379,8 @@ def _count_matrix(x, path, field: str) -> sp.csr_matrix:
     if data.dtype.kind == "f" and data.size:
         finite = np.isfinite(data)
         if finite.any() and np.abs(data[finite]).max() > np.finfo(np.float32).max:
-            raise SlideError(path, f"{field} holds values beyond float32 range (largest {np.abs(data[finite]).max():.3g})")
+            big = float(np.abs(data[finite]).max())
+            raise SlideError(path, f"{field} holds values beyond float32 range (largest {big:.3g})")
     return sp.csr_matrix(m, dtype=np.float32)
 
 
