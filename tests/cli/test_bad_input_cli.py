@@ -420,7 +420,7 @@ def test_top_n_beyond_the_panel_warns_with_the_cost(data_dir, tmp_path, capsys, 
     n = ad.read_h5ad(out).n_vars
     assert 5 < n <= 12
     assert any(f"only {n} genes are detected" in line for line in err)
-    cost = [line for line in err if "as long as for the default 30 genes" in line]
+    cost = [line for line in err if "the default 30: imputation after the --budget training grows" in line]
     assert len(cost) == 1 and "MB" in cost[0] and f"{n} genes" in cost[0]
 
 

@@ -112,12 +112,12 @@ def run(args) -> int:
         why = "; ".join(f"{k['path']}: {k['reason']}" for k in result["skipped"])
         raise SlideError(None, f"no slide could be benchmarked ({why or 'no PATH'})")
     commit()
-    print(markdown_table(result), end="")
     writers = [(out, lambda tmp: _dump_json(tmp, result))]
     if png is not None:
         from ..core.evaluation.plot import plot_benchmark
 
         fmt = png.suffix.lower().lstrip(".")
         writers.append((png, lambda tmp: plot_benchmark(result, tmp, format=fmt)))
-    write_outputs(writers)
+    write_outputs(writers)  # before the table: `benchmark ... | head` still gets its files
+    print(markdown_table(result), end="")
     return 0

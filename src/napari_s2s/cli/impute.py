@@ -143,9 +143,9 @@ def _warn_cost(genes: list[str], slide, spec: str) -> None:
     n_dense = len(dense_positions(slide.array_row[use], slide.array_col[use], slide.kind)[0])
     mb = n_dense * len(genes) * 4 * 2 / 1e6  # X and the s2s_model layer, float32
     warnings.warn(
-        f"--genes {spec}: {len(genes)} genes; imputation after the training budget takes about "
-        f"{len(genes) / 30:.0f}x as long as for the default 30 genes, and the output holds {n_dense} positions "
-        f"x {len(genes)} genes (~{mb:,.0f} MB); use top:N with a smaller N to keep it short",
+        f"--genes {spec}: {len(genes)} genes, {len(genes) / 30:.0f}x the default 30: imputation after the "
+        f"--budget training grows with the gene count (not part of the budget), and the output holds "
+        f"{n_dense} positions x {len(genes)} genes (~{mb:,.0f} MB); a smaller N keeps it short",
         stacklevel=2,
     )
 
