@@ -168,7 +168,7 @@ def test_zero_scale_factor_never_reaches_the_result(adata, tmp_path, capsys):
     _check_bad(["impute", src, "--out", tmp_path / "o.h5ad", *FAST], capsys, src, tmp_path, "tissue_hires_scalef")
 
 
-@pytest.mark.parametrize("value", ["0", "-100", "nan", "inf"])
+@pytest.mark.parametrize("value", ["0", "-100", "nan", "inf", "1e308"])
 def test_non_positive_pitch_is_bad_input(data_dir, tmp_path, capsys, value):
     src = data_dir / "st_breast_cancer_layer2.h5ad"
     _check_bad(["info", src, f"--pitch-um={value}"], capsys, src, tmp_path, "--pitch-um")
@@ -286,7 +286,7 @@ def test_bad_settings_are_one_line(data_dir, tmp_path, capsys, no_training, opts
 
 
 @pytest.mark.parametrize(
-    "opts", [["--budget", "nan"], ["--budget", "-5"], ["--seed=-1"], ["--plot", "x.unknownformat"]]
+    "opts", [["--budget", "nan"], ["--budget", "-5"], ["--seed=-1"], ["--plot", "x.unknownformat"], ["--methods", ","]]
 )
 def test_benchmark_bad_settings(data_dir, tmp_path, capsys, opts):
     src = data_dir / "st_breast_cancer_layer2.h5ad"

@@ -21,7 +21,7 @@ import sys
 import warnings
 
 from .. import __version__
-from ..core.checks import optional_positive_number
+from ..core.checks import MAX_PITCH_UM, optional_positive_number
 from ..core.errors import SlideError
 
 #: Sub-command modules, in the order they appear in ``--help``.
@@ -199,7 +199,7 @@ def load_slide_from_args(args):
     """Read the slide named by ``args.path`` / ``args.sample``."""
     from ..core.data.io import read_slide
 
-    pitch = optional_positive_number(getattr(args, "pitch_um", None), None, "--pitch-um")
+    pitch = optional_positive_number(getattr(args, "pitch_um", None), None, "--pitch-um", upper=MAX_PITCH_UM)
     if getattr(args, "sample", False):
         from ..core.data.synthetic import make_synthetic_slide
 

@@ -88,7 +88,11 @@ def run(args) -> int:
     from ..core.evaluation.benchmark import markdown_table, run_benchmark
 
     genes, n_genes = parse_genes(args.genes)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    methods = None
+    if args.methods is not None:
+        methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
+        if not methods:
+            raise SlideError(None, f"--methods {args.methods!r}: no method names")
     if args.budget is not None:
         positive_number(args.budget, None, "--budget")
     if not 0 <= args.seed < 2**32:
@@ -109,7 +113,8 @@ def run(args) -> int:
         except ValueError as exc:  # unknown method names
             raise SlideError(None, str(exc)) from None
     if not result["slides"]:
-        why = "; ".join(f"{k['path']}: {k['reason']}" for k in result["skipped"])
+        why = "; ".join(k["reason"] if k["reason"].startswith(k["path"]) else f"{k['path']}: {k['reason']}"
+                        for k in result["skipped"])
         raise SlideError(None, f"no slide could be benchmarked ({why or 'no PATH'})")
     commit()
     writers = [(out, lambda tmp: _dump_json(tmp, result))]

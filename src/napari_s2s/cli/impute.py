@@ -200,7 +200,8 @@ def impute_slide(
     out_p, model_p = check_impute_outputs(out, save_model, src)
     device = resolve_device(config.device)
     if config.uses_natural and config.natural_folder is not None and not Path(config.natural_folder).is_dir():
-        raise SlideError(config.natural_folder, "--natural-folder: no such folder")
+        what = "is not a folder" if Path(config.natural_folder).exists() else "no such folder"
+        raise SlideError(config.natural_folder, f"--natural-folder: {what}")
     slide = load_slide_from_args(Namespace(path=path, sample=sample, pitch_um=pitch_um))
     n_use = int(slide.usable().sum())
     if n_use < 16:

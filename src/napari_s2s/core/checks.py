@@ -33,6 +33,8 @@ GRID_CELLS_FREE = 1 << 22
 GRID_CELLS_PER_SPOT = 64
 #: Array coordinates beyond this magnitude are refused (they overflow the integer grids).
 MAX_ARRAY_COORD = 1 << 30
+#: The largest spot pitch accepted, in micrometres (1 cm; real lattices: 2 um Visium HD bins to 200 um ST).
+MAX_PITCH_UM = 10_000.0
 
 
 def _show(value) -> str:
@@ -62,8 +64,9 @@ def as_number(value, path, field: str) -> float:
     return f
 
 
-def positive_number(value, path, field: str) -> float:
-    """``value`` as a float when it is a finite number > 0; else :class:`SlideError` naming ``field``.
+def positive_number(value, path, field: str, *, upper: float | None = None) -> float:
+    """``value`` as a float when it is a finite number > 0 (and <= ``upper``); else :class:`SlideError`
+    naming ``field``.
 
     For scale factors, spot diameters, pitches: a zero, negative, NaN or infinite value would divide by
     zero or place everything at infinity downstream.
@@ -71,12 +74,14 @@ def positive_number(value, path, field: str) -> float:
     f = as_number(value, path, field)
     if not f > 0:
         raise SlideError(path, f"{field} must be a positive number, not {_show(value)}")
+    if upper is not None and f > upper:
+        raise SlideError(path, f"{field} must be at most {upper:g}, not {_show(value)}")
     return f
 
 
-def optional_positive_number(value, path, field: str) -> float | None:
+def optional_positive_number(value, path, field: str, *, upper: float | None = None) -> float | None:
     """:func:`positive_number`, with ``None`` passed through (the field is optional)."""
-    return None if value is None else positive_number(value, path, field)
+    return None if value is None else positive_number(value, path, field, upper=upper)
 
 
 def as_mapping(value, path, field: str, *, optional: bool = True) -> dict:

@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..checks import (
+    MAX_PITCH_UM,
     as_mapping,
     check_array_coordinates,
     check_grid_extent,
@@ -69,7 +70,7 @@ def read_slide(path: str | Path, pitch_um: float | None = None) -> Slide:
         lattice, NaN or negative counts, images inconsistent with their scale factors.
     """
     p = Path(path)
-    pitch_um = optional_positive_number(pitch_um, p, "pitch_um (spot pitch in micrometres)")
+    pitch_um = optional_positive_number(pitch_um, p, "pitch_um (spot pitch in micrometres)", upper=MAX_PITCH_UM)
     if not p.exists():
         raise SlideError(p, "no such file or folder")
     if p.is_dir():
