@@ -1,7 +1,7 @@
 """The ``napari-s2s`` command line.
 
-Each sub-command lives in its own module (``info.py``, ``benchmark.py``, ``impute.py``, ``view.py``)
-exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
+Each sub-command lives in its own module (``info.py``, ``benchmark.py``, ``impute.py``, ``view.py``,
+``session.py``, ``report.py``) exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
 
 The contract every command keeps (docs/design.md, "CLI contract"): exit code 0 on success; on bad input
 (:class:`SlideError`, a malformed option) exactly one line on stderr naming the file and the problem,
@@ -25,7 +25,7 @@ from ..core.checks import MAX_PITCH_UM, optional_positive_number
 from ..core.errors import SlideError
 
 #: Sub-command modules, in the order they appear in ``--help``.
-COMMANDS = ("info", "impute", "benchmark", "view")
+COMMANDS = ("info", "impute", "benchmark", "view", "session", "report")
 
 
 class UsageError(Exception):
