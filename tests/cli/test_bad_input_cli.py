@@ -30,7 +30,7 @@ from cli_contract import (
 
 @pytest.fixture(scope="module")
 def base_adata(data_dir):
-    """her2st_C2 cut to 300 genes (real counts, image and scale factors)."""
+    """her2st_C2 cut to 300 genes (real counts; its H&E shrunk 10x with the scale factor to match)."""
     return small_adata(data_dir)
 
 

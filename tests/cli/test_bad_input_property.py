@@ -51,12 +51,7 @@ def _fresh(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def base(data_dir):
     """her2st_C2 cut to 200 genes, its H&E downscaled 10x (scale factor adjusted): small and fast, still real."""
-    a = small_adata(data_dir, n_genes=200)
-    lib = next(iter(a.uns["spatial"]))
-    img = a.uns["spatial"][lib]["images"]["hires"]
-    a.uns["spatial"][lib]["images"]["hires"] = np.ascontiguousarray(img[::10, ::10])
-    a.uns["spatial"][lib]["scalefactors"]["tissue_hires_scalef"] *= 0.1
-    return a
+    return small_adata(data_dir, n_genes=200)
 
 
 def _check_info(path: Path, folder: Path, capsys) -> int:
