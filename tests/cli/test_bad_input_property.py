@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import anndata as ad
@@ -21,9 +22,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra import numpy as hnp
 
 from cli_contract import FAST, assert_contract, copy_visium, digest, listing, run, small_adata
+
+# hypothesis keeps caches in ./.hypothesis by default: keep the checkout clean (as -p no:cacheprovider does)
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "napari-s2s-hypothesis")
 
 SCALE = float(os.environ.get("NAPARI_S2S_HYPOTHESIS_EXAMPLES", "1"))
 
@@ -315,11 +320,13 @@ def test_corrupted_hdf5_nodes_through_info(base, data_dir, tmp_path, capsys, pic
 JSON_LEAVES = st.one_of(
     st.none(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False), st.integers(), st.text(max_size=5)
 )
-JSON = st.recursive(
-    JSON_LEAVES,
-    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.text(max_size=5), kids, max_size=3)),
-    max_leaves=6,
-)
+
+
+def _json_containers(kids):
+    return st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3)
+
+
+JSON = st.recursive(JSON_LEAVES, _json_containers, max_leaves=6)
 
 
 @_settings(15)
