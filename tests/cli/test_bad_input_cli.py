@@ -410,9 +410,9 @@ def test_info_json_into_a_closed_pipe(data_dir):
 
 
 def test_top_n_beyond_the_panel_warns_with_the_cost(data_dir, tmp_path, capsys, monkeypatch):
-    import napari_s2s.cli.impute as impute_cli
+    import napari_s2s.core.jobs as jobs
 
-    monkeypatch.setattr(impute_cli, "MANY_GENES", 5)  # the real threshold is 200 genes; keep the test short
+    monkeypatch.setattr(jobs, "MANY_GENES", 5)  # the real threshold is 200 genes; keep the test short
     src = _write(small_adata(data_dir, n_genes=12), tmp_path / "in")
     out = tmp_path / "o.h5ad"
     rc, _, err = run(["impute", src, "--out", out, "--genes", "top:100000", "--quiet", *FAST], capsys)

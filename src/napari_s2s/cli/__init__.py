@@ -1,15 +1,15 @@
 """The ``napari-s2s`` command line.
 
-Each sub-command lives in its own module (``info.py``, ``benchmark.py``, ``impute.py``, ``view.py``,
-``session.py``, ``report.py``) exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
+Each sub-command lives in its own module (``info.py``, ``impute.py``, ``batch.py``, ``benchmark.py``,
+``view.py``, ``session.py``, ``report.py``) exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
 
 The contract every command keeps (docs/design.md, "CLI contract"): exit code 0 on success; on bad input
 (:class:`SlideError`, a malformed option) exactly one line on stderr naming the file and the problem,
 exit code 2, no traceback. To keep it one line, warnings and progress lines go through :func:`say`,
 which holds them back until the command :func:`commit`\\ s to its work (``impute``: training started;
-``benchmark``: a slide is being scored): bad input found before that prints its error line alone. An
-unexpected failure prints one "internal error" line and exits 1 (``NAPARI_S2S_DEBUG=1`` shows the
-traceback).
+``batch``: its tasks start; ``benchmark``: a slide is being scored): bad input found before that prints
+its error line alone. An unexpected failure prints one "internal error" line and exits 1
+(``NAPARI_S2S_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import sys
 import warnings
 
 from .. import __version__
-from ..core.checks import MAX_PITCH_UM, optional_positive_number
 from ..core.errors import SlideError
+from ..core.jobs import open_slide, split_gene_list  # noqa: F401  (split_gene_list: re-exported)
 
 #: Sub-command modules, in the order they appear in ``--help``.
-COMMANDS = ("info", "impute", "benchmark", "view", "session", "report")
+COMMANDS = ("info", "impute", "batch", "benchmark", "view", "session", "report")
 
 
 class UsageError(Exception):
@@ -178,35 +178,10 @@ def add_slide_argument(p: argparse.ArgumentParser, *, sample: bool = True, nargs
     p.add_argument("--pitch-um", type=float, default=None, help="spot pitch in micrometres (override)")
 
 
-def split_gene_list(spec: str) -> list[str]:
-    """``"A, B,A"`` -> ``["A", "B"]``: names in order, blanks and repeats dropped (with a warning)."""
-    genes, seen, repeated = [], set(), []
-    for g in (spec or "").split(","):
-        g = g.strip()
-        if not g:
-            continue
-        if g in seen:
-            repeated.append(g)
-            continue
-        seen.add(g)
-        genes.append(g)
-    if repeated:
-        warnings.warn(f"--genes: repeated name(s) dropped: {', '.join(dict.fromkeys(repeated))}", stacklevel=2)
-    return genes
-
-
 def load_slide_from_args(args):
-    """Read the slide named by ``args.path`` / ``args.sample``."""
-    from ..core.data.io import read_slide
-
-    pitch = optional_positive_number(getattr(args, "pitch_um", None), None, "--pitch-um", upper=MAX_PITCH_UM)
-    if getattr(args, "sample", False):
-        from ..core.data.synthetic import make_synthetic_slide
-
-        return make_synthetic_slide()
-    if not args.path:
-        raise SlideError(None, "give a slide PATH (Space Ranger outs/ folder or .h5ad) or --sample")
-    return read_slide(args.path, pitch_um=pitch)
+    """Read the slide named by ``args.path`` / ``args.sample`` (``--pitch-um`` checked first)."""
+    return open_slide(getattr(args, "path", None), sample=getattr(args, "sample", False),
+                      pitch_um=getattr(args, "pitch_um", None))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,8 @@
 """``napari-s2s benchmark PATH... --json OUT.json [--plot OUT.png]``: the hold-out benchmark.
 
-Runs the protocol of :mod:`napari_s2s.core.evaluation.benchmark` on every slide given, writes the JSON record,
-prints a Markdown table to stdout, and optionally a figure. Paths that are not slides are skipped
+Runs the protocol of :mod:`napari_s2s.core.evaluation.benchmark` on every slide given (one method after
+the other, or as parallel (slide, method, seed) tasks on a Dask cluster with ``--workers`` / ``--scheduler``),
+writes the JSON record, prints a Markdown table to stdout, and optionally a figure. Paths that are not slides are skipped
 with a warning; slides that fail are reported and skipped; exit code 2 only when no slide succeeded (then
 with one line listing why each was skipped). The outputs' folders must exist (as for ``impute --out``);
 they are checked before any slide is read, and written all-or-nothing at the end.
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import json
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.checks import check_distinct_outputs, check_output_path, positive_number, write_outputs
 from ..core.errors import SlideError
 from . import commit, say, split_gene_list
+from .batch import add_cluster_options, check_cluster_options
 
 
 def add_parser(sub):
@@ -34,6 +37,10 @@ def add_parser(sub):
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="training time budget for learned methods (default: each method's own)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seeds", default=None, metavar="A,B,...",
+                   help="several seeds in one run (one task per slide x method x seed with --workers/--scheduler): "
+                   "one JSON per seed, OUT_seedN.json (and OUT_seedN.png)")
+    add_cluster_options(p, local_default="default: none, one method after the other in this process")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -67,25 +74,47 @@ def _dump_json(path: Path, data: dict) -> None:
         fh.write("\n")
 
 
-def check_outputs(json_out, plot, inputs) -> tuple[Path, Path | None]:
+def check_outputs(json_out, plot, inputs, seeds: list[int] | None = None) -> list[tuple[Path, Path | None]]:
     """Before any work: ``--json`` (and ``--plot``) can be written (same rule as ``impute --out``: the
-    folder must exist), are not inputs, differ, and the plot's format is known."""
-    out = check_output_path(json_out, inputs=inputs, option="--json")
-    png = None
-    if plot:
-        from ..core.evaluation.plot import plot_formats
+    folder must exist), are not inputs, differ, and the plot's format is known.
 
-        png = check_output_path(plot, inputs=inputs, option="--plot")
-        fmt = png.suffix.lower().lstrip(".")
-        if fmt not in plot_formats():
-            raise SlideError(png, f"--plot: unknown image format {png.suffix or '(no suffix)'!r} "
-                                  f"(use {', '.join(sorted(plot_formats()))})")
-        check_distinct_outputs({"--json": json_out, "--plot": plot})
-    return out, png
+    With several ``seeds``, the files written are ``OUT_seedN.json`` (and ``OUT_seedN.png``), one pair per
+    seed, in the order of ``seeds``; else ``[(OUT.json, OUT.png)]``.
+    """
+    several = seeds is not None and len(seeds) > 1
+    pairs = []
+    for sd in seeds if several else [None]:
+        js = _per_seed(Path(json_out), sd) if several else json_out
+        pl = (_per_seed(Path(plot), sd) if several else plot) if plot else None
+        out = check_output_path(js, inputs=inputs, option="--json")
+        png = None
+        if pl:
+            from ..core.evaluation.plot import plot_formats
+
+            png = check_output_path(pl, inputs=inputs, option="--plot")
+            fmt = png.suffix.lower().lstrip(".")
+            if fmt not in plot_formats():
+                raise SlideError(png, f"--plot: unknown image format {png.suffix or '(no suffix)'!r} "
+                                      f"(use {', '.join(sorted(plot_formats()))})")
+            check_distinct_outputs({"--json": js, "--plot": pl})
+        pairs.append((out, png))
+    return pairs
+
+
+@contextmanager
+def _client(args, note):
+    """A Dask client when ``--workers`` or ``--scheduler`` is given, else ``None`` (the serial benchmark)."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    from ..core.batch.cluster import open_client
+
+    with open_client(args.workers, args.scheduler, args.connect_timeout, say=note) as c:
+        yield c
 
 
 def run(args) -> int:
-    from ..core.evaluation.benchmark import markdown_table, run_benchmark
+    from ..core.evaluation.benchmark import markdown_table, run_benchmarks
 
     genes, n_genes = parse_genes(args.genes)
     methods = None
@@ -95,34 +124,65 @@ def run(args) -> int:
             raise SlideError(None, f"--methods {args.methods!r}: no method names")
     if args.budget is not None:
         positive_number(args.budget, None, "--budget")
-    if not 0 <= args.seed < 2**32:
-        raise SlideError(None, f"--seed must be an integer in [0, 2**32), not {args.seed}")
-    out, png = check_outputs(args.json_out, args.plot, args.paths)
+    seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
+    for sd in seeds:
+        if not 0 <= sd < 2**32:
+            what = "--seeds: each seed" if args.seeds else "--seed"
+            raise SlideError(None, f"{what} must be an integer in [0, 2**32), not {sd}")
+    check_cluster_options(args)
+    outputs = check_outputs(args.json_out, args.plot, args.paths, seeds)
 
     def progress(msg: str) -> None:
         commit()  # a slide is being scored: held-back warnings (skipped paths) print now, the rest as they come
         if not args.quiet:
             say(msg)
 
+    def note(msg: str) -> None:  # about the cluster: held back like warnings (a bad --scheduler stays one line)
+        if not args.quiet:
+            say(f"napari-s2s: {msg}")
+
     # warnings (skipped paths, failed slides or methods) go to stderr as one line each
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         try:
-            result = run_benchmark(args.paths, methods=methods, genes=genes, budget_s=args.budget,
-                                   seed=args.seed, progress=progress, n_genes=n_genes)
+            with _client(args, note) as client:
+                results = run_benchmarks(args.paths, seeds, methods=methods, genes=genes, budget_s=args.budget,
+                                         progress=progress, n_genes=n_genes, client=client, retries=args.retries)
         except ValueError as exc:  # unknown method names
+            if isinstance(exc, SlideError):
+                raise
             raise SlideError(None, str(exc)) from None
-    if not result["slides"]:
+    if not results[0]["slides"]:
         why = "; ".join(k["reason"] if k["reason"].startswith(k["path"]) else f"{k['path']}: {k['reason']}"
-                        for k in result["skipped"])
+                        for k in results[0]["skipped"])
         raise SlideError(None, f"no slide could be benchmarked ({why or 'no PATH'})")
     commit()
-    writers = [(out, lambda tmp: _dump_json(tmp, result))]
-    if png is not None:
-        from ..core.evaluation.plot import plot_benchmark
+    writers = []
+    for result, (out, png) in zip(results, outputs):
+        writers.append((out, lambda tmp, r=result: _dump_json(tmp, r)))
+        if png is not None:
+            from ..core.evaluation.plot import plot_benchmark
 
-        fmt = png.suffix.lower().lstrip(".")
-        writers.append((png, lambda tmp: plot_benchmark(result, tmp, format=fmt)))
-    write_outputs(writers)  # before the table: `benchmark ... | head` still gets its files
-    print(markdown_table(result), end="")
+            fmt = png.suffix.lower().lstrip(".")
+            writers.append((png, lambda tmp, r=result, f=fmt: plot_benchmark(r, tmp, format=f)))
+    write_outputs(writers)  # every seed's files or none; before the table: `benchmark ... | head` still gets them
+    several = len(seeds) > 1
+    for sd, result in zip(seeds, results):
+        print((f"## seed {sd}\n\n" if several else "") + markdown_table(result), end="\n" if several else "")
     return 0
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (each once, in order)."""
+    try:
+        seeds = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise SlideError(None, f"--seeds {spec!r}: expected integers separated by commas") from None
+    if not seeds:
+        raise SlideError(None, f"--seeds {spec!r}: no seed")
+    return list(dict.fromkeys(seeds))
+
+
+def _per_seed(path: Path, seed: int) -> Path:
+    """``out.json`` -> ``out_seed3.json``."""
+    return path.with_name(f"{path.stem}_seed{seed}{path.suffix}")

@@ -221,13 +221,16 @@ def _create_temp(out: Path, suffix: str = ".tmp") -> Path:
     raise FileExistsError(f"no free temporary name beside {out}")
 
 
-def write_outputs(writers: Iterable[tuple[str | Path, Callable[[Path], object]]]) -> list[Path]:
+def write_outputs(
+    writers: Iterable[tuple[str | Path, Callable[[Path], object]]], *, as_slide_error: bool = True
+) -> list[Path]:
     """Write several outputs all-or-nothing: each ``writer(tmp)`` fills a temporary file beside its
     target; only when every one succeeded are they renamed into place.
 
     A target that exists keeps its permission bits (as a normal overwrite would); a new one gets
     ``0666 & ~umask``. On any failure the temporary files are removed; an :class:`OSError` becomes
-    a :class:`SlideError` naming the target.
+    a :class:`SlideError` naming the target (with ``as_slide_error=False`` it is raised as it is, for
+    callers such as the napari widgets that report ``OSError`` themselves).
 
     Returns
     -------
@@ -249,6 +252,8 @@ def write_outputs(writers: Iterable[tuple[str | Path, Callable[[Path], object]]]
             os.replace(tmp, target)
     except OSError as exc:
         _remove(staged)
+        if not as_slide_error:
+            raise
         raise SlideError(current, f"cannot write the output ({exc.strerror or exc})") from None
     except BaseException:
         _remove(staged)
@@ -256,9 +261,9 @@ def write_outputs(writers: Iterable[tuple[str | Path, Callable[[Path], object]]]
     return [t for _, t in staged]
 
 
-def atomic_write(target: str | Path, writer: Callable[[Path], object]) -> Path:
+def atomic_write(target: str | Path, writer: Callable[[Path], object], *, as_slide_error: bool = True) -> Path:
     """:func:`write_outputs` for one file."""
-    return write_outputs([(target, writer)])[0]
+    return write_outputs([(target, writer)], as_slide_error=as_slide_error)[0]
 
 
 def _remove(staged: list[tuple[Path, Path]]) -> None:
