@@ -8,6 +8,7 @@ optionally, the model) are written all-or-nothing at the end. Here: the options,
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from ..core.jobs import ImputeSettings, parse_genes, run_impute_job  # noqa: F401  (parse_genes: re-exported)
