@@ -51,7 +51,7 @@ def test_nearest_neighbour_solve_matches_the_exact_one(monkeypatch):
     exact_loo = kr.predict(src, y)
     monkeypatch.setattr(K, "MAX_EXACT", 10)
     monkeypatch.setattr(K, "NEIGHBOURS", len(src))  # every spot is a neighbour: the same solve
-    assert np.allclose(kr.predict(src, y, dst), exact, atol=1e-8)
+    assert np.allclose(kr.predict(src, y, dst), exact, atol=1e-5)  # float32 cross-covariances
     assert np.allclose(kr.predict(src, y), exact_loo, atol=1e-8)
     monkeypatch.setattr(K, "NEIGHBOURS", 24)  # the nearest 24: close (the exponential kernel screens)
     assert np.abs(kr.predict(src, y, dst) - exact).max() < 0.05 * np.abs(exact).max()

@@ -47,10 +47,28 @@ class OutOfFold:
     network: np.ndarray
 
 
-def network_oof(members: list[Member], prob: TrainProblem, device: torch.device, tile: int = 128) -> OutOfFold:
-    """Each network's predictions at its own fold's spots, in every phase where they are not kept."""
+#: Pixels the out-of-fold predictions may cost (networks x phases x genes x image pixels); beyond,
+#: a seeded subset of the genes is predicted (one shared weight needs far fewer than all of them).
+OOF_PIXELS = 4_000_000
+
+
+def oof_genes(prob: TrainProblem, n_members: int, seed: int = 0) -> np.ndarray:
+    """Indices of the genes whose out-of-fold predictions are computed (all, or a seeded subset)."""
+    per_gene = n_members * len(prob.channels) * prob.target.shape[1] * prob.target.shape[2]
+    cap = max(4, OOF_PIXELS // max(per_gene, 1))
+    if prob.genes <= cap:
+        return np.arange(prob.genes)
+    return np.sort(np.random.default_rng(seed).choice(prob.genes, cap, replace=False))
+
+
+def network_oof(
+    members: list[Member], prob: TrainProblem, device: torch.device, tile: int = 128, genes: np.ndarray | None = None
+) -> OutOfFold:
+    """Each network's predictions at its own fold's spots, in every phase where they are not kept
+    (for the genes ``genes``, default all; ``network`` has one column per gene asked for)."""
     spots, phases, preds = [], [], []
     pix = prob.spot_pixels
+    genes = np.arange(prob.genes) if genes is None else np.asarray(genes)
     for mem in members:
         mine = np.flatnonzero(prob.folds == mem.fold)
         if not mine.size:
@@ -61,13 +79,13 @@ def network_oof(members: list[Member], prob: TrainProblem, device: torch.device,
             idx = mine[~prob.kept[p][pix[mine, 0], pix[mine, 1]]]
             if not idx.size:
                 continue
-            out = predict_image(model, ch, device, tile)  # (G, H, W)
+            out = predict_image(model, ch[genes], device, tile)  # (G', H, W)
             spots.append(idx)
             phases.append(np.full(idx.size, p))
             preds.append(out[:, pix[idx, 0], pix[idx, 1]].T)
         model.train(was)
     if not spots:
-        g = prob.genes
+        g = len(genes)
         return OutOfFold(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, g), np.float32))
     return OutOfFold(np.concatenate(spots), np.concatenate(phases), np.concatenate(preds).astype(np.float32))
 

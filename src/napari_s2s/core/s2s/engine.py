@@ -30,7 +30,7 @@ from ..data.lattice import physical
 from ..errors import SlideError
 from ..smoothing.base import BaseChoice, BasePredictor
 from ..smoothing.kriging import Kriging
-from .blend import blend_weight, kept_sources, network_oof, weighted_mse
+from .blend import blend_weight, kept_sources, network_oof, oof_genes, weighted_mse
 from .device import DEVICE_NAMES, resolve_device, use_bfloat16
 from .impute import dense_channels, dense_positions, final_consistency, predict_symmetry, predict_tta
 from .results import ImputedResult  # noqa: F401  (re-exported: the engine's result type)
@@ -533,7 +533,10 @@ class S2SImputer:
         from ..smoothing.gaussian import gene_weights
 
         cfg = self.config
-        oof = network_oof(members, prob, device, cfg.tile)
+        gsel = oof_genes(prob, len(members), cfg.seed)
+        oof = network_oof(members, prob, device, cfg.tile, gsel)
+        values, mu, sd = values[:, gsel], mu[gsel], sd[gsel]
+        term_meas = None if term_meas is None else term_meas[:, gsel]
         gw = gene_weights(values)
         if not len(oof.spots) or cfg.blend != "cv":
             alpha = {"cv": 0.0, "network": 1.0, "base": 0.0}[cfg.blend]
@@ -549,7 +552,7 @@ class S2SImputer:
         for p in np.unique(oof.phases):
             sel = oof.phases == p
             idx = oof.spots[sel]
-            bas[sel] = base.predict(phys[idx], None if f_meas is None else f_meas[idx], sources=kept_sources(prob, int(p)))
+            bas[sel] = base.predict(phys[idx], None if f_meas is None else f_meas[idx], sources=kept_sources(prob, int(p)))[:, gsel]
         truth = values[oof.spots].astype(np.float64)
         net = np.maximum(net, 0.0)
         bas = np.maximum(bas, 0.0)
@@ -559,6 +562,7 @@ class S2SImputer:
         e_blend = weighted_mse(truth, bas + alpha * (net - bas), gw)
         return alpha, {
             "pairs": int(len(oof.spots)),
+            "genes": int(len(gsel)),
             "base": e_base,
             "network": e_net,
             "blend": e_blend,
@@ -659,7 +663,7 @@ class S2SImputer:
             base = self._base_for(rows, cols, kind, values, all_genes, features)
             phys_t = physical(tr / 2.0, tc / 2.0, kind)
             f_t = np.asarray(features(tr, tc), np.float64) if base.uses_histology else None
-            b = base.predict(phys_t, f_t)
+            b, term_t = base.predict_parts(phys_t, f_t)
             silent = ~np.any(values != 0, axis=0)  # genes without a count at any measured spot: 0
             b[:, silent] = 0.0
             if alpha <= 0.0:
@@ -682,7 +686,7 @@ class S2SImputer:
                 acc = out if acc is None else acc + out
         net = (acc / len(models))[:, tr - r0, tc - c0].T * sd + mu
         if term_meas is not None:
-            net = net + base.term_at(phys_t, f_t)
+            net = net + term_t
         net = np.maximum(net, 0.0)
         net[:, silent] = 0.0
         b = np.maximum(b, 0.0)

@@ -41,6 +41,9 @@ MIN_CV_SPOTS = 20
 #: Largest slide cross-validated in full; larger ones are cross-validated on a square crop.
 MAX_CV_SPOTS = 3000
 
+#: From this many measured spots, one K-fold partition (no repeats).
+MANY_SPOTS = 1000
+
 
 @dataclass(frozen=True)
 class BaseChoice:
@@ -165,9 +168,10 @@ class BasePredictor:
     def _fit_term(self, den, mu, solver, rows: np.ndarray) -> FeatureTerm | None:
         """The H&E term of the smoother's leave-one-out residual, fitted on spots ``rows``."""
         f = self.features[rows]
-        loo = solver.loo(np.hstack([den - mu, f - f.mean(axis=0)]))
-        g = den.shape[1]
-        return FeatureTerm.fit(f, loo[:, g:], self.values[rows] - (mu + loo[:, :g]))
+        f_loo = getattr(solver, "_features_loo", None)  # the same for every candidate of a fold
+        if f_loo is None:
+            f_loo = solver._features_loo = solver.loo(f - f.mean(axis=0))
+        return FeatureTerm.fit(f, f_loo, self.values[rows] - (mu + solver.loo(den - mu)))
 
     def _cross_validate(self, cands: list[BaseChoice]) -> np.ndarray:
         """Cross-validated error of every candidate (one value each)."""
@@ -180,7 +184,8 @@ class BasePredictor:
         gw = gene_weights(self.values[idx])
         err = np.zeros(len(cands))
         ks = sorted({c.components for c in cands if c.components})
-        for r in range(self.repeats):
+        repeats = self.repeats if m < MANY_SPOTS else 1  # many spots: one partition is precise enough
+        for r in range(repeats):
             folds = np.random.default_rng(self.seed + r).permutation(m) % self.n_folds
             for f in range(self.n_folds):
                 te, tr = idx[folds == f], idx[folds != f]
@@ -199,7 +204,7 @@ class BasePredictor:
                     pred = self._predict_with(den, mu, solver, term, self.phys[te], tr, te)
                     e = (np.maximum(pred, 0.0) - self.values[te]) ** 2
                     err[i] += float((e * gw).sum())
-        return err / (self.repeats * m * max(1, self.values.shape[1]))
+        return err / (repeats * m * max(1, self.values.shape[1]))
 
     def _predict_with(self, den, mu, solver, term, dst, src_rows, dst_rows=None, features_dst=None):
         g = den.shape[1]
@@ -224,6 +229,19 @@ class BasePredictor:
     def uses_histology(self) -> bool:
         """Whether the fitted predictor has an H&E term (the slide's image explains something)."""
         return self.term is not None
+
+    def predict_parts(self, dst: np.ndarray, features_dst: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(t, G) predictions at ``dst`` from all measured spots, and the H&E term's part of them
+        (zeros without a term), from one smoothing pass."""
+        dst = np.asarray(dst, np.float64)
+        g = self.values.shape[1]
+        if self.term is None:
+            return self.mu + self.solver.predict(self.den - self.mu, dst), np.zeros((len(dst), g))
+        if features_dst is None:
+            raise ValueError("this base predictor uses the H&E term: give features_dst")
+        sm = self.solver.predict(np.hstack([self.den - self.mu, self.features - self.term.centre]), dst)
+        term = self.term.at(features_dst, sm[:, g:])
+        return self.mu + sm[:, :g] + term, term
 
     def predict(self, dst: np.ndarray, features_dst: np.ndarray | None = None, sources: np.ndarray | None = None) -> np.ndarray:
         """(t, G) predictions at physical positions ``dst`` (not clipped).

@@ -18,6 +18,7 @@ lattice (:data:`FIT_SPOTS` spots at most per crop) and predict with the exact po
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 #: Candidate lengths of the field (pitch units of the slide's full lattice).
-ELLS: tuple[float, ...] = tuple(float(x) for x in np.round(np.geomspace(0.5, 24.0, 17), 4))
+ELLS: tuple[float, ...] = tuple(float(x) for x in np.round(np.geomspace(0.5, 24.0, 12), 4))
 #: Candidate signal-to-noise variance ratios.
 SNRS: tuple[float, ...] = tuple(float(x) for x in np.round(np.geomspace(0.02, 50.0, 15), 4))
 #: Candidate kernel orders (Matern nu): 0.5 exponential, 1.5, 2.5.
@@ -40,15 +41,19 @@ NEIGHBOURS = 48
 
 
 def matern(d: np.ndarray, ell: float, nu: float) -> np.ndarray:
-    """Matern correlation of distances ``d`` for length ``ell`` and order ``nu`` (0.5, 1.5 or 2.5)."""
-    r = np.asarray(d, dtype=np.float64) / ell
+    """Matern correlation of distances ``d`` for length ``ell`` and order ``nu`` (0.5, 1.5 or 2.5),
+    in the precision of ``d`` (float32 or float64)."""
+    d = np.asarray(d)
+    if d.dtype not in (np.float32, np.float64):
+        d = d.astype(np.float64)
+    r = d / float(ell)  # a Python float keeps the array's precision
     if nu == 0.5:
         return np.exp(-r)
     if nu == 1.5:
-        a = np.sqrt(3.0) * r
+        a = math.sqrt(3.0) * r
         return (1.0 + a) * np.exp(-a)
     if nu == 2.5:
-        a = np.sqrt(5.0) * r
+        a = math.sqrt(5.0) * r
         return (1.0 + a + a * a / 3.0) * np.exp(-a)
     raise ValueError(f"nu must be 0.5, 1.5 or 2.5, not {nu!r}")
 
@@ -131,9 +136,10 @@ class Kriging:
                     best = cls(float(nu), float(ell), float(snrs[j]), float(tab[j]))
         return best
 
-    def covariance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def covariance(self, a: np.ndarray, b: np.ndarray, dtype=np.float64) -> np.ndarray:
         """Signal covariance (in noise-variance units) between positions ``a`` and ``b``."""
-        return self.snr * matern(cdist(np.asarray(a, np.float64), np.asarray(b, np.float64)), self.ell, self.nu)
+        d = cdist(np.asarray(a, np.float64), np.asarray(b, np.float64)).astype(dtype, copy=False)
+        return (self.snr * matern(d, self.ell, self.nu)).astype(dtype, copy=False)
 
     def on(self, src: np.ndarray) -> "KrigingSolver":
         """The smoother conditioned on spots at ``src``: factorised once, applied to any columns."""
@@ -185,8 +191,11 @@ class KrigingSolver:
         alpha = cho_solve(self._cf, v, check_finite=False)
         dst = np.asarray(dst, dtype=np.float64)
         out = np.empty((len(dst), v.shape[1]))
+        # cross-covariances in float32 (the targets' weights; the spots' own system stays float64)
+        a32 = alpha.astype(np.float32)
         for s in range(0, len(dst), block):
-            out[s : s + block] = self.kriging.covariance(dst[s : s + block], self.src) @ alpha
+            k = self.kriging.covariance(dst[s : s + block], self.src, np.float32)
+            out[s : s + block] = k @ a32
         return out
 
     def loo(self, v: np.ndarray) -> np.ndarray:
