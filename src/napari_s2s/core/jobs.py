@@ -327,6 +327,10 @@ def run_impute_job(
     steps = int(imp.stats.get("steps", 0))
     adata.uns["s2s"]["steps"] = steps
     adata.uns["s2s"]["histology"] = bool(getattr(imp, "histology_used", False))
+    # how the result was made: the base predictor, the networks' weight and why
+    adata.uns["s2s"]["base"] = str(imp.stats.get("base", ""))
+    adata.uns["s2s"]["alpha"] = float(imp.alpha or 0.0)
+    adata.uns["s2s"]["verdict"] = imp.verdict()
     adata.uns["s2s"]["genes_requested"] = str(settings.genes)
     writers = [(out_p, lambda tmp: adata.write_h5ad(tmp))]
     if model_p is not None:

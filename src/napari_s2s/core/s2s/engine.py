@@ -438,8 +438,12 @@ class S2SImputer:
             folds = assign_folds(m, cfg.folds, rng)
             try:
                 prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds)
-            except ValueError as exc:
-                raise SlideError(None, str(exc)) from None
+            except ValueError as exc:  # e.g. spots too scattered for any training window
+                prob = None
+                why = str(exc)
+        if prob is None:
+            yield from self._base_only(rows, cols, kind, values, genes, all_genes, features, t0, why)
+            return
         natural = None
         if cfg.uses_natural:
             from .natural import load_natural_images
