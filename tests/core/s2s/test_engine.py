@@ -259,3 +259,13 @@ def test_model_output_kept_beside_the_exact_values(synthetic_slide):
     adata = res.to_anndata(slide, tiny(), 1.0)
     np.testing.assert_array_equal(adata.layers["s2s_model"], res.model_values)
     np.testing.assert_array_equal(np.asarray(adata.X), res.values)
+
+
+def test_test_time_averaging_over_the_lattice_symmetries(synthetic_slide):
+    slide = synthetic_slide
+    genes = slide.top_variable_genes(2)
+    imp = S2SImputer(tiny(blend="network", max_steps=3)).fit(slide, genes)
+    one = imp.impute(slide, tta=False)  # network k uses the k-th symmetry
+    avg = imp.impute(slide, tta=True)  # every network averaged over all of them
+    np.testing.assert_array_equal(one.values[one.measured], avg.values[avg.measured])
+    assert not np.allclose(one.values[~one.measured], avg.values[~avg.measured])

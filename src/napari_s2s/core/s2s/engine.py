@@ -521,7 +521,7 @@ class S2SImputer:
             return f"training did not beat the base predictor ({label}) on held-out spots: the result is the base"
         gain = self.stats.get("oof", {}).get("gain")
         more = "" if gain is None else f", {100 * gain:.1f} % less held-out error than the base"
-        return f"networks weighted {self.alpha:.2f} against the base ({label}){more}"
+        return f"networks weighted {self.alpha:.2f} against the base predictor ({label}){more}"
 
     def _fit_base(self, rows, cols, kind, values, all_genes, features) -> BasePredictor:
         """The base predictor of the measured arrays (choice by cross-validation, or plain kriging)."""
