@@ -49,9 +49,9 @@ def measure(slide_arg: str, budget: float, n_genes: int, first_map_budget: float
     viewer.window.add_dock_widget(widget, name="S2S-ST")
     for data, kwargs, _ in slide_layers(slide):
         viewer.add_image(data, **kwargs)
-    widget.top_n_spin.setValue(n_genes)
+    widget.genes_box.top_n_spin.setValue(n_genes)
     widget.use_top_genes()
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
+    widget.settings_box.device_combo.setCurrentIndex(widget.settings_box.device_combo.findData("cpu"))
     app = QApplication.instance()
     settle = time.perf_counter() + 3.0  # let the viewer finish its first paints
     while time.perf_counter() < settle:
@@ -72,14 +72,14 @@ def measure(slide_arg: str, budget: float, n_genes: int, first_map_budget: float
             messages.append(widget.state.message)
             if "click" not in marks and now - ticks[0][0] >= IDLE_S:
                 marks["click"] = now
-                widget.train_button.click()  # the user's click, inside the event loop
+                widget.train_box.train_button.click()  # the user's click, inside the event loop
             elif "click" in marks and "done" not in marks:
                 if (not widget.running and widget.imputed_layer() is not None) or now > deadline:
                     marks["done"] = now
             elif "done" in marks and now - marks["done"] >= 1.0:  # the maps get drawn meanwhile
                 loop.quit()
 
-        widget.budget_spin.setValue(budget_s)
+        widget.settings_box.budget_spin.setValue(budget_s)
         old = widget.imputed_layer()
         if old is not None:
             viewer.layers.remove(old)
@@ -130,7 +130,7 @@ def measure(slide_arg: str, budget: float, n_genes: int, first_map_budget: float
         "spots": int(slide.usable().sum()),
         "lattice": slide.kind,
         "genes": len(widget.selected_genes()),
-        "preset": widget.preset_combo.currentText(),
+        "preset": widget.settings_box.preset_combo.currentText(),
         "device": "cpu",
         "torch_threads": None,
         "cpu_count": os.cpu_count(),

@@ -54,23 +54,23 @@ def main() -> int:
     viewer.open(args.slide, plugin="napari-s2s")
     if args.genes:
         widget.apply_gene_list(args.genes)
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
-    widget.budget_spin.setValue(args.budget)
+    widget.settings_box.device_combo.setCurrentIndex(widget.settings_box.device_combo.findData("cpu"))
+    widget.settings_box.budget_spin.setValue(args.budget)
     shot("open")
 
     widget.start_training()
-    widget.scroll_to(widget.loss_plot)
+    widget.scroll_to(widget.train_box.loss_plot)
     while widget.running and widget.state.elapsed_s < 0.8 * args.budget:
         pump(0.2)
     shot("training")
     while widget.running:
         pump(0.2)
     widget.viewer.dims.set_current_step(0, 0)
-    widget.side_by_side_check.setChecked(True)
+    widget.results_box.side_by_side_check.setChecked(True)
     shot("side_by_side")
-    widget.side_by_side_check.setChecked(False)
+    widget.results_box.side_by_side_check.setChecked(False)
 
-    widget.method_combo.setCurrentText("s2s" if widget.method_combo.findText("s2s") >= 0 else "gaussian")
+    widget.train_box.method_combo.setCurrentText("s2s" if widget.train_box.method_combo.findText("s2s") >= 0 else "gaussian")
     widget.start_validation()
     while widget.running:
         pump(0.2)
@@ -107,8 +107,8 @@ def main() -> int:
         widget = S2SWidget(viewer)
         viewer.window.add_dock_widget(widget, name="S2S-ST imputation")
         viewer.open(args.he_slide, plugin="napari-s2s")
-        widget.histology_combo.setCurrentIndex(widget.histology_combo.findData("auto"))
-        widget.method_combo.setCurrentText("gaussian")
+        widget.settings_box.histology_combo.setCurrentIndex(widget.settings_box.histology_combo.findData("auto"))
+        widget.train_box.method_combo.setCurrentText("gaussian")
         widget.start_validation()
         while widget.running:
             pump(0.2)
