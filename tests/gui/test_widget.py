@@ -25,15 +25,9 @@ def notes(monkeypatch):
 
 
 @pytest.fixture
-def widget(make_napari_viewer, tmp_path, monkeypatch):
-    from napari_s2s.gui.widget import S2SWidget
-
-    monkeypatch.setenv("NAPARI_S2S_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.delenv("NAPARI_S2S_SYNC", raising=False)
-    viewer = make_napari_viewer()
-    w = S2SWidget(viewer)
-    viewer.window.add_dock_widget(w, name="S2S-ST")
-    return w
+def widget(plugin_dock):
+    """The dock as users get it: napari's plugin dock contribution (the viewer is napari's proxy)."""
+    return plugin_dock()
 
 
 def _layer(viewer, kind):
@@ -225,14 +219,11 @@ def test_paper_preset_on_cpu_is_flagged(widget):
     assert note.isHidden()
 
 
-def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, synthetic_slide, tmp_path, monkeypatch):
+def test_closing_the_viewer_stops_training(plugin_dock, qtbot, synthetic_slide):
     from napari_s2s.gui.layers import slide_layers
-    from napari_s2s.gui.widget import S2SWidget
 
-    monkeypatch.setenv("NAPARI_S2S_CONFIG_DIR", str(tmp_path))
-    viewer = make_napari_viewer()
-    w = S2SWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = plugin_dock()
+    viewer = w.viewer
     for data, kwargs, _ in slide_layers(synthetic_slide):
         viewer.add_image(data, **kwargs)
     w.settings_box.budget_spin.setValue(120)
@@ -267,7 +258,7 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     qtbot.waitUntil(previewed, timeout=60000)
     assert widget.running, "no preview before training ended"
     preview = widget.imputed_layer()
-    assert preview is pending  # filled in place
+    assert preview.unique_id == pending.unique_id  # filled in place (the same layer)
     meta = s2s_meta(preview)
     assert meta["preview"] and "preview" in preview.name
     assert np.isfinite(preview.data).sum() > 0
@@ -278,13 +269,13 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     qtbot.waitUntil(lambda: not widget.running, timeout=120000)
     assert widget.state.phase == "done", widget.state.message
     final = widget.imputed_layer()
-    assert final is preview  # updated in place, not a second layer
+    assert final.unique_id == preview.unique_id  # updated in place, not a second layer
     assert [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"] == [final]
-    assert final.name.endswith("imputed") and not s2s_meta(final).get("preview")
+    assert final.name.endswith("imputed by S2S-ST") and not s2s_meta(final).get("preview")
     assert s2s_meta(final)["result"] is not None and widget.results_box.save_button.isEnabled()
     # with the final maps (not while training): hidden rings at the measured spots, on their dense positions
     spots = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "spots"]
-    assert len(spots) == 1 and not spots[0].visible and viewer.layers.selection.active is final
+    assert len(spots) == 1 and not spots[0].visible and viewer.layers.selection.active == final
     assert len(spots[0].data) == int(synthetic_slide.usable().sum())
     res_ = s2s_meta(final)["result"]
     grid_ = s2s_meta(final)["grid"]
@@ -318,7 +309,7 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     widget.start_training()
     qtbot.waitUntil(lambda: not widget.running, timeout=120000)
     imputed = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]
-    assert len(imputed) == 1 and imputed[0].name.endswith("imputed") and imputed[0].visible
+    assert len(imputed) == 1 and imputed[0].name.endswith("imputed by S2S-ST") and imputed[0].visible
     # a run that fails before its first map leaves the earlier maps as they were
     cuda = widget.settings_box.device_combo.findData("cuda")
     if "not available" in widget.settings_box.device_combo.itemText(cuda):
@@ -327,7 +318,7 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
         qtbot.waitUntil(lambda: not widget.running, timeout=60000)
         assert widget.state.phase == "error"
         after = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]
-        assert after == imputed and after[0].visible and after[0].name.endswith("imputed")
+        assert after == imputed and after[0].visible and after[0].name.endswith("imputed by S2S-ST")
 
 
 def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, notes):

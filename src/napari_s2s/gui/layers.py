@@ -20,8 +20,18 @@ from ..core.data.slide import GeneGrid, Slide
 #: Key of the plugin's entry in ``layer.metadata``.
 META_KEY = "napari_s2s"
 
-#: Default colormaps per layer kind.
+#: Default colormaps per layer kind (error maps: PiYG, pink below zero, green above).
 COLORMAPS = {"measured": "viridis", "imputed": "viridis", "error": "PiYG"}
+
+
+def imputed_name(slide_name: str, what: str = "") -> str:
+    """Name of an imputed stack: it says by what (the side-by-side label), ``what`` in brackets."""
+    return f"{slide_name} imputed by S2S-ST" + (f" ({what})" if what else "")
+
+
+def error_name(slide_name: str, method: str) -> str:
+    """Name of a hold-out error stack: which colour means what (PiYG of prediction minus truth)."""
+    return f"{slide_name} hold-out error of {method}: green over-, pink under-predicted"
 
 LayerData = tuple[Any, dict, str]
 
@@ -161,7 +171,7 @@ def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4)
     if he is not None:
         out.append(he)
     if slide.is_imputed_result:
-        out.append(gene_stack_layer(slide, slide.grid(genes), "measured", name=f"{slide.name} imputed (saved result)",
+        out.append(gene_stack_layer(slide, slide.grid(genes), "measured", name=imputed_name(slide.name, "saved result"),
                                     saved_result=True))
         spots = measured_spots_layer(slide)
         if spots is not None:
@@ -169,6 +179,20 @@ def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4)
     else:  # the dock widget keeps this stack on the genes it selects (until a run uses it)
         out.append(gene_stack_layer(slide, slide.grid(genes), "measured", follows_selection=True))
     return out
+
+
+def saved_measured_layer(slide: Slide, genes: list[str], limits=None) -> LayerData | None:
+    """A reopened result's values at its measured spots only (NaN between them): what was measured,
+    to set beside the imputed maps. ``None`` when the result does not say which spots were measured."""
+    measured = slide.result_measured()
+    if measured is None:
+        return None
+    grid = slide.grid(genes)
+    keep = measured[slide.usable()]
+    ii, jj = grid.spot_ij[~keep].T
+    grid.values[:, ii, jj] = np.nan
+    return gene_stack_layer(slide, grid, "measured", name=f"{slide.name} measured spots only", limits=limits,
+                            side_by_side_only=True)
 
 
 def measured_spots_layer(slide: Slide) -> LayerData | None:

@@ -107,10 +107,9 @@ class RunLayers:
         # a new run replaces the last maps and stale previews: hidden now, removed at its first map, shown
         # again if it fails before one
         self.drop_replaced()
-        for old in self.layers_of(slide, "imputed"):
-            if old.name == f"{slide.name} imputed" or s2s_meta(old).get("preview"):
-                self._replaced.append((old, old.visible))
-                old.visible = False
+        for old in self.layers_of(slide, "imputed"):  # earlier maps and stale previews of this slide
+            self._replaced.append((old, old.visible))
+            old.visible = False
         imputed = self.viewer.add_image(data, **kwargs)
         if final_or_preview:
             self.drop_replaced()
@@ -151,15 +150,19 @@ class RunLayers:
 
     # ------------------------------------------------------------------ validation
     def show_error_maps(self, slide, layer_data):
-        """Replace the slide's error stack with ``layer_data`` and show it alone over the H&E."""
+        """Replace the slide's error stack with ``layer_data`` and show it alone over the H&E, with a
+        colour bar (its name says which colour is over- and which under-prediction)."""
         data, kwargs, _ = layer_data
         for old in self.layers_of(slide, "error"):
-            if old.name == kwargs["name"]:
-                self.viewer.layers.remove(old)
+            self.viewer.layers.remove(old)
         layer = self.viewer.add_image(data, **kwargs)
+        layer.colorbar.position = "top_left"
+        layer.colorbar.visible = True
         for other in self.viewer.layers:
             m = s2s_meta(other)
-            if other is not layer and m and m.get("slide") is slide and m.get("kind") in GENE_KINDS:
+            # compared by id: in a plugin dock the viewer is napari's proxy, which wraps every layer it
+            # hands out anew (``is`` never matches)
+            if other.unique_id != layer.unique_id and m and m.get("slide") is slide and m.get("kind") in GENE_KINDS:
                 other.visible = False  # the error map alone over the H&E
         self.viewer.layers.selection.active = layer
         self._on_change()

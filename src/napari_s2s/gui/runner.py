@@ -1,11 +1,21 @@
 """The run in progress: its job and napari worker, started and stopped from the GUI thread.
 
-Not a Qt object, so that it can still stop the run as the widget is destroyed (closing napari).
+Not a Qt object, so that it can still stop the run as the widget is destroyed (closing napari), and
+at the latest as the interpreter exits: a thread still computing in torch while Python finalizes
+aborts the process ("terminate called without an active exception").
 """
 
 from __future__ import annotations
 
+import atexit
+import time
+import weakref
+
 from . import workers
+
+#: Longest wait (s) for a run's threads to end when the widget goes away (closing napari): the
+#: interpreter must not exit while torch computes in them.
+SHUTDOWN_WAIT_S = 30.0
 
 
 class JobRunner:
@@ -15,6 +25,7 @@ class JobRunner:
         self.job = None
         self.worker = None
         self.connections: list = []  # (napari emitter, callback) to drop when the widget dies
+        _RUNNERS.add(self)
 
     @property
     def running(self) -> bool:
@@ -42,10 +53,26 @@ class JobRunner:
             except (RuntimeError, ValueError, TypeError):
                 pass
         self.connections.clear()
-        if self.job is not None:
-            self.job.stop()
-        if self.worker is not None:
+        job, worker = self.job, self.worker
+        if job is not None:
+            job.stop(abandon=True)  # no maps wanted
+        if worker is not None:
             try:
-                self.worker.quit()
+                worker.quit()
             except RuntimeError:  # already deleted
-                pass
+                worker = None
+        end = time.perf_counter() + SHUTDOWN_WAIT_S
+        while worker is not None and worker.is_running and time.perf_counter() < end:
+            time.sleep(0.02)  # the worker ends after its current training step
+        if job is not None:
+            job.wait(max(0.0, end - time.perf_counter()))
+
+
+_RUNNERS: "weakref.WeakSet[JobRunner]" = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    """At exit (before Python stops its threads), end every run still going."""
+    for runner in list(_RUNNERS):
+        runner.shutdown()

@@ -1,4 +1,4 @@
-"""The dock's "Settings" box: preset, budget, device, natural images, H&E guidance, seed, advanced sizes.
+"""The dock's "Settings" box: preset, budget, device, H&E guidance; natural images, seed and model size under "Advanced".
 
 What the settings mean and how they persist is :mod:`.settings` (plain Python); this box shows them.
 """
@@ -62,6 +62,8 @@ class SettingsBox(QGroupBox):
         self.budget_spin.setToolTip("training time budget")
         form.addRow("Budget", self.budget_spin)
         self.device_combo = QComboBox()
+        self.device_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.device_combo.setMinimumContentsLength(8)
         avail = available_devices()
         self.accelerators = [d for d in avail if d in ("cuda", "mps")]
         auto = next((d for d in ("cuda", "mps") if d in avail), "cpu")
@@ -76,9 +78,6 @@ class SettingsBox(QGroupBox):
         self.preset_note.setStyleSheet("color: #e0b050")
         self.preset_note.setVisible(False)
         form.addRow(self.preset_note)
-        self.natural_check = QCheckBox("natural-image co-learning")
-        self.natural_check.setToolTip("co-train on natural images (S2S-ST); off for the ablation")
-        form.addRow(self.natural_check)
         self.histology_combo = QComboBox()
         for mode in HISTOLOGY_MODES:
             self.histology_combo.addItem(mode, mode)
@@ -87,13 +86,17 @@ class SettingsBox(QGroupBox):
             "(auto: on when the slide has an image with >= 4 pixels per spot)"
         )
         form.addRow("H&&E guidance", self.histology_combo)  # &&: a literal & (not a mnemonic)
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        form.addRow("Seed", self.seed_spin)
         adv = QCollapsible("Advanced")
         adv_inner = QWidget()
         adv_form = QFormLayout(adv_inner)
         adv_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.natural_check = QCheckBox("natural images")
+        self.natural_check.setToolTip("natural-image co-learning: co-train on natural images (S2S-ST); off for the ablation")
+        adv_form.addRow(self.natural_check)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setToolTip("random seed (training and the hold-out split of Validate)")
+        adv_form.addRow("Seed", self.seed_spin)
         self.cascades_spin = QSpinBox()
         self.cascades_spin.setRange(0, 8)
         self.cascades_spin.setSpecialValueText("preset")

@@ -1,7 +1,9 @@
-"""Side-by-side review in napari's grid mode: measured | imputed, each over its own copy of the H&E.
+"""Side-by-side review in napari's grid mode: measured | imputed, each over its own copy of the H&E,
+each panel labelled with its layer's name ("... measured ...", "... imputed by S2S-ST").
 
 Plain functions over a viewer (no widget state): :func:`enter` arranges the layers and returns what
-:func:`leave` needs to put the viewer back as it was.
+:func:`leave` needs to put the viewer back as it was. Layers made for side by side only (the H&E
+copy, a saved result's measured view: ``side_by_side_only`` in their metadata) go when it ends.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ def enter(viewer, measured, imputed, he=None) -> dict:
         layer.visible = False
     for layer in order:
         layer.visible = True
+    for layer in (measured, imputed):  # the panel labels
+        label = layer.name_overlay
+        label.font_size = 12
+        label.box = True
+        label.visible = True
     grid = viewer.canvas.grid
     grid.stride = 2 if he is not None else 1
     grid.shape = (1, 2)
@@ -42,8 +49,10 @@ def leave(viewer, saved: dict | None) -> None:
     viewer.canvas.grid.enabled = False
     for layer in list(viewer.layers):
         m = s2s_meta(layer)
-        if m and m.get("kind") == "he_copy":
+        if m and (m.get("kind") == "he_copy" or m.get("side_by_side_only")):
             viewer.layers.remove(layer)
+        elif m:
+            layer.name_overlay.visible = False
     for layer, visible in (saved or {}).items():
         if layer in viewer.layers:
             layer.visible = visible

@@ -27,6 +27,7 @@ class SlideBox(QGroupBox):
     def __init__(self, open_path: Callable[[str], None], start_dir: Callable[[], str], parent=None):
         super().__init__("Slide", parent)
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
         row = QHBoxLayout()
         self.combo = QComboBox()
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)

@@ -15,18 +15,18 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QScrollArea, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
-from . import messages, side_by_side
-from .gene_display import show_gene, sync_gene_display
+from . import dock_layout, messages, side_by_side
+from .gene_display import place_gene_name, show_gene, sync_gene_display
 from .genes_box import GenesBox
-from .layers import gene_stack_layer, s2s_meta
+from .layers import error_name, gene_stack_layer, s2s_meta, saved_measured_layer
 from .messages import fmt_seconds, one_line
 from .results_box import ResultsBox
-from .review import ReviewTable
+from .review import ReviewTable, review_of
 from .review_panel import ReviewPanel
 from .review_panel import column as review_column
-from .run_layers import RunLayers
+from .run_layers import RunLayers, link_contrast
 from .runner import JobRunner
 from .settings import SettingsStore, WidgetSettings
 from .settings_box import SettingsBox
@@ -43,6 +43,11 @@ from .training import (
     median_delta,
     pending_layers,
 )
+
+#: Title of the review table's dock widget.
+REVIEW_DOCK_NAME = "S2S-ST review"
+#: Narrowest review panel (px): Gene, Status, PCC, RMSE and ~100 px of comment side by side.
+REVIEW_MIN_WIDTH = 340
 
 #: Shortest interval between two refreshes of the progress panel (each repaint costs the GUI thread).
 UI_REFRESH_MS = 200
@@ -66,6 +71,13 @@ def warm_up() -> None:
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     except Exception:  # noqa: BLE001 - only a warm-up; real errors surface in the run
         pass
+
+
+def slide_folder(source) -> str | None:
+    """The folder a slide sits in (the one holding its ``.h5ad`` file or its Space Ranger folder):
+    where dialogs about it start, and where its results and reviews are saved by default."""
+    p = Path(source)
+    return str(p.parent) if p.exists() else None
 
 
 def _notify(kind: str, message: str) -> None:
@@ -112,10 +124,12 @@ class S2SWidget(QWidget):
         self._ui_timer.setInterval(UI_REFRESH_MS)
         self._ui_timer.timeout.connect(self._on_state)
         self.state.events.connect(self._schedule_ui)
+        self.state.events.phase.connect(self._update_buttons)
         self.destroyed.connect(self._runner.shutdown)
         self._runner.connect(self.viewer.layers.events.inserted, self._refresh_slides)
         self._runner.connect(self.viewer.layers.events.removed, self._refresh_slides)
         self._runner.connect(self.viewer.dims.events.current_step, self._sync_gene_display)
+        place_gene_name(self.viewer)
         self._refresh_slides()
         self._on_state()
 
@@ -136,18 +150,27 @@ class S2SWidget(QWidget):
         self.results_box = ResultsBox(save=self.save_results, default_path=self._save_path, notify=note)
         self.results_box.side_by_side_check.toggled.connect(self.set_side_by_side)
         self.results_box.model_at_spots_check.toggled.connect(self.set_model_at_spots)
+        self.results_box.review_button.clicked.connect(self.show_review)
         self.review_panel = ReviewPanel(
             on_gene_clicked=self._show_gene,
             notify=note,
             start_dir=self._start_dir,
             known_genes=lambda: set(map(str, self.current_slide().genes)) if self.current_slide() is not None else set(),
         )
+        # Slide; Genes | Settings as tabs (one height for both); Train; Results. The review table gets a
+        # dock widget of its own once this one is docked (:mod:`.dock_layout`).
+        self.tabs = QTabWidget()
+        for box, label in ((self.genes_box, "Genes"), (self.settings_box, "Settings")):
+            box.setTitle("")
+            box.setFlat(True)
+            self.tabs.addTab(box, label)
+        self.tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         inner = QWidget()
         col = QVBoxLayout(inner)
         col.setContentsMargins(4, 4, 4, 4)
-        for box in (self.slide_box, self.genes_box, self.settings_box, self.train_box, self.results_box,
-                    self.review_panel):
+        for box in (self.slide_box, self.tabs, self.train_box, self.results_box):
             col.addWidget(box)
+        self._column = col
         col.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -158,13 +181,37 @@ class S2SWidget(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         self.setMinimumWidth(200)
+        self.review_panel.setMinimumWidth(REVIEW_MIN_WIDTH)
+        self.review_dock = None
+        QTimer.singleShot(0, self._place_review)
+
+    def _place_review(self) -> None:
+        """The review table in a dock widget of its own (or, outside a napari window, under the boxes)."""
+        try:
+            dock = dock_layout.add_panel(self.viewer, self, self.review_panel, REVIEW_DOCK_NAME,
+                                         main_height=self._scroll.widget().sizeHint().height())
+        except RuntimeError:  # the widget went away before the event loop ran
+            return
+        if dock is None:
+            self._column.insertWidget(self._column.count() - 1, self.review_panel)
+            return
+        self.review_dock = dock
+        viewer, panel = self.viewer, self.review_panel
+        self.destroyed.connect(lambda *_: dock_layout.remove_panel(viewer, panel))
+
+    def show_review(self) -> None:
+        """Bring the review table to the front."""
+        dock_layout.show_panel(self.review_dock)
 
     def scroll_to(self, child: QWidget) -> None:
         """Scroll the panel so that ``child`` is visible (e.g. the Train section)."""
         self._scroll.ensureWidgetVisible(child, 0, 40)
 
     def _start_dir(self) -> str:
-        return self._last_dir or str(Path.home())
+        """Where file dialogs start: the current slide's folder, else the last folder opened from."""
+        slide = self.current_slide()
+        folder = slide_folder(slide.source) if slide is not None and slide.source else None
+        return folder or self._last_dir or str(Path.home())
 
     @property
     def review(self) -> ReviewTable:
@@ -247,12 +294,11 @@ class S2SWidget(QWidget):
         self.genes_box.set_slide(slide)
         if self._genes_for != id(slide):
             g = slide.geometry
-            um = f"{g.um_per_px:.3g} um/px" if g.um_per_px else f"units: {g.units}"
-            self.slide_box.set_info(
-                f"{int(slide.usable().sum())} spots, {slide.n_genes} genes, {slide.kind} lattice, {um}"
-            )
+            um = f"{g.um_per_px:.3g} um/px" if g.um_per_px else f"{g.units} units"
+            self.slide_box.set_info(f"{int(slide.usable().sum())} spots · {slide.n_genes} genes · {um}")
+            self.slide_box.info.setToolTip(f"{slide.kind} lattice; source: {slide.source or 'built in'}")
             self._genes_for = id(slide)
-            self.review = ReviewTable(slide=slide.name, source=slide.source or "")
+            self.review = review_of(slide)
             if slide.is_imputed_result:  # a saved result: review its genes (training needs the original slide)
                 measured = slide.result_measured()
                 self.slide_box.set_info(
@@ -262,6 +308,7 @@ class S2SWidget(QWidget):
                 )
                 self.set_genes(slide.result_genes())
                 self.review.set_genes(self.selected_genes())
+                QTimer.singleShot(0, self.show_review)  # reviewing is what a saved result is opened for
             else:
                 self.genes_box.use_top_genes()
             self.review_panel.refresh()
@@ -300,14 +347,28 @@ class S2SWidget(QWidget):
         self.run_layers.follow_selection(self.current_slide(), self.selected_genes())
 
     # ================================================================== runs
-    def _update_buttons(self) -> None:
+    def _update_buttons(self, *_) -> None:
         slide = self.current_slide()
         ready = slide is not None and bool(self.selected_genes()) and not slide.is_imputed_result
         why = "this is a saved result: open the original slide to train or validate" if (
             slide is not None and slide.is_imputed_result) else ""
-        self.train_box.set_buttons(ready, self.running, why)
+        job = self._runner.job
+        self.train_box.set_buttons(ready, self.running, why, stopping=job is not None and job.stop_requested,
+                                   final_maps=self.state.phase == "impute")
+        self.results_box.set_savable(self._why_not_savable(slide))
+
+    def _why_not_savable(self, slide) -> str:
+        """Why Save is disabled ("" when it is not)."""
+        if slide is None:
+            return "no slide: open one and train"
+        if slide.is_imputed_result:
+            return f"this is a saved result ({Path(slide.source).name if slide.source else 'a file'}) already"
         layer = self.imputed_layer()
-        self.results_box.set_savable(layer is not None and not s2s_meta(layer).get("preview"))
+        if layer is None:
+            return "no imputed maps yet: train first"
+        if s2s_meta(layer).get("preview"):
+            return "these are preview maps: the final maps come when training ends"
+        return ""
 
     @property
     def worker(self):
@@ -381,16 +442,24 @@ class S2SWidget(QWidget):
         self._runner.launch(self._on_yield, self._on_error, self._on_finished)
 
     def stop(self) -> None:
-        """Stop the run: training keeps its last good model and still produces maps."""
+        """Stop the run: training makes its final maps from the best model so far, in one pass;
+        a validation ends after its method's current training step (no numbers)."""
         job = self._runner.job
-        if job is None:
+        if job is None or job.stop_requested:
             return
         job.stop()
-        self.state.message = "stopping…"
-        if isinstance(job, ValidationJob) and self._runner.worker is not None:
-            self._runner.worker.quit()
+        with self.state.events.paused():
+            self.state.eta_s = None
+        self.state.message = (
+            "stopping: final maps from the best model so far (one pass)…" if isinstance(job, TrainingJob)
+            else "stopping the validation…"
+        )
+        self.state.phase = "stopping"
 
     def _on_yield(self, item) -> None:
+        job = self._runner.job
+        if job is not None and job.stop_requested and getattr(item, "phase", "") in ("prepare", "train", "validate"):
+            return  # sent before the job saw the Stop: the panel says "stopping" until the maps come
         if isinstance(item, TrainingOutcome):
             self._show_training(item)
         elif isinstance(item, TrainingPreview):
@@ -454,9 +523,11 @@ class S2SWidget(QWidget):
         self.review_panel.refresh()
         with self.state.events.paused():
             self.state.eta_s = 0.0
+        how = "one pass" if not getattr(out.config, "tta", False) else "averaged over the lattice's symmetries"
+        budget = getattr(out.config, "budget_s", None)
         self.state.message = (
-            f"{'stopped early; ' if out.stopped else ''}maps for {len(out.genes)} genes "
-            f"in {fmt_seconds(out.seconds)}"
+            f"{'stopped: ' if out.stopped else ''}maps for {len(out.genes)} genes ({how}) "
+            f"{fmt_seconds(out.seconds)} after Train" + ("" if budget is None or out.stopped else f" (budget {budget:.0f} s)")
         )
         self.state.phase = "stopped" if out.stopped else "done"
         self._update_buttons()
@@ -472,7 +543,7 @@ class S2SWidget(QWidget):
             lim.append((-(b or 1.0), b or 1.0))
         self.run_layers.show_error_maps(
             slide,
-            gene_stack_layer(slide, err, "error", limits=lim, name=f"{slide.name} hold-out error (pred - truth)",
+            gene_stack_layer(slide, err, "error", limits=lim, name=error_name(slide.name, out.method),
                              metrics=out.metrics, method=out.method),
         )
         self.last_validation = out
@@ -488,6 +559,7 @@ class S2SWidget(QWidget):
             f"hold-out ({out.n_measured} measured, {out.n_hidden} hidden spots): {med} in {fmt_seconds(out.seconds)}"
         )
         self.state.phase = "done"
+        self.show_review()  # the per-gene numbers are in the review table
 
     def _sync_gene_display(self, *_) -> None:
         sync_gene_display(self.viewer)
@@ -498,21 +570,40 @@ class S2SWidget(QWidget):
 
     # ================================================================== side by side
     def set_side_by_side(self, on: bool) -> None:
-        """napari grid mode: measured | imputed, each over its own copy of the H&E, shared contrast."""
+        """napari grid mode: measured | imputed, each over its own copy of the H&E, shared contrast,
+        each panel labelled. On a reopened result, "measured" is its values at its measured spots."""
         if not on:
             self._leave_side_by_side()
             return
+        self._leave_side_by_side()
         slide = self.current_slide()
+        pair = self._side_by_side_pair(slide)
+        if pair is None:
+            self.state.message = "side by side compares measured and imputed maps: train first"
+            return
+        he = self.run_layers.layers_of(slide, "he")
+        self._grid_saved = side_by_side.enter(self.viewer, *pair, he[0] if he else None)
+
+    def _side_by_side_pair(self, slide):
+        """``(measured, imputed)`` layers to set side by side, or ``None``."""
+        if slide is None:
+            return None
+        if slide.is_imputed_result:
+            stack = [x for x in self.run_layers.layers_of(slide, "measured") if s2s_meta(x).get("saved_result")]
+            if not stack:
+                return None
+            meta = s2s_meta(stack[-1])
+            made = saved_measured_layer(slide, meta["genes"], meta.get("gene_limits"))
+            if made is None:
+                return None
+            measured = self.viewer.add_image(made[0], **made[1])
+            link_contrast([measured, stack[-1]])
+            return measured, stack[-1]
         imputed = self.imputed_layer(slide)
         if imputed is None:
-            self.state.message = "side by side needs imputed maps: train first"
-            return
+            return None
         measured = self.run_layers.layers_of(slide, "measured", s2s_meta(imputed)["genes"])
-        if not measured:
-            return
-        self._leave_side_by_side()
-        he = self.run_layers.layers_of(slide, "he")
-        self._grid_saved = side_by_side.enter(self.viewer, measured[-1], imputed, he[0] if he else None)
+        return (measured[-1], imputed) if measured else None
 
     def _leave_side_by_side(self) -> None:
         side_by_side.leave(self.viewer, self._grid_saved)
