@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QVBoxLayout,
 )
-from superqt import QCollapsible
 
 from .gene_picker import parse_gene_list, search_genes
 
@@ -56,9 +55,23 @@ class GenesBox(QGroupBox):
         self.add_button = QPushButton("Add")
         self.add_button.setToolTip("add the selected matches (or the first one; Enter in the search does too)")
         self.add_button.clicked.connect(self._add_matches)
+        self.paste_toggle = QPushButton("Paste…")
+        self.paste_toggle.setCheckable(True)
+        self.paste_toggle.setToolTip("paste a list of gene names")
         row.addWidget(self.search_edit, 1)
         row.addWidget(self.add_button)
+        row.addWidget(self.paste_toggle)
         lay.addLayout(row)
+        self.paste_edit = QPlainTextEdit()
+        self.paste_edit.setPlaceholderText("paste gene names (comma, space or newline separated)")
+        self.paste_edit.setMaximumHeight(60)
+        self.paste_button = QPushButton("Use pasted list")
+        self.paste_button.clicked.connect(lambda: self.apply_gene_list(self.paste_edit.toPlainText()))
+        for w in (self.paste_edit, self.paste_button):
+            w.setVisible(False)
+            lay.addWidget(w)
+        self.paste_toggle.toggled.connect(self.paste_edit.setVisible)
+        self.paste_toggle.toggled.connect(self.paste_button.setVisible)
         self.match_list = QListWidget()
         self.match_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.match_list.setMaximumHeight(56)
@@ -94,16 +107,6 @@ class GenesBox(QGroupBox):
         row.addWidget(self.top_n_button, 1)
         lay.addLayout(row)
 
-        self.paste_edit = QPlainTextEdit()
-        self.paste_edit.setPlaceholderText("paste gene names (comma, space or newline separated)")
-        self.paste_edit.setMaximumHeight(60)
-        self.paste_button = QPushButton("Use pasted list")
-        self.paste_button.clicked.connect(lambda: self.apply_gene_list(self.paste_edit.toPlainText()))
-        paste = QCollapsible("Paste a list")
-        paste.setContentsMargins(0, 0, 0, 0)
-        paste.addWidget(self.paste_edit)
-        paste.addWidget(self.paste_button)
-        lay.addWidget(paste)
         self.unknown_label = QLabel("")
         self.unknown_label.setWordWrap(True)
         self.unknown_label.setStyleSheet("color: #f0a050")

@@ -69,7 +69,7 @@ class TrainBox(QGroupBox):
         self.eta_label.setWordWrap(True)
         lay.addWidget(self.eta_label)
         self.loss_plot = LossPlot()
-        self.loss_plot.setMinimumHeight(56)
+        self.loss_plot.setMinimumHeight(50)
         self.loss_plot.setMaximumHeight(80)
         lay.addWidget(self.loss_plot)
 

@@ -131,6 +131,7 @@ class S2SWidget(QWidget):
         self._runner.connect(self.viewer.dims.events.current_step, self._sync_gene_display)
         place_gene_name(self.viewer)
         self._refresh_slides()
+        self._update_buttons()
         self._on_state()
 
     # ================================================================== UI
