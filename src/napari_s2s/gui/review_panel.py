@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSizePolicy,
+    QStyledItemDelegate,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -55,8 +56,13 @@ HEADER_TIPS = {
 REVIEW_HEADERS = ["Gene", "Status", *METRIC_COLS, "Comment"]
 #: Column of the review table holding the comment (last: it stretches, the numbers stay visible).
 COMMENT_COL = len(REVIEW_HEADERS) - 1
-#: What the status combo box shows for each of :data:`~napari_s2s.gui.review.STATUSES`.
+#: What the Status column shows (and its combo box offers) for each of :data:`~napari_s2s.gui.review.STATUSES`.
 STATUS_LABELS = ("—", "accept", "flag")
+#: Column of the review table holding the status.
+STATUS_COL = 1
+#: Width (px) the Comment column keeps at least, and the widest the panel asks for to give it that.
+COMMENT_MIN_WIDTH = 100
+MAX_PANEL_WIDTH = 480
 #: Review keys in the table: status of the current gene, then the next gene.
 STATUS_KEYS = {Qt.Key.Key_A: "accepted", Qt.Key.Key_F: "flagged", Qt.Key.Key_0: "", Qt.Key.Key_U: ""}
 
@@ -85,6 +91,7 @@ class ReviewPanel(QWidget):
         parent=None,
     ):
         super().__init__(parent)
+        self._min_width = 0
         self.review = ReviewTable()
         self._on_gene_clicked = on_gene_clicked
         self._notify = notify
@@ -118,6 +125,7 @@ class ReviewPanel(QWidget):
         head.setSectionResizeMode(COMMENT_COL, QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumHeight(120)
         self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.table.setItemDelegateForColumn(STATUS_COL, StatusDelegate(self.table))
         self.table.itemChanged.connect(self._on_item)
         self.table.cellClicked.connect(self._on_click)
         self.table.currentCellChanged.connect(self._on_current)
@@ -155,22 +163,44 @@ class ReviewPanel(QWidget):
             gene = QTableWidgetItem(row.gene)
             gene.setFlags(gene.flags() & ~Qt.ItemFlag.ItemIsEditable)
             t.setItem(r, 0, gene)
-            combo = QComboBox()
-            combo.addItems(list(STATUS_LABELS))
-            combo.setCurrentIndex(STATUSES.index(row.status))
-            combo.currentIndexChanged.connect(lambda i, g=row.gene: self._set_status(g, i))
-            t.setCellWidget(r, 1, combo)
+            status = QTableWidgetItem(STATUS_LABELS[STATUSES.index(row.status)])
+            status.setToolTip("double-click to choose; keys A accept, F flag, U undo")
+            t.setItem(r, STATUS_COL, status)
             comment = QTableWidgetItem(row.comment)
             comment.setToolTip(row.comment)
             t.setItem(r, COMMENT_COL, comment)
             for header, attr in METRIC_COLS.items():
                 t.setItem(r, column(header), _metric_item(row, header, getattr(row, attr)))
-        with_he = any(row.pcc_he is not None or row.rmse_he is not None for row in self.review.rows.values())
+        rows = list(self.review.rows.values())
+        with_he = any(row.pcc_he is not None or row.rmse_he is not None for row in rows)
         for header in HE_COLS:
             t.setColumnHidden(column(header), not with_he)
+        with_metrics = any(row.pcc is not None or row.rmse is not None for row in rows)
+        for header in ("PCC", "RMSE"):  # a saved result has none: the comments get the room
+            t.setColumnHidden(column(header), not with_metrics)
         t.blockSignals(False)
         self._update_summary()
         self._show_comment(t.currentRow())
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        """At least as wide as the shown columns plus a readable Comment column (no sideways scroll)."""
+        t = self.table
+        for c in range(COMMENT_COL):  # (the Comment column stretches over what is left)
+            t.resizeColumnToContents(c)
+        used = sum(t.columnWidth(c) for c in range(COMMENT_COL) if not t.isColumnHidden(c))
+        frame = 2 * t.frameWidth() + t.verticalScrollBar().sizeHint().width() + 12
+        self._fitting = True
+        try:
+            self.setMinimumWidth(max(self._min_width, min(MAX_PANEL_WIDTH, used + COMMENT_MIN_WIDTH + frame)))
+        finally:
+            self._fitting = False
+
+    def setMinimumWidth(self, width: int) -> None:  # noqa: N802 (Qt name)
+        """The narrowest the panel may be (it may ask for more, see :meth:`refresh`)."""
+        if not getattr(self, "_fitting", False):
+            self._min_width = width
+        super().setMinimumWidth(width)
 
     def _update_summary(self) -> None:
         rows = list(self.review.rows.values())
@@ -188,7 +218,7 @@ class ReviewPanel(QWidget):
         """Review a gene (as the table's combo box and comment cell do)."""
         row = list(self.review.rows).index(gene)
         if status is not None:
-            self.table.cellWidget(row, 1).setCurrentIndex(STATUSES.index(status))
+            self.table.item(row, STATUS_COL).setText(STATUS_LABELS[STATUSES.index(status)])  # -> _on_item
         if comment is not None:
             self.table.item(row, COMMENT_COL).setText(comment)
 
@@ -245,7 +275,9 @@ class ReviewPanel(QWidget):
         self._update_summary()
 
     def _on_item(self, item: QTableWidgetItem) -> None:
-        if item.column() == COMMENT_COL:
+        if item.column() == STATUS_COL and item.text() in STATUS_LABELS:
+            self._set_status(self.table.item(item.row(), 0).text(), STATUS_LABELS.index(item.text()))
+        elif item.column() == COMMENT_COL:
             gene = self.table.item(item.row(), 0).text()
             self.review.set_comment(gene, item.text())
             item.setToolTip(self.review.rows[gene].comment)
@@ -295,19 +327,38 @@ class ReviewPanel(QWidget):
         return super().eventFilter(obj, event)
 
     def _cell_takes_text(self) -> bool:
+        """Whether a key would go to a cell editor: while editing, or on an editable text cell (the
+        Status cell is the review keys' own: they act there)."""
         if self.table.state() == QAbstractItemView.State.EditingState:
             return True
         item = self.table.currentItem()
-        return item is not None and bool(item.flags() & Qt.ItemFlag.ItemIsEditable)
+        return item is not None and item.column() != STATUS_COL and bool(item.flags() & Qt.ItemFlag.ItemIsEditable)
 
     def review_current(self, status: str) -> None:
         """Set the current gene's status, then make the next gene current."""
         row = self.table.currentRow()
         if not 0 <= row < self.table.rowCount():
             return
-        self.table.cellWidget(row, 1).setCurrentIndex(STATUSES.index(status))
+        self.table.item(row, STATUS_COL).setText(STATUS_LABELS[STATUSES.index(status)])
         if row + 1 < self.table.rowCount():
             self.table.setCurrentCell(row + 1, 0)
+
+
+class StatusDelegate(QStyledItemDelegate):
+    """The Status cells are text (narrow, cheap); editing one shows a combo box of :data:`STATUS_LABELS`."""
+
+    def createEditor(self, parent, option, index):  # noqa: N802 (Qt name)
+        combo = QComboBox(parent)
+        combo.addItems(list(STATUS_LABELS))
+        combo.activated.connect(lambda *_: (self.commitData.emit(combo), self.closeEditor.emit(combo)))
+        return combo
+
+    def setEditorData(self, editor, index):  # noqa: N802 (Qt name)
+        text = index.data()
+        editor.setCurrentIndex(STATUS_LABELS.index(text) if text in STATUS_LABELS else 0)
+
+    def setModelData(self, editor, model, index):  # noqa: N802 (Qt name)
+        model.setData(index, editor.currentText())
 
 
 def column(header: str) -> int:

@@ -32,7 +32,7 @@ def enter(viewer, measured, imputed, he=None) -> dict:
         layer.visible = True
     for layer in (measured, imputed):  # the panel labels
         label = layer.name_overlay
-        label.font_size = 12
+        label.font_size = 10
         label.box = True
         label.visible = True
     grid = viewer.canvas.grid

@@ -34,6 +34,9 @@ PREVIEW_AFTER_S = 2.0
 FIRST_PREVIEW_SHARE = 0.15
 #: Later previews come at least this many times their cost apart (previews take <= ~1/5 of the time).
 PREVIEW_COST_RATIO = 4.0
+#: With a budget, previews after the first stop when they would take more than this share of it (they
+#: count in the budget: their time is the training's).
+PREVIEW_BUDGET_SHARE = 0.2
 #: Test-time averaging of the final maps is planned only when its estimated cost fits in this share of
 #: the budget (otherwise one pass, and the time goes to training).
 TTA_BUDGET_SHARE = 0.25
@@ -230,6 +233,11 @@ class TrainingJob(_Job):
         self.preview_after_s = preview_after_s
         self.pass_cost_s: float | None = None  # seconds one imputation pass took (the last preview's)
         self._layers_cost = 0.0  # seconds building a preview's layers took
+        self.previews_cost_s = 0.0  # seconds all previews took (they count in the budget)
+        self._last_train: tuple[float, int] | None = None  # (time, step) of the last training event
+        self._step_s: float | None = None  # seconds per training step (moving average, previews excluded)
+        self._val_s = 0.0  # seconds a validation of the model takes (the engine runs one as training ends)
+        self._val_loss = None  # the last training event's validation loss (a new one: a validation ran)
         self.slide = slide
         self.genes = list(genes)
         self.config = config  # None: built from preset + overrides inside run() (keeps torch off the GUI thread)
@@ -340,11 +348,21 @@ class TrainingJob(_Job):
 
     def _keep_deadline(self, ev: ProgressEvent) -> None:
         """End training when what is left of the budget is what the final maps need."""
+        now = time.perf_counter()
+        validated = ev.val_loss is not None and ev.val_loss != self._val_loss
+        self._val_loss = ev.val_loss
+        if self._last_train is not None and ev.step > self._last_train[1]:
+            per = (now - self._last_train[0]) / (ev.step - self._last_train[1])
+            if validated and self._step_s is not None:  # this step's time includes a validation
+                self._val_s = max(0.0, per - self._step_s)
+            else:
+                self._step_s = per if self._step_s is None else 0.8 * self._step_s + 0.2 * per
+        self._last_train = (now, ev.step)
         deadline, est = self.deadline, self.impute_estimate_s()
         if deadline is None or est is None or self._budget_end or self._stop.is_set():
             return
-        step_s = ev.elapsed_s / max(ev.step, 1)
-        if time.perf_counter() + est + step_s + DEADLINE_MARGIN_S >= deadline:
+        # what follows a stop request: the current step, the engine's last validation, the final maps
+        if now + est + (self._step_s or 0.0) + self._val_s + DEADLINE_MARGIN_S >= deadline:
             self._budget_end = True
             self.imputer.stop()
 
@@ -373,6 +391,8 @@ class TrainingJob(_Job):
             if deadline is not None:
                 if time.perf_counter() + cost + self._layers_cost + self.impute_estimate_s() >= deadline:
                     return None
+                if self.previews_cost_s + cost > PREVIEW_BUDGET_SHARE * self.budget_s:
+                    return None  # later previews would take the training's time
             elif ev.eta_s is not None and ev.eta_s < 2.0 * cost:
                 return None
         t = time.perf_counter()
@@ -385,6 +405,8 @@ class TrainingJob(_Job):
         self.pass_cost_s = cost
         self._layers_cost = time.perf_counter() - t - cost
         out.seconds = time.perf_counter() - t
+        self.previews_cost_s += out.seconds
+        self._last_train = None  # the next step's time does not include this preview
         return out
 
 
