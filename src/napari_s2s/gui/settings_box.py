@@ -59,7 +59,11 @@ class SettingsBox(QGroupBox):
         self.budget_spin.setRange(1.0, 24 * 3600.0)
         self.budget_spin.setDecimals(0)
         self.budget_spin.setSuffix(" s")
-        self.budget_spin.setToolTip("training time budget")
+        self.budget_spin.setToolTip(
+            "Train: the whole wait, from the click to the final maps (preparing, training, previews, final\n"
+            "imputation; drawing the maps is not included, and at least one step and one pass always run).\n"
+            "Validate: the training time of a method that trains (s2s, dist); predicting comes on top."
+        )
         form.addRow("Budget", self.budget_spin)
         self.device_combo = QComboBox()
         self.device_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)

@@ -112,7 +112,9 @@ class TrainBox(QGroupBox):
         self.train_button.setEnabled(ready and not running)
         self.validate_button.setEnabled(ready and not running)
         self.train_button.setToolTip(why or "train S2S-ST on this slide for the selected genes")
-        self.validate_button.setToolTip(why or "hold-out validation: hide 3/4 of the spots and score the method")
+        self.validate_button.setToolTip(why or (
+            "hold-out validation: hide 3/4 of the spots, predict them with the method, and show per-gene\n"
+            "PCC/RMSE and error maps (a method that trains trains for the budget; predicting comes on top)"))
         self.stop_button.setEnabled(running and not stopping and not final_maps)
         self.stop_button.setText("Stopping…" if running and stopping else "Stop")
         self.stop_button.setToolTip(

@@ -571,7 +571,8 @@ class ValidationJob(_Job):
         # computes in it though (that aborted the process): the runner stops and waits for it at exit
         self._idle.clear()
         threading.Thread(target=target, name="s2s-validation", daemon=True).start()
-        budget = (self.budget_s or 0.0) * len(runs)
+        # methods that train use the time budget (each); the others take seconds and give no ETA
+        budget = (self.budget_s or 0.0) * sum(_trains(name) for name, _ in runs)
         what = " and ".join(name for name, _ in runs)
         while True:
             try:
@@ -582,8 +583,9 @@ class ValidationJob(_Job):
                 if self._stop.is_set():
                     yield ProgressEvent("stopping", elapsed_s=el, message="stopping the validation…")
                     continue
-                eta = max(0.0, budget - el) if budget else None
-                yield ProgressEvent("validate", elapsed_s=el, eta_s=eta, message=f"validating {what}")
+                eta = budget - el if budget and budget > el else None
+                after = "" if eta is not None or not budget else ": training done, predicting the hidden spots"
+                yield ProgressEvent("validate", elapsed_s=el, eta_s=eta, message=f"validating {what}{after}")
         if status == "error":
             raise value
         if status == "stopped" or self._stop.is_set():
@@ -613,6 +615,12 @@ class ValidationJob(_Job):
             n_measured=int(len(task.measured_rows)),
             n_hidden=int(len(task.target_rows)),
         )
+
+
+def _trains(method: str) -> bool:
+    """Whether a method trains for the time budget (S2S and its variants, DIST), as opposed to the
+    classical baselines that take seconds."""
+    return method == "dist" or method.startswith("s2s")
 
 
 def _metrics(genes: list[str], truth: np.ndarray, pred: np.ndarray) -> dict[str, dict]:

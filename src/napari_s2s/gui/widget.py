@@ -239,6 +239,7 @@ class S2SWidget(QWidget):
 
     def _load_settings(self) -> None:
         s = self.store.load()
+        self.store.save(s)  # remembered as written: the Train click does not rewrite unchanged settings
         self._loading_settings = True
         try:
             self.settings_box.load(s)
@@ -401,7 +402,7 @@ class S2SWidget(QWidget):
             return
         slide, genes = ready
         s = self.settings()
-        self.store.save(s)
+        self.store.save(s)  # (a no-op unless a setting changed without being saved)
         self.first_map_s = self.final_map_s = None
         self.previews_shown = 0
         self.run_layers.start_run()
