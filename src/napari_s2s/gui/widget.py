@@ -306,7 +306,7 @@ class S2SWidget(QWidget):
                 self.slide_box.set_info(
                     f"saved S2S result: {slide.n_spots} dense positions"
                     + ("" if measured is None else f" ({int(measured.sum())} measured)")
-                    + f", {len(slide.result_genes())} imputed genes. Review them below; to train, open the original slide."
+                    + f", {len(slide.result_genes())} imputed genes. Review them in the S2S-ST review panel; to train, open the original slide."
                 )
                 self.set_genes(slide.result_genes())
                 self.review.set_genes(self.selected_genes())
