@@ -1,6 +1,7 @@
 """The ``napari-s2s`` command line.
 
-Each sub-command lives in its own module (``info.py``, ``benchmark.py``, ``impute.py``, ``view.py``)
+Each sub-command lives in its own module (``info.py``, ``impute.py``, ``batch.py``, ``benchmark.py``,
+``view.py``, ``session.py``, ``report.py``)
 exposing ``add_parser(subparsers)`` and ``run(args) -> int``. Bad input (:class:`SlideError`) is
 printed as one line on stderr with exit code 2, never as a traceback.
 """
@@ -16,7 +17,7 @@ from .. import __version__
 from ..core.errors import SlideError
 
 #: Sub-command modules, in the order they appear in ``--help``.
-COMMANDS = ("info", "impute", "benchmark", "view")
+COMMANDS = ("info", "impute", "batch", "benchmark", "view", "session", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """``napari-s2s benchmark PATH... --json OUT.json [--plot OUT.png]``: the hold-out benchmark.
 
-Runs the protocol of :mod:`napari_s2s.core.evaluation.benchmark` on every slide given, writes the JSON record,
-prints a Markdown table to stdout, and optionally a figure. Paths that are not slides are skipped
+Runs the protocol of :mod:`napari_s2s.core.evaluation.benchmark` on every slide given (one method after
+the other, or as parallel (slide, method) tasks on a Dask cluster with ``--workers`` / ``--scheduler``),
+writes the JSON record, prints a Markdown table to stdout, and optionally a figure. Paths that are not slides are skipped
 with a warning; slides that fail are reported and skipped; exit code 2 only when no slide succeeded.
 """
 
@@ -12,9 +13,11 @@ import os
 import sys
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.errors import SlideError
+from .batch import add_cluster_options, check_cluster_options
 
 
 def add_parser(sub):
@@ -32,6 +35,10 @@ def add_parser(sub):
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="training time budget for learned methods (default: each method's own)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seeds", default=None, metavar="A,B,...",
+                   help="several seeds in one run (one task per slide x method x seed with --workers/--scheduler): "
+                   "one JSON per seed, OUT_seedN.json (and OUT_seedN.png)")
+    add_cluster_options(p, local_default="default: none, one method after the other in this process")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -73,9 +80,23 @@ def _write_json(path: Path, data: dict) -> None:
         raise
 
 
-def run(args) -> int:
-    from ..core.evaluation.benchmark import markdown_table, run_benchmark
+@contextmanager
+def _client(args, say):
+    """A Dask client when ``--workers`` or ``--scheduler`` is given, else ``None`` (the serial benchmark)."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    from ..core.batch.cluster import open_client
 
+    with open_client(args.workers, args.scheduler, args.connect_timeout, say=lambda m: say(f"napari-s2s: {m}")) as c:
+        yield c
+
+
+def run(args) -> int:
+    from ..core.evaluation.benchmark import markdown_table, run_benchmarks
+
+    check_cluster_options(args)
+    seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
     genes, n_genes = parse_genes(args.genes)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     out = Path(args.json_out)
@@ -91,20 +112,40 @@ def run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = run_benchmark(args.paths, methods=methods, genes=genes, budget_s=args.budget,
-                                   seed=args.seed, progress=progress, n_genes=n_genes)
+            with _client(args, progress) as client:
+                results = run_benchmarks(args.paths, seeds, methods=methods, genes=genes, budget_s=args.budget,
+                                         progress=progress, n_genes=n_genes, client=client, retries=args.retries)
         except ValueError as exc:  # unknown method names
             raise SlideError(None, str(exc)) from None
     for w in caught:
         print(f"napari-s2s: warning: {w.message}", file=sys.stderr)
-    print(markdown_table(result), end="")
-    if not result["slides"]:
-        why = "; ".join(f"{k['path']}: {k['reason']}" for k in result["skipped"])
+    several = len(seeds) > 1
+    for sd, result in zip(seeds, results):
+        print((f"## seed {sd}\n\n" if several else "") + markdown_table(result), end="\n" if several else "")
+    if not results[0]["slides"]:
+        why = "; ".join(f"{k['path']}: {k['reason']}" for k in results[0]["skipped"])
         print(f"napari-s2s: error: no slide could be benchmarked ({why or 'no PATH'})", file=sys.stderr)
         return 2
-    _write_json(out, result)
-    if args.plot:
-        from ..core.evaluation.plot import plot_benchmark
+    for sd, result in zip(seeds, results):
+        _write_json(_per_seed(out, sd) if several else out, result)
+        if args.plot:
+            from ..core.evaluation.plot import plot_benchmark
 
-        plot_benchmark(result, args.plot)
+            plot_benchmark(result, _per_seed(Path(args.plot), sd) if several else args.plot)
     return 0
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (each once, in order)."""
+    try:
+        seeds = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise SlideError(None, f"--seeds {spec!r}: expected integers separated by commas") from None
+    if not seeds:
+        raise SlideError(None, f"--seeds {spec!r}: no seed")
+    return list(dict.fromkeys(seeds))
+
+
+def _per_seed(path: Path, seed: int) -> Path:
+    """``out.json`` -> ``out_seed3.json``."""
+    return path.with_name(f"{path.stem}_seed{seed}{path.suffix}")

@@ -6,6 +6,7 @@ import sys
 import time
 
 from ..core.errors import SlideError
+from ..core.jobs import ImputeSettings, parse_genes, run_impute_job  # noqa: F401  (parse_genes: re-exported)
 from . import add_slide_argument, load_slide_from_args
 
 
@@ -13,13 +14,22 @@ def add_parser(sub):
     p = sub.add_parser("impute", help="train S2S-ST on a slide and write the imputed x2 dense grid (.h5ad)")
     add_slide_argument(p)
     p.add_argument("--out", required=True, help="output .h5ad (never the input)")
+    add_training_options(p)
+    p.add_argument("--save-model", default=None, help="also save the trained model (.pt)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def add_training_options(p, threads: int | None = None,
+                         threads_help: str = "torch CPU threads (default: torch's choice)") -> None:
+    """The options that say what to impute and how (shared by ``impute`` and ``batch``)."""
     p.add_argument("--genes", default="top:30", help="comma-separated gene names, or top:N (default top:30)")
     p.add_argument("--budget", type=float, default=120.0, help="training time budget in seconds (default 120)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many training steps")
     p.add_argument("--preset", choices=("fast", "paper"), default="fast", help="model size (default fast)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="compute device")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=threads, help=threads_help)
     p.add_argument("--per-gene", action="store_true", help="one model per gene instead of one shared model")
     p.add_argument("--no-natural", action="store_true", help="no natural-image co-learning")
     p.add_argument("--natural-folder", default=None, help="folder of natural images (default: scikit-image's)")
@@ -36,78 +46,53 @@ def add_parser(sub):
         help="one imputation pass instead of averaging over the lattice's flips (4x faster on hex lattices, "
         "8x on square; -0.008 mean PCC in benchmarks/results/s2s_ablations.md)",
     )
-    p.add_argument("--save-model", default=None, help="also save the trained model (.pt)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    return p
 
 
-def parse_genes(spec: str, slide) -> list[str]:
-    """Genes from ``A,B,...`` or ``top:N`` (the N most variable genes of the slide)."""
-    spec = (spec or "").strip()
-    if spec.lower().startswith("top:"):
-        try:
-            n = int(spec[4:])
-        except ValueError:
-            raise SlideError(slide.source, f"--genes {spec!r}: expected top:N with an integer N") from None
-        if n < 1:
-            raise SlideError(slide.source, f"--genes {spec!r}: N must be >= 1")
-        genes = slide.top_variable_genes(n)
-        if not genes:
-            raise SlideError(slide.source, "no gene is detected in >= 10 % of the spots")
-        return genes
-    genes = [g.strip() for g in spec.split(",") if g.strip()]
-    if not genes:
-        raise SlideError(slide.source, "--genes is empty")
-    slide.gene_indices(genes)
-    return genes
-
-
-def run(args) -> int:
-    from ..core.s2s.device import resolve_device
-    from ..core.s2s.engine import S2SConfig, S2SImputer
-    from ..core.s2s.results import check_output_path, write_imputed
-
-    if args.budget is not None and args.budget <= 0:
-        raise SlideError(None, f"--budget must be > 0 seconds, not {args.budget}")
-    device = resolve_device(args.device)
-    src = None if args.sample else args.path
-    check_output_path(args.out, src)
-    slide = load_slide_from_args(args)
-    genes = parse_genes(args.genes, slide)
-    cfg = S2SConfig.from_preset(
-        args.preset,
-        budget_s=args.budget,
+def settings_from_args(args) -> ImputeSettings:
+    """The :class:`ImputeSettings` of parsed ``impute``/``batch`` options."""
+    return ImputeSettings(
+        genes=args.genes,
+        budget=args.budget,
         max_steps=args.max_steps,
+        preset=args.preset,
         device=args.device,
         seed=args.seed,
         threads=args.threads,
         per_gene=args.per_gene,
-        natural_images=not args.no_natural,
+        natural=not args.no_natural,
         natural_folder=args.natural_folder,
         histology=args.histology,
         tta=not args.no_tta,
+        pitch_um=getattr(args, "pitch_um", None),
     )
-    imp = S2SImputer(cfg)
-    t0 = time.perf_counter()
+
+
+def run(args) -> int:
+    from ..core.s2s.device import resolve_device
+    from ..core.s2s.results import check_output_path
+
+    if args.budget is not None and args.budget <= 0:
+        raise SlideError(None, f"--budget must be > 0 seconds, not {args.budget}")
+    resolve_device(args.device)
+    src = None if args.sample else args.path
+    check_output_path(args.out, src)
+    slide = load_slide_from_args(args)
     last = 0.0
-    for ev in imp.fit_iter(slide, genes):
+
+    def on_event(ev) -> None:
+        nonlocal last
         now = time.perf_counter()
         if not args.quiet and (now - last >= 2.0 or ev.phase in ("prepare", "done", "stopped")):
             eta = "" if ev.eta_s is None else f", ~{ev.eta_s:.0f} s left"
             print(f"napari-s2s: [{ev.phase}] {ev.message} ({ev.elapsed_s:.0f} s{eta})", file=sys.stderr)
             last = now
-    result = imp.impute(slide, genes)
-    seconds = time.perf_counter() - t0
-    adata = result.to_anndata(slide, cfg, seconds, device=str(device))
-    adata.uns["s2s"]["steps"] = int(imp.stats.get("steps", 0))
-    adata.uns["s2s"]["histology"] = bool(getattr(imp, "histology_used", False))
-    out = write_imputed(adata, args.out, source=src)
-    if args.save_model:
-        imp.save(args.save_model)
+
+    done = run_impute_job(slide, args.out, settings_from_args(args), source=src, on_event=on_event,
+                          save_model=args.save_model)
     if not args.quiet:
         print(
-            f"napari-s2s: wrote {out} ({adata.n_obs} dense positions x {adata.n_vars} genes, "
-            f"{int(result.measured.sum())} measured) in {seconds:.0f} s",
+            f"napari-s2s: wrote {done.out} ({done.n_obs} dense positions x {len(done.genes)} genes, "
+            f"{done.n_measured} measured) in {done.seconds:.0f} s",
             file=sys.stderr,
         )
     return 0
