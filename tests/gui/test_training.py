@@ -154,3 +154,20 @@ def test_stop_before_training_started_is_not_lost(synthetic_slide):
     assert isinstance(out, TrainingOutcome) and out.stopped and out.config.tta is False
     assert out.seconds < 30
     assert all(getattr(x, "phase", "stopping") in ("stopping",) for x in rest[:-1]), [x.phase for x in rest[:-1]]
+
+
+def test_a_stop_during_a_preview_makes_that_preview_the_final_maps(synthetic_slide):
+    """Stop while a preview is computed: the preview (one pass over the weights of that step) is the
+    final maps at once; no second pass repeats it."""
+    genes = synthetic_slide.top_variable_genes(3)
+    job = TrainingJob(synthetic_slide, genes, preset="fast", overrides={"budget_s": 120.0, "device": "cpu"},
+                      preview_after_s=0.0)
+    preview = None
+    for item in job.run():
+        if isinstance(item, TrainingPreview) and preview is None:
+            preview = item
+            job.stop()  # the click reaches the job while the GUI draws the preview
+        last = item
+    assert isinstance(last, TrainingOutcome) and last.stopped and last.config.tta is False
+    assert last.result is preview.result and last.impute_s < 0.1
+    np.testing.assert_array_equal(last.layers["imputed"][0], preview.layers["imputed"][0])

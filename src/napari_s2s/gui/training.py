@@ -211,6 +211,8 @@ class TrainingJob(_Job):
     what is left of the budget is what the final imputation should take, estimated from the
     measured cost of the preview passes. Not included: drawing the maps in the viewer, and at least
     one training step and one imputation pass always run (a budget of a few seconds can be exceeded).
+    A preview that used up the budget, or during which Stop came, is the final maps (another pass
+    would repeat it).
     """
 
     def __init__(
@@ -308,6 +310,7 @@ class TrainingJob(_Job):
         if next_at is not None and self.budget_s is not None:
             next_at = min(next_at, FIRST_PREVIEW_SHARE * self.budget_s)
         trained = ""
+        final = None  # a preview that ends the run as its final maps (see below)
         for ev in self.imputer.fit_iter(self.slide, self.genes):
             if self._stop.is_set():
                 self.imputer.stop()  # also when Stop came before training started (fit clears the flag)
@@ -324,20 +327,28 @@ class TrainingJob(_Job):
                     continue
                 yield preview
                 next_at = next_preview_at(ev.elapsed_s, preview.seconds)
+                if self._stop.is_set() or self._budget_spent():
+                    # Stop came during the preview, or the preview used up the budget: another pass now
+                    # would only repeat it (one pass, the weights of this very step): it is the final maps
+                    final = preview
+                    next_at = None
+                    self.imputer.stop()
         if self._abandon.is_set():
             return
         stopped = self._stop.is_set()
-        tta = self.plan_tta()
-        est = self.impute_estimate_s(tta)
+        tta = False if final is not None else self.plan_tta()
+        est = 0.0 if final is not None else self.impute_estimate_s(tta)
         how = f"averaged over {self.passes(True)} symmetries" if tta else "one pass"
-        about = "" if est is None else f", about {est:.0f} s"
+        about = "" if not est else f", about {est:.0f} s"
         what = "stopped: final maps from the best model so far" if stopped else "imputing dense maps"
+        if final is not None:
+            what, how = ("stopped" if stopped else "budget used"), f"the maps of step {final.step}, one pass"
         yield ProgressEvent(
             "stopping" if stopped else "impute", elapsed_s=time.perf_counter() - self.t_click, eta_s=est,
             message=f"{what} ({how}{about})" + (f"; {trained}" if trained and not stopped else ""),
         )
         t = time.perf_counter()
-        result = self.imputer.impute(self.slide, self.genes, tta=tta)
+        result = final.result if final is not None else self.imputer.impute(self.slide, self.genes, tta=tta)
         impute_s = time.perf_counter() - t
         config = self.config if tta == self.config.tta else dataclasses.replace(self.config, tta=tta)
         device = getattr(self.imputer, "device_used", None)
@@ -345,6 +356,13 @@ class TrainingJob(_Job):
                               impute_estimate_s=est, impute_s=impute_s)
         out.layers = result_layers(self.slide, out, self.source)  # built here, off the GUI thread
         yield out
+
+    def _budget_spent(self) -> bool:
+        """Whether the budget has no room left for another pass of the network (``False`` without one)."""
+        deadline, cost = self.deadline, self.pass_cost_s
+        if deadline is None or cost is None:
+            return False
+        return time.perf_counter() + cost + self._layers_cost + DEADLINE_MARGIN_S >= deadline
 
     def _keep_deadline(self, ev: ProgressEvent) -> None:
         """End training when what is left of the budget is what the final maps need."""
