@@ -177,7 +177,8 @@ def markdown(results: list[dict]) -> str:
         "maps (preparing, training, previews, final imputation), drawing the maps not included. *Final",
         "imputation*: its estimate (from the measured cost of the preview passes) and what it took; `tta` =",
         "averaged over the lattice's symmetries, `1` = one pass (a Stop, or test-time averaging would take",
-        "more than a quarter of the budget). *Stop -> maps*: from clicking Stop to the final maps.",
+        "more than a quarter of the budget); `0.0 / 0.0`: the preview made as Stop came, or that used up the",
+        "budget, was the final maps. *Stop -> maps*: from clicking Stop to the final maps.",
         "",
         "| slide | spots | budget (s) | Stop clicked after (s) | steps | previews | click -> first map (s) "
         "| click -> final maps (s) | Stop -> maps (s) | final imputation: passes, estimate / took (s) "
@@ -208,8 +209,11 @@ def markdown(results: list[dict]) -> str:
     r0 = results[0]
     lines += [
         "",
-        f"Machine: {r0['cpu_count']} CPU cores shared with other jobs while measured (timings vary between runs),",
-        f"CPU only, torch threads in the worker: {r0['torch_threads']}, preset `{r0['preset']}`, {r0['genes']} genes,",
+        f"Machine: {r0['cpu_count']} CPU cores shared with other jobs while measured (timings vary between runs;",
+        "the load average was 7-9 from other sessions' tests and benchmarks: one pass of the network over the",
+        "Visium slide took 8-11 s here, ~2.8 s in this benchmark's previous run on a quieter machine, where four",
+        "averaged passes took 11 s), CPU only, torch threads in the worker: "
+        f"{r0['torch_threads']}, preset `{r0['preset']}`, {r0['genes']} genes,",
         f"window {r0['window']}, Python {r0['python']}, Xvfb + Mesa software OpenGL.",
         "",
         "Raw numbers: `benchmarks/results/gui_responsiveness.json`.",
