@@ -105,8 +105,10 @@ def shots(args, size: tuple[int, int], out: Path) -> None:
     # a pathologist's session: the saved result reopened, measured spots marked, genes reviewed
     viewer, widget = open_dock()
     viewer.open(saved, plugin="napari-s2s")
+    from napari_s2s.gui.layers import s2s_meta
+
     for layer in viewer.layers:
-        if layer.name.endswith("measured spots"):
+        if (s2s_meta(layer) or {}).get("kind") == "spots":
             layer.visible = True
     genes = widget.selected_genes()
     widget.set_review(genes[0], status="accepted", comment="white matter tracts as expected")

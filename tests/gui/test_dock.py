@@ -346,15 +346,22 @@ def test_side_by_side_on_a_saved_result_is_labelled(plugin_dock, saved_result):
     assert len(labelled) == 2 and any("measured" in n for n in names) and any("imputed by S2S-ST" in n for n in names)
     measured = next(x for x in labelled if "measured" in x.name)
     imputed = next(x for x in labelled if "imputed" in x.name)
-    # "measured" is the result's values at its measured spots, and only there
+    # "measured" is the result's values at its measured spots, on the measured lattice, where they are
     slide = widget.current_slide()
-    kept = np.isfinite(measured.data[0])
-    assert 0 < kept.sum() == int(slide.result_measured().sum()) < np.isfinite(imputed.data[0]).sum()
-    np.testing.assert_array_equal(measured.data[:, kept], imputed.data[:, kept])
+    spots = slide.spot_world()[slide.result_measured() & slide.usable()]
+
+    def at_spots(layer):
+        idx = np.round(layer.world_to_data(np.c_[np.zeros(len(spots)), spots])).astype(int)
+        return layer.data[:, idx[:, 1], idx[:, 2]]
+
+    np.testing.assert_array_equal(at_spots(measured), at_spots(imputed))
+    assert np.isfinite(at_spots(measured)).all()
+    assert 0 < np.isfinite(measured.data[0]).sum() < np.isfinite(imputed.data[0]).sum() / 2  # sparser
+    assert viewer.canvas.overlays.text.gridded  # the gene's name in each panel
     widget.results_box.side_by_side_check.setChecked(False)
     assert not viewer.canvas.grid.enabled
     assert not [x for x in viewer.layers if (s2s_meta(x) or {}).get("side_by_side_only")]
-    assert not any(x.name_overlay.visible for x in viewer.layers)
+    assert not any(x.name_overlay.visible for x in viewer.layers) and not viewer.canvas.overlays.text.gridded
 
 
 # ---------------------------------------------------------------------- dialogs, method list, Save

@@ -271,7 +271,7 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     final = widget.imputed_layer()
     assert final.unique_id == preview.unique_id  # updated in place, not a second layer
     assert [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"] == [final]
-    assert final.name.endswith("imputed by S2S-ST") and not s2s_meta(final).get("preview")
+    assert final.name.startswith("imputed by S2S-ST:") and not s2s_meta(final).get("preview")
     assert s2s_meta(final)["result"] is not None and widget.results_box.save_button.isEnabled()
     # with the final maps (not while training): hidden rings at the measured spots, on their dense positions
     spots = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "spots"]
@@ -309,7 +309,7 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     widget.start_training()
     qtbot.waitUntil(lambda: not widget.running, timeout=120000)
     imputed = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]
-    assert len(imputed) == 1 and imputed[0].name.endswith("imputed by S2S-ST") and imputed[0].visible
+    assert len(imputed) == 1 and imputed[0].name.startswith("imputed by S2S-ST:") and imputed[0].visible
     # a run that fails before its first map leaves the earlier maps as they were
     cuda = widget.settings_box.device_combo.findData("cuda")
     if "not available" in widget.settings_box.device_combo.itemText(cuda):
@@ -318,7 +318,7 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
         qtbot.waitUntil(lambda: not widget.running, timeout=60000)
         assert widget.state.phase == "error"
         after = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]
-        assert after == imputed and after[0].visible and after[0].name.endswith("imputed by S2S-ST")
+        assert after == imputed and after[0].visible and after[0].name.startswith("imputed by S2S-ST:")
 
 
 def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, notes):

@@ -49,7 +49,7 @@ def add_panel(viewer, main: QWidget, panel: QWidget, name: str, main_height: int
 def _share_height(main: QWidget, main_dock: QDockWidget, dock: QDockWidget, main_height: int | None) -> None:
     try:
         total = main_dock.height() + dock.height()
-        want = min((main_height or main.sizeHint().height()) + 90, int(0.72 * total))  # + room for a long message
+        want = min((main_height or main.sizeHint().height()) + 56, int(0.72 * total))  # + 2 lines of a long message
         main.window().resizeDocks([main_dock, dock], [want, max(1, total - want)], Qt.Orientation.Vertical)
     except RuntimeError:  # closed meanwhile
         pass

@@ -9,7 +9,7 @@ layer data of :mod:`.layers` / :mod:`.training`.
 from __future__ import annotations
 
 from .gene_display import GENE_KINDS
-from .layers import gene_stack_layer, measured_spots_layer, s2s_meta
+from .layers import gene_stack_layer, measured_name, measured_spots_layer, s2s_meta
 
 
 class RunLayers:
@@ -59,7 +59,7 @@ class RunLayers:
             return
         layer = following[-1]
         data, kwargs, _ = gene_stack_layer(
-            slide, slide.grid(genes), "measured", name=f"{slide.name} measured ({len(genes)} genes)",
+            slide, slide.grid(genes), "measured", name=measured_name(slide.name, len(genes)),
             follows_selection=True,
         )
         layer.metadata = {**layer.metadata, **kwargs["metadata"]}

@@ -471,7 +471,7 @@ def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview, source: 
     too (see ``ImputedResult.grid``). A preview's imputed layer carries ``preview=True`` (it cannot
     be saved).
     """
-    from .layers import gene_limits, gene_stack_layer, imputed_name
+    from .layers import gene_limits, gene_stack_layer, imputed_name, measured_name
 
     measured = slide.grid(out.genes)
     limits = gene_limits(measured.display()[0])
@@ -489,7 +489,7 @@ def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview, source: 
         )
     return {
         "measured": gene_stack_layer(
-            slide, measured, "measured", limits=limits, name=f"{slide.name} measured ({len(out.genes)} genes)"
+            slide, measured, "measured", limits=limits, name=measured_name(slide.name, len(out.genes))
         ),
         "imputed": imputed,
     }
