@@ -184,7 +184,7 @@ def _free_port() -> int:
         ("scheduler_malformed", "expected tcp://host:port"),
         ("workers_zero", "--workers must be >= 1"),
         ("retries_negative", "--retries must be >= 0"),
-        ("budget_zero", "--budget must be > 0"),
+        ("budget_zero", "--budget must be a finite number of seconds > 0"),  # the impute job's own check
     ],
 )
 def test_batch_bad_input_is_one_line_exit_2(tmp_path, data_dir, capsys, case, message):

@@ -12,6 +12,7 @@ from napari_s2s.cli import main
 
 def test_benchmark_cli_writes_json_table_and_plot(data_dir, tmp_path, capsys):
     out = tmp_path / "sub" / "r.json"
+    out.parent.mkdir()  # output folders are never created (the same rule as impute --out)
     png = tmp_path / "r.png"
     rc = main([
         "benchmark", str(data_dir / "README.md"), str(data_dir / "her2st_C2.h5ad"),
@@ -102,3 +103,34 @@ def test_benchmark_cli_on_a_local_cluster_gives_the_serial_json(data_dir, tmp_pa
     assert "## seed 1" in cap.out and "## seed 2" in cap.out
     rows = [line.split("|")[1:7] for line in cap.out.split("## seed 2")[0].splitlines() if line.startswith("| her2st_C2 |")]
     assert rows == [line.split("|")[1:7] for line in serial_table.splitlines() if line.startswith("| her2st_C2 |")]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_folder", "folder"),
+        ("bad_seed", "--seeds: each seed must be an integer"),
+        ("workers_zero", "--workers must be >= 1"),
+        ("no_slide_on_a_cluster", "no slide could be benchmarked"),
+    ],
+)
+def test_benchmark_parallel_options_keep_the_one_line_rules(data_dir, tmp_path, capsys, case, message):
+    """--seeds/--workers outputs follow the one folder rule (checked before a cluster starts, never
+    created), and the cluster's notes are held back: bad input is one line, exit 2."""
+    src = str(data_dir / "her2st_C2.h5ad")
+    out = tmp_path / "r.json"
+    args = ["benchmark", src, "--json", str(out), "--methods", "nearest", "--seeds", "0,1", "--workers", "1"]
+    if case == "missing_folder":
+        args[3] = str(tmp_path / "no" / "r.json")
+    elif case == "bad_seed":
+        args[7] = "0,-1"
+    elif case == "workers_zero":
+        args[9] = "0"
+    elif case == "no_slide_on_a_cluster":
+        args[1] = str(data_dir / "README.md")
+    rc = main(args)
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("napari-s2s: error: ") and message in err[0], err
+    assert not (tmp_path / "no").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 
 from napari_s2s.core.data.io import read_slide
-from napari_s2s.core.jobs import ImputeSettings, impute_file, result_matches
+from napari_s2s.core.jobs import ImputeSettings, result_matches, run_impute_job
 from conftest import slide_path
 
 SETTINGS = ImputeSettings(genes="top:2", max_steps=1, natural=False, tta=False, seed=3, device="cpu", threads=1)
@@ -16,7 +16,7 @@ def test_result_matches_only_the_same_source_genes_and_settings(tmp_path, data_d
     src = slide_path(data_dir, "st_breast_cancer_layer2")
     out = tmp_path / "r_s2s.h5ad"
     assert result_matches(out, src, SETTINGS) == "no output yet"
-    done = impute_file(src, out, SETTINGS)
+    done = run_impute_job(src, out, SETTINGS)
     assert done.out == out and done.device == "cpu" and len(done.genes) == 2 and done.steps == 1
     res = ad.read_h5ad(out)
     assert res.uns["s2s"]["genes_requested"] == "top:2" and list(res.var_names) == done.genes
@@ -34,7 +34,7 @@ def test_result_matches_only_the_same_source_genes_and_settings(tmp_path, data_d
 
     explicit = SETTINGS.replace(genes=",".join(done.genes))
     out2 = tmp_path / "r2_s2s.h5ad"
-    impute_file(src, out2, explicit)
+    run_impute_job(src, out2, explicit)
     assert result_matches(out2, src, explicit) is None
     assert np.array_equal(np.asarray(ad.read_h5ad(out2).X), np.asarray(res.X))  # same genes, seed, steps
 

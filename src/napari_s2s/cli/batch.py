@@ -6,7 +6,9 @@ result is already there and matches the options are skipped, so re-running an in
 Runs on a local cluster (one worker process per core) or on a running scheduler (``--scheduler``).
 
 Exit code: 0 when every slide is done or skipped, 1 when some failed (see the manifest), 2 on bad input or
-when no slide could be imputed, 130 when interrupted (the manifest keeps what finished).
+when no slide could be imputed, 130 when interrupted (the manifest keeps what finished). Bad input found
+before the tasks start (options, paths, ``--out-dir``, a scheduler that does not answer) is one stderr line:
+the notes said before that are held back (:func:`napari_s2s.cli.say`) until the cluster answers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import SlideError
+from . import commit, say
 from .impute import add_training_options, settings_from_args
 
 
@@ -57,7 +60,8 @@ def add_parser(sub):
         "are skipped, so re-running resumes an interrupted batch.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="slides (.h5ad, Space Ranger outs/) or folders of slides")
-    p.add_argument("--out-dir", required=True, metavar="DIR", help="folder for the results and manifest.csv")
+    p.add_argument("--out-dir", required=True, metavar="DIR",
+                   help="folder for the results and manifest.csv (created when missing)")
     add_training_options(p, threads=1, threads_help="torch CPU threads per task (default 1)")
     add_cluster_options(p, local_default="default: one per core")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -69,19 +73,13 @@ def run(args) -> int:
     from ..core.batch.inputs import find_slides
     from ..core.batch.manifest import Manifest
     from ..core.batch.runner import plan_batch, run_batch
+    from ..core.jobs import check_settings
 
-    if args.budget is not None and args.budget <= 0:
-        raise SlideError(None, f"--budget must be > 0 seconds, not {args.budget}")
-    check_cluster_options(args)
     settings = settings_from_args(args)
-    try:
-        settings.config()
-    except ValueError as exc:
-        raise SlideError(None, str(exc)) from None
-    if args.scheduler is None:  # the local cluster's workers have this machine's devices
-        from ..core.s2s.device import resolve_device
-
-        resolve_device(args.device)
+    # the impute job's own checks of the settings (each task checks them again, with the slide, before training);
+    # the device only for a local cluster, whose workers have this machine's devices
+    check_settings(settings, device=args.scheduler is None)
+    check_cluster_options(args)
     out_dir = Path(os.path.abspath(Path(args.out_dir).expanduser()))  # workers may run in another folder
     if out_dir.exists() and not out_dir.is_dir():
         raise SlideError(out_dir, "--out-dir is a file, not a folder")
@@ -91,7 +89,7 @@ def run(args) -> int:
         raise SlideError(None, f"no slide among the paths ({why})")
     prepare_out_dir(out_dir)
 
-    say = _Say(args.quiet)
+    lines = _Say(args.quiet)
     plan = plan_batch(slides, out_dir, settings)
     manifest = Manifest(out_dir / "manifest.csv", order=[str(s) for s in slides])
     n = len(slides)
@@ -99,7 +97,7 @@ def run(args) -> int:
     notes = [f"warning: {path}: {reason}; skipped" for path, reason in problems]
     notes += [f"{slide.name}: existing result not kept ({why}); imputing again" for slide, why in plan.redo.items()]
     notes.append(f"{n} slide(s): {len(plan.todo)} to impute, {n_skip} up to date (skipped) -> {out_dir}")
-    progress = _Progress(n, len(plan.todo), say, args.quiet)
+    progress = _Progress(n, len(plan.todo), lines, args.quiet)
     t0 = time.perf_counter()
     try:
         if plan.todo:
@@ -107,14 +105,16 @@ def run(args) -> int:
             workers = None if args.scheduler else min(args.workers or default_workers(), len(plan.todo))
             with open_client(workers, args.scheduler, args.connect_timeout, say=notes.append) as client:
                 for note in notes:  # said once the cluster answers: a bad --scheduler stays a one-line error
-                    say.line(note)
+                    lines.line(note)
+                commit()
                 progress.open()
                 run_batch(client, plan, settings, manifest, retries=args.retries, on_row=progress.row,
-                          on_retry=lambda s, k, why: say.line(f"{Path(s).name}: {why}; running it again "
-                                                              f"(retry {k} of {args.retries})"))
+                          on_retry=lambda s, k, why: lines.line(f"{Path(s).name}: {why}; running it again "
+                                                                f"(retry {k} of {args.retries})"))
         else:
             for note in notes:
-                say.line(note)
+                lines.line(note)
+            commit()
             progress.open()
             run_batch(None, plan, settings, manifest, on_row=progress.row)
     except KeyboardInterrupt:
@@ -122,17 +122,17 @@ def run(args) -> int:
         c = manifest.counts()
         if not manifest.rows:
             manifest.write()
-        print(f"napari-s2s: interrupted: {sum(c.values())} of {n} slide(s) finished; manifest {manifest.path}; "
-              "run the same command again to resume", file=sys.stderr)
+        commit()
+        say(f"napari-s2s: interrupted: {sum(c.values())} of {n} slide(s) finished; manifest {manifest.path}; "
+            "run the same command again to resume")
         return 130
     finally:
         progress.close()
     c = manifest.counts()
     summary = f"{c['done']} done, {c['skipped']} skipped, {c['failed']} failed in {time.perf_counter() - t0:.0f} s"
     if c["failed"] and not (c["done"] or c["skipped"]):
-        print(f"napari-s2s: error: no slide could be imputed ({summary}; see {manifest.path})", file=sys.stderr)
-        return 2
-    say.line(f"{summary}; manifest {manifest.path}")
+        raise SlideError(None, f"no slide could be imputed ({summary}; see {manifest.path})")
+    lines.line(f"{summary}; manifest {manifest.path}")
     return 1 if c["failed"] else 0
 
 
@@ -150,7 +150,8 @@ def prepare_out_dir(out_dir: Path) -> None:
 
 
 class _Say:
-    """One-line messages on stderr (through the progress bar when there is one)."""
+    """One-line messages on stderr: through the progress bar when there is one, else :func:`say`
+    (held back until the batch commits to its work)."""
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
@@ -161,16 +162,16 @@ class _Say:
             return
         text = f"napari-s2s: {msg}"
         if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
+            self.bar.write(" ".join(text.split()), file=sys.stderr)
         else:
-            print(text, file=sys.stderr, flush=True)
+            say(text)
 
 
 class _Progress:
     """One line per finished slide, and a progress bar with ETA on a terminal (tqdm)."""
 
-    def __init__(self, total: int, todo: int, say: _Say, quiet: bool):
-        self.total, self.todo, self.say, self.quiet = total, todo, say, quiet
+    def __init__(self, total: int, todo: int, lines: _Say, quiet: bool):
+        self.total, self.todo, self.say, self.quiet = total, todo, lines, quiet
         self.finished = 0
         self.ran = 0
         self.t0 = None

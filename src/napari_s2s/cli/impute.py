@@ -1,21 +1,25 @@
-"""``napari-s2s impute PATH --out OUT.h5ad``: train S2S-ST on a slide and write the x2 dense grid."""
+"""``napari-s2s impute PATH --out OUT.h5ad``: train S2S-ST on a slide and write the x2 dense grid.
+
+A thin command over the job :func:`napari_s2s.core.jobs.run_impute_job` (the one ``batch`` runs too):
+every check that can fail on bad input runs before training starts, and the outputs (result and,
+optionally, the model) are written all-or-nothing at the end. Here: the options, and progress on stderr
+(held back until training starts, so that bad input prints its error line alone).
+"""
 
 from __future__ import annotations
 
-import sys
 import time
 
-from ..core.errors import SlideError
 from ..core.jobs import ImputeSettings, parse_genes, run_impute_job  # noqa: F401  (parse_genes: re-exported)
-from . import add_slide_argument, load_slide_from_args
+from . import add_slide_argument, commit, say
 
 
 def add_parser(sub):
     p = sub.add_parser("impute", help="train S2S-ST on a slide and write the imputed x2 dense grid (.h5ad)")
     add_slide_argument(p)
-    p.add_argument("--out", required=True, help="output .h5ad (never the input)")
+    p.add_argument("--out", required=True, help="output .h5ad (never the input; its folder must exist)")
     add_training_options(p)
-    p.add_argument("--save-model", default=None, help="also save the trained model (.pt)")
+    p.add_argument("--save-model", default=None, help="also save the trained model (.pt; its folder must exist)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -23,7 +27,11 @@ def add_parser(sub):
 def add_training_options(p, threads: int | None = None,
                          threads_help: str = "torch CPU threads (default: torch's choice)") -> None:
     """The options that say what to impute and how (shared by ``impute`` and ``batch``)."""
-    p.add_argument("--genes", default="top:30", help="comma-separated gene names, or top:N (default top:30)")
+    p.add_argument(
+        "--genes",
+        default="top:30",
+        help="comma-separated gene names (repeats are dropped), or top:N (default top:30)",
+    )
     p.add_argument("--budget", type=float, default=120.0, help="training time budget in seconds (default 120)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many training steps")
     p.add_argument("--preset", choices=("fast", "paper"), default="fast", help="model size (default fast)")
@@ -68,31 +76,29 @@ def settings_from_args(args) -> ImputeSettings:
 
 
 def run(args) -> int:
-    from ..core.s2s.device import resolve_device
-    from ..core.s2s.results import check_output_path
+    last = [0.0]
 
-    if args.budget is not None and args.budget <= 0:
-        raise SlideError(None, f"--budget must be > 0 seconds, not {args.budget}")
-    resolve_device(args.device)
-    src = None if args.sample else args.path
-    check_output_path(args.out, src)
-    slide = load_slide_from_args(args)
-    last = 0.0
-
-    def on_event(ev) -> None:
-        nonlocal last
+    def progress(ev) -> None:
+        if ev.phase != "prepare":
+            commit()  # training has started: warnings and progress print as they come from now on
         now = time.perf_counter()
-        if not args.quiet and (now - last >= 2.0 or ev.phase in ("prepare", "done", "stopped")):
+        if not args.quiet and (now - last[0] >= 2.0 or ev.phase in ("prepare", "done", "stopped")):
             eta = "" if ev.eta_s is None else f", ~{ev.eta_s:.0f} s left"
-            print(f"napari-s2s: [{ev.phase}] {ev.message} ({ev.elapsed_s:.0f} s{eta})", file=sys.stderr)
-            last = now
+            say(f"napari-s2s: [{ev.phase}] {ev.message} ({ev.elapsed_s:.0f} s{eta})")
+            last[0] = now
 
-    done = run_impute_job(slide, args.out, settings_from_args(args), source=src, on_event=on_event,
-                          save_model=args.save_model)
+    done = run_impute_job(
+        args.path,
+        args.out,
+        settings_from_args(args),
+        sample=args.sample,
+        save_model=args.save_model,
+        on_event=progress,
+    )
+    commit()
     if not args.quiet:
-        print(
+        say(
             f"napari-s2s: wrote {done.out} ({done.n_obs} dense positions x {len(done.genes)} genes, "
-            f"{done.n_measured} measured) in {done.seconds:.0f} s",
-            file=sys.stderr,
+            f"{done.n_measured} measured) in {done.seconds:.0f} s"
         )
     return 0

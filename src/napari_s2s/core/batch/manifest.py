@@ -10,9 +10,9 @@ inputs; a batch that is stopped keeps the rows of what finished.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
+
+from ..checks import atomic_write
 
 COLUMNS = ("path", "status", "output", "seconds", "genes", "device", "error")
 STATUSES = ("done", "skipped", "failed")
@@ -50,21 +50,18 @@ class Manifest:
         return out
 
     def write(self) -> Path:
-        """Write every row (temporary file in the same folder, then rename: never half a manifest)."""
+        """Write every row (temporary file in the same folder, then rename: never half a manifest; the
+        file gets the mode a normal write gives under the umask)."""
         big = len(self._rank)
         rows = sorted(self.rows.values(), key=lambda r: (self._rank.get(r["path"], big), r["path"]))
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=str(self.path.parent))
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
+
+        def dump(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=COLUMNS)
                 w.writeheader()
                 w.writerows(rows)
-            os.chmod(tmp, 0o666 & ~_umask())  # the mode a plain open() would give, not mkstemp's 0600
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self.path
+
+        return atomic_write(self.path, dump)
 
 
 def read_manifest(path: str | Path) -> list[dict]:
@@ -81,9 +78,3 @@ def _cell(v) -> str:
     if isinstance(v, (list, tuple)):
         return ";".join(str(x) for x in v)
     return " ".join(str(v).split())  # one line
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

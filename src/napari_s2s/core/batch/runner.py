@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SlideError
-from ..jobs import ImputeSettings, impute_file, result_matches
+from ..jobs import ImputeSettings, result_matches, run_impute_job
 from .inputs import output_path
 from .manifest import Manifest
 
@@ -105,7 +105,8 @@ def run_batch(
 
 
 def impute_task(path: str, out: str, settings: ImputeSettings) -> dict:
-    """One slide, on a worker: the impute job, its failure turned into a ``failed`` row (never raised).
+    """One slide, on a worker: the impute job (:func:`~napari_s2s.core.jobs.run_impute_job`, the same
+    checks, file and provenance as ``napari-s2s impute``), its failure turned into a ``failed`` row (never raised).
 
     Returns the manifest row, plus ``warnings``: the one-line warnings the job gave.
     """
@@ -113,7 +114,7 @@ def impute_task(path: str, out: str, settings: ImputeSettings) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            done = impute_file(path, out, settings)
+            done = run_impute_job(path, out, settings)
             row = _row(path, "done", output=str(done.out), genes=done.genes, device=done.device)
         except SlideError as exc:
             row = _row(path, "failed", error=str(exc))

@@ -286,6 +286,10 @@ def _load(path, progress) -> tuple[Slide | None, dict | None]:
     except SlideError as exc:
         warnings.warn(f"{exc}; slide skipped", stacklevel=3)
         return None, {"path": str(p), "reason": str(exc)}
+    except Exception as exc:  # a reader's failure on one slide must not end a cohort's benchmark
+        msg = " ".join(f"unexpected error while reading ({type(exc).__name__}: {exc})".split())[:300]
+        warnings.warn(f"{p}: {msg}; slide skipped", stacklevel=3)
+        return None, {"path": str(p), "reason": msg}
 
 
 def run_benchmark(

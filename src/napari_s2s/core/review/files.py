@@ -6,36 +6,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from ..checks import atomic_write
 from ..errors import SessionError
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``
+    (:func:`napari_s2s.core.checks.atomic_write`).
 
-    A crash leaves either the old file or the new one, never half of one.
+    A crash leaves either the old file or the new one, never half of one. A new file gets the mode a
+    normal write gives under the umask (readers on a shared drive can read it); an overwritten one keeps
+    its mode. An :class:`OSError` is raised as it is.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+
+    def dump(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; readers on a shared drive need to read them
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return atomic_write(path, dump, as_slide_error=False)
 
 
 def write_json(path: str | Path, record: dict) -> Path:
