@@ -570,6 +570,7 @@ class ValidationJob(_Job):
         box: queue.Queue = queue.Queue()
 
         def target():
+            outcome = ("stopped", None)
             try:
                 _set_threads(self.threads)
                 preds = []
@@ -577,13 +578,14 @@ class ValidationJob(_Job):
                     if self._stop.is_set():
                         raise MethodStopped(name)
                     preds.append(benchmark.run_method(name, task, on_method=self._started, **opts)[0])
-                box.put(("ok", preds))
+                outcome = ("ok", preds)
             except MethodStopped:
-                box.put(("stopped", None))
+                pass
             except BaseException as exc:  # reported to the GUI thread
-                box.put(("error", exc))
+                outcome = ("error", exc)
             finally:
-                self._idle.set()
+                self._idle.set()  # the work has ended before anyone hears of it
+                box.put(outcome)
 
         # a daemon, so that a forgotten run never keeps the process alive; napari must not exit while torch
         # computes in it though (that aborted the process): the runner stops and waits for it at exit
