@@ -32,6 +32,8 @@ under each spot. It should do no better than ``gaussian``.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..data.histology_features import covariate_function, histology_features
@@ -381,11 +383,16 @@ class S2SHe:
         self.features = features
         self.overrides = dict(overrides)
         self.details_: dict | None = None
+        self.stop_requested = threading.Event()
+
+    def stop(self) -> None:
+        """End a running :meth:`predict` after the current training step (it raises ``MethodStopped``)."""
+        self.stop_requested.set()
 
     def predict(self, task: ImputationTask) -> np.ndarray:
         # imported here: the engine (torch) is only needed when this method actually runs
         from ..s2s.engine import S2SImputer, cross_gene_matrix
-        from .s2s import S2SMethod, to_lattice
+        from .s2s import S2SMethod, to_lattice, train_until_stopped
 
         if task.histology is None:
             raise ValueError("s2s-he needs an H&E image and pixel positions")
@@ -403,8 +410,8 @@ class S2SHe:
         imp = S2SImputer(cfg)
         values = np.asarray(task.measured_values, np.float32)
         allg = cross_gene_matrix(task.measured_all_genes) if task.measured_all_genes is not None else None
-        for _ in imp.fit_arrays_iter(lr, lc, task.kind, values, list(task.genes), all_genes=allg, covariates=cov):
-            pass
+        train_until_stopped(imp, self.stop_requested, lr, lc, task.kind, values, list(task.genes), all_genes=allg,
+                            covariates=cov)
         pred, _ = imp.impute_arrays(lr, lc, task.kind, values, tr, tc, all_genes=allg, covariates=cov)
         self.details_ = dict(imp.stats, histology_channels=int(cov.n_channels))
         return pred.astype(np.float64)
@@ -421,6 +428,7 @@ class S2SHe:
         # it stays >= 0, and shift back afterwards
         shift = np.maximum(0.0, -rest.min(axis=0))
         inner = S2SMethod(self.preset, **self.overrides)
+        inner.stop_requested = self.stop_requested  # stop() reaches the inner training
         sub = dataclasses.replace(task, measured_values=(rest + shift).astype(np.float32))
         pred = inner.predict(sub) - shift + term_dst
         self.details_ = dict(inner.details_ or {}, histology=he.details_)
