@@ -200,3 +200,32 @@ def test_histology_terms_on_the_dense_grid_match_the_method(stain_holdout):
         2 * task.target_rows[:10] + 1, 2 * task.target_cols[:10], task.histology,
     )
     assert mid.shape == (10, len(task.genes)) and np.isfinite(mid).all()
+
+
+@pytest.mark.parametrize("mode", ["channels", "residual"])
+def test_s2s_he_stops_from_another_thread(stain_holdout, mode):
+    """The dock's Stop during a validation of s2s-he: its training ends, predict raises MethodStopped."""
+    import threading
+    import time
+
+    from napari_s2s.core.methods import MethodStopped
+
+    task, _, _ = stain_holdout
+    task = dataclasses.replace(task, budget_s=120.0)
+    method = load_all()["s2s-he"](mode=mode, natural_images=False, n_components=3, threads=1)
+    ended = {}
+
+    def target():
+        try:
+            method.predict(task)
+        except MethodStopped:
+            ended["stopped"] = True
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    time.sleep(2.0)
+    t_stop = time.perf_counter()
+    method.stop()
+    thread.join(60)
+    assert not thread.is_alive() and ended.get("stopped")
+    assert time.perf_counter() - t_stop < 30  # not the 120 s budget

@@ -70,11 +70,20 @@ class ImputationTask:
 
 
 class Method(Protocol):
-    """An imputation method: ``predict(task) -> (t, G)`` float array for the task's targets."""
+    """An imputation method: ``predict(task) -> (t, G)`` float array for the task's targets.
+
+    Methods that train may also offer ``stop()``: safe to call from another thread while
+    ``predict`` runs, which then ends within about one training step by raising
+    :class:`MethodStopped` (the dock's Stop and closing napari during a validation use it).
+    """
 
     name: str
 
     def predict(self, task: ImputationTask) -> np.ndarray: ...
+
+
+class MethodStopped(Exception):
+    """``predict`` ended early because the method's ``stop()`` was called: there is no prediction."""
 
 
 #: Registered methods: name -> factory taking keyword options and returning a :class:`Method`.

@@ -14,10 +14,12 @@ Ablations carry ``ablation = True`` (a benchmark may leave them out of its defau
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..s2s.engine import S2SConfig, S2SImputer, cross_gene_matrix
-from .base import ImputationTask, register
+from .base import ImputationTask, MethodStopped, register
 
 #: Default training budget (seconds) when the task gives none.
 DEFAULT_BUDGET_S = 120.0
@@ -66,6 +68,11 @@ class S2SMethod:
         self.he_channels = int(he_channels)
         self.overrides = dict(overrides)
         self.details_: dict | None = None
+        self.stop_requested = threading.Event()
+
+    def stop(self) -> None:
+        """End a running :meth:`predict` after the current training step (it raises ``MethodStopped``)."""
+        self.stop_requested.set()
 
     def config_for(self, task: ImputationTask) -> S2SConfig:
         """The config used for a task (budget and seed from the task unless overridden)."""
@@ -94,13 +101,22 @@ class S2SMethod:
         imp = S2SImputer(cfg)
         values = np.asarray(task.measured_values, np.float32)
         allg = cross_gene_matrix(task.measured_all_genes) if task.measured_all_genes is not None else None
-        for _ in imp.fit_arrays_iter(lr, lc, task.kind, values, list(task.genes), all_genes=allg,
-                                     covariates=covariates, features=features):
-            pass
+        train_until_stopped(imp, self.stop_requested, lr, lc, task.kind, values, list(task.genes), all_genes=allg,
+                            covariates=covariates, features=features)
         pred, _ = imp.impute_arrays(lr, lc, task.kind, values, tr, tc, all_genes=allg, covariates=covariates,
                                     features=features)
         self.details_ = dict(imp.stats, base_detail=imp.base_info)
         return pred.astype(np.float64)
+
+
+def train_until_stopped(imp: S2SImputer, stop: threading.Event, *args, **kwargs) -> None:
+    """``imp.fit_arrays_iter(*args, **kwargs)`` to the end, unless ``stop`` is set: then training ends
+    after the current step and :class:`~napari_s2s.core.methods.base.MethodStopped` is raised."""
+    for _ in imp.fit_arrays_iter(*args, **kwargs):
+        if stop.is_set():
+            imp.stop()
+    if stop.is_set():
+        raise MethodStopped("stopped")
 
 
 def _factory(name: str, preset: str = "fast", needs_histology: bool = False, **fixed):
