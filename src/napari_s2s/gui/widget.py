@@ -525,11 +525,11 @@ class S2SWidget(QWidget):
         self.review_panel.refresh()
         with self.state.events.paused():
             self.state.eta_s = 0.0
-        how = "one pass" if not getattr(out.config, "tta", False) else "averaged over the lattice's symmetries"
         budget = getattr(out.config, "budget_s", None)
         self.state.message = (
-            f"{'stopped: ' if out.stopped else ''}maps for {len(out.genes)} genes ({how}) "
+            f"{'stopped: ' if out.stopped else ''}maps for {len(out.genes)} genes "
             f"{fmt_seconds(out.seconds)} after Train" + ("" if budget is None or out.stopped else f" (budget {budget:.0f} s)")
+            + (f"; {out.verdict}" if out.verdict else "")
         )
         self.state.phase = "stopped" if out.stopped else "done"
         self._update_buttons()

@@ -167,7 +167,7 @@ def test_the_base_alone_and_the_networks_alone(synthetic_slide):
     # blend "base": exactly the base predictor's maps (non-learned), measured values put back
     rows, cols, values, _ = slide_training_arrays(slide, genes)
     b = np.maximum(base_only.base.predict(physical(res.dense_rows / 2.0, res.dense_cols / 2.0, slide.kind)), 0)
-    np.testing.assert_allclose(res.model_values, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.model_values, b, rtol=1e-4, atol=1e-5)  # float32 weights
     nets = S2SImputer(tiny(blend="network")).fit(slide, genes)
     assert nets.alpha == 1.0 and not np.allclose(nets.impute(slide).model_values, res.model_values)
 

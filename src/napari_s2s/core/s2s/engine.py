@@ -334,6 +334,9 @@ class S2SImputer:
         self._stop = threading.Event()
         self._training: dict | None = None  # what the loop is training now (for previews)
         self._features = None  # H&E feature function of the slide being trained
+        #: measured seconds: ``base`` (base predictor + inputs of a dense imputation), ``pass`` (one
+        #: network over the dense grid), ``oof`` (one network's out-of-fold predictions)
+        self.timing: dict[str, float] = {}
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -494,6 +497,18 @@ class S2SImputer:
         msg = f"{'stopped' if state.stopped else 'trained'}: {state.steps} steps in {seconds:.1f} s; {verdict}"
         yield ProgressEvent(phase, state.steps, cfg.max_steps, state.last_loss, seconds, 0.0, msg, oof.get("blend"))
 
+    def final_cost_s(self, tta: bool | None = None) -> float | None:
+        """Seconds the rest of a run should take once training stops: the networks' out-of-fold
+        predictions and the final dense maps (``tta``: every network over every symmetry), from the
+        costs measured by the last :meth:`preview`; ``None`` before one."""
+        t = self.timing
+        if not {"base", "pass", "oof"} <= set(t):
+            return None
+        tta = self.config.tta if tta is None else bool(tta)
+        n = self.config.folds
+        syms = len(symmetries(self._training["prob"].kind)) if tta and self._training else (4 if tta else 1)
+        return n * t["oof"] + t["base"] + n * syms * t["pass"]
+
     def _base_only(self, rows, cols, kind, values, genes, all_genes, features, t0, why: str) -> Iterator[ProgressEvent]:
         """No networks: the result is the base predictor, and the last event says why."""
         cfg = self.config
@@ -539,7 +554,9 @@ class S2SImputer:
 
         cfg = self.config
         gsel = oof_genes(prob, len(members), cfg.seed)
+        t0 = time.perf_counter()
         oof = network_oof(members, prob, device, cfg.tile, gsel)
+        self.timing["oof"] = (time.perf_counter() - t0) / max(len(members), 1)
         values, mu, sd = values[:, gsel], mu[gsel], sd[gsel]
         term_meas = None if term_meas is None else term_meas[:, gsel]
         gw = gene_weights(values)
@@ -664,6 +681,7 @@ class S2SImputer:
         alpha = self.alpha if alpha is None else float(alpha)
         if alpha is None:
             raise RuntimeError("the imputer is not trained (call fit or load a model first)")
+        t0 = time.perf_counter()
         with _blas_threads(cfg.threads):
             base = self._base_for(rows, cols, kind, values, all_genes, features)
             phys_t = physical(tr / 2.0, tc / 2.0, kind)
@@ -672,6 +690,7 @@ class S2SImputer:
             silent = ~np.any(values != 0, axis=0)  # genes without a count at any measured spot: 0
             b[:, silent] = 0.0
             if alpha <= 0.0:
+                self.timing["base"] = time.perf_counter() - t0
                 return np.maximum(b, 0.0).astype(np.float32)
             term_meas = base.term_loo() if base.uses_histology else None
             net_values = values if term_meas is None else (values - term_meas).astype(np.float32)
@@ -684,11 +703,15 @@ class S2SImputer:
         models = self._models() if models is None else list(models)
         syms = symmetries(kind)
         acc = None
+        t1 = time.perf_counter()
         with _precision(device, cfg.precision):
             for k, model in enumerate(models):
                 out = predict_tta(model, ch, kind, device, cfg.tile, True) if tta else \
                     predict_symmetry(model, ch, syms[k % len(syms)], device, cfg.tile)
                 acc = out if acc is None else acc + out
+        passes = len(models) * (len(syms) if tta else 1)
+        self.timing["base"] = t1 - t0
+        self.timing["pass"] = (time.perf_counter() - t1) / passes
         net = (acc / len(models))[:, tr - r0, tc - c0].T * sd + mu
         if term_meas is not None:
             net = net + term_t
