@@ -26,7 +26,7 @@ from napari_s2s.gui.training import (
 
 def test_he_counterpart_pairs_methods():
     opts = {"preset": "fast", "budget_s": 3.0}
-    assert he_counterpart("s2s", "auto", True, opts) == ("s2s-he", opts)  # trains like s2s
+    assert he_counterpart("s2s", "auto", True, opts) == ("s2s-he", {**opts, "histology": "on"})  # trains like s2s
     assert he_counterpart("gaussian", "on", True, opts) == ("he_gaussian", {})
     assert he_counterpart("pca_gaussian", "auto", True, opts) == ("he_gaussian", {"smoother": "pca_gaussian"})
     # no guidance, no image, or no counterpart: the method alone

@@ -101,10 +101,15 @@ class ValidationOutcome:
 #: H&E-guided counterpart of a method on the same task: ``method -> (guided method, fixed options,
 #: whether it also takes the method's own options)``.
 HE_COUNTERPARTS: dict[str, tuple[str, dict, bool]] = {
-    "s2s": ("s2s-he", {}, True),  # trains like s2s: same preset and config overrides
+    # trains like s2s (same preset and config overrides), with the base's H&E term required
+    "s2s": ("s2s-he", {"histology": "on"}, True),
     "gaussian": ("he_gaussian", {}, False),
     "pca_gaussian": ("he_gaussian", {"smoother": "pca_gaussian"}, False),
 }
+
+#: Options of the method itself when it is validated next to its H&E counterpart (``s2s`` would
+#: otherwise use the image too, by its own cross-validation: the comparison is without vs with).
+PLAIN_OPTIONS: dict[str, dict] = {"s2s": {"histology": "off"}}
 
 
 def he_counterpart(

@@ -39,6 +39,7 @@ from .training import (
     TrainingPreview,
     ValidationJob,
     ValidationOutcome,
+    PLAIN_OPTIONS,
     he_counterpart,
     median_delta,
     pending_layers,
@@ -427,6 +428,8 @@ class S2SWidget(QWidget):
 
             has_image = histology_available(slide)
             guided = he_counterpart(method, s.histology, has_image, options)
+            if guided is not None:
+                options = {**options, **PLAIN_OPTIONS.get(method, {})}  # without vs with H&E
             if s.histology == "on" and not has_image:
                 _notify("warning", f"H&E guidance is on but {slide.name} has no usable H&E image: "
                                    f"validating {method} without it")
