@@ -535,7 +535,12 @@ class S2SImputer:
         if self.alpha <= 0.0:
             return f"training did not beat the base predictor ({label}) on held-out spots: the result is the base"
         gain = self.stats.get("oof", {}).get("gain")
-        more = "" if gain is None else f", {100 * gain:.1f} % less held-out error than the base"
+        if gain is None:
+            more = ""
+        elif gain < 0.0005:
+            more = ", about the base's held-out error"
+        else:
+            more = f", {100 * gain:.1f} % less held-out error than the base"
         return f"networks weighted {self.alpha:.2f} against the base predictor ({label}){more}"
 
     def _fit_base(self, rows, cols, kind, values, all_genes, features) -> BasePredictor:
