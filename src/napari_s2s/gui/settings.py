@@ -35,7 +35,7 @@ class WidgetSettings:
     budget_s: float = 60.0
     device: str = "auto"
     natural_images: bool = True
-    histology: str = "off"
+    histology: str = "auto"
     seed: int = 0
     top_n: int = 8
     last_dir: str = ""
@@ -68,7 +68,7 @@ class WidgetSettings:
         if out.device not in DEVICES:
             out.device = "auto"
         if out.histology not in HISTOLOGY_MODES:
-            out.histology = "off"
+            out.histology = "auto"
         return out
 
     def config_overrides(self) -> dict:

@@ -86,8 +86,9 @@ class SettingsBox(QGroupBox):
         for mode in HISTOLOGY_MODES:
             self.histology_combo.addItem(mode, mode)
         self.histology_combo.setToolTip(
-            "H&E guidance: S2S learns what per-spot H&E features do not explain "
-            "(auto: on when the slide has an image with >= 4 pixels per spot)"
+            "H&E guidance: the base predictor S2S starts from may add a term of per-spot H&E features.\n"
+            "auto (default): tried when the slide has an image with >= 4 pixels per spot, kept where\n"
+            "cross-validation on the measured spots says it helps; on: always; off: never."
         )
         form.addRow("H&&E guidance", self.histology_combo)  # &&: a literal & (not a mnemonic)
         adv = QCollapsible("Advanced")
@@ -146,7 +147,7 @@ class SettingsBox(QGroupBox):
             "budget_s": float(self.budget_spin.value()),
             "device": self.device_combo.currentData() or "auto",
             "natural_images": self.natural_check.isChecked(),
-            "histology": self.histology_combo.currentData() or "off",
+            "histology": self.histology_combo.currentData() or "auto",
             "seed": int(self.seed_spin.value()),
         }
 

@@ -58,6 +58,7 @@ class TrainingOutcome:
     layers: dict = field(default_factory=dict)
     impute_estimate_s: float | None = None  # what the final imputation was expected to take
     impute_s: float | None = None  # what it took
+    verdict: str = ""  # how much of the maps the networks made (S2SImputer.verdict)
 
 
 @dataclass
@@ -100,10 +101,15 @@ class ValidationOutcome:
 #: H&E-guided counterpart of a method on the same task: ``method -> (guided method, fixed options,
 #: whether it also takes the method's own options)``.
 HE_COUNTERPARTS: dict[str, tuple[str, dict, bool]] = {
-    "s2s": ("s2s-he", {}, True),  # trains like s2s: same preset and config overrides
+    # trains like s2s (same preset and config overrides), with the base's H&E term required
+    "s2s": ("s2s-he", {"histology": "on"}, True),
     "gaussian": ("he_gaussian", {}, False),
     "pca_gaussian": ("he_gaussian", {"smoother": "pca_gaussian"}, False),
 }
+
+#: Options of the method itself when it is validated next to its H&E counterpart (``s2s`` would
+#: otherwise use the image too, by its own cross-validation: the comparison is without vs with).
+PLAIN_OPTIONS: dict[str, dict] = {"s2s": {"histology": "off"}}
 
 
 def he_counterpart(
@@ -271,13 +277,15 @@ class TrainingJob(_Job):
         return None if b is None else self.t_click + b
 
     def passes(self, tta: bool | None = None) -> int:
-        """Imputation passes of the final maps: the lattice's symmetries with test-time averaging, else 1."""
+        """Network passes of the final maps: one per network of the ensemble, times the lattice's
+        symmetries with test-time averaging."""
         tta = (self.config is not None and self.config.tta) if tta is None else tta
+        n = self.config.folds if self.config is not None else 1
         if not tta:
-            return 1
+            return n
         from ..core.s2s.sampling import symmetries
 
-        return len(symmetries(self.slide.kind))
+        return n * len(symmetries(self.slide.kind))
 
     def plan_tta(self) -> bool:
         """Whether the final maps will be test-time averaged: as configured, unless the user stopped
@@ -290,11 +298,15 @@ class TrainingJob(_Job):
         return self.passes(True) * cost <= TTA_BUDGET_SHARE * b
 
     def impute_estimate_s(self, tta: bool | None = None) -> float | None:
-        """Seconds the final imputation should take: the measured cost of one pass (the last preview)
-        times the passes; ``None`` before a pass was measured."""
-        if self.pass_cost_s is None:
+        """Seconds the final maps should take once training stops: the engine's estimate from the costs
+        it measured in the last preview (weighing the networks against the base, then one pass of each
+        network, or every symmetry with test-time averaging) plus building the layers; ``None`` before
+        a preview."""
+        tta = self.plan_tta() if tta is None else tta
+        est = None if self.imputer is None else self.imputer.final_cost_s(tta)
+        if est is None:
             return None
-        return self.pass_cost_s * self.passes(self.plan_tta() if tta is None else tta) + self._layers_cost
+        return est + self._layers_cost
 
     def run(self) -> Iterator[Any]:
         yield ProgressEvent("prepare", elapsed_s=time.perf_counter() - self.t_click, message="loading the engine")
@@ -309,13 +321,11 @@ class TrainingJob(_Job):
         next_at = self.preview_after_s
         if next_at is not None and self.budget_s is not None:
             next_at = min(next_at, FIRST_PREVIEW_SHARE * self.budget_s)
-        trained = ""
         final = None  # a preview that ends the run as its final maps (see below)
         for ev in self.imputer.fit_iter(self.slide, self.genes):
             if self._stop.is_set():
                 self.imputer.stop()  # also when Stop came before training started (fit clears the flag)
             if ev.phase in ("done", "stopped"):  # training is over; the final maps come next
-                trained = ev.message
                 continue
             if ev.phase == "train":
                 self._keep_deadline(ev)
@@ -338,22 +348,28 @@ class TrainingJob(_Job):
         stopped = self._stop.is_set()
         tta = False if final is not None else self.plan_tta()
         est = 0.0 if final is not None else self.impute_estimate_s(tta)
-        how = f"averaged over {self.passes(True)} symmetries" if tta else "one pass"
+        if final is None and not self.imputer.alpha:  # the networks did not help: the base predictor alone
+            tta, how = False, "the base predictor"
+            base_s = self.imputer.timing.get("base")
+            est = None if base_s is None else base_s + self._layers_cost
+        else:
+            how = f"{self.passes(tta)} network passes" + (", each symmetry" if tta else "")
         about = "" if not est else f", about {est:.0f} s"
         what = "stopped: final maps from the best model so far" if stopped else "imputing dense maps"
         if final is not None:
             what, how = ("stopped" if stopped else "budget used"), f"the maps of step {final.step}, one pass"
         yield ProgressEvent(
             "stopping" if stopped else "impute", elapsed_s=time.perf_counter() - self.t_click, eta_s=est,
-            message=f"{what} ({how}{about})" + (f"; {trained}" if trained and not stopped else ""),
+            message=f"{what} ({how}{about})",
         )
         t = time.perf_counter()
         result = final.result if final is not None else self.imputer.impute(self.slide, self.genes, tta=tta)
         impute_s = time.perf_counter() - t
         config = self.config if tta == self.config.tta else dataclasses.replace(self.config, tta=tta)
         device = getattr(self.imputer, "device_used", None)
+        verdict = "" if final is not None else self.imputer.verdict()
         out = TrainingOutcome(self.genes, result, config, time.perf_counter() - self.t_click, stopped, device,
-                              impute_estimate_s=est, impute_s=impute_s)
+                              impute_estimate_s=est, impute_s=impute_s, verdict=verdict)
         out.layers = result_layers(self.slide, out, self.source)  # built here, off the GUI thread
         yield out
 

@@ -39,6 +39,7 @@ from .training import (
     TrainingPreview,
     ValidationJob,
     ValidationOutcome,
+    PLAIN_OPTIONS,
     he_counterpart,
     median_delta,
     pending_layers,
@@ -427,6 +428,8 @@ class S2SWidget(QWidget):
 
             has_image = histology_available(slide)
             guided = he_counterpart(method, s.histology, has_image, options)
+            if guided is not None:
+                options = {**options, **PLAIN_OPTIONS.get(method, {})}  # without vs with H&E
             if s.histology == "on" and not has_image:
                 _notify("warning", f"H&E guidance is on but {slide.name} has no usable H&E image: "
                                    f"validating {method} without it")
@@ -525,11 +528,11 @@ class S2SWidget(QWidget):
         self.review_panel.refresh()
         with self.state.events.paused():
             self.state.eta_s = 0.0
-        how = "one pass" if not getattr(out.config, "tta", False) else "averaged over the lattice's symmetries"
         budget = getattr(out.config, "budget_s", None)
         self.state.message = (
-            f"{'stopped: ' if out.stopped else ''}maps for {len(out.genes)} genes ({how}) "
+            f"{'stopped: ' if out.stopped else ''}maps for {len(out.genes)} genes "
             f"{fmt_seconds(out.seconds)} after Train" + ("" if budget is None or out.stopped else f" (budget {budget:.0f} s)")
+            + (f"; {out.verdict}" if out.verdict else "")
         )
         self.state.phase = "stopped" if out.stopped else "done"
         self._update_buttons()

@@ -42,7 +42,7 @@ MIN_MEASURED = 16
 MIN_DETECTED = 0.10
 
 #: Order of methods in tables and plots; methods not listed follow alphabetically.
-METHOD_ORDER = ("nearest", "linear", "cubic", "gaussian", "pca_gaussian", "dist", "he_gaussian", "s2s", "s2s-he")
+METHOD_ORDER = ("nearest", "linear", "cubic", "gaussian", "kriging", "pca_gaussian", "dist", "he_gaussian", "s2s", "s2s-he")
 
 
 def _fresh(a: np.ndarray, dtype=None) -> np.ndarray:
