@@ -406,3 +406,18 @@ def test_save_says_why_it_is_disabled(plugin_dock, saved_result, synthetic_slide
     assert not save.isEnabled() and "train first" in save.toolTip()
     widget.viewer.open(str(saved_result[0]), plugin="napari-s2s")
     assert not save.isEnabled() and "saved result" in save.toolTip()
+
+
+def test_the_review_panel_opens_the_blinded_reading_dock(plugin_dock, qtbot):
+    """Blinded review sessions start from the dock users have open: "Blinded…" in the review panel adds
+    the plugin's "Blinded reading" dock (once: a second click shows the same one)."""
+    from napari_s2s.gui.blinded import BlindedReader
+
+    widget = plugin_dock()
+    button = widget.review_panel.blinded_button
+    assert button.isVisibleTo(widget.review_panel) and "names hidden" in button.toolTip()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    docks = widget.window().findChildren(BlindedReader)  # the main window the dock sits in
+    assert len(docks) == 1
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert len(widget.window().findChildren(BlindedReader)) == 1

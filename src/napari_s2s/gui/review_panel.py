@@ -89,6 +89,7 @@ class ReviewPanel(QWidget):
         start_dir: Callable[[], str],
         known_genes: Callable[[], set[str]],
         parent=None,
+        open_blinded: Callable[[], None] | None = None,
     ):
         super().__init__(parent)
         self._min_width = 0
@@ -150,6 +151,15 @@ class ReviewPanel(QWidget):
         self.export_button.setToolTip("save the review (status, comment, metrics per gene) as CSV")
         self.export_button.clicked.connect(self._export_dialog)
         row.addWidget(self.export_button)
+        self.blinded_button = QPushButton("Blinded…")
+        self.blinded_button.setToolTip(
+            "blinded reading: two maps per gene side by side with the methods' names hidden, several readers, "
+            "agreement statistics and an HTML report (opens the 'Blinded reading' dock)"
+        )
+        self.blinded_button.setVisible(open_blinded is not None)
+        if open_blinded is not None:
+            self.blinded_button.clicked.connect(open_blinded)
+        row.addWidget(self.blinded_button)
         lay.addLayout(row)
 
     # ------------------------------------------------------------------ model -> view

@@ -158,6 +158,7 @@ class S2SWidget(QWidget):
             notify=note,
             start_dir=self._start_dir,
             known_genes=lambda: set(map(str, self.current_slide().genes)) if self.current_slide() is not None else set(),
+            open_blinded=self.open_blinded_reading,
         )
         # Slide; Genes | Settings as tabs (one height for both); Train; Results. The review table gets a
         # dock widget of its own once this one is docked (:mod:`.dock_layout`).
@@ -445,6 +446,14 @@ class S2SWidget(QWidget):
         self._runner.job = job
         self._update_buttons()
         self._runner.launch(self._on_yield, self._on_error, self._on_finished)
+
+    def open_blinded_reading(self):
+        """Open (or show) the plugin's "Blinded reading" dock, where review sessions are made and read."""
+        try:
+            return self.viewer.window.add_plugin_dock_widget("napari-s2s", "Blinded reading")
+        except Exception as exc:  # no window (headless viewer model) or napari refused
+            _notify("warning", f"could not open the Blinded reading dock: {exc}".splitlines()[0])
+            return None
 
     def stop(self) -> None:
         """Stop the run: training makes its final maps from the best model so far, in one pass;
