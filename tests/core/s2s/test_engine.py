@@ -222,8 +222,9 @@ def test_bad_input(synthetic_slide):
 def test_preview_during_training_is_exact_at_measured_spots_and_leaves_training_unchanged(synthetic_slide):
     slide = synthetic_slide
     genes = slide.top_variable_genes(2)
-    plain = S2SImputer(tiny(seed=2, max_steps=5)).fit(slide, genes).impute(slide)
-    imp = S2SImputer(tiny(seed=2, max_steps=5))
+    # the networks alone (weight 1): whether 5 steps of a tiny network beat the base is beside the point
+    plain = S2SImputer(tiny(seed=2, max_steps=5, blend="network")).fit(slide, genes).impute(slide)
+    imp = S2SImputer(tiny(seed=2, max_steps=5, blend="network"))
     assert imp.preview(slide, genes) is None  # nothing is training
     previews = []
     for ev in imp.fit_iter(slide, genes):
