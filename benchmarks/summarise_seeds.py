@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/summarise_seeds.py benchmarks/results/s2s.json benchmarks/results/s2s_seed1.json \
+    python benchmarks/summarise_seeds.py benchmarks/results/s2s_seed0.json benchmarks/results/s2s_seed1.json \
         benchmarks/results/s2s_seed2.json --methods gaussian,pca_gaussian,s2s --out benchmarks/results/s2s_seeds.md
 
 Writes a Markdown table: per slide and method, the median-over-genes PCC and RMSE of each run and

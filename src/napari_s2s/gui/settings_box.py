@@ -133,7 +133,7 @@ class SettingsBox(QGroupBox):
         slow = self.preset_combo.currentText() == "paper" and on_cpu
         self.preset_note.setText(
             "The paper preset (3.4 M parameters) is meant for a GPU: on a CPU it trains ~0.03-0.2 steps/s "
-            "and a preview map can take ~30 s (benchmarks/results/s2s_speed.md). The fast preset suits a CPU."
+            "and a preview map can take ~30 s (benchmarks/results/previous_engine/s2s_speed.md). The fast preset suits a CPU."
             if slow else ""
         )
         self.preset_note.setVisible(slow)

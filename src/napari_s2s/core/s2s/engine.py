@@ -80,7 +80,7 @@ class S2SConfig:
     networks alone, ``"base"`` the base alone). ``histology``: the H&E term may enter the base
     (``"auto"``: when the slide has a usable image, ``"on"``: required, ``"off"``: never).
 
-    Network levers beyond the paper (see ``benchmarks/results/s2s_README.md``): ``loss`` ("mse" or
+    Network levers beyond the paper (see ``benchmarks/results/previous_engine/s2s_README.md``): ``loss`` ("mse" or
     "l1"), ``dc`` (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the
     cascade starts from a smoother of the kept samples, "smooth", from the cross-gene smoother,
     "pca", or from the kept values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times
