@@ -10,9 +10,14 @@ from . import add_slide_argument, load_slide_from_args
 
 
 def add_parser(sub):
-    p = sub.add_parser("impute", help="train S2S-ST on a slide and write the imputed x2 dense grid (.h5ad)")
+    p = sub.add_parser("impute", help="train S2S-ST on a slide and write the imputed x2 dense grid (.h5ad or .zarr)")
     add_slide_argument(p)
-    p.add_argument("--out", required=True, help="output .h5ad (never the input)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output .h5ad (AnnData, the default format), or .zarr (SpatialData: needs napari-s2s[spatialdata]); "
+        "never the input",
+    )
     p.add_argument("--genes", default="top:30", help="comma-separated gene names, or top:N (default top:30)")
     p.add_argument("--budget", type=float, default=120.0, help="training time budget in seconds (default 120)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many training steps")
@@ -71,7 +76,12 @@ def run(args) -> int:
         raise SlideError(None, f"--budget must be > 0 seconds, not {args.budget}")
     device = resolve_device(args.device)
     src = None if args.sample else args.path
-    check_output_path(args.out, src)
+    as_zarr = str(args.out).rstrip("/\\").lower().endswith(".zarr")
+    if as_zarr:
+        from ..core.data.spatialdata_zarr import import_spatialdata
+
+        import_spatialdata(args.out)  # before any work: without the extra, say how to install it
+    check_output_path(args.out, src, allow_store=as_zarr)
     slide = load_slide_from_args(args)
     genes = parse_genes(args.genes, slide)
     cfg = S2SConfig.from_preset(
@@ -101,7 +111,12 @@ def run(args) -> int:
     adata = result.to_anndata(slide, cfg, seconds, device=str(device))
     adata.uns["s2s"]["steps"] = int(imp.stats.get("steps", 0))
     adata.uns["s2s"]["histology"] = bool(getattr(imp, "histology_used", False))
-    out = write_imputed(adata, args.out, source=src)
+    if as_zarr:
+        from ..core.data.spatialdata_zarr import write_spatialdata
+
+        out = write_spatialdata(adata, slide, args.out, source=src)
+    else:
+        out = write_imputed(adata, args.out, source=src)
     if args.save_model:
         imp.save(args.save_model)
     if not args.quiet:

@@ -238,10 +238,13 @@ class S2SWidget(QWidget):
         self.slide_combo.setToolTip("slides opened in the viewer (File > Open, drag and drop, or Open…)")
         self.slide_combo.currentIndexChanged.connect(self._on_slide_changed)
         self.open_button = QPushButton("Open…")
-        self.open_button.setToolTip("open an .h5ad file or a Space Ranger outs/ folder")
+        self.open_button.setToolTip(
+            "open an .h5ad file, a Space Ranger or Visium HD outs/ folder, a Xenium folder or a SpatialData .zarr"
+        )
         menu = QMenu(self.open_button)
         menu.addAction("AnnData file (.h5ad)…", self._open_file_dialog)
-        menu.addAction("Space Ranger folder (outs/)…", self._open_folder_dialog)
+        menu.addAction("Space Ranger / Visium HD folder (outs/)…", self._open_folder_dialog)
+        menu.addAction("Xenium folder or SpatialData (.zarr), binned…", self._open_binned_dialog)
         self.open_button.setMenu(menu)
         row.addWidget(self.slide_combo, 1)
         row.addWidget(self.open_button)
@@ -592,11 +595,37 @@ class S2SWidget(QWidget):
         if path:
             self.open_slide(path)
 
-    def open_slide(self, path: str) -> None:
-        """Open ``path`` through the plugin's reader (same as File > Open)."""
+    def _open_binned_dialog(self) -> None:
+        from qtpy.QtWidgets import QInputDialog
+
+        from ..core.data.binning import DEFAULT_BIN_UM
+
+        start = getattr(self, "_last_dir", "") or str(Path.home())
+        path = QFileDialog.getExistingDirectory(self, "Open a Xenium output folder or a SpatialData .zarr", start)
+        if not path:
+            return
+        bin_um, ok = QInputDialog.getDouble(
+            self, "Bin size", "Square bins of (um):", getattr(self, "_bin_um", DEFAULT_BIN_UM), 0.5, 5000.0, 1
+        )
+        if ok:
+            self._bin_um = float(bin_um)
+            self.open_slide(path, bin_um=float(bin_um))
+
+    def open_slide(self, path: str, bin_um: float | None = None) -> None:
+        """Open ``path`` through the plugin's reader (same as File > Open); ``bin_um``: bin size of
+        Xenium / SpatialData cells (default: the reader's, 50 um)."""
         self._last_dir = str(Path(path).parent)
         self._save_settings()
-        self.viewer.open(str(path), plugin="napari-s2s")
+        if bin_um is None:
+            self.viewer.open(str(path), plugin="napari-s2s")
+            return
+        from napari.layers import Layer
+
+        from ._reader import read_slide_layers
+
+        for data, kwargs, layer_type in read_slide_layers(str(path), bin_um=bin_um):
+            if data is not None:
+                self.viewer.add_layer(Layer.create(data, kwargs, layer_type))
 
     # ================================================================== genes
     def selected_genes(self) -> list[str]:

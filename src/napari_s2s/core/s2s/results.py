@@ -149,24 +149,28 @@ def _jsonable(d: dict) -> dict:
     return out
 
 
-def check_output_path(out_path: str | Path, source: str | Path | None = None) -> Path:
+def check_output_path(out_path: str | Path, source: str | Path | None = None, allow_store: bool = False) -> Path:
     """Validate an output path before any work is done.
+
+    ``allow_store``: the output is a folder store (SpatialData ``.zarr``); an existing one is
+    replaced, any other existing folder is refused.
 
     Raises
     ------
     SlideError
-        When the output is the input slide (or inside an input folder), is a folder, or its folder
-        does not exist.
+        When the output is the input slide (or inside an input folder, or holds the input), is a
+        folder (other than a zarr store with ``allow_store``), or its folder does not exist.
     """
     out = Path(out_path).expanduser()
-    if out.is_dir():
-        raise SlideError(out, "output path is a folder; give a file name such as result.h5ad")
+    if out.is_dir() and not (allow_store and any((out / m).exists() for m in (".zgroup", "zarr.json"))):
+        what = "an existing folder that is not a zarr store" if allow_store else "a folder"
+        raise SlideError(out, f"output path is {what}; give a new name such as result.h5ad or result.zarr")
     if not out.parent.exists():
         raise SlideError(out, f"output folder {out.parent} does not exist")
     if source:
         src = Path(source).expanduser().resolve()
         dst = out.resolve()
-        if dst == src or (src.is_dir() and src in dst.parents):
+        if dst == src or (src.is_dir() and src in dst.parents) or (allow_store and dst in src.parents):
             raise SlideError(out, "refusing to overwrite the input slide; choose another output path")
     return out
 
