@@ -17,8 +17,10 @@ import numpy as np
 MAX_IMAGE_SIDE = 4096
 
 
-def pick_level(shapes: list[tuple[int, int]], max_side: int = MAX_IMAGE_SIDE) -> int:
-    """Index of the largest ``(height, width)`` whose longer side is at most ``max_side`` (else the smallest)."""
+def pick_level(shapes: list[tuple[int, int]], max_side: int | None = None) -> int:
+    """Index of the largest ``(height, width)`` whose longer side is at most ``max_side`` (default
+    :data:`MAX_IMAGE_SIDE`), else the smallest."""
+    max_side = MAX_IMAGE_SIDE if max_side is None else max_side
     fits = [i for i, s in enumerate(shapes) if max(s) <= max_side]
     if fits:
         return max(fits, key=lambda i: shapes[i][0] * shapes[i][1])
@@ -51,7 +53,7 @@ def to_rgb_uint8(img: np.ndarray, channel_axis: int | None = None) -> np.ndarray
     return np.repeat(g[..., None], 3, axis=-1)
 
 
-def read_ome_tiff_level(path: Path, max_side: int = MAX_IMAGE_SIDE) -> tuple[np.ndarray, float] | None:
+def read_ome_tiff_level(path: Path, max_side: int | None = None) -> tuple[np.ndarray, float] | None:
     """A pyramid level of an (OME-)TIFF as RGB uint8 and its scale (level pixels per level-0 pixel).
 
     ``None`` (with a warning naming the file) when the file cannot be decoded, e.g. JPEG-2000

@@ -430,7 +430,8 @@ def _slide_image(sdata, cs: str, origin: np.ndarray, xy_frame: np.ndarray, margi
     """The chosen image resampled into the slide's frame (cs units minus ``origin``): ``({name: rgb}, {name: factor})``."""
     from skimage.transform import AffineTransform, warp
 
-    from .pyramid import MAX_IMAGE_SIDE, to_rgb_uint8
+    from . import pyramid
+    from .pyramid import to_rgb_uint8
 
     name = _pick_image(sdata, cs)
     if name is None or len(xy_frame) == 0:
@@ -441,7 +442,7 @@ def _slide_image(sdata, cs: str, origin: np.ndarray, xy_frame: np.ndarray, margi
     hi = np.nanmax(xy_frame, axis=0) + margin
     extent = np.maximum(hi, 1e-9)  # the frame starts at 0 (the data's corner)
     native = 1.0 / np.sqrt(abs(np.linalg.det(a[:2, :2])))  # level-0 pixels per cs unit
-    factor = float(min(native, MAX_IMAGE_SIDE / max(extent)))
+    factor = float(min(native, pyramid.MAX_IMAGE_SIDE / max(extent)))
     out_shape = (int(np.ceil(extent[1] * factor)) + 1, int(np.ceil(extent[0] * factor)) + 1)
     levels = _levels(img)
     full_w = levels[0].sizes["x"]
