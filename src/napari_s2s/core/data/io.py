@@ -163,8 +163,9 @@ def read_10x_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.n
                 names = _strs(g["gene_names"][:])
                 ids = _strs(g["genes"][:])
                 ftype = None
-            data = g["data"][:]
-            indices = g["indices"][:]
+            data = g["data"].astype(np.float32)[()]  # converted while read: no copy of the integers
+            indices = g["indices"]
+            indices = indices.astype(np.int32)[()]  # gene indices: int32 whatever the file stores
             indptr = g["indptr"][:]
             shape = tuple(int(s) for s in g["shape"][:])
             barcodes = _strs(g["barcodes"][:])
@@ -173,7 +174,7 @@ def read_10x_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.n
     except (OSError, KeyError, StopIteration, ValueError) as exc:
         raise SlideError(path, f"not a readable 10x HDF5 matrix ({_short(exc)})") from None
     try:
-        mat = sp.csc_matrix((data.astype(np.float32), indices, indptr), shape=shape).T.tocsr()
+        mat = sp.csc_matrix((data, indices, indptr), shape=shape).T.tocsr()
     except ValueError as exc:
         raise SlideError(path, f"corrupt 10x HDF5 matrix ({_short(exc)})") from None
     if ftype is not None:

@@ -317,7 +317,12 @@ class Slide:
         """
         stats = self._top_cache.get("all") if spots is None else None
         if stats is None:
-            stats = _gene_stats(self.lognorm_sparse(spots))
+            use = self.usable()
+            x = self.counts if use.all() else self.counts[use]
+            scale = self.size_factors()
+            if spots is not None:
+                x, scale = x[spots], scale[spots]
+            stats = _gene_stats(x, None if self.values_are_lognorm else scale)
             if spots is None:
                 self._top_cache["all"] = stats
         if stats is None:
@@ -410,26 +415,34 @@ def _row_blocks(indptr: np.ndarray, block_nnz: int = _BLOCK_NNZ):
         r0 = r1
 
 
-def _gene_stats(x: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per gene: fraction of rows where it is detected (> 0), and variance over the rows.
+def _gene_stats(
+    counts: sp.csr_matrix, scale: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per gene over the rows of ``counts``: fraction detected (> 0) and variance of the
+    log-normalised values ``log1p(count * scale[row])`` (the values themselves when ``scale`` is
+    ``None``).
 
-    The same numbers (to the last bit) as ``(x > 0).mean(0)`` and ``mean(x*x) - mean(x)**2`` with
-    scipy's float32 means, without the copies of the matrix those make (only one float32 array
-    of the stored values at a time).
+    The same numbers, to the last bit, as ``(x > 0).mean(0)`` and ``mean(x * x) - mean(x) ** 2`` with
+    scipy's float32 means of the log-normalised matrix ``x`` (each value times ``1/m``, summed per
+    column in row order), computed in blocks of rows: no copy of the matrix is made.
     """
-    m, g = x.shape
+    m, g = counts.shape
     if m == 0:
         return None
     detected = np.zeros(g, np.int64)
-    for a in range(0, x.nnz, _BLOCK_NNZ):
-        d = x.data[a : a + _BLOCK_NNZ]
-        detected += np.bincount(x.indices[a : a + _BLOCK_NNZ][d > 0], minlength=g)
-
-    def col_mean(data: np.ndarray) -> np.ndarray:
-        # scipy's mean: every value times 1/m (float32), then a float32 sum per column
-        y = sp.csr_matrix((data * (1.0 / m), x.indices, x.indptr), shape=x.shape)
-        return np.asarray(y.sum(axis=0), dtype=np.float64).ravel()
-
-    mean = col_mean(x.data)
-    sq = col_mean(x.data * x.data)
-    return detected / m, sq - mean**2
+    mean = np.zeros(g, np.float32)
+    sq = np.zeros(g, np.float32)
+    inv = 1.0 / m
+    for r0, r1 in _row_blocks(counts.indptr):
+        a, b = int(counts.indptr[r0]), int(counts.indptr[r1])
+        idx = counts.indices[a:b]
+        if scale is None:
+            v = counts.data[a:b]
+        else:
+            rep = np.repeat(scale[r0:r1], np.diff(counts.indptr[r0 : r1 + 1]))
+            v = np.log1p(counts.data[a:b].astype(np.float64) * rep).astype(np.float32)
+        detected += np.bincount(idx[v > 0], minlength=g)
+        np.add.at(mean, idx, v * inv)
+        np.add.at(sq, idx, (v * v) * inv)
+    mean64 = mean.astype(np.float64)
+    return detected / m, sq.astype(np.float64) - mean64**2
