@@ -195,3 +195,14 @@ sys.exit(main(["info", "--sample"]))
     assert out.returncode == 0, out.stderr
     assert "pydantic noise" not in out.stderr
     assert "napari-s2s: warning: napari-s2s has something to say" in out.stderr
+
+
+def test_benchmark_on_a_binned_spatialdata_crop(formats_dir, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    rc = main(["benchmark", str(formats_dir / "xenium_breast_crop.zarr"), str(formats_dir / "xenium_breast_small"),
+               "--bin-um", "5", "--methods", "linear,gaussian", "--genes", "top:3", "--json", str(out), "--quiet"])
+    assert rc == 0
+    rec = json.loads(out.read_text())
+    (slide,) = rec["slides"]  # the 6-cell folder has too few bins to hold any out: reported, skipped
+    assert slide["lattice"] == "square" and slide["spots"] > 1000 and len(slide["genes"]) == 3
+    assert np.isfinite(slide["methods"]["gaussian"]["pcc_median"])

@@ -24,7 +24,8 @@ def add_parser(sub):
         description="Hold-out benchmark: 1/4 of the spots (a sub-lattice) are measured, every method "
         "predicts the rest; per-gene PCC, RMSE, MAE and SSIM, medians and seconds per method.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="slides (Space Ranger outs/ or .h5ad); others are skipped")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="slides (Space Ranger or Visium HD outs/, .h5ad, Xenium "
+                   "folders, SpatialData .zarr); others are skipped")
     p.add_argument("--json", dest="json_out", required=True, metavar="OUT.json", help="write the results here")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="also write a figure")
     p.add_argument("--genes", default="top:30", help="A,B,... or top:N (default top:30, per slide)")
@@ -33,6 +34,9 @@ def add_parser(sub):
                    help="training time budget for learned methods (default: each method's own)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    from . import add_reading_options
+
+    add_reading_options(p)
     return p
 
 
@@ -76,7 +80,10 @@ def _write_json(path: Path, data: dict) -> None:
 def run(args) -> int:
     from ..core.evaluation.benchmark import markdown_table, run_benchmark
 
+    from . import reading_options
+
     genes, n_genes = parse_genes(args.genes)
+    read_options = reading_options(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     out = Path(args.json_out)
     inputs = {str(Path(p).resolve()) for p in args.paths}
@@ -92,7 +99,7 @@ def run(args) -> int:
         warnings.simplefilter("always")
         try:
             result = run_benchmark(args.paths, methods=methods, genes=genes, budget_s=args.budget,
-                                   seed=args.seed, progress=progress, n_genes=n_genes)
+                                   seed=args.seed, progress=progress, n_genes=n_genes, read_options=read_options)
         except ValueError as exc:  # unknown method names
             raise SlideError(None, str(exc)) from None
     for w in caught:

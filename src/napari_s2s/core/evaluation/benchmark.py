@@ -260,7 +260,7 @@ def _say(progress: Callable[[str], None] | None, msg: str) -> None:
         progress(msg)
 
 
-def _load(path, progress) -> tuple[Slide | None, dict | None]:
+def _load(path, progress, read_options: dict | None = None) -> tuple[Slide | None, dict | None]:
     """Read one slide; ``(slide, None)`` or ``(None, skipped-record)`` with a warning."""
     from ..data.io import NotASlide, is_slide_path, read_slide
 
@@ -272,7 +272,7 @@ def _load(path, progress) -> tuple[Slide | None, dict | None]:
         warnings.warn(msg, stacklevel=3)
         return None, {"path": str(p), "reason": "not a slide"}
     try:
-        return read_slide(p), None
+        return read_slide(p, **(read_options or {})), None
     except NotASlide as exc:
         warnings.warn(f"{exc}; skipped", stacklevel=3)
         return None, {"path": str(p), "reason": "not a slide"}
@@ -290,6 +290,7 @@ def run_benchmark(
     progress: Callable[[str], None] | None = None,
     n_genes: int = 30,
     method_options: dict[str, dict] | None = None,
+    read_options: dict | None = None,
 ) -> dict:
     """Run the hold-out benchmark on slides and return the JSON record of the CLI contract.
 
@@ -314,6 +315,9 @@ def run_benchmark(
         Number of genes per slide when ``genes`` is ``None``.
     method_options
         Extra keyword options per method name, passed to its factory.
+    read_options
+        Keyword options of :func:`~napari_s2s.core.data.io.read_slide` (``pitch_um``, ``bin_um``,
+        ``counts_from``) for the slides given as paths.
 
     Returns
     -------
@@ -340,7 +344,7 @@ def run_benchmark(
     method_options = method_options or {}
     result = {"version": __version__, "seed": int(seed), "budget_s": budget_s, "slides": [], "skipped": []}
     for path in paths:
-        slide, skipped = _load(path, progress)
+        slide, skipped = _load(path, progress, read_options)
         if slide is None:
             result["skipped"].append(skipped)
             continue
