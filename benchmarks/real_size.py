@@ -44,6 +44,8 @@ SLIDES = {
     "hd_008um": (500_000, 8.0, 18_000, 0.01),
     "hd_016um": (150_000, 16.0, 18_000, 0.02),
 }
+#: ``napari-s2s impute`` variants: name -> extra options.
+IMPUTE_VARIANTS = {"default": [], "no-tta": ["--no-tta"]}
 #: A child using more resident memory than this is killed (the machine is shared).
 MEMORY_CAP_GB = 16.0
 
@@ -189,12 +191,17 @@ def run(args) -> None:
             jobs.append(("viewer (10 genes)", name, lambda f=folder: [sys.executable, "-c", VIEWER_CHILD, str(f)]))
     if "impute" in only:
         f16 = DATA / "hd_016um" / "outs" / "binned_outputs" / "square_016um"
-        out = Path(tempfile.mkdtemp(prefix="s2s_out_")) / "imputed.h5ad"
-        jobs.append(("impute (10 genes, fast, 120 s)", "hd_016um",
-                     lambda f=f16, o=out: _cli("impute", f, "--out", o, "--genes", "top:10", "--preset", "fast",
-                                               "--budget", "120", "--device", "cpu", "--seed", "0")))
+        for variant in args.impute_variants.split(","):
+            extra = IMPUTE_VARIANTS[variant]
+            out = Path(tempfile.mkdtemp(prefix="s2s_out_")) / "imputed.h5ad"
+            label = "impute (10 genes, fast, 120 s" + (f", {' '.join(extra)})" if extra else ")")
+            jobs.append((label, "hd_016um",
+                         lambda f=f16, o=out, e=extra: _cli("impute", f, "--out", o, "--genes", "top:10", "--preset",
+                                                            "fast", "--budget", "120", "--device", "cpu", "--seed",
+                                                            "0", *e)))
+    impute_codes = {k: v for k, v in codes.items() if k in args.impute_codes.split(",")}
     for what, name, cmd in jobs:
-        for code, src in codes.items():
+        for code, src in (impute_codes if what.startswith("impute") else codes).items():
             print(f"{what} {name} {code} ...", file=sys.stderr, flush=True)
             load = os.getloadavg()[0]
             res = _measure(cmd(), _code_env(src))
@@ -207,7 +214,7 @@ def run(args) -> None:
                 row["info"] = {k: info.get(k) for k in ("spots_total", "spots_in_tissue", "genes", "lattice",
                                                          "pitch_um", "um_per_px", "technology")}
             if what.startswith("impute"):
-                done = [t for t, line in res["stderr"] if "] trained:" in line or "[done]" in line]
+                done = [t for t, line in res["stderr"] if "trained:" in line or "stopped:" in line]
                 wrote = [t for t, line in res["stderr"] if "wrote" in line]
                 row["training_done_s"] = round(done[0], 1) if done else None
                 row["final_maps_s"] = round(wrote[0], 1) if wrote else None
@@ -264,6 +271,8 @@ def main() -> None:
     r.add_argument("--no-before", action="store_true", help="measure this tree only")
     r.add_argument("--only", default=None, help="info,viewer,impute (default: all)")
     r.add_argument("--name", default="real_size", help="result file stem")
+    r.add_argument("--impute-variants", default="default", help=f"{','.join(IMPUTE_VARIANTS)} (default: default)")
+    r.add_argument("--impute-codes", default="after,before", help="codes that run impute (default: after,before)")
     args = p.parse_args()
     generate(args) if args.cmd == "generate" else run(args)
 

@@ -197,7 +197,7 @@ class Slide:
             from pathlib import Path
 
             p = Path(self.source)
-            stem = p.name if p.is_dir() or not p.suffix else p.stem
+            stem = p.name if (p.is_dir() and p.suffix.lower() != ".zarr") or not p.suffix else p.stem
             if stem in ("outs", ""):
                 stem = p.parent.name
             return stem
