@@ -69,3 +69,38 @@ def test_open_menu_asks_the_bin_size(make_napari_viewer, formats_dir, monkeypatc
     slide = widget.current_slide()
     assert slide is not None and slide.geometry.pitch_um == 4.0 and slide.metadata["bin_um"] == 4.0
     assert slide.grid_extent() == (5, 5)  # a 20 um crop in 4 um bins
+
+
+@pytest.mark.gui
+def test_result_opens_in_napari_spatialdata(make_napari_viewer, formats_dir, tmp_path, qtbot):
+    """An imputed result written as SpatialData opens in napari-spatialdata (when installed) in the
+    input's coordinate system, its tables linked to their shapes (checked by hand with 0.7.2)."""
+    pytest.importorskip("napari_spatialdata")
+    import time
+    import warnings
+
+    import spatialdata as sd
+    from napari_spatialdata import Interactive
+    from qtpy.QtWidgets import QApplication
+
+    from napari_s2s.cli import main
+
+    out = tmp_path / "r.zarr"
+    assert main(["impute", str(formats_dir / "xenium_breast_crop.zarr"), "--bin-um", "5", "--out", str(out),
+                 "--genes", "top:2", "--max-steps", "2", "--no-natural", "--quiet", "--threads", "1"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inter = Interactive(sd.read_zarr(out), headless=True)
+    viewer = inter._viewer
+    for i, el in enumerate(("s2s_image", "s2s_dense")):
+        inter.add_element(element=el, element_coordinate_system="global")
+        t = time.time()
+        while len(viewer.layers) < i + 1 and time.time() - t < 120:
+            QApplication.processEvents()
+            time.sleep(0.05)
+    dense = viewer.layers["s2s_dense"]
+    assert dense.metadata["table_names"] == ["s2s_imputed"] and dense.metadata["adata"].n_vars == 2
+    # the crop's global frame (morphology pixels), where the input's own elements are
+    (y0, x0), (y1, x1) = dense.extent.world
+    assert 12_900 < y0 < y1 < 13_800 and 7_100 < x0 < x1 < 8_100
+    viewer.close()
