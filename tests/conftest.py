@@ -138,3 +138,31 @@ def make_square_task(values_fn=lambda r, c, g: r * 10.0 + c + g, n=16, genes=2, 
 def square_task():
     """:func:`make_square_task`."""
     return make_square_task
+
+
+# ---------------------------------------------------------------------- review sessions
+#: Genes of the review-session tests on HER2ST C2 (detected in most spots, varied patterns).
+REVIEW_GENES = ["ERBB2", "SCD", "IGHM", "FABP7"]
+
+
+@pytest.fixture(scope="session")
+def review_results(data_dir, tmp_path_factory):
+    """Two real result files of HER2ST C2 (``gaussian`` and ``he_gaussian`` on the x2 dense grid, 4
+    genes) in a session-wide folder: ``{"slide": path, "gaussian": path, "he_gaussian": path}``.
+    Treat them as read-only (copy them to change them)."""
+    import warnings
+
+    from napari_s2s.core.data.io import read_slide
+    from napari_s2s.core.review.create import dense_adata
+    from napari_s2s.core.s2s.results import write_imputed
+
+    slide_file = slide_path(data_dir, "her2st_C2")
+    folder = tmp_path_factory.mktemp("review_results")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slide = read_slide(slide_file)
+    out = {"slide": slide_file}
+    for method in ("gaussian", "he_gaussian"):
+        out[method] = write_imputed(dense_adata(slide, REVIEW_GENES, method), folder / f"C2_{method}.h5ad",
+                                    source=slide_file)
+    return out

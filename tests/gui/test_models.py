@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from types import SimpleNamespace
 
 import pytest
@@ -79,6 +81,24 @@ def test_review_table_csv_round_trip(tmp_path):
     assert back.rows["A"].status == "accepted" and back.rows["A"].pcc == 0.5
     assert back.rows["B"].comment == "noisy, edge" and back.rows["C"].pcc is None
     assert back.slide == "s" and back.source == "/x/s.h5ad"
+
+
+def test_review_csv_gets_the_mode_of_a_normal_write(tmp_path):
+    """Saved through core.checks.atomic_write: 0666 & ~umask, not mkstemp's 0600 (a lab's shared folder);
+    an overwrite keeps the file's mode; nothing temporary is left beside it."""
+    t = ReviewTable(slide="s", source="/x/s.h5ad")
+    t.set_genes(["A"])
+    old = os.umask(0o022)
+    try:
+        out = t.to_csv(tmp_path / "r.csv")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    out.chmod(0o640)
+    t.set_status("A", "accepted")
+    assert ReviewTable.from_csv(t.to_csv(out)).rows["A"].status == "accepted"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]
 
 
 def test_state_folds_progress_events():

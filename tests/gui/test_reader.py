@@ -62,3 +62,21 @@ def test_sample_data(make_napari_viewer):
     genes = kinds["measured"]
     assert s2s_meta(genes)["genes"][0] == "TumorMarker"
     assert np.isfinite(genes.data).any()
+
+
+@pytest.mark.gui
+def test_zero_scale_factor_is_a_notification_not_a_crash(make_napari_viewer, data_dir, tmp_path, monkeypatch):
+    """Issue 15, item 4: a scale factor of 0 used to reach the layers and raise ZeroDivisionError."""
+    import anndata as ad
+
+    a = ad.read_h5ad(data_dir / "her2st_C2.h5ad")
+    lib = next(iter(a.uns["spatial"]))
+    a.uns["spatial"][lib]["scalefactors"]["tissue_hires_scalef"] = 0.0
+    bad = tmp_path / "zero_scale.h5ad"
+    a.write_h5ad(bad)
+    seen = []
+    monkeypatch.setattr("napari_s2s.gui._reader._notify_error", seen.append)
+    viewer = make_napari_viewer()
+    viewer.open(str(bad), plugin="napari-s2s")
+    assert len(viewer.layers) == 0
+    assert len(seen) == 1 and "['tissue_hires_scalef'] must be a positive number" in seen[0]

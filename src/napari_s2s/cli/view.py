@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
-
-from . import add_slide_argument, load_slide_from_args
+from ..core.checks import check_output_path
+from ..core.errors import SlideError
+from . import add_slide_argument, commit, load_slide_from_args
 
 #: Qt bindings napari can use, in qtpy's order of preference.
 QT_BINDINGS = ("PyQt5", "PySide2", "PyQt6", "PySide6")
@@ -32,11 +32,27 @@ def qt_available() -> bool:
     return any(importlib.util.find_spec(name) is not None for name in QT_BINDINGS)
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    """``"1600x1000"`` -> ``(1600, 1000)``; anything else is a one-line error."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise SlideError(None, f"--size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 1600x1000") from None
+    if not (100 <= w <= 10000 and 100 <= h <= 10000):
+        raise SlideError(None, f"--size {text!r}: width and height must be 100-10000 pixels")
+    return w, h
+
+
 def run(args) -> int:
     if not qt_available():
         print(INSTALL_HINT, file=sys.stderr)
         return 2
+    size = _parse_size(args.size)
+    out = None
+    if args.screenshot is not None:  # same rule as every output: the folder must exist and be writable
+        out = check_output_path(args.screenshot, inputs=[args.path], option="--screenshot")
     slide = load_slide_from_args(args) if (args.path or args.sample) else None  # bad input: exit 2 before Qt
+    commit()  # from here on, warnings print as they come (the viewer runs for long)
 
     import napari
 
@@ -50,7 +66,7 @@ def run(args) -> int:
     if args.screenshot is None:
         napari.run()
         return 0
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    w, h = size
     viewer.window.resize(w, h)
     from qtpy.QtWidgets import QApplication
 
@@ -58,8 +74,6 @@ def run(args) -> int:
         QApplication.processEvents()
     viewer.reset_view()
     QApplication.processEvents()
-    out = Path(args.screenshot)
-    out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False, flash=False)
     viewer.close()
     print(out)

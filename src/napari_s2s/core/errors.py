@@ -17,3 +17,8 @@ class SlideError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class SessionError(SlideError):
+    """A review session or reader-answers file that is not one, does not match, or points at files
+    that moved: one line naming the file and the problem (exit code 2 on the CLI)."""

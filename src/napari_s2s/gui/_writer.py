@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..core.errors import SlideError
 from .layers import s2s_meta
 
 
@@ -43,25 +44,18 @@ def _write_adata(adata, path: Path) -> None:
     if write_adata is not None:
         write_adata(adata, path)
         return
-    import os
-    import tempfile
+    from ..core.checks import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".h5ad")
-    os.close(fd)
-    try:
-        adata.write_h5ad(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # a temporary file beside it, then a rename; the file gets the mode a normal write gives (umask)
+    atomic_write(path, lambda tmp: adata.write_h5ad(tmp), as_slide_error=False)
 
 
 def write_imputed(path: str, data, meta: dict) -> list[str]:
     """npe2 single-layer writer: returns ``[path]`` written, or ``[]`` (with a notification)."""
     try:
         return [save_imputed(s2s_meta(meta), path)]
-    except (NotImputed, OSError) as exc:
+    except (NotImputed, SlideError, OSError) as exc:  # SlideError: an output folder missing or not writable
         from napari.utils.notifications import show_error
 
         show_error(f"napari-s2s: {exc}")

@@ -6,11 +6,11 @@ Plain Python (no Qt): the dock widget shows it in a table and exports it as CSV.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from ..core.checks import atomic_write
 
 STATUSES = ("", "accepted", "flagged")
 COLUMNS = ("gene", "status", "comment", "pcc", "rmse", "pcc_he", "rmse_he", "slide", "source", "reviewed_at")
@@ -115,17 +115,16 @@ class ReviewTable:
         """Write the table as CSV (atomically); returns the path written."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".review-", suffix=".csv")
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+        records = self.records()
+
+        def dump(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
                 writer.writeheader()
-                writer.writerows(self.records())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+                writer.writerows(records)
+
+        # a temporary file beside it, then a rename; the file gets the mode a normal write gives (umask)
+        return atomic_write(path, dump, as_slide_error=False)
 
     @classmethod
     def from_csv(cls, path: str | Path) -> ReviewTable:

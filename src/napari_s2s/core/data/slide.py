@@ -254,7 +254,8 @@ class Slide:
             self._scale = np.ones(int(self.usable().sum()))
         if self._scale is None:  # row totals first, then the usable rows (no copy of the matrix)
             totals = np.asarray(self.counts.sum(axis=1), dtype=np.float64).ravel()[self.usable()]
-            self._scale = np.median(totals) / totals
+            # no usable spot (e.g. an all-zero matrix): no scale, and no "mean of empty slice" warning
+            self._scale = np.median(totals) / totals if totals.size else totals
         return self._scale
 
     def lognorm(self, genes: list[str] | None = None, spots: np.ndarray | None = None) -> np.ndarray:

@@ -248,7 +248,7 @@ def _lattice_slide(path, sdata, table, region, xy_cs, cs, pitch_um) -> Slide:
     xy = xy_cs - origin
     m = _SQUARE.search(region)
     if pitch_um is None and imputed:
-        pitch_um = _dense_pitch(prov)
+        pitch_um = _dense_pitch(prov, path)
     elif pitch_um is None and m:
         pitch_um = float(int(m.group(1)))
     images, factors, image_name = _slide_image(sdata, cs, origin, xy)

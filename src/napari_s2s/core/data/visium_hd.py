@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..checks import positive_number
 from ..errors import SlideError
 from .slide import Slide
 
@@ -29,6 +30,8 @@ POSITIONS = "tissue_positions.parquet"
 MATRICES = ("filtered_feature_bc_matrix.h5", "filtered_feature_bc_matrix", "raw_feature_bc_matrix.h5",
             "raw_feature_bc_matrix")
 POSITION_COLUMNS = ("barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres")
+#: Side of the area Visium HD array coordinates may span, in um (the capture area is 6.5 mm).
+CAPTURE_AREA_UM = 8000.0
 #: Bin size opened from ``outs/`` when none is given (10x's recommended bin size for analysis).
 DEFAULT_HD_BIN_UM = 8.0
 _BIN_DIR = re.compile(r"^square_(\d+)um$")
@@ -115,6 +118,12 @@ def read_visium_hd(path: Path, bin_um: float | None = None, pitch_um: float | No
             raise ValueError("not a JSON object")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SlideError(sf_file, f"unreadable scale factors ({_short(exc)})") from None
+    from .io import check_scalefactors
+
+    scalef = check_scalefactors(scalef, sf_file)  # every *_scalef a positive number, like Space Ranger's
+    for key in ("bin_size_um", "microns_per_pixel"):
+        if key in scalef:
+            positive_number(scalef[key], sf_file, key)
     size = _bin_size(scalef, d, sf_file)
     if mfile.is_dir():
         counts, names, ids, barcodes = read_10x_mex(mfile)
@@ -122,6 +131,7 @@ def read_visium_hd(path: Path, bin_um: float | None = None, pitch_um: float | No
     else:
         counts, names, ids, barcodes, library_id = read_10x_h5(mfile)
     pos = _read_positions(pos_file)
+    _check_capture_area(pos, size, pos_file)
     where = pd.Index(pos.index).get_indexer(np.asarray(barcodes).astype(str))
     if (where < 0).any():
         raise SlideError(mfile, f"{int((where < 0).sum())} barcode(s) of the matrix are not in {POSITIONS}")
@@ -134,7 +144,7 @@ def read_visium_hd(path: Path, bin_um: float | None = None, pitch_um: float | No
         if f is None:
             continue
         factor = scalef.get(f"tissue_{key}_scalef")
-        if not isinstance(factor, (int, float)) or not factor > 0:
+        if factor is None:
             warnings.warn(f"{f}: no tissue_{key}_scalef in {sf_file.name}; image ignored", stacklevel=2)
             continue
         images[key] = _read_image(f)
@@ -155,6 +165,7 @@ def read_visium_hd(path: Path, bin_um: float | None = None, pitch_um: float | No
         library_id=library_id or _library_name(outs, d),
         n_total=len(pos),
         pitch_um=pitch_um if pitch_um is not None else size,
+        extent_checked=True,
     )
     slide.geometry = dataclasses.replace(slide.geometry, technology="visium_hd")
     mpp = scalef.get("microns_per_pixel")
@@ -167,6 +178,21 @@ def read_visium_hd(path: Path, bin_um: float | None = None, pitch_um: float | No
             )
     slide.metadata.update({"gene_ids": ids, "scalefactors": scalef, "bin_um": size})
     return slide
+
+
+def _check_capture_area(pos: pd.DataFrame, size: float, f: Path) -> None:
+    """Array coordinates within a Visium HD capture area (6.5 mm; :data:`CAPTURE_AREA_UM` with margin).
+
+    This bounds the grids laid out later (a sample of a few bins may span the whole area, so the
+    generic "grid much larger than its spots" check does not apply).
+    """
+    limit = int(np.ceil(CAPTURE_AREA_UM / size))
+    r, c = pos["array_row"].to_numpy(), pos["array_col"].to_numpy()
+    if r.size and (min(r.min(), c.min()) < 0 or max(r.max(), c.max()) >= limit):
+        raise SlideError(
+            f, f"array coordinates {int(min(r.min(), c.min()))}..{int(max(r.max(), c.max()))} lie beyond a Visium HD "
+               f"capture area ({limit} bins of {size:g} um)"
+        )
 
 
 def _library_name(outs: Path | None, d: Path) -> str:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..checks import positive_number
 from ..errors import SlideError
 from .binning import DEFAULT_BIN_UM, MIN_QV, TranscriptBinner, bin_cells, bin_centres_px, check_bin_um, is_control
 from .slide import Slide
@@ -84,13 +85,9 @@ def read_experiment(root: Path) -> dict:
         raise SlideError(f, f"unreadable experiment file ({_short(exc)})") from None
     if not isinstance(meta, dict):
         raise SlideError(f, "experiment file is not a JSON object")
-    px = meta.get("pixel_size")
-    try:
-        ok = px is not None and not isinstance(px, bool) and float(px) > 0 and np.isfinite(float(px))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise SlideError(f, f"pixel_size must be a positive number of micrometres per pixel, not {px!r}")
+    if meta.get("pixel_size") is None:
+        raise SlideError(f, "no pixel_size (micrometres per pixel of the morphology image)")
+    meta["pixel_size"] = positive_number(meta["pixel_size"], f, "pixel_size (micrometres per pixel)")
     return meta
 
 

@@ -279,6 +279,10 @@ def _load(path, progress, read_options: dict | None = None) -> tuple[Slide | Non
     except SlideError as exc:
         warnings.warn(f"{exc}; slide skipped", stacklevel=3)
         return None, {"path": str(p), "reason": str(exc)}
+    except Exception as exc:  # a reader's failure on one slide must not end a cohort's benchmark
+        msg = " ".join(f"unexpected error while reading ({type(exc).__name__}: {exc})".split())[:300]
+        warnings.warn(f"{p}: {msg}; slide skipped", stacklevel=3)
+        return None, {"path": str(p), "reason": msg}
 
 
 def run_benchmark(
@@ -290,6 +294,8 @@ def run_benchmark(
     progress: Callable[[str], None] | None = None,
     n_genes: int = 30,
     method_options: dict[str, dict] | None = None,
+    client=None,
+    retries: int = 1,
     read_options: dict | None = None,
 ) -> dict:
     """Run the hold-out benchmark on slides and return the JSON record of the CLI contract.
@@ -315,6 +321,12 @@ def run_benchmark(
         Number of genes per slide when ``genes`` is ``None``.
     method_options
         Extra keyword options per method name, passed to its factory.
+    client
+        A Dask client (:func:`~napari_s2s.core.batch.cluster.open_client`): every (slide, method) runs as a
+        task on its cluster, in parallel; the record is the same as without (metrics bit for bit for
+        deterministic methods; ``seconds`` are each task's own). ``None``: one after the other, here.
+    retries
+        With a client: times a task whose worker died is run again.
     read_options
         Keyword options of :func:`~napari_s2s.core.data.io.read_slide` (``pitch_um``, ``bin_um``,
         ``counts_from``) for the slides given as paths.
@@ -332,6 +344,30 @@ def run_benchmark(
     ValueError
         An unknown method name.
     """
+    return run_benchmarks(paths, [seed], methods=methods, genes=genes, budget_s=budget_s, progress=progress,
+                          n_genes=n_genes, method_options=method_options, client=client, retries=retries,
+                          read_options=read_options)[0]
+
+
+def run_benchmarks(
+    paths: Iterable,
+    seeds: list[int],
+    methods: list[str] | None = None,
+    genes: list[str] | None = None,
+    budget_s: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    n_genes: int = 30,
+    method_options: dict[str, dict] | None = None,
+    client=None,
+    retries: int = 1,
+    read_options: dict | None = None,
+) -> list[dict]:
+    """:func:`run_benchmark` for several seeds at once: one record per seed, in the order of ``seeds``.
+
+    Each slide is read and its hold-out task built once (they do not depend on the seed); every
+    (slide, method, seed) is one unit of work, all of them in parallel when a Dask ``client`` is given.
+    Other parameters as :func:`run_benchmark`.
+    """
     from ... import __version__
 
     load_all()
@@ -342,51 +378,88 @@ def run_benchmark(
                 f"unknown method(s): {', '.join(unknown)} (available: {', '.join(order_methods(METHODS))})"
             )
     method_options = method_options or {}
-    result = {"version": __version__, "seed": int(seed), "budget_s": budget_s, "slides": [], "skipped": []}
+    seeds = [int(x) for x in seeds]
+    tag = (lambda sd: f"seed {sd}: ") if len(seeds) > 1 else (lambda sd: "")
+    calls: dict = {}
+    results = [{"version": __version__, "seed": sd, "budget_s": budget_s, "slides": [], "skipped": []}
+               for sd in seeds]
     for path in paths:
         slide, skipped = _load(path, progress, read_options)
         if slide is None:
-            result["skipped"].append(skipped)
+            for result in results:
+                result["skipped"].append(skipped)
             continue
         try:
-            task, truth, meta = build_holdout(slide, genes=genes, n_genes=n_genes, seed=seed, budget_s=budget_s)
+            task, truth, meta = build_holdout(slide, genes=genes, n_genes=n_genes, seed=seeds[0], budget_s=budget_s)
         except SlideError as exc:
             warnings.warn(f"{exc}; slide skipped", stacklevel=2)
-            result["skipped"].append({"path": str(slide.source), "reason": str(exc)})
+            for result in results:
+                result["skipped"].append({"path": str(slide.source), "reason": str(exc)})
             continue
         names = order_methods(methods if methods is not None else default_methods())
         run_names = [m for m in names if applies(m, task)]
-        rec = {
-            "name": meta["name"],
-            "path": meta["path"],
-            "lattice": meta["kind"],
-            "spots": meta["spots"],
-            "measured": meta["measured"],
-            "hidden": meta["hidden"],
-            "genes": meta["genes"],
-            "methods": {},
-        }
         not_applicable = [m for m in names if m not in run_names]
-        if not_applicable:
-            rec["not_applicable"] = not_applicable
         _say(progress, f"{meta['name']}: {meta['spots']} spots, {meta['measured']} measured, "
              f"{len(meta['genes'])} genes")
-        for name in run_names:
-            try:
-                pred, seconds, details = run_method(name, task, **method_options.get(name, {}))
-            except Exception as exc:  # a failing method is reported, the benchmark goes on
-                msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                warnings.warn(f"{meta['name']}: method {name} failed: {msg}", stacklevel=2)
-                rec["methods"][name] = {"error": msg}
-                continue
-            m = summarise(score(task, truth, pred, meta), seconds)
-            if details is not None:
-                m["details"] = details
-            rec["methods"][name] = m
-            _say(progress, f"  {name:<14} PCC {_fmt(m['pcc_median'])}  SSIM {_fmt(m['ssim_median'])}  "
-                 f"{seconds:.2f}s")
-        result["slides"].append(rec)
-    return result
+        shared = client.scatter([truth, meta], hash=False) if client is not None else None
+        for k, sd in enumerate(seeds):
+            rec = {
+                "name": meta["name"],
+                "path": meta["path"],
+                "lattice": meta["kind"],
+                "spots": meta["spots"],
+                "measured": meta["measured"],
+                "hidden": meta["hidden"],
+                "genes": meta["genes"],
+                "methods": {},
+            }
+            if not_applicable:
+                rec["not_applicable"] = not_applicable
+            task_k = dataclasses.replace(task, seed=sd)
+            if client is None:
+                for name in run_names:
+                    m = evaluate_method(name, task_k, truth, meta, method_options.get(name, {}))
+                    _store(rec, name, m, progress, prefix=tag(sd))
+            else:  # on the cluster: the slide's data sent once, then one task per (method, seed)
+                task_f = client.scatter(task_k, hash=False)
+                rec["methods"] = dict.fromkeys(run_names)  # the serial order, filled in as tasks finish
+                for name in run_names:
+                    calls[(k, len(results[k]["slides"]), name)] = (
+                        f"benchmark-{meta['name']}-{name}-seed{sd}", evaluate_method,
+                        (name, task_f, *shared, method_options.get(name, {})))
+            results[k]["slides"].append(rec)
+    if calls:
+        from ..batch.cluster import run_tasks
+
+        for (k, i, name), ok, m in run_tasks(client, calls, retries=retries):
+            rec = results[k]["slides"][i]
+            _store(rec, name, m if ok else {"error": m}, progress, prefix=f"{tag(seeds[k])}{rec['name']}: ")
+    return results
+
+
+def evaluate_method(name: str, task: ImputationTask, truth: np.ndarray, meta: dict, options: dict) -> dict:
+    """One method on one slide's hold-out task, scored: its record in the JSON, or ``{"error": one line}``.
+
+    The unit of work of :func:`run_benchmark`, in this process or as a task on a Dask cluster.
+    """
+    try:
+        pred, seconds, details = run_method(name, task, **options)
+    except Exception as exc:  # a failing method is reported, the benchmark goes on
+        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    m = summarise(score(task, truth, pred, meta), seconds)
+    if details is not None:
+        m["details"] = details
+    return m
+
+
+def _store(rec: dict, name: str, m: dict, progress, prefix: str = "") -> None:
+    """Put a method's record into its slide's record; a warning when it failed, a progress line when not."""
+    rec["methods"][name] = m
+    if "error" in m:
+        warnings.warn(f"{rec['name']}: method {name} failed: {m['error']}", stacklevel=3)
+        return
+    _say(progress, f"  {prefix}{name:<14} PCC {_fmt(m['pcc_median'])}  SSIM {_fmt(m['ssim_median'])}  "
+         f"{m['seconds']:.2f}s")
 
 
 def _fmt(x, nd: int = 3) -> str:

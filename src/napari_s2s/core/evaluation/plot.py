@@ -15,7 +15,7 @@ from .benchmark import order_methods
 REFERENCE = "linear"
 
 
-def plot_benchmark(result: dict, out: str | Path, reference: str = REFERENCE) -> Path:
+def plot_benchmark(result: dict, out: str | Path, reference: str = REFERENCE, format: str | None = None) -> Path:
     """Write a PNG: bars of median PCC per slide and method (top), and for every other method a
     scatter of per-gene PCC against ``reference`` over all slides (bottom; points above the
     diagonal are genes where the method beats the reference).
@@ -28,6 +28,8 @@ def plot_benchmark(result: dict, out: str | Path, reference: str = REFERENCE) ->
         Output PNG path.
     reference
         Method on the x axis of the scatter plots.
+    format
+        Image format (``"png"``, ``"pdf"``, ``"svg"``, ...); ``None``: from the suffix of ``out``.
 
     Returns
     -------
@@ -88,5 +90,12 @@ def plot_benchmark(result: dict, out: str | Path, reference: str = REFERENCE) ->
             a.set_ylabel(f"PCC {m}", fontsize=8)
             a.tick_params(labelsize=7)
     out = Path(out)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, format=format)
     return out
+
+
+def plot_formats() -> set[str]:
+    """File formats :func:`plot_benchmark` can write (by suffix, without the dot)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return set(FigureCanvasBase.get_supported_filetypes())

@@ -14,6 +14,7 @@ interface also uses. Typical use::
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import threading
 import time
 from dataclasses import dataclass, field
@@ -139,10 +140,20 @@ class S2SConfig:
             setattr(self, k, int(v))
         if self.window < 2 and self.attention:
             raise ValueError("window must be >= 2 when attention is on")
-        if self.budget_s is not None and not self.budget_s > 0:
-            raise ValueError(f"budget_s must be > 0 or None, not {self.budget_s!r}")
-        if self.max_steps is not None and (int(self.max_steps) != self.max_steps or self.max_steps < 0):
+        if self.budget_s is not None and not (_is_real(self.budget_s) and 0 < self.budget_s < float("inf")):
+            raise ValueError(f"budget_s must be a finite number of seconds > 0, or None, not {self.budget_s!r}")
+        if self.max_steps is not None and not (_is_int(self.max_steps) and self.max_steps >= 0):
             raise ValueError(f"max_steps must be a non-negative integer or None, not {self.max_steps!r}")
+        if not (_is_int(self.seed) and 0 <= self.seed < 2**32):
+            raise ValueError(f"seed must be an integer in [0, 2**32), not {self.seed!r}")
+        for k in ("lr", "mlp_ratio", "tile", "pca_components", "max_pca_genes", "val_pixels"):
+            v = getattr(self, k)
+            if not (_is_real(v) and 0 < v < float("inf")):
+                raise ValueError(f"{k} must be a finite number > 0, not {v!r}")
+        for k in ("beta1", "val_every_frac", "min_window_frac"):
+            v = getattr(self, k)
+            if not (_is_real(v) and 0 <= v < 1 if k == "beta1" else _is_real(v) and 0 < v <= 1):
+                raise ValueError(f"{k} must be in {'[0, 1)' if k == 'beta1' else '(0, 1]'}, not {v!r}")
         if self.budget_s is None and self.max_steps is None:
             raise ValueError("give a time budget (budget_s) and/or a step limit (max_steps)")
         if self.device not in DEVICE_NAMES:
@@ -163,10 +174,10 @@ class S2SConfig:
             raise ValueError(f"val_frac must be in [0, 0.5), not {self.val_frac!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, not {self.lr!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 or None, not {self.threads!r}")
-        if len(self.sigmas) < 1 or min(self.sigmas) <= 0:
-            raise ValueError("sigmas must be positive bandwidths")
+        if self.threads is not None and not (_is_int(self.threads) and 1 <= self.threads <= 4096):
+            raise ValueError(f"threads must be an integer from 1 to 4096, or None, not {self.threads!r}")
+        if len(self.sigmas) < 1 or not all(0 < s < float("inf") for s in self.sigmas):
+            raise ValueError("sigmas must be positive finite bandwidths")
         if self.histology not in ("off", "on", "auto"):
             raise ValueError(f"histology must be 'off', 'on' or 'auto', not {self.histology!r}")
 
@@ -195,6 +206,16 @@ class S2SConfig:
     @property
     def uses_natural(self) -> bool:
         return bool(self.natural_images and self.natural_share > 0)
+
+
+def _is_real(v) -> bool:
+    """A real number (not a bool, not a string)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_int(v) -> bool:
+    """An integer value (``3`` or ``3.0``; not a bool, NaN, infinity or string)."""
+    return _is_real(v) and bool(np.isfinite(float(v))) and float(v) == int(v)
 
 
 # ---------------------------------------------------------------------- imputer

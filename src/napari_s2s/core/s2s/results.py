@@ -3,15 +3,14 @@ provenance) and atomic ``.h5ad`` writes that never overwrite the input slide. No
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ... import __version__
-from ..errors import SlideError
+from ..checks import atomic_write
+from ..checks import check_output_path as _check_output
 
 
 @dataclass
@@ -150,33 +149,24 @@ def _jsonable(d: dict) -> dict:
 
 
 def check_output_path(out_path: str | Path, source: str | Path | None = None, allow_store: bool = False) -> Path:
-    """Validate an output path before any work is done.
+    """Validate an output path before any work is done (see :func:`napari_s2s.core.checks.check_output_path`).
 
-    ``allow_store``: the output is a folder store (SpatialData ``.zarr``); an existing one is
+    ``allow_store``: the output is a folder store (SpatialData ``.zarr``); an existing zarr store is
     replaced, any other existing folder is refused.
 
     Raises
     ------
     SlideError
-        When the output is the input slide (or inside an input folder, or holds the input), is a
-        folder (other than a zarr store with ``allow_store``), or its folder does not exist.
+        When the output is the input slide (or inside an input folder, or a store holding it), is a
+        folder (other than a zarr store with ``allow_store``), its folder does not exist, or nothing
+        can be written there.
     """
-    out = Path(out_path).expanduser()
-    if out.is_dir() and not (allow_store and any((out / m).exists() for m in (".zgroup", "zarr.json"))):
-        what = "an existing folder that is not a zarr store" if allow_store else "a folder"
-        raise SlideError(out, f"output path is {what}; give a new name such as result.h5ad or result.zarr")
-    if not out.parent.exists():
-        raise SlideError(out, f"output folder {out.parent} does not exist")
-    if source:
-        src = Path(source).expanduser().resolve()
-        dst = out.resolve()
-        if dst == src or (src.is_dir() and src in dst.parents) or (allow_store and dst in src.parents):
-            raise SlideError(out, "refusing to overwrite the input slide; choose another output path")
-    return out
+    return _check_output(out_path, inputs=[source], option="output", store=allow_store)
 
 
 def write_imputed(adata, out_path: str | Path, source: str | Path | None = None) -> Path:
-    """Write an imputed AnnData to ``out_path`` atomically (temporary file, then rename).
+    """Write an imputed AnnData to ``out_path`` atomically (temporary file, then rename; the file gets
+    the mode a normal write gives under the umask).
 
     Parameters
     ----------
@@ -191,13 +181,4 @@ def write_imputed(adata, out_path: str | Path, source: str | Path | None = None)
     if source is None:
         source = (adata.uns.get("s2s", {}) or {}).get("source") or None
     out = check_output_path(out_path, source)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
-    os.close(fd)
-    try:
-        adata.write_h5ad(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out
+    return atomic_write(out, lambda tmp: adata.write_h5ad(tmp))
