@@ -206,7 +206,7 @@ def test_open_menu_file_or_folder(widget, data_dir, monkeypatch):
                         lambda *a, **k: (asked.append("file"), (str(data_dir / "her2st_C2.h5ad"), ""))[1])
     monkeypatch.setattr(widget_mod.QFileDialog, "getExistingDirectory",
                         lambda *a, **k: (asked.append("folder"), "")[1])  # the user cancels
-    file_action, folder_action = widget.open_button.menu().actions()
+    file_action, folder_action, *_ = widget.open_button.menu().actions()  # then the binned (Xenium, SpatialData) one
     folder_action.trigger()
     assert asked == ["folder"] and widget.current_slide() is None  # cancelled: nothing opened, no other dialog
     file_action.trigger()
