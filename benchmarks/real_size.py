@@ -246,6 +246,10 @@ def markdown(record: dict) -> str:
         if r.get("returncode"):
             notes.append("failed" + (" (killed above the memory cap)" if r.get("killed_above_cap") else "") +
                          (f": {r['error'].splitlines()[-1][:120]}" if r.get("error") else ""))
+        if r.get("info"):
+            i = r["info"]
+            notes.append(f"read as {i.get('technology')}, {i.get('spots_in_tissue'):,} bins, pitch {i.get('pitch_um')} um, "
+                         f"{i.get('um_per_px')} um/px")
         if "open_s" in r:
             notes.append(f"open {r['open_s']:.1f} s, 10 genes {r['ten_genes_s']:.1f} s, redraw on gene change "
                          f"median {r['draw_median_s'] * 1000:.0f} ms (max {r['draw_max_s'] * 1000:.0f} ms), "
@@ -266,6 +270,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("generate")
+    rep = sub.add_parser("report", help="rewrite results/NAME.md from results/NAME.json")
+    rep.add_argument("--name", default="real_size")
     r = sub.add_parser("run")
     r.add_argument("--before-ref", default=None, help="git ref of the 'before' code (default: merge-base with main)")
     r.add_argument("--no-before", action="store_true", help="measure this tree only")
@@ -274,7 +280,13 @@ def main() -> None:
     r.add_argument("--impute-variants", default="default", help=f"{','.join(IMPUTE_VARIANTS)} (default: default)")
     r.add_argument("--impute-codes", default="after,before", help="codes that run impute (default: after,before)")
     args = p.parse_args()
-    generate(args) if args.cmd == "generate" else run(args)
+    if args.cmd == "generate":
+        generate(args)
+    elif args.cmd == "report":
+        record = json.loads((RESULTS / f"{args.name}.json").read_text())
+        (RESULTS / f"{args.name}.md").write_text(markdown(record))
+    else:
+        run(args)
 
 
 if __name__ == "__main__":
