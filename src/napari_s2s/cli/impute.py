@@ -63,6 +63,9 @@ def add_training_options(p, threads: int | None = None,
 
 def settings_from_args(args) -> ImputeSettings:
     """The :class:`ImputeSettings` of parsed ``impute``/``batch`` options."""
+    from . import reading_options
+
+    reading = reading_options(args, getattr(args, "path", None))
     return ImputeSettings(
         genes=args.genes,
         budget=args.budget,
@@ -77,19 +80,9 @@ def settings_from_args(args) -> ImputeSettings:
         histology=args.histology,
         tta=not args.no_tta,
         pitch_um=getattr(args, "pitch_um", None),
-        bin_um=_bin_um(args),
-        counts_from=getattr(args, "bin_from", "auto") or "auto",
+        bin_um=reading["bin_um"],
+        counts_from=reading["counts_from"],
     )
-
-
-def _bin_um(args) -> float | None:
-    """``--bin-um`` as a number (a bad value is one error line naming the slide)."""
-    value = getattr(args, "bin_um", None)
-    if value is None:
-        return None
-    from ..core.data.binning import check_bin_um
-
-    return check_bin_um(value, getattr(args, "path", None))
 
 
 def run(args) -> int:
