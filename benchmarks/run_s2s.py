@@ -28,7 +28,7 @@ from pathlib import Path
 
 from run_benchmark import HERE, ROOT, data_dir  # noqa: E402,F401  (one place says where the slides are)
 
-DEFAULT_METHODS = "nearest,linear,cubic,gaussian,pca_gaussian,dist,s2s"
+DEFAULT_METHODS = "nearest,linear,cubic,gaussian,kriging,pca_gaussian,dist,he_gaussian,s2s"
 
 
 def peak_rss_mb() -> float:
@@ -60,14 +60,16 @@ def wins_table(result: dict, ref: str = "s2s") -> str:
 
 
 def s2s_facts(result: dict) -> str:
-    lines = ["| slide | method | steps | steps/s | best step | seconds |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| slide | method | steps | steps/s | base predictor | network weight | held-out gain | seconds |",
+             "|---|---|---:|---:|---|---:|---:|---:|"]
     for s in result["slides"]:
         for m, rec in s["methods"].items():
             d = rec.get("details") or {}
             if "steps" in d:
+                gain = (d.get("oof") or {}).get("gain")
                 lines.append(
-                    f"| {s['name']} | {m} | {d['steps']} | {_f(d.get('steps_per_s'), 2)} | {d.get('best_step')} | "
-                    f"{_f(rec.get('seconds'), 1)} |"
+                    f"| {s['name']} | {m} | {d['steps']} | {_f(d.get('steps_per_s'), 2)} | {d.get('base', '—')} | "
+                    f"{_f(d.get('alpha'), 2)} | {'—' if gain is None else f'{100 * gain:.1f} %'} | {_f(rec.get('seconds'), 1)} |"
                 )
     return "\n".join(lines)
 
@@ -140,7 +142,7 @@ def speed_one(preset: str, seconds: float, slide_name: str) -> dict:
     slide = read_slide(str(data_dir() / slide_name))
     task, _, _ = build_holdout(slide)
     lr, lc, tr, tc = to_lattice(task)
-    cfg = S2SConfig.from_preset(preset, budget_s=seconds, threads=1, early_stopping=False)
+    cfg = S2SConfig.from_preset(preset, budget_s=seconds, threads=1)
     imp = S2SImputer(cfg)
     allg = cross_gene_matrix(task.measured_all_genes)
     t_first = None

@@ -84,15 +84,61 @@ def markdown(runs: list[dict], paths: list[str], methods: list[str], target: str
     return "\n".join(lines) + "\n"
 
 
+def best_of(runs: list[dict], i: int, slide: str, classical: list[str]) -> tuple[float, str, float, str]:
+    """Best PCC (highest) and best RMSE (lowest) among ``classical`` methods on a slide in run ``i``."""
+    rec = next(s for s in runs[i]["slides"] if s["name"] == slide)["methods"]
+    have = [m for m in classical if rec.get(m, {}).get("pcc_median") is not None]
+    bp = max(have, key=lambda m: rec[m]["pcc_median"])
+    br = min(have, key=lambda m: rec[m]["rmse_median"])
+    return rec[bp]["pcc_median"], bp, rec[br]["rmse_median"], br
+
+
+def targets(runs: list[dict], target: str, classical: list[str], label: str) -> str:
+    """Per slide and seed: ``target`` against the best of ``classical`` on that slide (PCC >=, RMSE <=)."""
+    seeds = [r.get("seed") for r in runs]
+    slides = [s["name"] for s in runs[0]["slides"]]
+    lines = [f"### Against the best of {label} ({', '.join(classical)}), per slide", "",
+             "| slide | seed | best PCC (method) | " + target + " PCC | best RMSE (method) | " + target
+             + " RMSE | " + target + " seconds | PCC >= | RMSE <= |", "|---|---:|---|---:|---|---:|---:|:-:|:-:|"]
+    gaps, ok_p, ok_r, n = [], 0, 0, 0
+    for sl in slides:
+        for i, seed in enumerate(seeds):
+            bp, mp, br, mr = best_of(runs, i, sl, classical)
+            t = next(s for s in runs[i]["slides"] if s["name"] == sl)["methods"].get(target, {})
+            if t.get("pcc_median") is None:
+                continue
+            n += 1
+            gp, gr = t["pcc_median"] >= bp, t["rmse_median"] <= br
+            ok_p += gp
+            ok_r += gr
+            gaps.append(t["pcc_median"] - bp)
+            lines.append(f"| {sl} | {seed} | {bp:.3f} ({mp}) | {t['pcc_median']:.3f} | {br:.3f} ({mr}) | "
+                         f"{t['rmse_median']:.3f} | {t.get('seconds', float('nan')):.0f} | {'yes' if gp else '**no**'} | "
+                         f"{'yes' if gr else '**no**'} |")
+    lines += ["", f"{target}: PCC >= the best on {ok_p}/{n} (slide, seed) pairs, RMSE <= the best on {ok_r}/{n}; "
+              f"mean PCC {np.mean(gaps):+.3f} above the best (per slide and seed; target: >= +0.02).", ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="benchmark JSON files (run_s2s.py output), one per seed")
     ap.add_argument("--methods", default="gaussian,pca_gaussian,s2s")
     ap.add_argument("--target", default="s2s")
     ap.add_argument("--out", default=None, help="Markdown file (default: print)")
+    ap.add_argument("--classical", default=None,
+                    help="comma-separated non-learned methods: add the target-vs-best-of-them tables")
+    ap.add_argument("--classical-plus", default=None,
+                    help="more non-learned methods for a second such table (e.g. new baselines)")
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
-    text = markdown(load(args.runs), args.runs, methods, args.target)
+    runs = load(args.runs)
+    text = markdown(runs, args.runs, methods, args.target)
+    if args.classical:
+        cl = [m for m in args.classical.split(",") if m]
+        text += "\n## Targets\n\n" + targets(runs, args.target, cl, "the classical methods")
+        if args.classical_plus:
+            text += "\n" + targets(runs, args.target, cl + args.classical_plus.split(","), "every non-learned method")
     cmd = "python benchmarks/summarise_seeds.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text += f"\nCommand: `{cmd}`\n"
     if args.out:

@@ -140,6 +140,35 @@ def square_task():
     return make_square_task
 
 
+# ---------------------------------------------------------------------- the dock as users get it
+#: The dock widget's display name in the npe2 manifest (src/napari_s2s/napari.yaml).
+DOCK_NAME = "S2S-ST imputation"
+
+
+@pytest.fixture
+def plugin_dock(make_napari_viewer, tmp_path, monkeypatch):
+    """``plugin_dock(size=None, **viewer_kwargs) -> widget``: the S2S dock added the way users get it,
+    through napari's plugin dock contribution (its viewer is then napari's public proxy), with its
+    panels placed (the review table's dock); ``size=(w, h)`` shows the window at that size first.
+    Settings persist in a temporary folder; jobs run in real worker threads."""
+    from qtpy.QtWidgets import QApplication
+
+    monkeypatch.setenv("NAPARI_S2S_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("NAPARI_S2S_SYNC", raising=False)
+
+    def make(size=None, **kwargs):
+        viewer = make_napari_viewer(show=size is not None, **kwargs)
+        if size is not None:
+            viewer.window.resize(*size)
+            QApplication.processEvents()
+        _, widget = viewer.window.add_plugin_dock_widget("napari-s2s", DOCK_NAME)
+        for _ in range(3):  # the review dock is placed once the event loop runs
+            QApplication.processEvents()
+        return widget
+
+    return make
+
+
 # ---------------------------------------------------------------------- review sessions
 #: Genes of the review-session tests on HER2ST C2 (detected in most spots, varied patterns).
 REVIEW_GENES = ["ERBB2", "SCD", "IGHM", "FABP7"]

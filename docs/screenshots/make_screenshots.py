@@ -1,10 +1,13 @@
-"""Make the README screenshots from the real widget on a real slide (run under Xvfb).
+"""Make the README screenshots from the real dock on a real slide, at a desktop and a laptop size.
 
-    xvfb-run -a -s "-screen 0 1700x1100x24" python docs/screenshots/make_screenshots.py \
+The dock is added as users get it (napari's plugin dock contribution). Run under Xvfb with a screen at
+least as large as the largest size::
+
+    xvfb-run -a -s "-screen 0 1920x1080x24" python docs/screenshots/make_screenshots.py \
         --slide ../shared/data/visium_mouse_brain --budget 40 --he-slide ../shared/data/her2st_C2.h5ad
 
-Writes ``docs/screenshots/{open,training,side_by_side,validation,review_result}.png`` (and
-``validation_he.png`` with ``--he-slide``).
+Writes ``{open,training,side_by_side,validation,review_result,validation_he}.png`` at 1920x1080 in
+``docs/screenshots/`` and at 1366x768 in ``docs/screenshots/laptop/``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Window size -> output folder.
+SIZES = {(1920, 1080): HERE, (1366, 768): HERE / "laptop"}
 
 
 def main() -> int:
@@ -23,22 +28,24 @@ def main() -> int:
     p.add_argument("--slide", required=True)
     p.add_argument("--budget", type=float, default=40.0)
     p.add_argument("--genes", default="")
-    p.add_argument("--out", default=str(HERE))
     p.add_argument("--he-slide", default="", help="a slide with an H&E image for validation_he.png (gaussian vs he_gaussian)")
+    p.add_argument("--size", action="append", default=None, help="WxH (repeatable; default: 1920x1080 and 1366x768)")
     args = p.parse_args()
     os.environ.setdefault("NAPARI_S2S_CONFIG_DIR", tempfile.mkdtemp(prefix="s2s-shots-"))
     os.environ.pop("NAPARI_S2S_SYNC", None)
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.size] if args.size else list(SIZES)
+    for size in sizes:
+        out = SIZES.get(size, HERE / f"{size[0]}x{size[1]}")
+        out.mkdir(parents=True, exist_ok=True)
+        shots(args, size, out)
+    return 0
+
+
+def shots(args, size: tuple[int, int], out: Path) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_s2s.gui.widget import S2SWidget
-
-    out = Path(args.out)
     app = QApplication.instance() or QApplication([])
-    viewer = napari.Viewer(title="napari-s2s", show=True)
-    viewer.window.resize(1600, 1000)
-    widget = S2SWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="S2S-ST imputation")
 
     def pump(seconds: float = 0.3) -> None:
         end = time.perf_counter() + seconds
@@ -46,76 +53,81 @@ def main() -> int:
             app.processEvents()
             time.sleep(0.01)
 
-    def shot(name: str) -> None:
+    def open_dock():
+        viewer = napari.Viewer(title="napari-s2s", show=True)
+        viewer.window.resize(*size)
         pump(0.5)
-        viewer.screenshot(str(out / f"{name}.png"), canvas_only=False, flash=False)
-        print(out / f"{name}.png")
+        _, widget = viewer.window.add_plugin_dock_widget("napari-s2s", "S2S-ST imputation")
+        pump(0.5)
+        return viewer, widget
 
+    def shot(viewer, name: str) -> None:
+        pump(0.8)
+        viewer.screenshot(str(out / f"{name}.png"), canvas_only=False, flash=False)
+        print(out / f"{name}.png", flush=True)
+
+    def wait_run(widget) -> None:
+        while widget.running:
+            pump(0.2)
+
+    viewer, widget = open_dock()
     viewer.open(args.slide, plugin="napari-s2s")
     if args.genes:
         widget.apply_gene_list(args.genes)
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
-    widget.budget_spin.setValue(args.budget)
-    shot("open")
+    devices = widget.settings_box.device_combo
+    devices.setCurrentIndex(devices.findData("cpu"))
+    widget.settings_box.budget_spin.setValue(args.budget)
+    shot(viewer, "open")
 
     widget.start_training()
-    widget.scroll_to(widget.loss_plot)
-    while widget.running and widget.state.elapsed_s < 0.8 * args.budget:
+    while widget.running and (widget.previews_shown < 1 or widget.state.elapsed_s < 0.5 * args.budget):
         pump(0.2)
-    shot("training")
-    while widget.running:
-        pump(0.2)
-    widget.viewer.dims.set_current_step(0, 0)
-    widget.side_by_side_check.setChecked(True)
-    shot("side_by_side")
-    widget.side_by_side_check.setChecked(False)
+    shot(viewer, "training")
+    wait_run(widget)
+    viewer.dims.set_current_step(0, 0)
+    widget.results_box.side_by_side_check.setChecked(True)
+    shot(viewer, "side_by_side")
+    widget.results_box.side_by_side_check.setChecked(False)
 
-    widget.method_combo.setCurrentText("s2s" if widget.method_combo.findText("s2s") >= 0 else "gaussian")
+    widget.train_box.method_combo.setCurrentText("s2s")
     widget.start_validation()
-    while widget.running:
-        pump(0.2)
+    wait_run(widget)
     genes = widget.selected_genes()
     widget.set_review(genes[0], status="accepted", comment="matches the anatomy")
     if len(genes) > 1:
         widget.set_review(genes[1], status="flagged", comment="check the edge")
-    widget.scroll_to(widget.review_table)
-    shot("validation")
-    saved = widget.save_results(Path(tempfile.mkdtemp(prefix="s2s-shots-")) / f"{widget.current_slide().name}_s2s.h5ad")
+    widget.review_table.setCurrentCell(0, 0)
+    shot(viewer, "validation")
+    slide_name = widget.current_slide().name
+    saved = widget.save_results(Path(tempfile.mkdtemp(prefix="s2s-shots-")) / f"{slide_name}_s2s.h5ad")
     viewer.close()
 
     # a pathologist's session: the saved result reopened, measured spots marked, genes reviewed
-    viewer = napari.Viewer(title="napari-s2s", show=True)
-    viewer.window.resize(1600, 1000)
-    widget = S2SWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="S2S-ST imputation")
+    viewer, widget = open_dock()
     viewer.open(saved, plugin="napari-s2s")
+    from napari_s2s.gui.layers import s2s_meta
+
     for layer in viewer.layers:
-        if layer.name.endswith("measured spots"):
+        if (s2s_meta(layer) or {}).get("kind") == "spots":
             layer.visible = True
     genes = widget.selected_genes()
     widget.set_review(genes[0], status="accepted", comment="white matter tracts as expected")
     if len(genes) > 2:
-        widget.set_review(genes[2], status="flagged", comment="edge of the section")
-    widget.scroll_to(widget.review_table)
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    camera.zoom *= 1.6
-    shot("review_result")
+        widget.set_review(genes[2], status="flagged", comment="edge of the section: signal outside the tissue")
+    widget.review_table.setCurrentCell(2 if len(genes) > 2 else 0, 0)
+    viewer.scene.camera.zoom *= 1.6
+    shot(viewer, "review_result")
     viewer.close()
     if args.he_slide:
-        viewer = napari.Viewer(title="napari-s2s", show=True)
-        viewer.window.resize(1600, 1000)
-        widget = S2SWidget(viewer)
-        viewer.window.add_dock_widget(widget, name="S2S-ST imputation")
+        viewer, widget = open_dock()
         viewer.open(args.he_slide, plugin="napari-s2s")
-        widget.histology_combo.setCurrentIndex(widget.histology_combo.findData("auto"))
-        widget.method_combo.setCurrentText("gaussian")
+        widget.settings_box.histology_combo.setCurrentIndex(widget.settings_box.histology_combo.findData("auto"))
+        widget.train_box.method_combo.setCurrentText("gaussian")
         widget.start_validation()
-        while widget.running:
-            pump(0.2)
-        widget.scroll_to(widget.review_table)
-        shot("validation_he")
+        wait_run(widget)
+        widget.review_table.setCurrentCell(0, 0)
+        shot(viewer, "validation_he")
         viewer.close()
-    return 0
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def test_settings_round_trip_and_bad_files(tmp_path, monkeypatch):
     store.path.write_text(json.dumps({"preset": "huge", "device": "tpu", "seed": "x", "budget_s": 12,
                                       "histology": "always"}))
     got = store.load()
-    assert (got.preset, got.device, got.seed, got.budget_s, got.histology) == ("fast", "auto", 0, 12.0, "off")
+    assert (got.preset, got.device, got.seed, got.budget_s, got.histology) == ("fast", "auto", 0, 12.0, "auto")
     over = s.config_overrides()
     assert over["cascades"] == 2 and "features" not in over and over["natural_images"] is False
 
@@ -62,9 +62,9 @@ def test_settings_feed_the_engine_config():
     s = WidgetSettings(preset="fast", features=8, budget_s=5, device="cpu", seed=4)
     cfg = make_config(s.preset, **s.config_overrides())
     assert (cfg.features, cfg.budget_s, cfg.device, cfg.seed) == (8, 5.0, "cpu", 4)
-    assert cfg.histology == "off"
-    s.histology = "auto"
-    assert make_config(s.preset, **s.config_overrides()).histology == "auto"
+    assert cfg.histology == "auto"  # the default: the H&E term where cross-validation keeps it
+    s.histology = "off"
+    assert make_config(s.preset, **s.config_overrides()).histology == "off"
 
 
 def test_review_table_csv_round_trip(tmp_path):

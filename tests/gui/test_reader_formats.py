@@ -60,10 +60,10 @@ def test_open_menu_asks_the_bin_size(make_napari_viewer, formats_dir, monkeypatc
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-s2s", "S2S-ST imputation")
     folder = formats_dir / "xenium_mouse_brain_crops" / "sample2"
-    monkeypatch.setattr("napari_s2s.gui.widget.QFileDialog.getExistingDirectory", lambda *a, **k: str(folder))
-    monkeypatch.setattr("qtpy.QtWidgets.QInputDialog.getDouble", lambda *a, **k: (4.0, True))
-    labels = [a.text() for a in widget.open_button.menu().actions()]
-    binned = next(a for a in widget.open_button.menu().actions() if "Xenium" in a.text())
+    monkeypatch.setattr("napari_s2s.gui.open_menu.QFileDialog.getExistingDirectory", lambda *a, **k: str(folder))
+    monkeypatch.setattr("napari_s2s.gui.open_menu.QInputDialog.getDouble", lambda *a, **k: (4.0, True))
+    labels = [a.text() for a in widget.slide_box.open_button.menu().actions()]
+    binned = next(a for a in widget.slide_box.open_button.menu().actions() if "Xenium" in a.text())
     assert any("Visium HD" in t for t in labels)
     binned.trigger()
     slide = widget.current_slide()

@@ -32,12 +32,13 @@ def panel(qtbot):
 def test_edits_in_the_table_reach_the_model(panel):
     t = panel.table
     assert t.rowCount() == 3 and [t.item(r, 0).text() for r in range(3)] == GENES
-    t.cellWidget(1, 1).setCurrentIndex(2)  # the status combo: flag
+    t.item(1, 1).setText("flag")  # as the status cell's combo box commits it
     t.item(0, COMMENT_COL).setText("matches\nthe IHC")
     assert panel.review.rows["GRB7"].status == "flagged"
     assert panel.review.rows["ERBB2"].comment == "matches the IHC"  # one line in the CSV
     panel.table.cellClicked.emit(2, 0)
     assert panel.seen["clicked"] == ["KRT19"]
+    assert "flagged" in panel.summary.text() or "1 flagged" in panel.summary.text()
 
 
 def test_h_and_e_columns_show_only_with_a_comparison(panel):
@@ -62,7 +63,7 @@ def test_export_then_load_continues_the_review(panel, tmp_path):
     rows = other.review.rows
     assert (rows["ERBB2"].status, rows["ERBB2"].comment) == ("accepted", "clear")
     assert rows["KRT19"].status == "flagged" and rows["GRB7"].status == ""
-    assert other.table.rowCount() == 3 and other.table.cellWidget(0, 1).currentIndex() == 1
+    assert other.table.rowCount() == 3 and other.table.item(0, 1).text() == "accept"
     other.deleteLater()
 
 
@@ -95,7 +96,25 @@ def test_keys_review_the_current_gene_and_move_on(panel, qtbot):
     assert (rows["ERBB2"].status, rows["GRB7"].status, rows["KRT19"].status) == ("accepted", "flagged", "")
     t.setCurrentCell(0, 0)
     qtbot.keyClick(t, Qt.Key.Key_U)
-    assert rows["ERBB2"].status == "" and t.cellWidget(0, 1).currentIndex() == 0
+    assert rows["ERBB2"].status == "" and t.item(0, 1).text() == "—"
     t.setCurrentCell(2, 0)
     qtbot.keyClick(t, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)  # a shortcut, not a review key
     assert rows["KRT19"].status == ""
+
+
+def test_the_status_cell_edits_through_a_combo_box(panel, qtbot):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QComboBox
+
+    t = panel.table
+    t.setCurrentCell(2, 1)
+    t.editItem(t.item(2, 1))  # a double-click does this
+    combo = t.viewport().findChild(QComboBox)
+    assert combo is not None and [combo.itemText(i) for i in range(combo.count())] == ["—", "accept", "flag"]
+    combo.setCurrentIndex(1)
+    combo.activated.emit(1)
+    qtbot.waitUntil(lambda: t.state() != t.State.EditingState, timeout=2000)
+    assert panel.review.rows["KRT19"].status == "accepted" and t.item(2, 1).text() == "accept"
+    # keys on the Status cell review (it is theirs), they do not open the combo box
+    qtbot.keyClick(t, Qt.Key.Key_F)
+    assert panel.review.rows["KRT19"].status == "flagged"

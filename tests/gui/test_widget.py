@@ -20,20 +20,14 @@ pytestmark = pytest.mark.gui
 def notes(monkeypatch):
     """Notifications the widget shows, as ``(kind, message)``."""
     seen = []
-    monkeypatch.setattr("napari_s2s.gui.widget._notify", lambda kind, msg: seen.append((kind, msg)))
+    monkeypatch.setattr("napari_s2s.gui.messages.notify", lambda kind, msg: seen.append((kind, msg)))
     return seen
 
 
 @pytest.fixture
-def widget(make_napari_viewer, tmp_path, monkeypatch):
-    from napari_s2s.gui.widget import S2SWidget
-
-    monkeypatch.setenv("NAPARI_S2S_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.delenv("NAPARI_S2S_SYNC", raising=False)
-    viewer = make_napari_viewer()
-    w = S2SWidget(viewer)
-    viewer.window.add_dock_widget(w, name="S2S-ST")
-    return w
+def widget(plugin_dock):
+    """The dock as users get it: napari's plugin dock contribution (the viewer is napari's proxy)."""
+    return plugin_dock()
 
 
 def _layer(viewer, kind):
@@ -53,19 +47,19 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     viewer.open(str(data_dir / "her2st_C2.h5ad"), plugin="napari-s2s")
     slide = widget.current_slide()
     assert slide is not None and slide.name == "her2st_C2"
-    assert len(widget.selected_genes()) == widget.top_n_spin.value()  # top-N preset on open
+    assert len(widget.selected_genes()) == widget.genes_box.top_n_spin.value()  # top-N preset on open
 
     # pick genes by search-as-you-type
     widget.set_genes([])
-    qtbot.keyClicks(widget.search_edit, "erbb")
-    matches = [widget.match_list.item(i).text() for i in range(widget.match_list.count())]
+    qtbot.keyClicks(widget.genes_box.search_edit, "erbb")
+    matches = [widget.genes_box.match_list.item(i).text() for i in range(widget.genes_box.match_list.count())]
     assert matches and matches[0] == "ERBB2" and all("ERBB" in m for m in matches)
-    widget.match_list.setCurrentRow(0)
-    qtbot.mouseClick(widget.add_button, Qt.MouseButton.LeftButton)
+    widget.genes_box.match_list.setCurrentRow(0)
+    qtbot.mouseClick(widget.genes_box.add_button, Qt.MouseButton.LeftButton)
     # paste a list with a typo: the known genes are taken, the unknown one reported with a match
     widget.apply_gene_list("ERBB2, GRB7\nkrt19 SCGB2A2 ERBB2 GRB77")
     assert widget.selected_genes() == ["ERBB2", "GRB7", "KRT19", "SCGB2A2"]
-    assert "GRB77" in widget.unknown_label.text() and "GRB7" in widget.unknown_label.text()
+    assert "GRB77" in widget.genes_box.unknown_label.text() and "GRB7" in widget.genes_box.unknown_label.text()
     assert notes and notes[-1][0] == "warning"
     genes = widget.selected_genes()
     # the opened measured stack follows the selection (no new layer): picked genes show at once
@@ -74,17 +68,17 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     np.testing.assert_array_equal(stacks[0].data, slide.grid(genes).display()[0])
 
     # small budget, CPU; settings persist
-    widget.budget_spin.setValue(30)
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
-    widget.seed_spin.setValue(3)
+    widget.settings_box.budget_spin.setValue(30)
+    widget.settings_box.device_combo.setCurrentIndex(widget.settings_box.device_combo.findData("cpu"))
+    widget.settings_box.seed_spin.setValue(3)
     assert SettingsStore().load().seed == 3
 
     # train in the real thread_worker, stop as soon as it trains
-    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.train_box.train_button, Qt.MouseButton.LeftButton)
     assert widget.worker is not None and widget.running
-    assert not widget.train_button.isEnabled() and widget.stop_button.isEnabled()
+    assert not widget.train_box.train_button.isEnabled() and widget.train_box.stop_button.isEnabled()
     qtbot.waitUntil(lambda: widget.state.phase == "train" or not widget.running, timeout=60000)
-    qtbot.mouseClick(widget.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.train_box.stop_button, Qt.MouseButton.LeftButton)
     worker = widget.worker
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     if worker is not None:
@@ -92,8 +86,8 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     assert widget.state.phase == "stopped", widget.state.message
     assert widget.last_outcome is not None and widget.last_outcome.stopped
     assert widget.state.losses, "no loss reached the plot"
-    assert widget.loss_plot.points()
-    assert widget.train_button.isEnabled()
+    assert widget.train_box.loss_plot.points()
+    assert widget.train_box.train_button.isEnabled()
 
     # layers: measured and imputed stacks for the genes, aligned in micrometres
     assert [x for x in viewer.layers if (s2s_meta(x) or {}).get("kind") == "measured"] == stacks  # reused
@@ -129,7 +123,7 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     assert viewer.canvas.overlays.text.text == genes[1]
 
     # side by side: two viewboxes, measured | imputed, the H&E under each
-    widget.side_by_side_check.setChecked(True)
+    widget.results_box.side_by_side_check.setChecked(True)
     grid = viewer.canvas.grid
     assert grid.enabled
     layers = list(viewer.layers)
@@ -138,7 +132,7 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     assert len(he_layers) == 2
     assert pos[measured.name] != pos[imputed.name]
     assert {pos[h.name] for h in he_layers} == {pos[measured.name], pos[imputed.name]}
-    widget.side_by_side_check.setChecked(False)
+    widget.results_box.side_by_side_check.setChecked(False)
     assert not grid.enabled and len([x for x in viewer.layers if s2s_meta(x)["kind"] == "he_copy"]) == 0
 
     # review: accept / flag / comment, exported as CSV
@@ -177,36 +171,37 @@ def test_errors_are_notifications_and_widget_stays_usable(widget, qtbot, synthet
     assert widget._scroll.widget().minimumSizeHint().width() <= 250  # ... vertically only: nothing cut at 270 px
     for data, kwargs, _ in slide_layers(synthetic_slide):
         viewer.add_image(data, **kwargs)
-    widget.budget_spin.setValue(5)
+    widget.settings_box.budget_spin.setValue(5)
     # a device this machine lacks: the engine raises in the worker -> one-line notification
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cuda"))
-    if "cuda" in widget.device_combo.itemText(widget.device_combo.currentIndex()) and \
-            "not available" not in widget.device_combo.currentText():
+    widget.settings_box.device_combo.setCurrentIndex(widget.settings_box.device_combo.findData("cuda"))
+    if "cuda" in widget.settings_box.device_combo.itemText(widget.settings_box.device_combo.currentIndex()) and \
+            "not available" not in widget.settings_box.device_combo.currentText():
         pytest.skip("this machine has CUDA")
     widget.start_training()
     qtbot.waitUntil(lambda: not widget.running, timeout=30000)
     assert widget.state.phase == "error"
     assert notes and notes[-1][0] == "error" and "\n" not in notes[-1][1]
     assert widget.imputed_layer() is None  # the empty stack of the failed run is gone
-    assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert widget.train_box.train_button.isEnabled() and not widget.train_box.stop_button.isEnabled()
     # settings persist: a new widget (next session) starts from the saved ones
     from napari_s2s.gui.widget import S2SWidget
 
     again = S2SWidget(viewer)
-    assert again.budget_spin.value() == 5
-    assert again.device_combo.currentData() == "auto"  # the saved device is not available here
+    assert again.settings_box.budget_spin.value() == 5
+    assert again.settings_box.device_combo.currentData() == "auto"  # the saved device is not available here
     again.deleteLater()
 
 
 def test_open_menu_file_or_folder(widget, data_dir, monkeypatch):
-    from napari_s2s.gui import widget as widget_mod
+    from napari_s2s.gui import open_menu as widget_mod
 
     asked = []
     monkeypatch.setattr(widget_mod.QFileDialog, "getOpenFileName",
                         lambda *a, **k: (asked.append("file"), (str(data_dir / "her2st_C2.h5ad"), ""))[1])
     monkeypatch.setattr(widget_mod.QFileDialog, "getExistingDirectory",
                         lambda *a, **k: (asked.append("folder"), "")[1])  # the user cancels
-    file_action, folder_action, *_ = widget.open_button.menu().actions()  # then the binned (Xenium, SpatialData) one
+    file_action, folder_action, binned_action = widget.slide_box.open_button.menu().actions()
+    assert "Visium HD" in folder_action.text() and "Xenium" in binned_action.text()
     folder_action.trigger()
     assert asked == ["folder"] and widget.current_slide() is None  # cancelled: nothing opened, no other dialog
     file_action.trigger()
@@ -217,26 +212,23 @@ def test_open_menu_file_or_folder(widget, data_dir, monkeypatch):
 
 
 def test_paper_preset_on_cpu_is_flagged(widget):
-    note = widget.preset_note
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
-    widget.preset_combo.setCurrentText("paper")
+    note = widget.settings_box.preset_note
+    widget.settings_box.device_combo.setCurrentIndex(widget.settings_box.device_combo.findData("cpu"))
+    widget.settings_box.preset_combo.setCurrentText("paper")
     assert not note.isHidden() and "GPU" in note.text()
-    widget.preset_combo.setCurrentText("fast")
+    widget.settings_box.preset_combo.setCurrentText("fast")
     assert note.isHidden()
 
 
-def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, synthetic_slide, tmp_path, monkeypatch):
+def test_closing_the_viewer_stops_training(plugin_dock, qtbot, synthetic_slide):
     from napari_s2s.gui.layers import slide_layers
-    from napari_s2s.gui.widget import S2SWidget
 
-    monkeypatch.setenv("NAPARI_S2S_CONFIG_DIR", str(tmp_path))
-    viewer = make_napari_viewer()
-    w = S2SWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = plugin_dock()
+    viewer = w.viewer
     for data, kwargs, _ in slide_layers(synthetic_slide):
         viewer.add_image(data, **kwargs)
-    w.budget_spin.setValue(120)
-    w.device_combo.setCurrentIndex(w.device_combo.findData("cpu"))
+    w.settings_box.budget_spin.setValue(120)
+    w.settings_box.device_combo.setCurrentIndex(w.settings_box.device_combo.findData("cpu"))
     w.start_training()
     worker, job = w.worker, w._runner.job
     qtbot.waitUntil(lambda: w.state.phase == "train", timeout=60000)
@@ -253,8 +245,8 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     for data, kwargs, _ in slide_layers(synthetic_slide):
         viewer.add_image(data, **kwargs)
     widget.set_genes(synthetic_slide.top_variable_genes(3))
-    widget.budget_spin.setValue(8)
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
+    widget.settings_box.budget_spin.setValue(8)
+    widget.settings_box.device_combo.setCurrentIndex(widget.settings_box.device_combo.findData("cpu"))
     widget.start_training()
     # the layers are there as Train is clicked (nothing is added while training runs): empty for now
     pending = widget.imputed_layer()
@@ -267,24 +259,24 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     qtbot.waitUntil(previewed, timeout=60000)
     assert widget.running, "no preview before training ended"
     preview = widget.imputed_layer()
-    assert preview is pending  # filled in place
+    assert preview.unique_id == pending.unique_id  # filled in place (the same layer)
     meta = s2s_meta(preview)
     assert meta["preview"] and "preview" in preview.name
     assert np.isfinite(preview.data).sum() > 0
     assert widget.first_map_s is not None and widget.final_map_s is None
-    assert not widget.save_button.isEnabled()  # a preview cannot be saved
+    assert not widget.results_box.save_button.isEnabled()  # a preview cannot be saved
     with pytest.raises(ValueError, match="train first|preview|only imputed"):
         widget.save_results(tmp_path / "preview.h5ad")
     qtbot.waitUntil(lambda: not widget.running, timeout=120000)
     assert widget.state.phase == "done", widget.state.message
     final = widget.imputed_layer()
-    assert final is preview  # updated in place, not a second layer
+    assert final.unique_id == preview.unique_id  # updated in place, not a second layer
     assert [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"] == [final]
-    assert final.name.endswith("imputed") and not s2s_meta(final).get("preview")
-    assert s2s_meta(final)["result"] is not None and widget.save_button.isEnabled()
+    assert final.name.startswith("imputed by S2S-ST:") and not s2s_meta(final).get("preview")
+    assert s2s_meta(final)["result"] is not None and widget.results_box.save_button.isEnabled()
     # with the final maps (not while training): hidden rings at the measured spots, on their dense positions
     spots = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "spots"]
-    assert len(spots) == 1 and not spots[0].visible and viewer.layers.selection.active is final
+    assert len(spots) == 1 and not spots[0].visible and viewer.layers.selection.active == final
     assert len(spots[0].data) == int(synthetic_slide.usable().sum())
     res_ = s2s_meta(final)["result"]
     grid_ = s2s_meta(final)["grid"]
@@ -301,7 +293,7 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     ii, jj = res.dense_rows[res.measured] - grid.origin[0], res.dense_cols[res.measured] - grid.origin[1]
     np.testing.assert_array_equal(final.data[:, ii, jj], res.values[res.measured].T)
     # display option: the network's output at measured spots (smoother), then back to the exact values
-    widget.model_at_spots_check.setChecked(True)
+    widget.results_box.model_at_spots_check.setChecked(True)
     np.testing.assert_array_equal(final.data[:, ii, jj], res.model_values[res.measured].T)
     assert SettingsStore().load().model_at_spots
     saved = widget.save_results(tmp_path / "shown_smooth.h5ad")
@@ -311,23 +303,23 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
     np.testing.assert_array_equal(np.asarray(ad.X), res.values)
     np.testing.assert_array_equal(ad.layers["s2s_model"], res.model_values)
     widget.set_model_at_spots(False)
-    assert not widget.model_at_spots_check.isChecked()
+    assert not widget.results_box.model_at_spots_check.isChecked()
     np.testing.assert_array_equal(final.data[:, ii, jj], res.values[res.measured].T)
     # training again on the same genes replaces the maps (no pile of layers)
-    widget.budget_spin.setValue(1)
+    widget.settings_box.budget_spin.setValue(1)
     widget.start_training()
     qtbot.waitUntil(lambda: not widget.running, timeout=120000)
     imputed = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]
-    assert len(imputed) == 1 and imputed[0].name.endswith("imputed") and imputed[0].visible
+    assert len(imputed) == 1 and imputed[0].name.startswith("imputed by S2S-ST:") and imputed[0].visible
     # a run that fails before its first map leaves the earlier maps as they were
-    cuda = widget.device_combo.findData("cuda")
-    if "not available" in widget.device_combo.itemText(cuda):
-        widget.device_combo.setCurrentIndex(cuda)
+    cuda = widget.settings_box.device_combo.findData("cuda")
+    if "not available" in widget.settings_box.device_combo.itemText(cuda):
+        widget.settings_box.device_combo.setCurrentIndex(cuda)
         widget.start_training()
         qtbot.waitUntil(lambda: not widget.running, timeout=60000)
         assert widget.state.phase == "error"
         after = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "imputed"]
-        assert after == imputed and after[0].visible and after[0].name.endswith("imputed")
+        assert after == imputed and after[0].visible and after[0].name.startswith("imputed by S2S-ST:")
 
 
 def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, notes):
@@ -349,8 +341,8 @@ def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, note
     assert slide is not None and slide.is_imputed_result
     assert widget.selected_genes() == genes  # the result's genes, not the top-variable default
     assert list(widget.review.rows) == genes and widget.review_table.rowCount() == len(genes)
-    assert not widget.train_button.isEnabled() and "original slide" in widget.train_button.toolTip()
-    assert "saved S2S result" in widget.slide_info.text()
+    assert not widget.train_box.train_button.isEnabled() and "original slide" in widget.train_box.train_button.toolTip()
+    assert "saved S2S result" in widget.slide_box.info.text()
     stack = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("saved_result")]
     assert len(stack) == 1 and "imputed" in stack[0].name and stack[0].data.shape[0] == len(genes)
     spots = [layer for layer in viewer.layers if (s2s_meta(layer) or {}).get("kind") == "spots"]
@@ -370,7 +362,7 @@ def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, note
     assert widget.load_review(csv_path) == len(genes)
     assert widget.review.rows[genes[0]].status == "accepted" and widget.review.rows[genes[0]].comment == "clear pattern"
     assert widget.review.rows[genes[1]].status == "flagged" and widget.review.rows[genes[2]].status == ""
-    assert widget.review_table.cellWidget(0, 1).currentIndex() == 1  # shown in the table too
+    assert widget.review_table.item(0, 1).text() == "accept"  # shown in the table too
     # a file that is not a review: one clear error, the table unchanged
     bad = tmp_path / "bad.csv"
     bad.write_text("name,value\nx,1\n")
@@ -389,10 +381,12 @@ def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
     for data, kwargs, _ in slide_layers(slide):
         viewer.add_image(data, **kwargs)
     widget.set_genes(slide.top_variable_genes(3))
-    widget.budget_spin.setValue(3)
-    methods = [widget.method_combo.itemText(i) for i in range(widget.method_combo.count())]
+    widget.settings_box.budget_spin.setValue(3)
+    combo = widget.settings_box.histology_combo
+    combo.setCurrentIndex(combo.findData("off"))  # guidance off: the method alone (default: auto)
+    methods = [widget.train_box.method_combo.itemText(i) for i in range(widget.train_box.method_combo.count())]
     assert "gaussian" in methods and methods[0] == ("s2s" if "s2s" in methods else methods[0])
-    widget.method_combo.setCurrentText("s2s" if "s2s" in methods else "gaussian")
+    widget.train_box.method_combo.setCurrentText("s2s" if "s2s" in methods else "gaussian")
     widget.start_validation()
     assert not widget.running and widget.state.phase == "done", widget.state.message
     err = _layer(viewer, "error")
@@ -406,7 +400,7 @@ def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
         assert m.rmse is not None and m.rmse > 0
     t = widget.review_table
     assert t.item(0, widget.review_column("PCC")).text() != "" and t.item(0, widget.review_column("RMSE")).text() != ""
-    # guidance off (the default): no H&E comparison, its columns hidden
+    # guidance off: no H&E comparison, its columns hidden
     assert out.compared is None and t.isColumnHidden(widget.review_column("ΔPCC"))
 
 
@@ -423,9 +417,9 @@ def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypa
         widget.viewer.add_image(data, **kwargs)
     genes = slide.top_variable_genes(4)
     widget.set_genes(genes)
-    widget.seed_spin.setValue(2)
-    widget.histology_combo.setCurrentIndex(widget.histology_combo.findData("auto"))
-    widget.method_combo.setCurrentText("gaussian")
+    widget.settings_box.seed_spin.setValue(2)
+    widget.settings_box.histology_combo.setCurrentIndex(widget.settings_box.histology_combo.findData("auto"))
+    widget.train_box.method_combo.setCurrentText("gaussian")
     widget.start_validation()
     assert widget.state.phase == "done", widget.state.message
     out = widget.last_validation
@@ -463,7 +457,7 @@ def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypa
 
     # "on" where the image is not usable: one notification, the plain method only, H&E columns hidden
     monkeypatch.setattr("napari_s2s.core.data.histology_features.histology_available", lambda *a, **k: False)
-    widget.histology_combo.setCurrentIndex(widget.histology_combo.findData("on"))
+    widget.settings_box.histology_combo.setCurrentIndex(widget.settings_box.histology_combo.findData("on"))
     widget.start_validation()
     assert widget.state.phase == "done", widget.state.message
     assert len(notes) == 1 and notes[0][0] == "warning" and "\n" not in notes[0][1] and "H&E" in notes[0][1]

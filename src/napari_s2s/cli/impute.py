@@ -8,6 +8,7 @@ optionally, the model) are written all-or-nothing at the end. Here: the options,
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from ..core.jobs import ImputeSettings, parse_genes, run_impute_job  # noqa: F401  (parse_genes: re-exported)
@@ -43,22 +44,22 @@ def add_training_options(p, threads: int | None = None,
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="compute device")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=threads, help=threads_help)
-    p.add_argument("--per-gene", action="store_true", help="one model per gene instead of one shared model")
     p.add_argument("--no-natural", action="store_true", help="no natural-image co-learning")
     p.add_argument("--natural-folder", default=None, help="folder of natural images (default: scikit-image's)")
     p.add_argument(
         "--histology",
         choices=("on", "off", "auto"),
-        default="off",
-        help="H&E guidance: S2S learns what per-spot H&E features do not explain (auto: on when the slide "
-        "has an image with >= 4 pixels per spot; default off)",
+        default="auto",
+        help="H&E term of the base predictor: auto (default) tries it when the slide has an image with >= 4 "
+        "pixels per spot and keeps it where cross-validation on the measured spots says it helps; on always; off never",
     )
     p.add_argument(
-        "--no-tta",
+        "--tta",
         action="store_true",
-        help="one imputation pass instead of averaging over the lattice's flips (4x faster on hex lattices, "
-        "8x on square; -0.008 mean PCC in benchmarks/results/s2s_ablations.md)",
+        help="average each network over every flip/rotation of the lattice (4x slower on hex lattices, 8x on "
+        "square; the networks of the ensemble already use different ones)",
     )
+    p.add_argument("--no-tta", action="store_true", help=argparse.SUPPRESS)  # the old default; kept for scripts
 
 
 def settings_from_args(args) -> ImputeSettings:
@@ -74,11 +75,10 @@ def settings_from_args(args) -> ImputeSettings:
         device=args.device,
         seed=args.seed,
         threads=args.threads,
-        per_gene=args.per_gene,
         natural=not args.no_natural,
         natural_folder=args.natural_folder,
         histology=args.histology,
-        tta=not args.no_tta,
+        tta=bool(args.tta) and not args.no_tta,
         pitch_um=getattr(args, "pitch_um", None),
         bin_um=reading["bin_um"],
         counts_from=reading["counts_from"],

@@ -67,7 +67,7 @@ class ImputeSettings:
         Training time budget in seconds (``None``: no time limit, then ``max_steps`` is needed).
     max_steps
         Step limit (``None``: the budget alone); with a step limit training is deterministic for a seed.
-    preset, device, seed, threads, per_gene, natural, natural_folder, histology, tta
+    preset, device, seed, threads, natural, natural_folder, histology, tta
         As the :class:`~napari_s2s.core.s2s.engine.S2SConfig` fields of (nearly) the same names.
     pitch_um
         Spot pitch override handed to the reader.
@@ -83,11 +83,10 @@ class ImputeSettings:
     device: str = "auto"
     seed: int = 0
     threads: int | None = None
-    per_gene: bool = False
     natural: bool = True
     natural_folder: str | None = None
-    histology: str = "off"
-    tta: bool = True
+    histology: str = "auto"
+    tta: bool = False
     pitch_um: float | None = None
     bin_um: float | None = None
     counts_from: str = "auto"
@@ -110,7 +109,6 @@ class ImputeSettings:
                 device=self.device,
                 seed=self.seed,
                 threads=self.threads,
-                per_gene=self.per_gene,
                 natural_images=self.natural,
                 natural_folder=self.natural_folder,
                 histology=self.histology,
@@ -357,6 +355,10 @@ def run_impute_job(
     steps = int(imp.stats.get("steps", 0))
     adata.uns["s2s"]["steps"] = steps
     adata.uns["s2s"]["histology"] = bool(getattr(imp, "histology_used", False))
+    # how the result was made: the base predictor, the networks' weight and why
+    adata.uns["s2s"]["base"] = str(imp.stats.get("base", ""))
+    adata.uns["s2s"]["alpha"] = float(imp.alpha or 0.0)
+    adata.uns["s2s"]["verdict"] = imp.verdict()
     adata.uns["s2s"]["genes_requested"] = str(settings.genes)
     if is_store_output(out_p):  # SpatialData: written to a temporary folder, then moved into place
         from .data.spatialdata_zarr import write_spatialdata

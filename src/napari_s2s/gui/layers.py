@@ -20,8 +20,28 @@ from ..core.data.slide import GeneGrid, Slide
 #: Key of the plugin's entry in ``layer.metadata``.
 META_KEY = "napari_s2s"
 
-#: Default colormaps per layer kind.
+#: Default colormaps per layer kind (error maps: PiYG, pink below zero, green above).
 COLORMAPS = {"measured": "viridis", "imputed": "viridis", "error": "PiYG"}
+
+
+def stack_name(what: str, slide_name: str) -> str:
+    """Layer names say what a stack is first, then the slide: ``"measured: her2st_C2 (8 genes)"``.
+    Side by side they are the panels' labels, and a label cut at a narrow panel's edge keeps its start."""
+    return f"{what}: {slide_name}"
+
+
+def measured_name(slide_name: str, n_genes: int | None = None) -> str:
+    return stack_name("measured", slide_name) + ("" if n_genes is None else f" ({n_genes} genes)")
+
+
+def imputed_name(slide_name: str, what: str = "") -> str:
+    """Name of an imputed stack: it says by what (the side-by-side label), ``what`` in brackets."""
+    return stack_name("imputed by S2S-ST" + (f" ({what})" if what else ""), slide_name)
+
+
+def error_name(slide_name: str, method: str) -> str:
+    """Name of a hold-out error stack: which colour means what (PiYG of prediction minus truth)."""
+    return stack_name(f"hold-out error of {method} (green over-, pink under-predicted)", slide_name)
 
 LayerData = tuple[Any, dict, str]
 
@@ -129,7 +149,7 @@ def gene_stack_layer(
     units = napari_units(grid.units)
     meta = base_meta(slide, kind, genes=list(grid.genes), grid=grid, gene_limits=limits, **extra_meta)
     kwargs = {
-        "name": name or f"{slide.name} {kind}",
+        "name": name or stack_name(kind, slide.name),
         "affine": embed_affine(affine, 3),
         "units": ("pixel", units, units),
         "axis_labels": ("gene", "y", "x"),
@@ -161,7 +181,7 @@ def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4)
     if he is not None:
         out.append(he)
     if slide.is_imputed_result:
-        out.append(gene_stack_layer(slide, slide.grid(genes), "measured", name=f"{slide.name} imputed (saved result)",
+        out.append(gene_stack_layer(slide, slide.grid(genes), "measured", name=imputed_name(slide.name, "saved result"),
                                     saved_result=True))
         spots = measured_spots_layer(slide)
         if spots is not None:
@@ -169,6 +189,43 @@ def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4)
     else:  # the dock widget keeps this stack on the genes it selects (until a run uses it)
         out.append(gene_stack_layer(slide, slide.grid(genes), "measured", follows_selection=True))
     return out
+
+
+def saved_measured_layer(slide: Slide, genes: list[str], limits=None) -> LayerData | None:
+    """A reopened result's values at its measured spots, drawn on the measured lattice (the x2 dense
+    grid's measured spot ``(2 row, 2 col)`` is lattice spot ``(row, col)``), as the slide's measured
+    stack looked: what was measured, to set beside the imputed maps. ``None`` when the result does not
+    say which spots were measured."""
+    measured = slide.result_measured()
+    if measured is None or not measured.any():
+        return None
+    use = slide.usable()
+    keep = measured & use
+    dense_r, dense_c = slide.array_row[keep], slide.array_col[keep]
+    if np.any(dense_r % 2) or np.any(dense_c % 2):
+        return None  # not the x2 dense grid of napari-s2s
+    rows, cols = dense_r // 2, dense_c // 2
+    r0, c0 = int(rows.min()), int(cols.min())
+    ii, jj = rows - r0, cols - c0
+    h, w = int(ii.max()) + 1, int(jj.max()) + 1
+    vals = slide.lognorm(list(genes))[keep[use]]
+    values = np.full((len(genes), h, w), np.nan, np.float32)
+    values[:, ii, jj] = vals.T
+    tissue = np.zeros((h, w), bool)
+    tissue[ii, jj] = True
+    if slide.kind == "hex":
+        rr, cc = np.mgrid[r0 : r0 + h, c0 : c0 + w]
+        nodes = (rr + cc) % 2 == int((rows[0] + cols[0]) % 2)
+    else:
+        nodes = np.ones((h, w), bool)
+    to_dense = np.array([[2.0, 0.0, 2.0 * r0], [0.0, 2.0, 2.0 * c0], [0.0, 0.0, 1.0]])
+    grid = GeneGrid(
+        values=values, genes=list(genes), kind=slide.kind, origin=(r0, c0), lattice_nodes=nodes, tissue=tissue,
+        index_to_world=slide.geometry.grid_to_world() @ to_dense, units=slide.geometry.units,
+        spot_ij=np.stack([ii, jj], axis=1),
+    )
+    return gene_stack_layer(slide, grid, "measured", name=measured_name(slide.name), limits=limits,
+                            side_by_side_only=True)
 
 
 def measured_spots_layer(slide: Slide) -> LayerData | None:
@@ -183,7 +240,7 @@ def measured_spots_layer(slide: Slide) -> LayerData | None:
     pitch = slide.geometry.pitch_um if slide.geometry.units == "um" and slide.geometry.pitch_um else 1.0
     dense_pitch = pitch if slide.is_imputed_result else pitch / 2.0
     kwargs = {
-        "name": f"{slide.name} measured spots",
+        "name": stack_name("measured spots", slide.name),
         "size": 0.9 * dense_pitch,  # a ring inside each measured position of the dense grid
         "face_color": "transparent",
         "border_color": "white",

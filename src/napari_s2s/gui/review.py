@@ -50,6 +50,15 @@ class ReviewTable:
     source: str = ""
     rows: dict[str, GeneReview] = field(default_factory=dict)
 
+    def names(self) -> set[str]:
+        """Names a review CSV of this table may carry: the slide's, and the reviewed file's own (a
+        review exported from a reopened result by an older version named the result file)."""
+        out = {self.slide} if self.slide else set()
+        if self.source:
+            out.add(Path(self.source).stem)
+            out.add(Path(self.source).name)
+        return out
+
     def set_genes(self, genes) -> None:
         """Make sure every gene has a row (existing reviews are kept)."""
         for g in genes:
@@ -152,3 +161,17 @@ class ReviewTable:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def review_of(slide) -> ReviewTable:
+    """An empty review of ``slide``'s genes.
+
+    It is named after the slide; a reopened result's review is named after the slide it was imputed
+    from (so that the CSV exported while training loads without a warning and a re-export names the
+    right slide), with the result file as its ``source``.
+    """
+    from ..core.data.slide import slide_name
+
+    origin = getattr(slide, "imputed_from", None)
+    name = slide_name(origin) if origin else slide.name
+    return ReviewTable(slide=name, source=str(slide.source or ""))

@@ -35,7 +35,7 @@ class WidgetSettings:
     budget_s: float = 60.0
     device: str = "auto"
     natural_images: bool = True
-    histology: str = "off"
+    histology: str = "auto"
     seed: int = 0
     top_n: int = 8
     last_dir: str = ""
@@ -68,7 +68,7 @@ class WidgetSettings:
         if out.device not in DEVICES:
             out.device = "auto"
         if out.histology not in HISTOLOGY_MODES:
-            out.histology = "off"
+            out.histology = "auto"
         return out
 
     def config_overrides(self) -> dict:
@@ -106,6 +106,7 @@ class SettingsStore:
 
     def __init__(self, folder: str | Path | None = None):
         self.path = Path(folder or config_dir()) / "widget.json"
+        self._written: dict | None = None  # what this store last wrote (unchanged settings are not rewritten)
 
     def load(self) -> WidgetSettings:
         """The saved settings, or defaults when there are none or the file is unreadable."""
@@ -116,12 +117,18 @@ class SettingsStore:
         return WidgetSettings.from_dict(data if isinstance(data, dict) else {})
 
     def save(self, settings: WidgetSettings) -> None:
-        """Write atomically; failures (read-only home) are ignored: settings are a convenience."""
+        """Write atomically, unless these settings are the ones last written (a write can take a
+        noticeable time on a busy disk, in the GUI thread); failures (read-only home) are ignored:
+        settings are a convenience."""
+        data = asdict(settings)
+        if data == self._written:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".widget-", suffix=".json")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(asdict(settings), fh, indent=2)
+                json.dump(data, fh, indent=2)
             os.replace(tmp, self.path)
+            self._written = data
         except OSError:
             pass

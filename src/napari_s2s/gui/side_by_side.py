@@ -1,7 +1,10 @@
-"""Side-by-side review in napari's grid mode: measured | imputed, each over its own copy of the H&E.
+"""Side-by-side review in napari's grid mode: measured | imputed, each over its own copy of the H&E,
+each panel labelled with its layer's name ("... measured ...", "... imputed by S2S-ST", bottom left)
+and the gene's name (top right, where napari's notifications do not come up).
 
 Plain functions over a viewer (no widget state): :func:`enter` arranges the layers and returns what
-:func:`leave` needs to put the viewer back as it was.
+:func:`leave` needs to put the viewer back as it was. Layers made for side by side only (the H&E
+copy, a saved result's measured view: ``side_by_side_only`` in their metadata) go when it ends.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ def enter(viewer, measured, imputed, he=None) -> dict:
         layer.visible = False
     for layer in order:
         layer.visible = True
+    for layer in (measured, imputed):  # the panel labels, bottom left of each panel
+        label = layer.name_overlay
+        label.position = "bottom_left"
+        label.font_size = 9
+        label.box = True
+        label.visible = True
+    viewer.canvas.overlays.text.gridded = True  # the gene's name top right of each panel
     grid = viewer.canvas.grid
     grid.stride = 2 if he is not None else 1
     grid.shape = (1, 2)
@@ -40,10 +50,13 @@ def enter(viewer, measured, imputed, he=None) -> dict:
 def leave(viewer, saved: dict | None) -> None:
     """Back to one view: the H&E copies go, the other layers get their visibility back."""
     viewer.canvas.grid.enabled = False
+    viewer.canvas.overlays.text.gridded = False
     for layer in list(viewer.layers):
         m = s2s_meta(layer)
-        if m and m.get("kind") == "he_copy":
+        if m and (m.get("kind") == "he_copy" or m.get("side_by_side_only")):
             viewer.layers.remove(layer)
+        elif m:
+            layer.name_overlay.visible = False
     for layer, visible in (saved or {}).items():
         if layer in viewer.layers:
             layer.visible = visible

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from psygnal import evented
 
 #: Phases in which a run is under way.
-RUNNING = ("starting", "prepare", "train", "impute", "validate")
+RUNNING = ("starting", "prepare", "train", "impute", "validate", "stopping")
 
 
 @evented
@@ -23,7 +23,8 @@ class TrainingState:
     ----------
     phase
         ``"idle"``, ``"starting"``, ``"prepare"``, ``"train"``, ``"impute"``, ``"validate"``,
-        ``"done"``, ``"stopped"`` or ``"error"``.
+        ``"stopping"`` (Stop was clicked: the final maps of a training come next), ``"done"``,
+        ``"stopped"`` or ``"error"``.
     step, max_steps
         Optimisation steps done and planned (``max_steps`` 0 when unknown).
     loss

@@ -13,6 +13,7 @@ counterpart (:func:`he_counterpart`) on the same hold-out task and compares them
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import queue
@@ -27,10 +28,21 @@ from ..core.events import ProgressEvent
 from ..core.data.slide import GeneGrid, Slide
 
 
-#: Seconds of training before the first preview map (the widget's "first map").
+#: Seconds of training before the first preview map (the widget's "first map"); shorter for small
+#: budgets (:data:`FIRST_PREVIEW_SHARE` of the budget), so that a pass is measured early.
 PREVIEW_AFTER_S = 2.0
+FIRST_PREVIEW_SHARE = 0.15
 #: Later previews come at least this many times their cost apart (previews take <= ~1/5 of the time).
 PREVIEW_COST_RATIO = 4.0
+#: With a budget, previews after the first stop when they would take more than this share of it (they
+#: count in the budget: their time is the training's).
+PREVIEW_BUDGET_SHARE = 0.2
+#: Test-time averaging of the final maps is planned only when its estimated cost fits in this share of
+#: the budget (otherwise one pass, and the time goes to training).
+TTA_BUDGET_SHARE = 0.25
+#: Seconds kept free before the deadline besides the estimated final imputation (the last training
+#: step, the final validation, building the layers).
+DEADLINE_MARGIN_S = 0.5
 
 
 @dataclass
@@ -39,11 +51,14 @@ class TrainingOutcome:
 
     genes: list[str]
     result: Any  # core.s2s.results.ImputedResult
-    config: Any  # core.s2s.engine.S2SConfig
-    seconds: float
-    stopped: bool
+    config: Any  # core.s2s.engine.S2SConfig (``tta`` as the final maps were made)
+    seconds: float  # from the click to the maps (what the budget bounds)
+    stopped: bool  # the user stopped the run
     device: str | None = None
     layers: dict = field(default_factory=dict)
+    impute_estimate_s: float | None = None  # what the final imputation was expected to take
+    impute_s: float | None = None  # what it took
+    verdict: str = ""  # how much of the maps the networks made (S2SImputer.verdict)
 
 
 @dataclass
@@ -86,10 +101,15 @@ class ValidationOutcome:
 #: H&E-guided counterpart of a method on the same task: ``method -> (guided method, fixed options,
 #: whether it also takes the method's own options)``.
 HE_COUNTERPARTS: dict[str, tuple[str, dict, bool]] = {
-    "s2s": ("s2s-he", {}, True),  # trains like s2s: same preset and config overrides
+    # trains like s2s (same preset and config overrides), with the base's H&E term required
+    "s2s": ("s2s-he", {"histology": "on"}, True),
     "gaussian": ("he_gaussian", {}, False),
     "pca_gaussian": ("he_gaussian", {"smoother": "pca_gaussian"}, False),
 }
+
+#: Options of the method itself when it is validated next to its H&E counterpart (``s2s`` would
+#: otherwise use the image too, by its own cross-validation: the comparison is without vs with).
+PLAIN_OPTIONS: dict[str, dict] = {"s2s": {"histology": "off"}}
 
 
 def he_counterpart(
@@ -166,11 +186,39 @@ def make_config(preset: str, **overrides):
     return S2SConfig.from_preset(preset, **overrides)
 
 
-class TrainingJob:
+class _Job:
+    """What both jobs share: a stop request safe from any thread, and waiting for work the job runs
+    in threads of its own (the worker that iterates :meth:`run` is the caller's to wait for)."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._idle = threading.Event()  # cleared while a thread of the job computes
+        self._idle.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the job's own threads have ended; ``True`` when they have (or never started)."""
+        return self._idle.wait(timeout)
+
+
+class TrainingJob(_Job):
     """One training run on ``slide`` for ``genes``; :meth:`stop` is safe from any thread.
 
-    Iterate :meth:`run` to drive it: it yields the core's ``ProgressEvent`` objects and, last, a
-    :class:`TrainingOutcome` (also after a stop: the last good model still produces maps).
+    Iterate :meth:`run` to drive it: it yields the core's ``ProgressEvent`` objects (with
+    ``elapsed_s`` from the click and ``eta_s`` to the final maps), :class:`TrainingPreview` maps
+    and, last, a :class:`TrainingOutcome` (also after a stop: the best model so far still produces
+    maps, in one pass).
+
+    The time budget (``config.budget_s``) bounds the whole wait, from the click (the job's creation)
+    to the final maps: preparing, training, previews and the final imputation. Training ends when
+    what is left of the budget is what the final imputation should take, estimated from the
+    measured cost of the preview passes. Not included: drawing the maps in the viewer, and at least
+    one training step and one imputation pass always run (a budget of a few seconds can be exceeded).
+    A preview that used up the budget, or during which Stop came, is the final maps (another pass
+    would repeat it).
     """
 
     def __init__(
@@ -187,9 +235,17 @@ class TrainingJob:
         """``preview_after_s``: seconds of training before the first :class:`TrainingPreview`
         (``None``: no previews); later ones follow :func:`next_preview_at`. ``source``: what the
         imputed layers show at measured spots (see :func:`result_layers`)."""
+        super().__init__()
+        self.t_click = time.perf_counter()
         self.source = source
         self.preview_after_s = preview_after_s
-        self._preview_cost: float | None = None  # seconds the last preview took
+        self.pass_cost_s: float | None = None  # seconds one imputation pass took (the last preview's)
+        self._layers_cost = 0.0  # seconds building a preview's layers took
+        self.previews_cost_s = 0.0  # seconds all previews took (they count in the budget)
+        self._last_train: tuple[float, int] | None = None  # (time, step) of the last training event
+        self._step_s: float | None = None  # seconds per training step (moving average, previews excluded)
+        self._val_s = 0.0  # seconds a validation of the model takes (the engine runs one as training ends)
+        self._val_loss = None  # the last training event's validation loss (a new one: a validation ran)
         self.slide = slide
         self.genes = list(genes)
         self.config = config  # None: built from preset + overrides inside run() (keeps torch off the GUI thread)
@@ -197,37 +253,83 @@ class TrainingJob:
         self.overrides = dict(overrides or {})
         self.threads = threads
         self.imputer = None
-        self._stop = threading.Event()
+        self._abandon = threading.Event()
+        self._budget_end = False  # training ended by the deadline (not by the user)
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    def stop(self) -> None:
-        """Ask the run to stop after the current step (keeps the last good model)."""
+    def stop(self, abandon: bool = False) -> None:
+        """Ask the run to stop after the current step; the best model so far still makes maps in one
+        pass, unless ``abandon`` (the viewer closes: no maps are wanted)."""
+        if abandon:
+            self._abandon.set()
         self._stop.set()
         imp = self.imputer
         if imp is not None:
             imp.stop()
 
+    @property
+    def budget_s(self) -> float | None:
+        return None if self.config is None else self.config.budget_s
+
+    @property
+    def deadline(self) -> float | None:
+        """``time.perf_counter()`` by which the final maps should be there (``None``: no time budget)."""
+        b = self.budget_s
+        return None if b is None else self.t_click + b
+
+    def passes(self, tta: bool | None = None) -> int:
+        """Network passes of the final maps: one per network of the ensemble, times the lattice's
+        symmetries with test-time averaging."""
+        tta = (self.config is not None and self.config.tta) if tta is None else tta
+        n = self.config.folds if self.config is not None else 1
+        if not tta:
+            return n
+        from ..core.s2s.sampling import symmetries
+
+        return n * len(symmetries(self.slide.kind))
+
+    def plan_tta(self) -> bool:
+        """Whether the final maps will be test-time averaged: as configured, unless the user stopped
+        or (with a budget) its estimated cost exceeds :data:`TTA_BUDGET_SHARE` of the budget."""
+        if self.config is None or not self.config.tta or self._stop.is_set():
+            return False
+        b, cost = self.budget_s, self.pass_cost_s
+        if b is None or cost is None:
+            return True
+        return self.passes(True) * cost <= TTA_BUDGET_SHARE * b
+
+    def impute_estimate_s(self, tta: bool | None = None) -> float | None:
+        """Seconds the final maps should take once training stops: the engine's estimate from the costs
+        it measured in the last preview (weighing the networks against the base, then one pass of each
+        network, or every symmetry with test-time averaging) plus building the layers; ``None`` before
+        a preview."""
+        tta = self.plan_tta() if tta is None else tta
+        est = None if self.imputer is None else self.imputer.final_cost_s(tta)
+        if est is None:
+            return None
+        return est + self._layers_cost
+
     def run(self) -> Iterator[Any]:
-        yield ProgressEvent("prepare", message="loading the engine")
+        yield ProgressEvent("prepare", elapsed_s=time.perf_counter() - self.t_click, message="loading the engine")
         from ..core.s2s.engine import S2SImputer
 
         _set_threads(self.threads)
-        t0 = time.perf_counter()
         if self.config is None:
             over = dict(self.overrides)
             over.setdefault("threads", self.threads or torch_threads())
             self.config = make_config(self.preset, **over)
         self.imputer = S2SImputer(self.config)
-        if self._stop.is_set():  # stopped before the imputer existed
-            self.imputer.stop()
-        stopped = False
         next_at = self.preview_after_s
+        if next_at is not None and self.budget_s is not None:
+            next_at = min(next_at, FIRST_PREVIEW_SHARE * self.budget_s)
+        final = None  # a preview that ends the run as its final maps (see below)
         for ev in self.imputer.fit_iter(self.slide, self.genes):
-            stopped = stopped or getattr(ev, "phase", "") == "stopped"
-            yield ev
+            if self._stop.is_set():
+                self.imputer.stop()  # also when Stop came before training started (fit clears the flag)
+            if ev.phase in ("done", "stopped"):  # training is over; the final maps come next
+                continue
+            if ev.phase == "train":
+                self._keep_deadline(ev)
+            yield self._as_seen(ev)
             if next_at is not None and ev.phase == "train" and ev.elapsed_s >= next_at:
                 preview = self._preview(ev)
                 if preview is None:
@@ -235,39 +337,110 @@ class TrainingJob:
                     continue
                 yield preview
                 next_at = next_preview_at(ev.elapsed_s, preview.seconds)
-        eta = self.impute_estimate_s()
-        about = "" if eta is None else f" (about {eta:.0f} s)"
-        yield ProgressEvent("impute", elapsed_s=time.perf_counter() - t0, message=f"imputing dense maps{about}")
-        result = self.imputer.impute(self.slide, self.genes)
-        seconds = time.perf_counter() - t0
+                if self._stop.is_set() or self._budget_spent():
+                    # Stop came during the preview, or the preview used up the budget: another pass now
+                    # would only repeat it (one pass, the weights of this very step): it is the final maps
+                    final = preview
+                    next_at = None
+                    self.imputer.stop()
+        if self._abandon.is_set():
+            return
+        stopped = self._stop.is_set()
+        tta = False if final is not None else self.plan_tta()
+        est = 0.0 if final is not None else self.impute_estimate_s(tta)
+        if final is None and not self.imputer.alpha:  # the networks did not help: the base predictor alone
+            tta, how = False, "the base predictor"
+            base_s = self.imputer.timing.get("base")
+            est = None if base_s is None else base_s + self._layers_cost
+        else:
+            how = f"{self.passes(tta)} network passes" + (", each symmetry" if tta else "")
+        about = "" if not est else f", about {est:.0f} s"
+        what = "stopped: final maps from the best model so far" if stopped else "imputing dense maps"
+        if final is not None:
+            what, how = ("stopped" if stopped else "budget used"), f"the maps of step {final.step}, one pass"
+        yield ProgressEvent(
+            "stopping" if stopped else "impute", elapsed_s=time.perf_counter() - self.t_click, eta_s=est,
+            message=f"{what} ({how}{about})",
+        )
+        t = time.perf_counter()
+        result = final.result if final is not None else self.imputer.impute(self.slide, self.genes, tta=tta)
+        impute_s = time.perf_counter() - t
+        config = self.config if tta == self.config.tta else dataclasses.replace(self.config, tta=tta)
         device = getattr(self.imputer, "device_used", None)
-        out = TrainingOutcome(self.genes, result, self.config, seconds, stopped or self._stop.is_set(), device)
+        verdict = "" if final is not None else self.imputer.verdict()
+        out = TrainingOutcome(self.genes, result, config, time.perf_counter() - self.t_click, stopped, device,
+                              impute_estimate_s=est, impute_s=impute_s, verdict=verdict)
         out.layers = result_layers(self.slide, out, self.source)  # built here, off the GUI thread
         yield out
 
-    def impute_estimate_s(self) -> float | None:
-        """Seconds the final imputation should take: a preview's cost times the test-time passes."""
-        cost = self._preview_cost
-        if cost is None or self.config is None:
-            return None
-        if not self.config.tta:
-            return cost
-        from ..core.s2s.sampling import symmetries
+    def _budget_spent(self) -> bool:
+        """Whether the budget has no room left for another pass of the network (``False`` without one)."""
+        deadline, cost = self.deadline, self.pass_cost_s
+        if deadline is None or cost is None:
+            return False
+        return time.perf_counter() + cost + self._layers_cost + DEADLINE_MARGIN_S >= deadline
 
-        return cost * len(symmetries(self.slide.kind))
+    def _keep_deadline(self, ev: ProgressEvent) -> None:
+        """End training when what is left of the budget is what the final maps need."""
+        now = time.perf_counter()
+        validated = ev.val_loss is not None and ev.val_loss != self._val_loss
+        self._val_loss = ev.val_loss
+        if self._last_train is not None and ev.step > self._last_train[1]:
+            per = (now - self._last_train[0]) / (ev.step - self._last_train[1])
+            if validated and self._step_s is not None:  # this step's time includes a validation
+                self._val_s = max(0.0, per - self._step_s)
+            else:
+                self._step_s = per if self._step_s is None else 0.8 * self._step_s + 0.2 * per
+        self._last_train = (now, ev.step)
+        deadline, est = self.deadline, self.impute_estimate_s()
+        if deadline is None or est is None or self._budget_end or self._stop.is_set():
+            return
+        # what follows a stop request: the current step, the engine's last validation, the final maps
+        if now + est + (self._step_s or 0.0) + self._val_s + DEADLINE_MARGIN_S >= deadline:
+            self._budget_end = True
+            self.imputer.stop()
+
+    def _as_seen(self, ev: ProgressEvent) -> ProgressEvent:
+        """The event with the user's clock: seconds since the click, and left until the final maps."""
+        now = time.perf_counter()
+        if self._stop.is_set():
+            return dataclasses.replace(ev, phase="stopping", elapsed_s=now - self.t_click, eta_s=None,
+                                       message="stopping: final maps from the best model so far")
+        deadline, est = self.deadline, self.impute_estimate_s()
+        if deadline is not None:
+            eta = max(0.0, deadline - now)
+        elif ev.eta_s is not None and est is not None:
+            eta = ev.eta_s + est
+        else:
+            eta = None  # a step limit only, or no pass measured yet
+        return dataclasses.replace(ev, elapsed_s=now - self.t_click, eta_s=eta)
 
     def _preview(self, ev: ProgressEvent) -> TrainingPreview | None:
         """A preview now, or ``None`` when there will be no more (stop asked, final maps close)."""
-        cost = self._preview_cost
-        if self._stop.is_set() or (ev.eta_s is not None and cost is not None and ev.eta_s < 2.0 * cost):
+        cost = self.pass_cost_s
+        if self._stop.is_set() or self._budget_end:
             return None
+        if cost is not None:
+            deadline = self.deadline
+            if deadline is not None:
+                if time.perf_counter() + cost + self._layers_cost + self.impute_estimate_s() >= deadline:
+                    return None
+                if self.previews_cost_s + cost > PREVIEW_BUDGET_SHARE * self.budget_s:
+                    return None  # later previews would take the training's time
+            elif ev.eta_s is not None and ev.eta_s < 2.0 * cost:
+                return None
         t = time.perf_counter()
         result = self.imputer.preview(self.slide, self.genes)
         if result is None:
             return None
+        cost = time.perf_counter() - t
         out = TrainingPreview(self.genes, result, ev.step, ev.elapsed_s, 0.0)
         out.layers = result_layers(self.slide, out, self.source)
-        out.seconds = self._preview_cost = time.perf_counter() - t
+        self.pass_cost_s = cost
+        self._layers_cost = time.perf_counter() - t - cost
+        out.seconds = time.perf_counter() - t
+        self.previews_cost_s += out.seconds
+        self._last_train = None  # the next step's time does not include this preview
         return out
 
 
@@ -314,7 +487,7 @@ def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview, source: 
     too (see ``ImputedResult.grid``). A preview's imputed layer carries ``preview=True`` (it cannot
     be saved).
     """
-    from .layers import gene_limits, gene_stack_layer
+    from .layers import gene_limits, gene_stack_layer, imputed_name, measured_name
 
     measured = slide.grid(out.genes)
     limits = gene_limits(measured.display()[0])
@@ -322,27 +495,29 @@ def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview, source: 
         what = f"preview, step {out.step}" if out.step else "training…"
         imputed = gene_stack_layer(
             slide, out.result.grid(source), "imputed", limits=limits,
-            name=f"{slide.name} imputed ({what})", preview=True, step=out.step, result=out.result, source=source,
+            name=imputed_name(slide.name, what), preview=True, step=out.step, result=out.result, source=source,
         )
     else:
         imputed = gene_stack_layer(
-            slide, out.result.grid(source), "imputed", limits=limits, name=f"{slide.name} imputed",
+            slide, out.result.grid(source), "imputed", limits=limits, name=imputed_name(slide.name),
             result=out.result, config=out.config, seconds=out.seconds, stopped=out.stopped, device=out.device,
             source=source,
         )
     return {
         "measured": gene_stack_layer(
-            slide, measured, "measured", limits=limits, name=f"{slide.name} measured ({len(out.genes)} genes)"
+            slide, measured, "measured", limits=limits, name=measured_name(slide.name, len(out.genes))
         ),
         "imputed": imputed,
     }
 
 
-class ValidationJob:
+class ValidationJob(_Job):
     """Hold-out validation (design.md protocol) of ``method`` on ``slide`` for ``genes``.
 
-    The method's ``predict`` runs in its own thread so that this generator keeps yielding
-    heartbeats (with an ETA from the time budget) and a napari worker can quit between them.
+    The method's ``predict`` runs in a thread of its own so that this generator keeps yielding
+    heartbeats (with an ETA from the time budget). :meth:`stop` ends it: a method that trains (it
+    has ``stop()``) ends after its current step, and the generator returns once that thread has
+    ended (the outcome is dropped: hold-out numbers need the full run).
     """
 
     def __init__(
@@ -359,6 +534,7 @@ class ValidationJob:
     ):
         """``he_method`` (with ``he_options``, see :func:`he_counterpart`) runs after ``method``
         on the same hold-out task; the outcome then compares the two per gene."""
+        super().__init__()
         self.slide = slide
         self.genes = None if genes is None else list(genes)
         self.method = method
@@ -368,15 +544,29 @@ class ValidationJob:
         self.seed = seed
         self.threads = threads
         self.options = dict(options or {})
-        self._stop = threading.Event()
+        self._running: list = []  # method objects that predict now (their stop() ends them)
+        self._lock = threading.Lock()
 
-    def stop(self) -> None:
-        """Stop waiting: the outcome is dropped (hold-out numbers need the full run)."""
+    def stop(self, abandon: bool = True) -> None:
+        """Stop: the running method ends after its current training step; the outcome is dropped
+        (whatever ``abandon`` says: it is there to match :meth:`TrainingJob.stop`)."""
         self._stop.set()
+        with self._lock:
+            running = list(self._running)
+        for m in running:
+            stop = getattr(m, "stop", None)
+            if stop is not None:
+                stop()
+
+    def _started(self, method) -> None:
+        with self._lock:
+            self._running.append(method)
+        if self._stop.is_set():
+            self.stop()
 
     def run(self) -> Iterator[Any]:
         from ..core.evaluation import benchmark
-        from ..core.methods import load_all
+        from ..core.methods import MethodStopped, load_all
 
         t0 = time.perf_counter()
         yield ProgressEvent("validate", message="building the hold-out task")
@@ -391,30 +581,51 @@ class ValidationJob:
             if name not in methods:
                 raise ValueError(f"method {name!r} is not available (known: {', '.join(sorted(methods))})")
         runs = [(name, _accepted(methods[name], opts)) for name, opts in runs]
+        if self._stop.is_set():
+            return
         box: queue.Queue = queue.Queue()
 
         def target():
+            outcome = ("stopped", None)
             try:
                 _set_threads(self.threads)
-                box.put(("ok", [benchmark.run_method(name, task, **opts)[0] for name, opts in runs]))
+                preds = []
+                for name, opts in runs:
+                    if self._stop.is_set():
+                        raise MethodStopped(name)
+                    preds.append(benchmark.run_method(name, task, on_method=self._started, **opts)[0])
+                outcome = ("ok", preds)
+            except MethodStopped:
+                pass
             except BaseException as exc:  # reported to the GUI thread
-                box.put(("error", exc))
+                outcome = ("error", exc)
+            finally:
+                self._idle.set()  # the work has ended before anyone hears of it
+                box.put(outcome)
 
+        # a daemon, so that a forgotten run never keeps the process alive; napari must not exit while torch
+        # computes in it though (that aborted the process): the runner stops and waits for it at exit
+        self._idle.clear()
         threading.Thread(target=target, name="s2s-validation", daemon=True).start()
-        budget = (self.budget_s or 0.0) * len(runs)
+        # methods that train use the time budget (each); the others take seconds and give no ETA
+        budget = (self.budget_s or 0.0) * sum(_trains(name) for name, _ in runs)
         what = " and ".join(name for name, _ in runs)
         while True:
             try:
                 status, value = box.get(timeout=0.1)
                 break
             except queue.Empty:
-                if self._stop.is_set():
-                    return
                 el = time.perf_counter() - t0
-                eta = max(0.0, budget - el) if budget else None
-                yield ProgressEvent("validate", elapsed_s=el, eta_s=eta, message=f"validating {what}")
+                if self._stop.is_set():
+                    yield ProgressEvent("stopping", elapsed_s=el, message="stopping the validation…")
+                    continue
+                eta = budget - el if budget and budget > el else None
+                after = "" if eta is not None or not budget else ": training done, predicting the hidden spots"
+                yield ProgressEvent("validate", elapsed_s=el, eta_s=eta, message=f"validating {what}{after}")
         if status == "error":
             raise value
+        if status == "stopped" or self._stop.is_set():
+            return
         truth = np.asarray(truth, dtype=np.float64)
         out = self._outcome(task, truth, value[0], time.perf_counter() - t0)
         if self.he_method:
@@ -440,6 +651,12 @@ class ValidationJob:
             n_measured=int(len(task.measured_rows)),
             n_hidden=int(len(task.target_rows)),
         )
+
+
+def _trains(method: str) -> bool:
+    """Whether a method trains for the time budget (S2S and its variants, DIST), as opposed to the
+    classical baselines that take seconds."""
+    return method == "dist" or method.startswith("s2s")
 
 
 def _metrics(genes: list[str], truth: np.ndarray, pred: np.ndarray) -> dict[str, dict]:

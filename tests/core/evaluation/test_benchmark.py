@@ -314,7 +314,7 @@ def test_default_methods_leave_out_ablations(temp_methods):
     temp_methods("ablated_tmp", Ablated)
     names = default_methods()
     assert "plain_tmp" in names and "ablated_tmp" not in names
-    assert names[:5] == ["nearest", "linear", "cubic", "gaussian", "pca_gaussian"]
+    assert names[:6] == ["nearest", "linear", "cubic", "gaussian", "kriging", "pca_gaussian"]
 
 
 def test_histology_images_are_read_only_views(synthetic_slide):

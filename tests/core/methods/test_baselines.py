@@ -174,5 +174,7 @@ def test_gaussian_smooth_in_blocks_equals_one_block(monkeypatch):
     dst = rng.uniform(0, 20, (333, 2))
     vals = rng.normal(size=(50, 3))
     whole = bl.gaussian_weights(src, dst, 1.7) @ vals
-    monkeypatch.setattr(bl, "_BLOCK_ELEMENTS", 50 * 7)  # 7 destinations per block
+    from napari_s2s.core.smoothing import gaussian as sg
+
+    monkeypatch.setattr(sg, "_BLOCK_ELEMENTS", 50 * 7)  # 7 destinations per block
     assert np.allclose(bl.gaussian_smooth(src, vals, dst, 1.7), whole)

@@ -149,54 +149,62 @@ def test_real_visium_slide_histology_helps_and_control_does_not(read_shared):
     assert perm["pcc_median"] < g["pcc_median"] + 0.01
 
 
-@pytest.mark.parametrize("mode", ["channels", "residual"])
-def test_s2s_he_trains_with_histology(stain_holdout, mode):
+def test_s2s_he_trains_with_the_h_and_e_term(stain_holdout):
     pytest.importorskip("torch")
-    pytest.importorskip("napari_s2s.core.methods.s2s")
     import torch
 
     torch.set_num_threads(1)
     task, truth, _ = stain_holdout
-    task = dataclasses.replace(task, budget_s=20.0)
     load_all()
-    assert METHODS["s2s-he"].needs_histology
-    method = METHODS["s2s-he"](mode=mode, max_steps=2, natural_images=False, n_components=3)
+    assert METHODS["s2s-he"].needs_histology and not getattr(METHODS["s2s"], "needs_histology", False)
+    method = METHODS["s2s-he"](max_steps=2, natural_images=False)
     pred = method.predict(task)
     assert pred.shape == truth.shape and np.isfinite(pred).all() and (pred >= 0).all()
-    if mode == "channels":
-        assert method.details_["histology_channels"] == 3
-    else:
-        assert method.details_["histology"]["penalty"] is not None  # the stain gene has a term
+    assert "H&E" in method.details_["base"]  # the stain gene is explained by the image
+    # the image as network input channels (an ablation) runs too
+    chan = METHODS["s2s-hechan"](max_steps=2, natural_images=False)
+    assert chan.predict(task).shape == truth.shape
     with pytest.raises(ValueError):
-        METHODS["s2s-he"](mode=mode).predict(dataclasses.replace(task, histology=None))
+        METHODS["s2s-he"](max_steps=2).predict(dataclasses.replace(task, histology=None))
 
 
-def test_s2s_he_residual_without_histology_signal_is_s2s():
+def test_s2s_without_histology_signal_is_s2s_without_histology():
+    """A blank image explains nothing: cross-validation leaves the H&E term out, and ``s2s`` (auto)
+    gives exactly what ``s2s-nohe`` gives."""
     pytest.importorskip("torch")
-    pytest.importorskip("napari_s2s.core.methods.s2s")
     load_all()
     task, _, _ = build_holdout(_stain_slide(n=16, blank=True), genes=["StainGene", "Trend"])
     opts = dict(max_steps=2, natural_images=False)
-    plain = METHODS["s2s"](**opts).predict(task)
-    np.testing.assert_allclose(METHODS["s2s-he"](mode="residual", **opts).predict(task), plain, atol=1e-6)
+    auto = METHODS["s2s"](**opts)
+    pred = auto.predict(task)
+    assert "H&E" not in auto.details_["base"]
+    np.testing.assert_allclose(METHODS["s2s-nohe"](**opts).predict(task), pred, atol=1e-6)
 
 
-def test_histology_terms_on_the_dense_grid_match_the_method(stain_holdout):
-    from napari_s2s.core.methods.histology import histology_terms
+@pytest.mark.parametrize("name", ["s2s-he", "s2s-hechan"])
+def test_s2s_he_stops_from_another_thread(stain_holdout, name):
+    """The dock's Stop during a validation of s2s-he: its training ends, predict raises MethodStopped."""
+    import threading
+    import time
+
+    from napari_s2s.core.methods import MethodStopped
 
     task, _, _ = stain_holdout
-    he = HeGaussian()
-    base, term_m, term_t = he.fit_terms(task)
-    tm, tt, details = histology_terms(
-        task.kind, task.measured_rows, task.measured_cols, task.measured_values,
-        2 * task.target_rows, 2 * task.target_cols, task.histology,
-    )
-    np.testing.assert_allclose(tm, term_m, atol=1e-9)
-    np.testing.assert_allclose(tt, term_t, atol=1e-9)
-    assert details["penalty"] is not None and np.abs(tt).max() > 0.05
-    # half-way dense positions get a term too (features read between the spots)
-    _, mid, _ = histology_terms(
-        task.kind, task.measured_rows, task.measured_cols, task.measured_values,
-        2 * task.target_rows[:10] + 1, 2 * task.target_cols[:10], task.histology,
-    )
-    assert mid.shape == (10, len(task.genes)) and np.isfinite(mid).all()
+    task = dataclasses.replace(task, budget_s=120.0)
+    method = load_all()[name](natural_images=False, threads=1)
+    ended = {}
+
+    def target():
+        try:
+            method.predict(task)
+        except MethodStopped:
+            ended["stopped"] = True
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    time.sleep(2.0)
+    t_stop = time.perf_counter()
+    method.stop()
+    thread.join(60)
+    assert not thread.is_alive() and ended.get("stopped")
+    assert time.perf_counter() - t_stop < 30  # not the 120 s budget

@@ -39,7 +39,8 @@ def test_config_presets_validation_and_round_trip():
     assert S2SConfig.from_dict(paper.to_dict()) == paper
     assert S2SConfig(preset="paper").blocks == 8
     for bad in (dict(preset="huge"), dict(cascades=0), dict(device="tpu"), dict(loss="huber"), dict(dc="x"),
-                dict(budget_s=None, max_steps=None), dict(natural_share=1.5), dict(budget_s=-1)):
+                dict(budget_s=None, max_steps=None), dict(natural_share=1.5), dict(budget_s=-1), dict(folds=1),
+                dict(blend="half"), dict(base_model="gp"), dict(precision="fp8")):
         with pytest.raises(ValueError):
             S2SConfig(**bad)
 
@@ -52,8 +53,11 @@ def test_hex_slide_end_to_end_contract(synthetic_slide):
     events = list(imp.fit_iter(slide, genes))
     phases = [e.phase for e in events]
     assert phases[0] == "prepare" and phases[-1] == "done" and "train" in phases
+    assert any("base predictor" in e.message for e in events) and any("out-of-fold" in e.message for e in events)
     train = [e for e in events if e.phase == "train"]
     assert [e.step for e in train] == [1, 2, 3, 4]
+    assert 0.0 <= imp.alpha <= 1.0 and imp.stats["networks"] == 4 and imp.stats["base"].startswith("kriging")
+    assert imp.verdict() in events[-1].message
     assert all(e.loss is not None and e.elapsed_s >= 0 and e.eta_s is not None for e in train)
     res = imp.impute(slide)
     assert res.genes == genes and res.values.dtype == np.float32
@@ -116,10 +120,10 @@ def test_stop_keeps_a_model_and_impute_works(synthetic_slide):
 
 def test_determinism_same_seed_same_result(synthetic_slide):
     genes = synthetic_slide.top_variable_genes(2)
-    # no validation split: with one, an untrained network (= its smoother base) may win for both seeds
-    a = S2SImputer(tiny(seed=5, early_stopping=False)).fit(synthetic_slide, genes).impute(synthetic_slide)
-    b = S2SImputer(tiny(seed=5, early_stopping=False)).fit(synthetic_slide, genes).impute(synthetic_slide)
-    c = S2SImputer(tiny(seed=6, early_stopping=False)).fit(synthetic_slide, genes).impute(synthetic_slide)
+    # the networks alone (a seed changes them; the base predictor does not depend on it here)
+    a = S2SImputer(tiny(seed=5, blend="network")).fit(synthetic_slide, genes).impute(synthetic_slide)
+    b = S2SImputer(tiny(seed=5, blend="network")).fit(synthetic_slide, genes).impute(synthetic_slide)
+    c = S2SImputer(tiny(seed=6, blend="network")).fit(synthetic_slide, genes).impute(synthetic_slide)
     assert np.array_equal(a.values, b.values)
     assert not np.array_equal(a.values, c.values)
 
@@ -130,8 +134,9 @@ def test_save_load_round_trip_and_bad_files(tmp_path, synthetic_slide):
     p = tmp_path / "model.pt"
     imp.save(p)
     back = S2SImputer.load(p)
-    assert back.config == imp.config and back.genes == genes
-    assert np.array_equal(back.impute(synthetic_slide).values, imp.impute(synthetic_slide).values)
+    assert back.config == imp.config and back.genes == genes and back.alpha == imp.alpha
+    # the base predictor is refitted with the saved choice: the same maps
+    np.testing.assert_allclose(back.impute(synthetic_slide).values, imp.impute(synthetic_slide).values, atol=1e-5)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint at all")
     with pytest.raises(SlideError, match="bad.pt"):
@@ -150,15 +155,60 @@ def test_save_load_round_trip_and_bad_files(tmp_path, synthetic_slide):
         S2SImputer.load(tmp_path / "missing.pt")
 
 
-def test_per_gene_models(synthetic_slide):
-    genes = synthetic_slide.top_variable_genes(2)
-    imp = S2SImputer(tiny(per_gene=True, max_steps=4)).fit(synthetic_slide, genes)
-    assert len(imp.states) == 2
-    res = imp.impute(synthetic_slide)
-    assert res.values.shape[1] == 2
-    other = [g for g in synthetic_slide.genes if g not in genes][0]
-    with pytest.raises(SlideError, match="per-gene"):
-        imp.impute(synthetic_slide, genes=[other])
+def test_the_base_alone_and_the_networks_alone(synthetic_slide):
+    from napari_s2s.core.data.lattice import physical
+    from napari_s2s.core.s2s.engine import slide_training_arrays
+
+    slide = synthetic_slide
+    genes = slide.top_variable_genes(2)
+    base_only = S2SImputer(tiny(blend="base")).fit(slide, genes)
+    assert base_only.alpha == 0.0
+    res = base_only.impute(slide)
+    # blend "base": exactly the base predictor's maps (non-learned), measured values put back
+    rows, cols, values, _ = slide_training_arrays(slide, genes)
+    b = np.maximum(base_only.base.predict(physical(res.dense_rows / 2.0, res.dense_cols / 2.0, slide.kind)), 0)
+    np.testing.assert_allclose(res.model_values, b, rtol=1e-4, atol=1e-5)  # float32 weights
+    nets = S2SImputer(tiny(blend="network")).fit(slide, genes)
+    assert nets.alpha == 1.0 and not np.allclose(nets.impute(slide).model_values, res.model_values)
+
+
+def test_networks_that_do_not_help_give_the_base(read_shared):
+    """Genes that are pure noise: the networks cannot beat the base on held-out spots, so the
+    result is the base predictor itself, and the verdict says so."""
+    slide = read_shared("st_breast_cancer_layer2")
+    rng = np.random.default_rng(0)
+    genes = slide.top_variable_genes(3)
+    use = slide.usable()
+    perm = np.arange(len(use))
+    perm[np.flatnonzero(use)] = rng.permutation(np.flatnonzero(use))
+    shuffled = slide.counts[perm]  # spots shuffled: no spatial structure left
+    import dataclasses
+
+    noisy = dataclasses.replace(slide, counts=shuffled)
+    imp = S2SImputer(tiny(max_steps=8, natural_images=False)).fit(noisy, genes)
+    assert imp.alpha == 0.0 and "the result is the base" in imp.verdict()
+
+
+def test_few_spots_still_get_the_base_and_a_zero_gene_gets_zeros(read_shared):
+    import dataclasses
+
+    slide = read_shared("her2st_C2")
+    use = np.flatnonzero(slide.usable())
+    keep = np.zeros(len(slide.usable()), bool)
+    keep[use[:12]] = True  # 12 usable spots: too few to train networks
+    small = dataclasses.replace(slide, in_tissue=keep & slide.in_tissue)
+    genes = slide.top_variable_genes(2)
+    events = list(S2SImputer(tiny()).fit_iter(small, genes))
+    assert events[-1].phase == "done" and "too few measured spots to train" in events[-1].message
+    # a gene with no counts among the measured spots: zeros, not NaN
+    import scipy.sparse as sp
+
+    mask = np.ones(slide.counts.shape[1], np.float32)
+    mask[slide.gene_indices([genes[0]])[0]] = 0.0
+    counts = slide.counts @ sp.diags(mask)
+    zero = dataclasses.replace(slide, counts=counts)
+    res = S2SImputer(tiny()).fit(zero, genes).impute(zero)
+    assert np.all(np.isfinite(res.values)) and np.all(res.values[:, 0] == 0)
 
 
 def test_bad_input(synthetic_slide):
@@ -189,10 +239,6 @@ def test_preview_during_training_is_exact_at_measured_spots_and_leaves_training_
     # previews neither touch the weights, the random streams nor the model's train/eval mode
     after = imp.impute(slide)
     np.testing.assert_array_equal(after.values, plain.values)
-    # a preview skips test-time averaging: not the final (averaged) prediction of the same weights
-    last_weights = S2SImputer(tiny(seed=2, max_steps=5, early_stopping=False, ema=0.0))
-    last_weights.fit(slide, genes)
-    assert not np.array_equal(last_weights.impute(slide, tta=False).values, last_weights.impute(slide).values)
 
 
 def test_model_output_kept_beside_the_exact_values(synthetic_slide):
@@ -213,3 +259,13 @@ def test_model_output_kept_beside_the_exact_values(synthetic_slide):
     adata = res.to_anndata(slide, tiny(), 1.0)
     np.testing.assert_array_equal(adata.layers["s2s_model"], res.model_values)
     np.testing.assert_array_equal(np.asarray(adata.X), res.values)
+
+
+def test_test_time_averaging_over_the_lattice_symmetries(synthetic_slide):
+    slide = synthetic_slide
+    genes = slide.top_variable_genes(2)
+    imp = S2SImputer(tiny(blend="network", max_steps=3)).fit(slide, genes)
+    one = imp.impute(slide, tta=False)  # network k uses the k-th symmetry
+    avg = imp.impute(slide, tta=True)  # every network averaged over all of them
+    np.testing.assert_array_equal(one.values[one.measured], avg.values[avg.measured])
+    assert not np.allclose(one.values[~one.measured], avg.values[~avg.measured])

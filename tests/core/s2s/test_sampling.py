@@ -8,7 +8,7 @@ import pytest
 from napari_s2s.core.s2s import sampling as S
 from napari_s2s.core.s2s.engine import S2SConfig
 from napari_s2s.core.data.lattice import measured_mask
-from napari_s2s.core.s2s.train import _st_sample, build_problem
+from napari_s2s.core.s2s.train import _st_sample, assign_folds, build_problem
 
 
 def _nodes(kind, h=24, w=24):
@@ -106,19 +106,23 @@ def test_hidden_positions_never_reach_a_training_batch(kind):
     # measured-lattice coordinates, as methods.s2s.to_lattice computes them
     lr, lc = rr[meas] // 2, cc[meas] // 2
     cfg = S2SConfig.from_preset("fast", patch=8, max_steps=1, cross_gene=False)
-    prob = build_problem(lr, lc, kind, ident[meas][:, None], cfg, rng=np.random.default_rng(0))
+    folds = assign_folds(int(meas.sum()), 4, np.random.default_rng(0))
+    prob = build_problem(lr, lc, kind, ident[meas][:, None], cfg, folds=folds)
     rng = np.random.default_rng(1)
-    seen_t, seen_k = set(), set()
-    for _ in range(2000):
-        ch, tg, lm = _st_sample(prob, rng, augment=True)
-        seen_t.update(tg[lm].tolist())
-        kept = ch[1] > 0
-        seen_k.update(ch[0][kept].tolist())
-    assert seen_t and seen_k
-    assert not (seen_t | seen_k) & hidden_ids
-    assert (seen_t | seen_k) <= meas_ids
-    # targets are never the kept inputs of the same sample, and validation spots never targets
+    for fold in range(4):
+        seen_t, seen_k = set(), set()
+        for _ in range(500):
+            ch, tg, lm = _st_sample(prob, rng, augment=True, fold=fold)
+            seen_t.update(tg[lm].tolist())
+            kept = ch[1] > 0
+            seen_k.update(ch[0][kept].tolist())
+        assert seen_t and seen_k
+        assert not (seen_t | seen_k) & hidden_ids
+        assert (seen_t | seen_k) <= meas_ids
+        # a fold's network never has that fold's spots as targets (its out-of-fold predictions are honest)
+        assert not seen_t & set(ident[meas][folds == fold].tolist())
+    # targets are never the kept inputs of the same sample
     for p in range(len(prob.channels)):
         kept = prob.channels[p][0, 1] > 0
-        assert not (prob.loss_mask[p] & kept).any()
-        assert not (prob.loss_mask[p] & prob.val_mask[p]).any()
+        for f in range(4):
+            assert not (prob.loss_mask(p, f) & kept).any()

@@ -1,4 +1,4 @@
-"""Training pieces: cross-gene reconstruction, the loop's limits, stop flag and model selection."""
+"""Training pieces: cross-gene reconstruction, folds, the round-robin loop, stop flag, out-of-fold predictions."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import numpy as np
 import torch
 
 from napari_s2s.core.s2s import sampling as S
+from napari_s2s.core.s2s.blend import blend_weight, kept_sources, network_oof
 from napari_s2s.core.s2s.engine import S2SConfig
 from napari_s2s.core.s2s.natural import load_natural_images
 from napari_s2s.core.s2s.train import (
     NaturalSampler,
     TrainState,
+    assign_folds,
     build_problem,
     cross_gene_reconstruction,
-    make_model,
+    make_members,
     train_loop,
-    validation_loss,
 )
+
+CPU = torch.device("cpu")
 
 
 def _cfg(**kw):
@@ -26,7 +29,7 @@ def _cfg(**kw):
     return S2SConfig.from_preset("fast", **base)
 
 
-def _problem(cfg, kind="square", n=14):
+def _problem(cfg, kind="square", n=14, folds=4):
     rng = np.random.default_rng(0)
     rr, cc = np.mgrid[0:n, 0:n]
     rr, cc = rr.ravel(), cc.ravel()
@@ -34,7 +37,7 @@ def _problem(cfg, kind="square", n=14):
         keep = (rr + cc) % 2 == 0
         rr, cc = rr[keep], cc[keep]
     z = (np.sin(rr / 3.0)[:, None] + rng.normal(0, 0.3, (len(rr), 3))).astype(np.float32)
-    return build_problem(rr, cc, kind, z, cfg, rng=rng)
+    return build_problem(rr, cc, kind, z, cfg, folds=assign_folds(len(rr), folds, rng))
 
 
 def test_cross_gene_reconstruction_denoises_low_rank_data():
@@ -47,31 +50,64 @@ def test_cross_gene_reconstruction_denoises_low_rank_data():
     assert np.mean((rec - signal[:, :5]) ** 2) < 0.5 * np.mean((noisy[:, :5] - signal[:, :5]) ** 2)
 
 
-def test_loop_honours_max_steps_and_keeps_the_best_validated_weights():
+def test_folds_keep_each_network_off_its_own_spots():
+    prob = _problem(_cfg(), "hex")
+    assert prob.n_folds == 4 and np.bincount(prob.folds).min() >= len(prob.folds) // 4
+    for f in range(4):
+        for p in range(len(prob.channels)):
+            lm = prob.loss_mask(p, f)
+            assert not (lm & (prob.fold_img == f)).any()  # never a target of its own network
+            assert not (lm & prob.kept[p]).any() and not (lm & ~prob.present).any()
+            assert len(prob.starts[f][p]) > 0
+
+
+def test_loop_trains_the_members_in_turn_and_honours_max_steps():
     torch.set_num_threads(1)
-    cfg = _cfg(max_steps=8, val_every_frac=0.25, min_val_spots=5)
+    cfg = _cfg(max_steps=8)
     prob = _problem(cfg)
-    assert prob.has_val  # enough spots for a validation split
-    model = make_model(prob.n_channels, cfg)
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
+    before = [next(m.model.parameters()).detach().clone() for m in members]
     state = TrainState()
-    events = list(train_loop(model, prob, cfg, torch.device("cpu"), state, lambda: False, max_steps=8))
+    events = list(train_loop(members, prob, cfg, CPU, state, lambda: False, max_steps=8))
     assert [e.step for e in events] == list(range(1, 9))
-    assert state.steps == 8 and not state.stopped
-    vals = [v for _, v in state.val_history]
-    assert state.best_val == min(vals)
-    model.load_state_dict(state.best_state)
-    assert abs(validation_loss(model, prob, torch.device("cpu")) - state.best_val) < 1e-5
+    assert state.steps == 8 and not state.stopped and [m.steps for m in members] == [2, 2, 2, 2]
+    assert all(not torch.equal(b, next(m.model.parameters())) for b, m in zip(before, members))
+    assert all(m.ema is not None for m in members)  # predictions use the weight average
 
 
 def test_stop_flag_ends_training_at_the_next_step():
     cfg = _cfg(max_steps=None, budget_s=60)
     prob = _problem(cfg, "hex")
-    model = make_model(prob.n_channels, cfg)
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
     state = TrainState()
     n = 0
-    for ev in train_loop(model, prob, cfg, torch.device("cpu"), state, lambda: n >= 2, budget_s=60):
+    for ev in train_loop(members, prob, cfg, CPU, state, lambda: n >= 2, budget_s=60):
         n = ev.step
-    assert state.stopped and state.steps == 2 and state.best_state is not None
+    assert state.stopped and state.steps == 2 and state.live is None
+
+
+def test_out_of_fold_predictions_and_the_blend_weight():
+    cfg = _cfg(max_steps=4)
+    prob = _problem(cfg)
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
+    list(train_loop(members, prob, cfg, CPU, TrainState(), lambda: False, max_steps=4))
+    oof = network_oof(members, prob, CPU)
+    pix = prob.spot_pixels
+    # every (spot, phase) pair where the spot is not kept, each predicted by the spot's own fold network
+    expected = sum(int((~prob.kept[p][pix[:, 0], pix[:, 1]]).sum()) for p in range(len(prob.channels)))
+    assert len(oof.spots) == expected and oof.network.shape == (expected, prob.genes)
+    assert not any(prob.kept[p][pix[s, 0], pix[s, 1]] for s, p in zip(oof.spots, oof.phases))
+    src = kept_sources(prob, 0)
+    assert prob.kept[0][pix[src, 0], pix[src, 1]].all()
+    # the blend weight: least squares in [0, 1]
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(50, 3))
+    base = truth + rng.normal(0, 1.0, truth.shape)
+    w = np.ones(3)
+    assert blend_weight(truth, base, truth, w) == 1.0  # perfect networks
+    assert blend_weight(truth, base, base - 2.0 * (truth - base), w) == 0.0  # wrong way: clipped at 0
+    assert blend_weight(truth, base, base, w) == 0.0  # identical: nothing to choose
+    assert 0.3 < blend_weight(truth, base, truth + rng.normal(0, 1.0, truth.shape), w) < 0.7  # equally good
 
 
 def test_natural_images_on_the_slide_lattice():
@@ -91,39 +127,15 @@ def test_time_the_consumer_holds_the_loop_is_not_charged_to_the_budget():
     import time
 
     torch.set_num_threads(1)
-    cfg = _cfg(max_steps=None, budget_s=0.6, early_stopping=False)
+    cfg = _cfg(max_steps=None, budget_s=0.6)
     prob = _problem(cfg)
-    model = make_model(prob.n_channels, cfg)
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
     state = TrainState()
     t0 = time.perf_counter()
     held = 0.0
-    for ev in train_loop(model, prob, cfg, torch.device("cpu"), state, lambda: False, budget_s=0.6):
+    for ev in train_loop(members, prob, cfg, CPU, state, lambda: False, budget_s=0.6):
         time.sleep(0.2)  # e.g. a preview map computed between two events
         held += 0.2
     wall = time.perf_counter() - t0
     assert ev.elapsed_s < 0.6 + 0.5 and state.seconds <= wall - held + 0.05
     assert state.steps >= 4, "the pauses ate the training budget"
-
-
-def test_validations_are_spaced_by_their_cost(monkeypatch):
-    import time
-
-    import napari_s2s.core.s2s.train as T
-
-    calls = []
-
-    def slow_validation(model, prob, device, chunk=16):
-        calls.append(time.perf_counter())
-        time.sleep(0.25)
-        return 1.0 / len(calls)
-
-    monkeypatch.setattr(T, "validation_loss", slow_validation)
-    cfg = _cfg(max_steps=None, budget_s=3.0, val_every_frac=0.01, min_val_spots=5)
-    prob = _problem(cfg)
-    assert prob.has_val
-    state = TrainState()
-    list(T.train_loop(make_model(prob.n_channels, cfg), prob, cfg, torch.device("cpu"), state, lambda: False,
-                      budget_s=3.0))
-    gaps = np.diff(calls[:-1])  # the last one is the final validation after the budget
-    assert len(calls) >= 3
-    assert gaps.min() >= T.VAL_COST_RATIO * 0.25 - 0.02  # without the rule: every 0.5 s

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..methods import HistologyView, histology_view
 from .lattice import apply_affine, pitch_of_affine
 
 #: Feature sets understood by :func:`histology_features`.
@@ -64,6 +63,50 @@ _SPREAD_CHANNELS = ("R", "G", "B", "grey", "H", "E")
 
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 6
+
+
+@dataclass(frozen=True)
+class HistologyView:
+    """What a histology-guided method may see of the slide: the images and where spots sit in them.
+
+    Attributes
+    ----------
+    images
+        Image name -> (H, W, 3) uint8.
+    scalefactors
+        Image name -> factor from full-resolution pixels to that image's pixels.
+    grid_to_px
+        (2, 3) affine ``[row, col, 1] -> [x, y]`` in full-resolution pixels.
+    spot_diameter_px
+        Spot diameter in full-resolution pixels, if known.
+    """
+
+    images: dict
+    scalefactors: dict
+    grid_to_px: np.ndarray
+    spot_diameter_px: float | None = None
+
+
+def histology_view(slide) -> HistologyView | None:
+    """What histology-guided methods may see of a :class:`~napari_s2s.core.data.slide.Slide`.
+
+    ``None`` when the slide has no image or no pixel positions (no grid -> pixel affine). The images
+    are read-only views shared by every method: nobody may paint on them.
+    """
+    g = slide.geometry
+    if not slide.images or slide.pixel_xy is None or g is None or g.grid_to_px is None:
+        return None
+    images = {}
+    for k, v in slide.images.items():
+        img = np.asarray(v).view()
+        img.flags.writeable = False
+        images[k] = img
+    return HistologyView(
+        images=images,
+        scalefactors=dict(slide.scalefactors),
+        grid_to_px=np.array(g.grid_to_px, dtype=np.float64),
+        spot_diameter_px=slide.spot_diameter_px,
+    )
 
 
 @dataclass(frozen=True)
@@ -399,6 +442,30 @@ def covariate_function(
 
     covariates.n_channels = int(proj.shape[1])
     return covariates
+
+
+def feature_function(
+    view: HistologyView,
+    kind: str | None,
+    *,
+    scale: float = 1.0,
+    offset: tuple[float, float] = (0.0, 0.0),
+    features: str = "basic",
+):
+    """Raw H&E features at grid coordinates: ``f(R, C) -> (n, F)``.
+
+    Grid coordinates map to array coordinates ``(R / scale + offset[0], C / scale + offset[1])``
+    (see :func:`covariate_function` for the two conventions: ``scale=2`` for the x2 dense grid of a
+    slide, ``scale=1`` with the sub-lattice offset for the benchmark's measured lattice).
+    """
+    off_r, off_c = float(offset[0]), float(offset[1])
+
+    def feats(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        r = np.asarray(rows, dtype=np.float64) / scale + off_r
+        c = np.asarray(cols, dtype=np.float64) / scale + off_c
+        return histology_features(view, r, c, kind, features=features)
+
+    return feats
 
 
 def clear_cache() -> None:

@@ -193,15 +193,13 @@ class Slide:
     @property
     def name(self) -> str:
         """Short name for tables: library id, else the file stem."""
-        if self.source:
-            from pathlib import Path
+        return slide_name(self.source, self.library_id)
 
-            p = Path(self.source)
-            stem = p.name if (p.is_dir() and p.suffix.lower() != ".zarr") or not p.suffix else p.stem
-            if stem in ("outs", ""):
-                stem = p.parent.name
-            return stem
-        return self.library_id or "slide"
+    @property
+    def imputed_from(self) -> str | None:
+        """The source (path) of the slide a reopened result was imputed from, if it says so."""
+        src = self.metadata["s2s"].get("source") if self.is_imputed_result else None
+        return str(src) if src else None
 
     def usable(self) -> np.ndarray:
         """Bool per spot: in tissue with at least one count (the spots every method works on)."""
@@ -447,3 +445,17 @@ def _gene_stats(
         np.add.at(sq, idx, (v * v) * inv)
     mean64 = mean.astype(np.float64)
     return detected / m, sq.astype(np.float64) - mean64**2
+
+
+def slide_name(source, library_id: str | None = None) -> str:
+    """Short name of a slide for tables: the file stem (the sample folder for a Space Ranger ``outs/``),
+    else the library id."""
+    if source:
+        from pathlib import Path
+
+        p = Path(source)
+        stem = p.name if (p.is_dir() and p.suffix.lower() != ".zarr") or not p.suffix else p.stem
+        if stem in ("outs", ""):
+            stem = p.parent.name
+        return stem
+    return library_id or "slide"

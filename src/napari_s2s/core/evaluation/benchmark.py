@@ -42,7 +42,7 @@ MIN_MEASURED = 16
 MIN_DETECTED = 0.10
 
 #: Order of methods in tables and plots; methods not listed follow alphabetically.
-METHOD_ORDER = ("nearest", "linear", "cubic", "gaussian", "pca_gaussian", "dist", "he_gaussian", "s2s", "s2s-he")
+METHOD_ORDER = ("nearest", "linear", "cubic", "gaussian", "kriging", "pca_gaussian", "dist", "he_gaussian", "s2s", "s2s-he")
 
 
 def _fresh(a: np.ndarray, dtype=None) -> np.ndarray:
@@ -217,8 +217,13 @@ def _task_copy(task: ImputationTask) -> ImputationTask:
     return dataclasses.replace(task, **changes)
 
 
-def run_method(name: str, task: ImputationTask, **options) -> tuple[np.ndarray, float, dict | None]:
+def run_method(
+    name: str, task: ImputationTask, *, on_method: Callable | None = None, **options
+) -> tuple[np.ndarray, float, dict | None]:
     """Run one registered method on a task: ``(prediction (t, G) float64, seconds, details)``.
+
+    ``on_method(method)``, when given, receives the method object before it predicts (the dock
+    keeps it to call its ``stop()``).
 
     Raises
     ------
@@ -228,6 +233,8 @@ def run_method(name: str, task: ImputationTask, **options) -> tuple[np.ndarray, 
     if name not in METHODS:
         load_all()
     method = METHODS[name](**options)
+    if on_method is not None:
+        on_method(method)
     t0 = time.perf_counter()
     pred = method.predict(_task_copy(task))
     seconds = time.perf_counter() - t0

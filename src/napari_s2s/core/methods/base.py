@@ -16,51 +16,8 @@ from typing import Callable, Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from ..data.histology_features import HistologyView, histology_view  # noqa: F401  (re-exported)
 from ..data.lattice import physical
-
-
-@dataclass(frozen=True)
-class HistologyView:
-    """What a histology-guided method may see of the slide: the images and where spots sit in them.
-
-    Attributes
-    ----------
-    images
-        Image name -> (H, W, 3) uint8.
-    scalefactors
-        Image name -> factor from full-resolution pixels to that image's pixels.
-    grid_to_px
-        (2, 3) affine ``[row, col, 1] -> [x, y]`` in full-resolution pixels.
-    spot_diameter_px
-        Spot diameter in full-resolution pixels, if known.
-    """
-
-    images: dict
-    scalefactors: dict
-    grid_to_px: np.ndarray
-    spot_diameter_px: float | None = None
-
-
-def histology_view(slide) -> HistologyView | None:
-    """What histology-guided methods may see of a :class:`~napari_s2s.core.data.slide.Slide`.
-
-    ``None`` when the slide has no image or no pixel positions (no grid -> pixel affine). The images
-    are read-only views shared by every method: nobody may paint on them.
-    """
-    g = slide.geometry
-    if not slide.images or slide.pixel_xy is None or g is None or g.grid_to_px is None:
-        return None
-    images = {}
-    for k, v in slide.images.items():
-        img = np.asarray(v).view()
-        img.flags.writeable = False
-        images[k] = img
-    return HistologyView(
-        images=images,
-        scalefactors=dict(slide.scalefactors),
-        grid_to_px=np.array(g.grid_to_px, dtype=np.float64),
-        spot_diameter_px=slide.spot_diameter_px,
-    )
 
 
 @dataclass(frozen=True)
@@ -113,11 +70,20 @@ class ImputationTask:
 
 
 class Method(Protocol):
-    """An imputation method: ``predict(task) -> (t, G)`` float array for the task's targets."""
+    """An imputation method: ``predict(task) -> (t, G)`` float array for the task's targets.
+
+    Methods that train may also offer ``stop()``: safe to call from another thread while
+    ``predict`` runs, which then ends within about one training step by raising
+    :class:`MethodStopped` (the dock's Stop and closing napari during a validation use it).
+    """
 
     name: str
 
     def predict(self, task: ImputationTask) -> np.ndarray: ...
+
+
+class MethodStopped(Exception):
+    """``predict`` ended early because the method's ``stop()`` was called: there is no prediction."""
 
 
 #: Registered methods: name -> factory taking keyword options and returning a :class:`Method`.

@@ -1,4 +1,4 @@
-"""Classical imputation baselines: ``nearest``, ``linear``, ``cubic``, ``gaussian``, ``pca_gaussian``.
+"""Classical imputation baselines: ``nearest``, ``linear``, ``cubic``, ``gaussian``, ``kriging``, ``pca_gaussian``.
 
 All of them work in physical proportions (pitch units, :meth:`ImputationTask.measured_physical`),
 see only the measured spots of the task and predict every target position.
@@ -34,255 +34,22 @@ import scipy.sparse as sp
 from scipy.interpolate import CloughTocher2DInterpolator, LinearNDInterpolator
 from scipy.spatial import Delaunay, cKDTree
 
+from ..smoothing.gaussian import (  # noqa: F401  (re-exported: the building blocks of these baselines)
+    BANDWIDTHS,
+    choose_bandwidth_loo,
+    gaussian_smooth,
+    gaussian_weights,
+    gene_weights,
+    loo_errors,
+)
+from ..smoothing.pca import dense, pca_basis, pca_denoise, reconstruct, top_loadings  # noqa: F401
 from .base import ImputationTask, register
-
-#: Candidate Gaussian bandwidths (standard deviation, in pitch units of the full lattice). The
-#: measured lattice of the benchmark has a spacing of 2 pitch; tiny bandwidths degrade gracefully to
-#: nearest-neighbour prediction, large ones to the global mean.
-BANDWIDTHS: tuple[float, ...] = tuple(float(b) for b in np.round(np.geomspace(0.5, 12.0, 19), 4))
-
-#: Largest weight matrix (elements) :func:`gaussian_smooth` builds at once.
-_BLOCK_ELEMENTS = 4_000_000
 
 #: Candidate numbers of principal components for ``pca_gaussian``.
 PCA_COMPONENTS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
 
-
-# ---------------------------------------------------------------------- distances and weights
-def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) squared Euclidean distances, float64, never negative."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d, 0.0)
-
-
-def gaussian_weights(
-    src_phys: np.ndarray, dst_phys: np.ndarray, bandwidth: float, exclude_self: bool = False
-) -> np.ndarray:
-    """Row-normalised Gaussian weights from sources to destinations.
-
-    Weights are ``exp(-d^2 / (2 h^2))`` normalised per destination. They are computed relative to the
-    nearest source of each destination (``d^2 - min d^2``), so a destination far from every source
-    gets its nearest sources' mean instead of 0/0.
-
-    Parameters
-    ----------
-    src_phys
-        (m, 2) physical positions of the sources (pitch units).
-    dst_phys
-        (t, 2) physical positions of the destinations.
-    bandwidth
-        Gaussian standard deviation ``h`` in pitch units (> 0).
-    exclude_self
-        Give zero weight to pairs at distance 0 (leave-one-out when ``dst_phys is src_phys``).
-
-    Returns
-    -------
-    numpy.ndarray
-        (t, m) float64 weights, rows summing to 1.
-    """
-    if bandwidth <= 0:
-        raise ValueError("bandwidth must be positive")
-    d2 = _sq_dists(dst_phys, src_phys)
-    if exclude_self:
-        d2 = np.where(d2 < 1e-12, np.inf, d2)
-    d2 = d2 - d2.min(axis=1, keepdims=True)
-    w = np.exp(-d2 / (2.0 * bandwidth * bandwidth))
-    return w / w.sum(axis=1, keepdims=True)
-
-
-def gaussian_smooth(
-    src_phys: np.ndarray, src_values: np.ndarray, dst_phys: np.ndarray, bandwidth: float | np.ndarray
-) -> np.ndarray:
-    """Gaussian-weighted mean of source values at destination points.
-
-    Parameters
-    ----------
-    src_phys
-        (m, 2) physical positions of the sources (pitch units).
-    src_values
-        (m, G) or (m,) values at the sources.
-    dst_phys
-        (t, 2) physical positions of the destinations.
-    bandwidth
-        One bandwidth for all columns, or a (G,) array with one per column.
-
-    Returns
-    -------
-    numpy.ndarray
-        (t, G) (or (t,)) float64 predictions.
-    """
-    vals = np.asarray(src_values, dtype=np.float64)
-    one_d = vals.ndim == 1
-    if one_d:
-        vals = vals[:, None]
-    bw = np.asarray(bandwidth, dtype=np.float64)
-    if bw.ndim == 0:
-        bw = np.full(vals.shape[1], float(bw))
-    if bw.shape != (vals.shape[1],):
-        raise ValueError("one bandwidth per column expected")
-    dst = np.asarray(dst_phys, dtype=np.float64)
-    out = np.empty((len(dst), vals.shape[1]))
-    # destinations in blocks, so that a dense output grid never needs a huge weight matrix
-    step = max(1, _BLOCK_ELEMENTS // max(1, len(src_phys)))
-    for h in np.unique(bw):
-        cols = np.flatnonzero(bw == h)
-        for s in range(0, len(dst), step):
-            out[s : s + step, cols] = gaussian_weights(src_phys, dst[s : s + step], float(h)) @ vals[:, cols]
-    return out[:, 0] if one_d else out
-
-
-def loo_errors(
-    phys: np.ndarray, values: np.ndarray, bandwidths: tuple[float, ...] = BANDWIDTHS
-) -> np.ndarray:
-    """Leave-one-out squared errors of Gaussian smoothing, per bandwidth and gene.
-
-    Each spot is predicted from all the others (its own weight is zero).
-
-    Parameters
-    ----------
-    phys
-        (m, 2) physical positions of the measured spots.
-    values
-        (m, G) measured values.
-    bandwidths
-        Candidate bandwidths (pitch units).
-
-    Returns
-    -------
-    numpy.ndarray
-        (len(bandwidths), G) mean squared LOO error of each gene under each bandwidth.
-    """
-    vals = np.asarray(values, dtype=np.float64)
-    if vals.ndim == 1:
-        vals = vals[:, None]
-    out = np.empty((len(bandwidths), vals.shape[1]))
-    for i, h in enumerate(bandwidths):
-        pred = gaussian_weights(phys, phys, h, exclude_self=True) @ vals
-        out[i] = ((pred - vals) ** 2).mean(axis=0)
-    return out
-
-
-def _gene_weights(values: np.ndarray) -> np.ndarray:
-    """1 / variance per gene (constant genes get 0), so each gene weighs the same in a criterion."""
-    var = np.asarray(values, dtype=np.float64).var(axis=0)
-    return np.where(var > 0, 1.0 / np.where(var > 0, var, 1.0), 0.0)
-
-
-def choose_bandwidth_loo(
-    phys: np.ndarray,
-    values: np.ndarray,
-    bandwidths: tuple[float, ...] = BANDWIDTHS,
-    per_gene: bool = False,
-) -> float | np.ndarray:
-    """Choose the Gaussian bandwidth by leave-one-out on the measured spots only.
-
-    Parameters
-    ----------
-    phys
-        (m, 2) physical positions of the measured spots (pitch units).
-    values
-        (m, G) measured values.
-    bandwidths
-        Candidates (pitch units).
-    per_gene
-        Return one bandwidth per gene (each gene's LOO minimum) instead of one shared bandwidth
-        minimising the mean over genes of the variance-normalised LOO error.
-
-    Returns
-    -------
-    float or numpy.ndarray
-        The bandwidth, or a (G,) array of them with ``per_gene``. Ties go to the smaller bandwidth.
-    """
-    vals = np.asarray(values, dtype=np.float64)
-    if vals.ndim == 1:
-        vals = vals[:, None]
-    if len(phys) < 2:
-        return float(bandwidths[0]) if not per_gene else np.full(vals.shape[1], bandwidths[0])
-    err = loo_errors(phys, vals, bandwidths)
-    bws = np.asarray(bandwidths, dtype=np.float64)
-    if per_gene:
-        return bws[np.argmin(err, axis=0)]
-    score = (err * _gene_weights(vals)[None, :]).mean(axis=1)
-    return float(bws[int(np.argmin(score))])
-
-
-# ---------------------------------------------------------------------- PCA denoising
-def _dense(x) -> np.ndarray:
-    return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
-
-
-def _pca_basis(x: np.ndarray, k_max: int, standardise: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Column means, column scales and the top ``k_max`` loadings (k_max, genes) of ``x`` (spots x genes).
-
-    With ``standardise`` the columns are divided by their standard deviation before the SVD (every
-    gene weighs the same); otherwise the scales are 1 (centred PCA).
-    """
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0) if standardise else np.ones(x.shape[1])
-    scale = np.where(scale > 0, scale, 1.0)
-    return mean, scale, _top_loadings((x - mean) / scale, k_max)
-
-
-def _top_loadings(xc: np.ndarray, k: int) -> np.ndarray:
-    """Top ``k`` right singular vectors (k', genes) of a centred matrix, k' <= k (numerical rank).
-
-    Computed from the eigen-decomposition of the smaller Gram matrix (spots x spots or genes x
-    genes): much cheaper than a full SVD for these very wide or very tall matrices, and it stays
-    fast when a multi-threaded BLAS has to share busy cores.
-    """
-    m, n = xc.shape
-    if k <= 0 or m == 0 or n == 0:
-        return np.zeros((0, n))
-    if m <= n:
-        evals, u = np.linalg.eigh(xc @ xc.T)
-        order = np.argsort(evals)[::-1][:k]
-        evals, u = evals[order], u[:, order]
-        keep = evals > max(float(evals[0]), 0.0) * 1e-10 if evals.size else evals > 0
-        vt = (u[:, keep].T @ xc) / np.sqrt(evals[keep])[:, None]
-    else:
-        evals, v = np.linalg.eigh(xc.T @ xc)
-        order = np.argsort(evals)[::-1][:k]
-        evals, v = evals[order], v[:, order]
-        keep = evals > max(float(evals[0]), 0.0) * 1e-10 if evals.size else evals > 0
-        vt = v[:, keep].T
-    return vt
-
-
-def _reconstruct(x, mean, scale, vt, k, cols) -> np.ndarray:
-    """Rank-``k`` reconstruction of columns ``cols`` of ``x`` on the basis ``(mean, scale, vt)``."""
-    scores = ((x - mean) / scale) @ vt[:k].T
-    return (scores @ vt[:k][:, cols]) * scale[cols] + mean[cols]
-
-
-def pca_denoise(
-    all_genes: np.ndarray, target_cols: np.ndarray | None, k: int, standardise: bool = False
-) -> np.ndarray:
-    """Project spots on their top ``k`` principal components and reconstruct.
-
-    Parameters
-    ----------
-    all_genes
-        (m, n) values of the spots over many genes (dense or sparse).
-    target_cols
-        Column indices to return (``None``: all).
-    k
-        Number of components.
-    standardise
-        Scale genes to unit variance before the decomposition (and back after).
-
-    Returns
-    -------
-    numpy.ndarray
-        (m, len(target_cols)) reconstructed values (not clipped: a smoother applied afterwards
-        stays linear; clip its output).
-    """
-    x = _dense(all_genes)
-    mean, scale, vt = _pca_basis(x, k, standardise)
-    cols = np.arange(x.shape[1]) if target_cols is None else np.asarray(target_cols)
-    return _reconstruct(x, mean, scale, vt, k, cols)
-
+# old private names, kept for scripts that used them
+_dense, _pca_basis, _top_loadings, _reconstruct, _gene_weights = dense, pca_basis, top_loadings, reconstruct, gene_weights
 
 def _augment_with_targets(task: ImputationTask) -> tuple[np.ndarray, np.ndarray]:
     """The all-gene matrix including the target genes, and the column of each target gene.
@@ -294,7 +61,7 @@ def _augment_with_targets(task: ImputationTask) -> tuple[np.ndarray, np.ndarray]
     vals = np.asarray(task.measured_values, dtype=np.float64)
     if task.measured_all_genes is None or task.measured_all_genes.shape[1] == 0:
         return vals, np.arange(vals.shape[1])
-    x = _dense(task.measured_all_genes)
+    x = dense(task.measured_all_genes)
     names = task.extra.get("all_genes") if isinstance(task.extra, dict) else None
     lookup = {str(n): i for i, n in enumerate(names)} if names is not None and len(names) == x.shape[1] else {}
     cols = np.empty(len(task.genes), dtype=np.int64)
@@ -339,9 +106,9 @@ def choose_pca_gaussian(
     m = len(phys)
     rng = np.random.default_rng(seed)
     folds = rng.permutation(m) % max(2, min(n_folds, m))
-    x = _dense(all_genes)
+    x = dense(all_genes)
     tvals = x[:, target_cols]
-    gw = _gene_weights(tvals)
+    gw = gene_weights(tvals)
     k_cap = min(x.shape[1], m - int(np.bincount(folds).max()) - 1)
     ks = [k for k in components if k <= k_cap]
     cands: list[tuple[int | None, bool]] = [(None, False)] + [(k, st) for st in standardise for k in ks]
@@ -353,7 +120,7 @@ def choose_pca_gaussian(
         # smoothing is linear: smooth the PCA scores once per bandwidth, then any rank is cheap
         parts = {}
         for st in standardise if ks else ():
-            mean, scale, vt = _pca_basis(x[tr], max(ks), st)
+            mean, scale, vt = pca_basis(x[tr], max(ks), st)
             scores = ((x[tr] - mean) / scale) @ vt.T
             load = vt[:, target_cols] * scale[target_cols]
             parts[st] = (mean[target_cols], load, [w @ scores for w in weights])
@@ -502,6 +269,32 @@ class Gaussian(_Base):
             h = choose_bandwidth_loo(src, vals, per_gene=self.per_gene)
         self.details_ = {"bandwidth": h, "per_gene": self.per_gene}
         return gaussian_smooth(src, vals, task.target_physical(), h)
+
+
+@register("kriging")
+class KrigingMethod(_Base):
+    """Kriging (Gaussian-process regression with a nugget) of the measured spots.
+
+    One exponential-kernel field per gene with a length and a signal-to-noise ratio shared by the
+    (standardised) genes, both chosen by leave-one-out on the measured spots
+    (:class:`~napari_s2s.core.smoothing.kriging.Kriging`). Unlike the Gaussian-weighted mean, a
+    target one pitch from a measured spot is predicted knowing it is closer than the spots used to
+    choose the parameters are to each other.
+    """
+
+    name = "kriging"
+
+    def __init__(self) -> None:
+        self.details_: dict = {}
+
+    def predict(self, task: ImputationTask) -> np.ndarray:
+        from ..smoothing.kriging import Kriging
+
+        src = task.measured_physical()
+        vals = np.asarray(task.measured_values, dtype=np.float64)
+        kr = Kriging.fit(src, vals, seed=task.seed)
+        self.details_ = {"nu": kr.nu, "ell": kr.ell, "snr": kr.snr}
+        return np.maximum(kr.predict(src, vals, task.target_physical()), 0.0)
 
 
 @register("pca_gaussian")

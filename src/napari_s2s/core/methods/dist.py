@@ -24,13 +24,14 @@ than one level pitch from every spot are 0.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from ..data.lattice import measured_mask, physical
-from .base import ImputationTask, register
+from .base import ImputationTask, MethodStopped, register
 
 
 def _level_image(a: np.ndarray, b: np.ndarray, values: np.ndarray, origin: tuple[int, int],
@@ -139,6 +140,11 @@ class Dist:
         self.threads = threads
         self.width = int(width)
         self.details_: dict = {}
+        self.stop_requested = threading.Event()
+
+    def stop(self) -> None:
+        """End a running :meth:`predict` after the current batch (it raises ``MethodStopped``)."""
+        self.stop_requested.set()
 
     def predict(self, task: ImputationTask) -> np.ndarray:
         import torch
@@ -201,6 +207,8 @@ class Dist:
         for _ in range(self.epochs):
             order = torch.randperm(n, generator=gen)
             for s in range(0, n, bs):
+                if self.stop_requested.is_set():
+                    raise MethodStopped("stopped")
                 sel = order[s : s + bs]
                 pred = net(x[sel])
                 loss = (((pred - y[sel]) ** 2) * m).sum() / (m.sum() * len(sel))

@@ -1,4 +1,4 @@
-"""Histology-guided imputation: ``he_gaussian``, its control ``he_gaussian-permuted``, and ``s2s-he``.
+"""Histology-guided imputation: ``he_gaussian`` and its control ``he_gaussian-permuted``.
 
 ``he_gaussian`` is the ``gaussian`` baseline plus a ridge model of what the smoother misses, read
 from the H&E image (:mod:`napari_s2s.core.data.histology_features`).
@@ -26,16 +26,17 @@ the candidates, so a slide whose image does not explain the residual falls back 
 positions (seeded), which keeps the features' distribution and destroys their link with the tissue
 under each spot. It should do no better than ``gaussian``.
 
-``s2s-he`` brings the same histology term to S2S-ST (see :class:`S2SHe`); it imports the engine
-(torch) only when it runs.
+The S2S engine's base predictor has the same kind of H&E term (:class:`~napari_s2s.core.smoothing.ridge.FeatureTerm`,
+on the kriging smoother's residual): ``s2s`` uses it when the slide has an image (``s2s-he`` requires one).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..data.histology_features import covariate_function, histology_features
+from ..data.histology_features import histology_features
 from .base import ImputationTask, register
+from ..smoothing.ridge import RIDGE_GRID, FeatureTerm, ridge_gcv  # noqa: F401  (re-exported)
 from .baselines import (
     _augment_with_targets,
     choose_bandwidth_loo,
@@ -43,77 +44,6 @@ from .baselines import (
     gaussian_weights,
     pca_denoise,
 )
-
-#: Ridge penalties tried by GCV, as multiples of the mean squared singular value of the features.
-RIDGE_GRID: tuple[float, ...] = tuple(float(a) for a in np.geomspace(1e-3, 1e3, 25))
-
-
-def ridge_gcv(
-    x: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = RIDGE_GRID, shared: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ridge regression of each column of ``y`` on ``x``, penalty per column by GCV.
-
-    ``x`` and ``y`` are centred here (an intercept is fitted and returned). The candidates are
-    ``grid`` times the mean squared singular value of centred ``x``, plus an infinite penalty
-    (``beta = 0``: intercept only).
-
-    Parameters
-    ----------
-    x
-        (m, F) predictors (standardise them first: one penalty for all columns).
-    y
-        (m, G) responses.
-    grid
-        Relative penalties.
-
-    Returns
-    -------
-    (beta, intercept, penalty)
-        (F, G) coefficients, (G,) intercepts and (G,) chosen penalties (``inf`` for "no model").
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if y.ndim == 1:
-        y = y[:, None]
-    m, n_feat = x.shape
-    xm = x.mean(axis=0)
-    ym = y.mean(axis=0)
-    xc = x - xm
-    yc = y - ym
-    u, s, vt = np.linalg.svd(xc, full_matrices=False)
-    keep = s > s.max() * 1e-10 if s.size else np.zeros(0, bool)
-    u, s, vt = u[:, keep], s[keep], vt[keep]
-    uty = u.T @ yc  # (k, G)
-    tss = (yc * yc).sum(axis=0)
-    outside = tss - (uty * uty).sum(axis=0)  # part of y outside the span of x
-    scale = float((s * s).mean()) if s.size else 1.0
-    lams = np.asarray(grid, dtype=np.float64) * scale
-    norm = np.where(tss > 0, 1.0 / np.where(tss > 0, tss, 1.0), 0.0)
-    scores = [m * tss / max(m - 1.0, 1e-9) ** 2]  # beta = 0: df = 1 (intercept)
-    cands = [np.inf]
-    for lam in lams:
-        shrink = (s * s) / (s * s + lam)
-        rss = outside + (((1.0 - shrink)[:, None] * uty) ** 2).sum(axis=0)
-        df = 1.0 + shrink.sum()
-        if df >= m - 1:
-            continue
-        scores.append(m * rss / (m - df) ** 2)
-        cands.append(lam)
-    scores = np.asarray(scores)
-    cands = np.asarray(cands)
-    if shared:
-        # one penalty for all genes: the mean GCV score, each gene scaled by its total variance
-        best_lam = np.full(y.shape[1], cands[int(np.argmin((scores * norm[None, :]).mean(axis=1)))])
-    else:
-        best_lam = cands[np.argmin(scores, axis=0)]
-    beta = np.zeros((n_feat, y.shape[1]))
-    fitted = np.isfinite(best_lam)
-    for lam in np.unique(best_lam[fitted]):
-        cols = np.flatnonzero(best_lam == lam)
-        beta[:, cols] = vt.T @ ((s / (s * s + lam))[:, None] * uty[:, cols])
-    intercept = ym - xm @ beta
-    return beta, intercept, best_lam
-
 
 class HeGaussian:
     """Gaussian smoother plus a ridge model of its residual on per-spot H&E features.
@@ -228,92 +158,15 @@ class HeGaussian:
             return none
         w_loo = gaussian_weights(src, src, h, exclude_self=True)
         f_meas, f_dst = self.task_features(task)
-        parts_meas, parts_dst = [], []
-        if self.design in ("both", "residual"):
-            parts_meas.append(f_meas - w_loo @ f_meas)  # histology residuals under the same smoother
-            parts_dst.append(f_dst - w_dst @ f_meas)
-        if self.design in ("both", "raw"):
-            parts_meas.append(f_meas)
-            parts_dst.append(f_dst)
-        x_meas, x_dst = np.hstack(parts_meas), np.hstack(parts_dst)
-        mu = x_meas.mean(axis=0)
-        sd = x_meas.std(axis=0)
-        ok = sd > 1e-9 * (1.0 + np.abs(mu))
-        if not ok.any():
-            return none
-        z_meas = (x_meas[:, ok] - mu[ok]) / sd[ok]
-        z_dst = (x_dst[:, ok] - mu[ok]) / sd[ok]
         resid = vals - w_loo @ smooth  # leave-one-out residual of the smoother at measured spots
-        beta, _, lam = ridge_gcv(z_meas, resid, shared=self.penalty == "shared")
-        self.details_ = {
-            "bandwidth": float(h),
-            "penalty": [None if not np.isfinite(v) else float(v) for v in lam],
-            "n_features": int(ok.sum()),
-        }
-        # z is centred on the measured spots and the intercept (mean LOO residual) is left out, so
-        # with beta = 0 the prediction is exactly the gaussian baseline's
-        return base, z_meas @ beta, z_dst @ beta
-
-
-def histology_terms(
-    kind: str,
-    rows: np.ndarray,
-    cols: np.ndarray,
-    values: np.ndarray,
-    target_rows: np.ndarray,
-    target_cols: np.ndarray,
-    view,
-    *,
-    target_scale: float = 2.0,
-    features: str = "basic",
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The histology term of ``he_gaussian`` for a whole slide (what ``impute --histology`` needs).
-
-    Fits :meth:`HeGaussian.fit_terms` with every spot in ``rows, cols`` as measured and returns the
-    term at those spots and at the targets. The S2S engine can then impute ``values - term_measured``
-    and add ``term_targets`` back (as :class:`S2SHe` in ``"residual"`` mode does), restoring the
-    measured values exactly at measured positions afterwards.
-
-    Parameters
-    ----------
-    kind
-        Lattice kind.
-    rows, cols
-        (m,) array coordinates of the measured spots.
-    values
-        (m, G) their log-normalised values.
-    target_rows, target_cols
-        (t,) target positions in array coordinates times ``target_scale`` (default: the dense x2
-        grid, measured spots at ``(2 row, 2 col)``).
-    view
-        The slide's :class:`~napari_s2s.core.methods.HistologyView`.
-    target_scale
-        Scale of the target coordinates.
-    features
-        Histology feature set.
-    seed
-        Seed (only used by the permuted control; kept for symmetry).
-
-    Returns
-    -------
-    (term_measured, term_targets, details)
-        (m, G) and (t, G) float64, and the fit's details (bandwidth, penalty, number of features).
-    """
-    task = ImputationTask(
-        kind=kind,
-        measured_rows=np.asarray(rows),
-        measured_cols=np.asarray(cols),
-        measured_values=np.asarray(values, dtype=np.float32),
-        genes=tuple(f"g{i}" for i in range(np.asarray(values).shape[1])),
-        target_rows=np.asarray(target_rows, dtype=np.float64) / target_scale,
-        target_cols=np.asarray(target_cols, dtype=np.float64) / target_scale,
-        histology=view,
-        seed=seed,
-    )
-    he = HeGaussian(features=features)
-    _, term_meas, term_dst = he.fit_terms(task)
-    return term_meas, term_dst, dict(he.details_)
+        fc = f_meas - f_meas.mean(axis=0)
+        term = FeatureTerm.fit(f_meas, w_loo @ fc, resid, self.design, self.penalty)
+        if term is None:
+            return none
+        self.details_ = {"bandwidth": float(h), "penalty": term.penalties, "n_features": int(term.keep.sum())}
+        # predictors are centred on the measured spots and the intercept (mean LOO residual) is left
+        # out, so with beta = 0 the prediction is exactly the gaussian baseline's
+        return base, term.at(f_meas, w_loo @ fc), term.at(f_dst, w_dst @ fc)
 
 
 @register("he_gaussian")
@@ -333,104 +186,3 @@ def he_gaussian_permuted(**options) -> HeGaussian:
 he_gaussian.needs_histology = True
 he_gaussian_permuted.needs_histology = True
 he_gaussian_permuted.ablation = True  # a control: run it by name (as the ablations of s2s)
-
-
-class S2SHe:
-    """S2S-ST guided by the H&E image (``s2s-he``), with the same engine and settings as ``s2s``.
-
-    Two ways to bring the image in (``mode``):
-
-    * ``"residual"`` (default): the histology term of ``he_gaussian`` (ridge on H&E features of the
-      smoother's leave-one-out residual, fitted on the measured spots) is taken out of the measured
-      values, S2S-ST imputes what is left, and the term is added back at the targets:
-      ``S2S(y - H)(t) + H(t)``. With no histology signal (``H = 0``) this is exactly ``s2s``.
-    * ``"channels"``: ``n_components`` channels of H&E features
-      (:func:`~napari_s2s.core.data.histology_features.covariate_function`: standardised and reduced by PCA on the
-      measured spots) at every grid position are extra network inputs, for training on the
-      measured spots and for predicting the targets.
-
-    Parameters
-    ----------
-    mode
-        ``"residual"`` or ``"channels"``.
-    preset
-        ``"fast"`` or ``"paper"``.
-    n_components
-        H&E channels (principal components of the standardised features).
-    features
-        Histology feature set.
-    **overrides
-        Any :class:`~napari_s2s.core.s2s.engine.S2SConfig` field.
-    """
-
-    name = "s2s-he"
-
-    def __init__(
-        self,
-        mode: str = "residual",
-        preset: str = "fast",
-        n_components: int = 4,
-        features: str = "basic",
-        **overrides,
-    ) -> None:
-        if mode not in ("residual", "channels"):
-            raise ValueError(f"mode must be 'residual' or 'channels', not {mode!r}")
-        self.mode = mode
-        self.preset = preset
-        self.n_components = n_components
-        self.features = features
-        self.overrides = dict(overrides)
-        self.details_: dict | None = None
-
-    def predict(self, task: ImputationTask) -> np.ndarray:
-        # imported here: the engine (torch) is only needed when this method actually runs
-        from ..s2s.engine import S2SImputer, cross_gene_matrix
-        from .s2s import S2SMethod, to_lattice
-
-        if task.histology is None:
-            raise ValueError("s2s-he needs an H&E image and pixel positions")
-        if self.mode == "residual":
-            return self._predict_residual(task)
-        lr, lc, tr, tc = to_lattice(task)
-        # dense grid of the measured lattice = array coordinates minus the sub-lattice offset
-        a = int(task.measured_rows[0] - 2 * lr[0])
-        b = int(task.measured_cols[0] - 2 * lc[0])
-        cov = covariate_function(
-            task.histology, task.kind, task.measured_rows, task.measured_cols,
-            scale=1.0, offset=(a, b), n_components=self.n_components, features=self.features,
-        )
-        cfg = S2SMethod(self.preset, **self.overrides).config_for(task)
-        imp = S2SImputer(cfg)
-        values = np.asarray(task.measured_values, np.float32)
-        allg = cross_gene_matrix(task.measured_all_genes) if task.measured_all_genes is not None else None
-        for _ in imp.fit_arrays_iter(lr, lc, task.kind, values, list(task.genes), all_genes=allg, covariates=cov):
-            pass
-        pred, _ = imp.impute_arrays(lr, lc, task.kind, values, tr, tc, all_genes=allg, covariates=cov)
-        self.details_ = dict(imp.stats, histology_channels=int(cov.n_channels))
-        return pred.astype(np.float64)
-
-    def _predict_residual(self, task: ImputationTask) -> np.ndarray:
-        import dataclasses
-
-        from .s2s import S2SMethod
-
-        he = HeGaussian(features=self.features)
-        _, term_meas, term_dst = he.fit_terms(task)
-        rest = np.asarray(task.measured_values, dtype=np.float64) - term_meas
-        # S2S predicts non-negative values (log-normalised expression): shift what is left so that
-        # it stays >= 0, and shift back afterwards
-        shift = np.maximum(0.0, -rest.min(axis=0))
-        inner = S2SMethod(self.preset, **self.overrides)
-        sub = dataclasses.replace(task, measured_values=(rest + shift).astype(np.float32))
-        pred = inner.predict(sub) - shift + term_dst
-        self.details_ = dict(inner.details_ or {}, histology=he.details_)
-        return np.maximum(pred, 0.0)
-
-
-@register("s2s-he")
-def s2s_he(**options) -> S2SHe:
-    """S2S-ST with H&E feature channels (needs an image; trains like ``s2s``)."""
-    return S2SHe(**options)
-
-
-s2s_he.needs_histology = True

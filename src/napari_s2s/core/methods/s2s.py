@@ -14,10 +14,12 @@ Ablations carry ``ablation = True`` (a benchmark may leave them out of its defau
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..s2s.engine import S2SConfig, S2SImputer, cross_gene_matrix
-from .base import ImputationTask, register
+from .base import ImputationTask, MethodStopped, register
 
 #: Default training budget (seconds) when the task gives none.
 DEFAULT_BUDGET_S = 120.0
@@ -51,16 +53,26 @@ class S2SMethod:
     ----------
     preset
         ``"fast"`` (default) or ``"paper"``.
+    he_channels
+        H&E principal components given to the networks as extra input channels (0: none; the H&E
+        term of the base predictor is separate, see ``histology``).
     **overrides
-        Any :class:`~napari_s2s.core.s2s.engine.S2SConfig` field.
+        Any :class:`~napari_s2s.core.s2s.engine.S2SConfig` field (``histology``: ``"auto"`` by
+        default, so the base may use the slide's H&E when the task has one).
     """
 
     name = "s2s"
 
-    def __init__(self, preset: str = "fast", **overrides) -> None:
+    def __init__(self, preset: str = "fast", he_channels: int = 0, **overrides) -> None:
         self.preset = preset
+        self.he_channels = int(he_channels)
         self.overrides = dict(overrides)
         self.details_: dict | None = None
+        self.stop_requested = threading.Event()
+
+    def stop(self) -> None:
+        """End a running :meth:`predict` after the current training step (it raises ``MethodStopped``)."""
+        self.stop_requested.set()
 
     def config_for(self, task: ImputationTask) -> S2SConfig:
         """The config used for a task (budget and seed from the task unless overridden)."""
@@ -71,18 +83,43 @@ class S2SMethod:
         return S2SConfig.from_preset(self.preset, **kw)
 
     def predict(self, task: ImputationTask) -> np.ndarray:
+        from ..data.histology_features import covariate_function, feature_function, histology_available
+
+        cfg = self.config_for(task)
         lr, lc, tr, tc = to_lattice(task)
-        imp = S2SImputer(self.config_for(task))
+        # the dense grid of the measured lattice is the slide's array grid minus the sub-lattice offset
+        offset = (int(task.measured_rows[0] - 2 * lr[0]), int(task.measured_cols[0] - 2 * lc[0]))
+        usable = histology_available(task.histology, kind=task.kind)
+        if cfg.histology == "on" and not usable:
+            raise ValueError(f"{self.name} needs an H&E image and pixel positions")
+        features = covariates = None
+        if usable and cfg.histology != "off":
+            features = feature_function(task.histology, task.kind, scale=1.0, offset=offset)
+        if usable and self.he_channels:
+            covariates = covariate_function(task.histology, task.kind, task.measured_rows, task.measured_cols,
+                                            scale=1.0, offset=offset, n_components=self.he_channels)
+        imp = S2SImputer(cfg)
         values = np.asarray(task.measured_values, np.float32)
         allg = cross_gene_matrix(task.measured_all_genes) if task.measured_all_genes is not None else None
-        for _ in imp.fit_arrays_iter(lr, lc, task.kind, values, list(task.genes), all_genes=allg):
-            pass
-        pred, _ = imp.impute_arrays(lr, lc, task.kind, values, tr, tc, all_genes=allg)
-        self.details_ = dict(imp.stats)
+        train_until_stopped(imp, self.stop_requested, lr, lc, task.kind, values, list(task.genes), all_genes=allg,
+                            covariates=covariates, features=features)
+        pred, _ = imp.impute_arrays(lr, lc, task.kind, values, tr, tc, all_genes=allg, covariates=covariates,
+                                    features=features)
+        self.details_ = dict(imp.stats, base_detail=imp.base_info)
         return pred.astype(np.float64)
 
 
-def _factory(name: str, preset: str = "fast", **fixed):
+def train_until_stopped(imp: S2SImputer, stop: threading.Event, *args, **kwargs) -> None:
+    """``imp.fit_arrays_iter(*args, **kwargs)`` to the end, unless ``stop`` is set: then training ends
+    after the current step and :class:`~napari_s2s.core.methods.base.MethodStopped` is raised."""
+    for _ in imp.fit_arrays_iter(*args, **kwargs):
+        if stop.is_set():
+            imp.stop()
+    if stop.is_set():
+        raise MethodStopped("stopped")
+
+
+def _factory(name: str, preset: str = "fast", needs_histology: bool = False, **fixed):
     def make(**options) -> S2SMethod:
         kw = dict(fixed)
         kw.update(options)
@@ -93,26 +130,37 @@ def _factory(name: str, preset: str = "fast", **fixed):
 
     make.__name__ = f"make_{name.replace('-', '_')}"
     make.__doc__ = f"Factory of the ``{name}`` method ({preset} preset, {fixed or 'defaults'})."
-    make.ablation = name != "s2s"
+    make.ablation = name not in ("s2s", "s2s-he")
+    make.needs_histology = needs_histology
     return make
 
 
-#: Ablations: name -> config overrides (each switches one lever off or to the paper's choice).
+#: Ablations: name -> config overrides (each switches one lever off, or to another choice).
 ABLATIONS: dict[str, dict] = {
+    # what the result is made of
+    "s2s-base": {"blend": "base"},  # the base predictor alone (no network: non-learned)
+    "s2s-network": {"blend": "network"},  # the networks alone (no base, no fallback)
+    "s2s-kriging": {"base_model": "kriging"},  # plain kriging as the base (no PCA, no H&E)
+    "s2s-nohe": {"histology": "off"},
+    "s2s-hechan": {"he_channels": 4},  # + H&E channels as network inputs
+    # the networks
+    "s2s-attn": {"attention": True},
     "s2s-nocross": {"cross_gene": False},
     "s2s-zero": {"base": "zero"},
     "s2s-l1": {"loss": "l1"},
     "s2s-harddc": {"dc": "hard"},
     "s2s-nonatural": {"natural_images": False},
     "s2s-noaug": {"augment": False},
-    "s2s-noes": {"early_stopping": False},
-    "s2s-noattn": {"attention": False},
-    "s2s-notta": {"tta": False},
+    "s2s-tta": {"tta": True},
     "s2s-noema": {"ema": 0.0},
     "s2s-fixedbw": {"adaptive": False},
+    "s2s-folds2": {"folds": 2},
+    "s2s-folds8": {"folds": 8},
     "s2s-paper": {"preset": "paper"},
 }
 
 register("s2s")(_factory("s2s"))
+# s2s with the H&E term required (the slide must have a usable image); `s2s` uses it when there is one
+register("s2s-he")(_factory("s2s-he", needs_histology=True, histology="on"))
 for _name, _kw in ABLATIONS.items():
     register(_name)(_factory(_name, **_kw))

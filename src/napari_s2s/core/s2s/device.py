@@ -46,3 +46,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not _mps_available():
         raise SlideError(None, "device 'mps' requested but Apple MPS is not available (use --device cpu or auto)")
     return torch.device(name)
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), read from ``/proc/cpuinfo``.
+
+    Elsewhere (no such file, other systems) ``False``: emulated bfloat16 is slower than float32.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def use_bfloat16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether inference on ``device`` runs in bfloat16: ``"bfloat16"`` always, ``"float32"`` never,
+    ``"auto"`` on CPUs with native bfloat16 (measured ~1.5-2.6x faster there; GPUs stay float32)."""
+    if precision == "bfloat16":
+        return True
+    if precision == "float32":
+        return False
+    return device.type == "cpu" and cpu_has_native_bfloat16()

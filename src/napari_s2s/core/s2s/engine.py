@@ -13,6 +13,7 @@ interface also uses. Typical use::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
 import threading
@@ -25,16 +26,23 @@ import numpy as np
 import torch
 
 from ... import __version__
+from ..data.lattice import physical
 from ..errors import SlideError
-from .device import DEVICE_NAMES, resolve_device
-from .impute import dense_channels, dense_positions, final_consistency, predict_tta
+from ..smoothing.base import BaseChoice, BasePredictor
+from ..smoothing.kriging import Kriging
+from .blend import blend_weight, kept_sources, network_oof, oof_genes, weighted_mse
+from .device import DEVICE_NAMES, resolve_device, use_bfloat16
+from .impute import dense_channels, dense_positions, final_consistency, predict_symmetry, predict_tta
 from .results import ImputedResult  # noqa: F401  (re-exported: the engine's result type)
+from .sampling import symmetries
 from .train import (
     NaturalSampler,
     ProgressEvent,
     TrainState,
+    assign_folds,
     build_problem,
     cross_gene_reconstruction,
+    make_members,
     make_model,
     spec_of,
     standardise,
@@ -49,9 +57,10 @@ PRESETS: dict[str, dict] = {
         cascades=3, features=32, blocks=8, layers=4, growth=32, window=8, attention=True, heads=4,
         mlp_ratio=4.0, patch=32, batch_size=32, natural_share=0.5, lr=1e-4, beta1=0.5,
     ),
-    # small enough to train usefully on 2 CPU cores in about two minutes
+    # small enough to train usefully on 2 CPU cores in about two minutes: no attention blocks (they
+    # were ~2/3 of the compute; without them ~3.5x more steps per second at the same held-out error)
     "fast": dict(
-        cascades=2, features=16, blocks=2, layers=3, growth=16, window=8, attention=True, heads=2,
+        cascades=2, features=16, blocks=2, layers=3, growth=16, window=8, attention=False, heads=2,
         mlp_ratio=2.0, patch=16, batch_size=16, natural_share=0.25, lr=3e-4, beta1=0.9,
     ),
 }
@@ -63,18 +72,24 @@ _ARCH_KEYS = tuple(PRESETS["fast"].keys())
 class S2SConfig:
     """Settings of S2S-ST training and imputation (typed, validated; ``to_dict``/``from_dict``).
 
-    Architecture fields left ``None`` take the preset's value. Levers beyond the paper (defaults are
-    the measured winners; see ``benchmarks/results/s2s_README.md``): ``loss`` ("mse" or "l1"), ``dc``
-    (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the cascade starts from
-    a smoother of the kept samples, "smooth", from the cross-gene smoother, "pca", or from the kept
-    values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times the leave-one-out
-    bandwidth of the kept samples at each level, else ``sigmas`` in pitches), ``cross_gene``
-    (PCA-denoised smoother channels), ``augment`` (lattice-keeping flips/rotations),
-    ``early_stopping`` (model selection on ``val_frac`` held-out measured spots, at the dense scale
-    with ``val_mode="dense"``; only when that makes at least ``min_val_spots`` spots, since smaller
-    validation sets were measured to pick models at random), ``ema`` (exponential moving average of
+    Architecture fields left ``None`` take the preset's value. How a result is made (see
+    :class:`S2SImputer`): the base predictor (``base_model``: ``"cv"`` the best of kriging with or
+    without PCA denoising and H&E term by K-fold cross-validation over the measured spots,
+    ``"kriging"`` plain kriging), ``folds`` cross-fitted networks (an ensemble), and their blend with
+    the base (``blend``: ``"cv"`` the weight chosen on out-of-fold predictions, ``"network"`` the
+    networks alone, ``"base"`` the base alone). ``histology``: the H&E term may enter the base
+    (``"auto"``: when the slide has a usable image, ``"on"``: required, ``"off"``: never).
+
+    Network levers beyond the paper (see ``benchmarks/results/s2s_README.md``): ``loss`` ("mse" or
+    "l1"), ``dc`` (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the
+    cascade starts from a smoother of the kept samples, "smooth", from the cross-gene smoother,
+    "pca", or from the kept values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times
+    the leave-one-out bandwidth of the kept samples at each level), ``cross_gene`` (PCA-denoised
+    smoother channels), ``augment`` (lattice-keeping flips/rotations), ``ema`` (moving average of
     the weights; 0 turns it off), ``natural_share`` (fraction of each batch that is natural-image
-    crops), ``tta`` (average the dense prediction over the lattice-keeping flips/rotations),
+    crops), ``tta`` (each network averaged over every lattice-keeping flip/rotation; without it
+    network ``k`` uses the ``k``-th one, so the ensemble still averages over several),
+    ``precision`` (inference arithmetic: ``"auto"`` bfloat16 on CPUs that run it natively),
     ``threads`` (torch CPU threads, set inside the training call, i.e. the worker thread).
     """
 
@@ -99,29 +114,25 @@ class S2SConfig:
     seed: int = 0
     natural_images: bool = True
     natural_folder: str | None = None
-    per_gene: bool = False
     loss: str = "mse"
     dc: str = "soft"
     base: str = "smooth"
     cross_gene: bool = True
     augment: bool = True
-    early_stopping: bool = True
-    val_frac: float = 0.1
-    val_pixels: int = 30_000
-    val_mode: str = "dense"
-    min_val_spots: int = 30
     ema: float = 0.99
-    val_every_frac: float = 0.1
-    patience: int | None = None
+    folds: int = 4
+    blend: str = "cv"
+    base_model: str = "cv"
+    precision: str = "auto"
     sigmas: tuple | None = None
     adaptive: bool = True
     min_window_frac: float = 0.5
     pca_components: int = 30
     max_pca_genes: int = 2000
     threads: int | None = None
-    tile: int = 256
-    tta: bool = True
-    histology: str = "off"
+    tile: int = 512
+    tta: bool = False
+    histology: str = "auto"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -146,11 +157,11 @@ class S2SConfig:
             raise ValueError(f"max_steps must be a non-negative integer or None, not {self.max_steps!r}")
         if not (_is_int(self.seed) and 0 <= self.seed < 2**32):
             raise ValueError(f"seed must be an integer in [0, 2**32), not {self.seed!r}")
-        for k in ("lr", "mlp_ratio", "tile", "pca_components", "max_pca_genes", "val_pixels"):
+        for k in ("lr", "mlp_ratio", "tile", "pca_components", "max_pca_genes"):
             v = getattr(self, k)
             if not (_is_real(v) and 0 < v < float("inf")):
                 raise ValueError(f"{k} must be a finite number > 0, not {v!r}")
-        for k in ("beta1", "val_every_frac", "min_window_frac"):
+        for k in ("beta1", "min_window_frac"):
             v = getattr(self, k)
             if not (_is_real(v) and 0 <= v < 1 if k == "beta1" else _is_real(v) and 0 < v <= 1):
                 raise ValueError(f"{k} must be in {'[0, 1)' if k == 'beta1' else '(0, 1]'}, not {v!r}")
@@ -166,18 +177,23 @@ class S2SConfig:
             raise ValueError(f"base must be 'smooth', 'pca' or 'zero', not {self.base!r}")
         if not 0.0 <= float(self.natural_share) < 1.0:
             raise ValueError(f"natural_share must be in [0, 1), not {self.natural_share!r}")
-        if self.val_mode not in ("dense", "sparse"):
-            raise ValueError(f"val_mode must be 'dense' or 'sparse', not {self.val_mode!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), not {self.ema!r}")
-        if not 0.0 <= self.val_frac < 0.5:
-            raise ValueError(f"val_frac must be in [0, 0.5), not {self.val_frac!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, not {self.lr!r}")
         if self.threads is not None and not (_is_int(self.threads) and 1 <= self.threads <= 4096):
             raise ValueError(f"threads must be an integer from 1 to 4096, or None, not {self.threads!r}")
         if len(self.sigmas) < 1 or not all(0 < s < float("inf") for s in self.sigmas):
             raise ValueError("sigmas must be positive finite bandwidths")
+        if isinstance(self.folds, bool) or int(self.folds) != self.folds or not 2 <= self.folds <= 16:
+            raise ValueError(f"folds must be an integer from 2 to 16, not {self.folds!r}")
+        self.folds = int(self.folds)
+        if self.blend not in ("cv", "network", "base"):
+            raise ValueError(f"blend must be 'cv', 'network' or 'base', not {self.blend!r}")
+        if self.base_model not in ("cv", "kriging"):
+            raise ValueError(f"base_model must be 'cv' or 'kriging', not {self.base_model!r}")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', not {self.precision!r}")
         if self.histology not in ("off", "on", "auto"):
             raise ValueError(f"histology must be 'off', 'on' or 'auto', not {self.histology!r}")
 
@@ -251,8 +267,51 @@ def cross_gene_matrix(x, max_genes: int = 2000) -> np.ndarray | None:
     return x.toarray().astype(np.float32)
 
 
+def gene_matrix_with_targets(all_genes: np.ndarray | None, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cross-gene matrix with the target genes in it once, and the column of each target gene.
+
+    Columns of ``all_genes`` equal to a target gene's values are that gene's column; target genes
+    not found are appended.
+    """
+    vals = np.asarray(values, dtype=np.float64)
+    if all_genes is None or np.asarray(all_genes).shape[1] == 0:
+        return vals, np.arange(vals.shape[1])
+    x = np.asarray(all_genes, dtype=np.float64)
+    cols = np.full(vals.shape[1], -1, np.int64)
+    for g in range(vals.shape[1]):
+        hit = np.flatnonzero(np.abs(x - vals[:, g : g + 1]).max(axis=0) < 1e-5)
+        if hit.size:
+            cols[g] = hit[0]
+    missing = np.flatnonzero(cols < 0)
+    if missing.size:
+        cols[missing] = x.shape[1] + np.arange(missing.size)
+        x = np.concatenate([x, vals[:, missing]], axis=1)
+    return x, cols
+
+
+#: Fewest measured spots imputed at all (kriging needs a few).
+MIN_BASE_SPOTS = 3
+#: Fewest measured spots to train networks on; fewer get the base predictor, with a message.
+MIN_TRAIN_SPOTS = 16
+#: Fewest out-of-fold predictions to choose the blend weight on; fewer keep the base (weight 0).
+MIN_OOF_PAIRS = 24
+
+
 class S2SImputer:
     """Train S2S-ST on one slide and impute the x2 dense grid.
+
+    A result is ``base + alpha * (networks - base)`` (see :mod:`napari_s2s.core.s2s.blend`):
+
+    1. **Base**: the best non-learned predictor of the slide
+       (:class:`~napari_s2s.core.smoothing.base.BasePredictor`: kriging, with or without PCA
+       denoising over all genes and an H&E term, chosen by K-fold cross-validation over the measured
+       spots).
+    2. **Networks**: ``folds`` CDCIN networks trained sparser -> sparse on the measured spots (plus
+       natural images), round-robin within the budget; network ``k`` never has the spots of fold
+       ``k`` as targets. When the base has an H&E term, the networks learn what it does not explain.
+    3. **Blend**: ``alpha`` in ``[0, 1]`` is chosen on the networks' out-of-fold predictions (each at
+       its own fold's spots), against the base's predictions of the same spots. Where training does
+       not help, ``alpha = 0`` and the result is the base; the networks are then not even run.
 
     Parameters
     ----------
@@ -263,22 +322,30 @@ class S2SImputer:
     def __init__(self, config: S2SConfig | None = None):
         self.config = config or S2SConfig()
         self.genes: list[str] = []
-        self.states: list[dict] = []  # one state dict (shared) or one per gene
+        self.states: list[dict] = []
         self.n_channels: int | None = None
+        self.alpha: float | None = None
+        self.base: BasePredictor | None = None
+        self.base_info: dict = {}
         self.stats: dict = {}
         self.device_used: str | None = None
+        self.histology_used = False
+        self._train_values: np.ndarray | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._training: TrainState | None = None  # the state of the loop running now (for previews)
+        self._training: dict | None = None  # what the loop is training now (for previews)
+        self._features = None  # H&E feature function of the slide being trained
+        #: measured seconds: ``base`` (base predictor + inputs of a dense imputation), ``pass`` (one
+        #: network over the dense grid), ``oof`` (one network's out-of-fold predictions)
+        self.timing: dict[str, float] = {}
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
-        """Ask training to end at the next step (thread-safe); the best model so far is kept."""
+        """Ask training to end at the next step (thread-safe); the networks so far are kept."""
         self._stop.set()
 
     @property
     def is_trained(self) -> bool:
-        return bool(self.states)
+        return self.alpha is not None
 
     # ------------------------------------------------------------------ training
     def fit(self, slide, genes: list[str], callback: Callable[[ProgressEvent], None] | None = None) -> "S2SImputer":
@@ -295,15 +362,20 @@ class S2SImputer:
             raise SlideError(slide.source, "no genes chosen for training")
         slide.gene_indices(genes)  # unknown names -> SlideError with close matches
         use = slide.usable()
-        if int(use.sum()) < 16:
-            raise SlideError(slide.source, f"too few spots to train ({int(use.sum())} usable in-tissue spots; need 16)")
+        if int(use.sum()) < MIN_BASE_SPOTS:
+            raise SlideError(slide.source, f"too few spots to impute ({int(use.sum())} usable in-tissue spots; need {MIN_BASE_SPOTS})")
         yield ProgressEvent("prepare", 0, self.config.max_steps, None, 0.0, None, "reading measured values")
         rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
-        self.histology_used = resolve_histology(self.config.histology, slide)
-        if self.histology_used:
-            yield ProgressEvent("prepare", 0, self.config.max_steps, None, 0.0, None, "fitting the H&E term")
-            values = self._histology(slide, genes, rows, cols, values).train_values
-        yield from self.fit_arrays_iter(rows, cols, slide.kind, values, genes, all_genes=allg)
+        features = self._slide_features(slide)
+        yield from self.fit_arrays_iter(rows, cols, slide.kind, values, genes, all_genes=allg, features=features)
+
+    def _slide_features(self, slide):
+        """The slide's H&E feature function at dense-grid coordinates, or ``None`` (``histology``)."""
+        if not resolve_histology(self.config.histology, slide):
+            return None
+        from ..data.histology_features import feature_function, histology_view
+
+        return feature_function(histology_view(slide), slide.kind, scale=2.0)
 
     def fit_arrays_iter(
         self,
@@ -314,6 +386,7 @@ class S2SImputer:
         genes: list[str],
         all_genes: np.ndarray | None = None,
         covariates: Callable | None = None,
+        features: Callable | None = None,
     ) -> Iterator[ProgressEvent]:
         """Train on measured arrays (the benchmark's entry point); yields progress events.
 
@@ -328,10 +401,13 @@ class S2SImputer:
         genes
             The G gene names.
         all_genes
-            (m, n') values over many genes for the cross-gene channels (``None``: use ``values``).
+            (m, n') values over many genes for cross-gene denoising and channels (``None``: ``values``).
         covariates
-            Optional ``f(R, C) -> (n, K)`` per-position features at dense-grid coordinates (measured
-            spots at ``(2 row, 2 col)``), e.g. histology features.
+            Optional ``f(R, C) -> (n, K)`` extra network input channels at dense-grid coordinates
+            (measured spots at ``(2 row, 2 col)``).
+        features
+            Optional ``f(R, C) -> (n, F)`` per-position image features (H&E) at dense-grid
+            coordinates, offered to the base predictor (its H&E term).
         """
         cfg = self.config
         self._stop.clear()
@@ -343,20 +419,35 @@ class S2SImputer:
         values = np.asarray(values, np.float32)
         rows = np.asarray(rows, np.int64)
         cols = np.asarray(cols, np.int64)
-        if values.shape[0] < 16:
-            raise SlideError(None, f"too few measured spots to train ({values.shape[0]}; need 16)")
+        m = values.shape[0]
+        if m < MIN_BASE_SPOTS:
+            raise SlideError(None, f"too few measured spots to impute ({m}; need {MIN_BASE_SPOTS})")
+        if m < MIN_TRAIN_SPOTS:
+            yield from self._base_only(rows, cols, kind, values, genes, all_genes, features, t0,
+                                       f"too few measured spots to train networks ({m}; need {MIN_TRAIN_SPOTS})")
+            return
         rng = np.random.default_rng(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        mu, sd = standardise(values)
-        z = (values - mu) / sd
-        recon = None
-        if cfg.cross_gene:
-            recon = (cross_gene_reconstruction(values, all_genes, cfg.pca_components) - mu) / sd
-        yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "building training windows")
-        try:
-            prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, rng)
-        except ValueError as exc:
-            raise SlideError(None, str(exc)) from None
+        with _blas_threads(cfg.threads):
+            yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None,
+                                f"choosing the base predictor ({m} measured spots, {cfg.folds}-fold)")
+            base = self._fit_base(rows, cols, kind, values, all_genes, features)
+            term_meas = base.term_loo() if base.uses_histology else None
+            net_values = values if term_meas is None else (values - term_meas).astype(np.float32)
+            mu, sd = standardise(net_values)
+            z = (net_values - mu) / sd
+            recon = None
+            if cfg.cross_gene:
+                recon = (cross_gene_reconstruction(net_values, all_genes, cfg.pca_components) - mu) / sd
+            yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "building training windows")
+            folds = assign_folds(m, cfg.folds, rng)
+            try:
+                prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds)
+            except ValueError as exc:  # e.g. spots too scattered for any training window
+                prob = None
+                why = str(exc)
+        if prob is None:
+            yield from self._base_only(rows, cols, kind, values, genes, all_genes, features, t0, why)
+            return
         natural = None
         if cfg.uses_natural:
             from .natural import load_natural_images
@@ -367,66 +458,175 @@ class S2SImputer:
         self.genes = list(genes)
         self.n_channels = prob.n_channels
         self.n_covariates = prob.n_channels - make_model_channels(cfg)
-        groups = [None] if not cfg.per_gene else list(range(len(genes)))
-        self.states = []
-        total_steps = 0
-        stopped = False
+        members = make_members(prob.n_channels, prob.n_folds, cfg, device, cfg.seed)
         state = TrainState()
-        for gi, gene in enumerate(groups):
-            torch.manual_seed(cfg.seed + gi)
-            model = make_model(prob.n_channels, cfg)
-            state = TrainState()
-            # per-gene models share the budget and the step limit equally
-            budget = None if cfg.budget_s is None else cfg.budget_s / len(groups)
-            steps = None
-            if cfg.max_steps is not None:
-                steps = max(1, cfg.max_steps // len(groups)) if cfg.max_steps > 0 else 0
-            if stopped:
-                steps = 0  # a stop request ends the remaining genes' training too
-            base_el = time.perf_counter() - t0
-            self._training = state
-            for ev in train_loop(
-                model, prob, cfg, device, state, self._stop.is_set, natural, budget, steps, gene, rng
-            ):
-                msg = ev.message if gene is None else f"gene {genes[gene]} ({gi + 1}/{len(groups)}): {ev.message}"
-                yield dataclasses.replace(
-                    ev,
-                    step=total_steps + ev.step,
-                    max_steps=cfg.max_steps,
-                    elapsed_s=base_el + ev.elapsed_s,
-                    message=msg,
-                )
-            self._training = None
-            total_steps += state.steps
-            stopped = stopped or state.stopped
-            self.states.append(state.best_state)
+        self._training = {"members": members, "state": state, "prob": prob, "base": base, "mu": mu, "sd": sd,
+                          "values": values, "term": term_meas, "features": features}
+        base_el = time.perf_counter() - t0
+        for ev in train_loop(members, prob, cfg, device, state, self._stop.is_set, natural, cfg.budget_s, cfg.max_steps, rng):
+            yield dataclasses.replace(ev, elapsed_s=base_el + ev.elapsed_s)
+        yield ProgressEvent("prepare", state.steps, cfg.max_steps, state.last_loss, time.perf_counter() - t0, None,
+                            "weighing the networks against the base (out-of-fold)")
+        with _blas_threads(cfg.threads), _precision(device, cfg.precision):
+            alpha, oof = self._choose_alpha(members, prob, base, values, mu, sd, term_meas, rows, cols, kind, features, device)
+        self._training = None
+        self.base = base
+        self.alpha = alpha
+        why = oof.pop("why", None)
+        self.states = [_copy_state(mem.evaluated) for mem in members]
+        self._train_values = values
+        self.histology_used = base.uses_histology
+        self.base_info = base.describe()
         seconds = time.perf_counter() - t0
         self.stats = {
-            "steps": int(total_steps),
-            "train_seconds": float(seconds),
-            "steps_per_s": float(total_steps / max(seconds, 1e-9)),
-            "best_val": None if state.best_val is None else float(state.best_val),
-            "best_step": int(state.best_step),
-            "stopped": bool(stopped),
-            "early_stopped": bool(state.early_stopped),
+            "steps": int(state.steps),
+            "train_seconds": float(state.seconds),
+            "seconds": float(seconds),
+            "steps_per_s": float(state.steps / max(state.seconds, 1e-9)),
+            "stopped": bool(state.stopped),
+            "networks": len(members),
+            "alpha": float(alpha),
+            "base": base.label,
+            "oof": oof,
+            "why": why,
             "patch": int(prob.patch),
             "device": self.device_used,
         }
-        phase = "stopped" if stopped else "done"
-        msg = f"{'stopped' if stopped else 'trained'}: {total_steps} steps in {seconds:.1f} s"
-        yield ProgressEvent(phase, total_steps, cfg.max_steps, state.last_loss, seconds, 0.0, msg, state.best_val)
+        phase = "stopped" if state.stopped else "done"
+        verdict = self.verdict()
+        msg = f"{'stopped' if state.stopped else 'trained'}: {state.steps} steps in {seconds:.1f} s; {verdict}"
+        yield ProgressEvent(phase, state.steps, cfg.max_steps, state.last_loss, seconds, 0.0, msg, oof.get("blend"))
+
+    def final_cost_s(self, tta: bool | None = None) -> float | None:
+        """Seconds the rest of a run should take once training stops: the networks' out-of-fold
+        predictions and the final dense maps (``tta``: every network over every symmetry), from the
+        costs measured by the last :meth:`preview`; ``None`` before one."""
+        t = self.timing
+        if not {"base", "pass", "oof"} <= set(t):
+            return None
+        tta = self.config.tta if tta is None else bool(tta)
+        n = self.config.folds
+        syms = len(symmetries(self._training["prob"].kind)) if tta and self._training else (4 if tta else 1)
+        return n * t["oof"] + t["base"] + n * syms * t["pass"]
+
+    def _base_only(self, rows, cols, kind, values, genes, all_genes, features, t0, why: str) -> Iterator[ProgressEvent]:
+        """No networks: the result is the base predictor, and the last event says why."""
+        cfg = self.config
+        yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "choosing the base predictor")
+        with _blas_threads(cfg.threads):
+            base = self._fit_base(rows, cols, kind, values, all_genes, features)
+        self.genes = list(genes)
+        self.base, self.alpha, self.states, self._train_values = base, 0.0, [], values
+        self.histology_used = base.uses_histology
+        self.base_info = base.describe()
+        seconds = time.perf_counter() - t0
+        self.stats = {"steps": 0, "train_seconds": 0.0, "seconds": float(seconds), "steps_per_s": 0.0,
+                      "stopped": False, "networks": 0, "alpha": 0.0, "base": base.label, "oof": {}, "why": why,
+                      "device": self.device_used}
+        yield ProgressEvent("done", 0, cfg.max_steps, None, seconds, 0.0, f"{why}: the result is the base predictor ({base.label})")
+
+    def verdict(self) -> str:
+        """One line for users: how much of the result comes from the networks."""
+        if self.alpha is None:
+            return "not trained"
+        label = self.stats.get("base", "the base predictor")
+        if self.stats.get("why"):
+            return f"{self.stats['why']}: the result is the base predictor ({label})"
+        if self.alpha <= 0.0:
+            return f"training did not beat the base predictor ({label}) on held-out spots: the result is the base"
+        gain = self.stats.get("oof", {}).get("gain")
+        if gain is None:
+            more = ""
+        elif gain < 0.0005:
+            more = ", about the base's held-out error"
+        else:
+            more = f", {100 * gain:.1f} % less held-out error than the base"
+        return f"networks weighted {self.alpha:.2f} against the base predictor ({label}){more}"
+
+    def _fit_base(self, rows, cols, kind, values, all_genes, features) -> BasePredictor:
+        """The base predictor of the measured arrays (choice by cross-validation, or plain kriging)."""
+        cfg = self.config
+        phys = physical(rows, cols, kind)
+        f_meas = None if features is None else np.asarray(features(2 * rows, 2 * cols), np.float64)
+        if cfg.base_model == "kriging":
+            return BasePredictor(seed=cfg.seed, components=(), use_histology=False).fit(phys, values)
+        x, tcols = gene_matrix_with_targets(all_genes, values)
+        return BasePredictor(seed=cfg.seed, require_histology=cfg.histology == "on").fit(phys, values, x, tcols, f_meas)
+
+    def _choose_alpha(self, members, prob, base, values, mu, sd, term_meas, rows, cols, kind, features, device):
+        """The blend weight from out-of-fold predictions, and the held-out errors behind it."""
+        from ..smoothing.gaussian import gene_weights
+
+        cfg = self.config
+        gsel = oof_genes(prob, len(members), cfg.seed)
+        t0 = time.perf_counter()
+        oof = network_oof(members, prob, device, cfg.tile, gsel)
+        self.timing["oof"] = (time.perf_counter() - t0) / max(len(members), 1)
+        values, mu, sd = values[:, gsel], mu[gsel], sd[gsel]
+        term_meas = None if term_meas is None else term_meas[:, gsel]
+        gw = gene_weights(values)
+        if not len(oof.spots) or cfg.blend != "cv":
+            alpha = {"cv": 0.0, "network": 1.0, "base": 0.0}[cfg.blend]
+            return alpha, {"pairs": int(len(oof.spots))}
+        if len(oof.spots) < MIN_OOF_PAIRS:
+            return 0.0, {"pairs": int(len(oof.spots)), "why": f"too few held-out predictions ({len(oof.spots)}) to judge the networks"}
+        net = oof.network * sd + mu
+        if term_meas is not None:
+            net = net + term_meas[oof.spots]
+        phys = physical(rows, cols, kind)
+        f_meas = None if features is None or not base.uses_histology else np.asarray(features(2 * rows, 2 * cols), np.float64)
+        bas = np.empty_like(net, dtype=np.float64)
+        for p in np.unique(oof.phases):
+            sel = oof.phases == p
+            idx = oof.spots[sel]
+            bas[sel] = base.predict(phys[idx], None if f_meas is None else f_meas[idx], sources=kept_sources(prob, int(p)))[:, gsel]
+        truth = values[oof.spots].astype(np.float64)
+        net = np.maximum(net, 0.0)
+        bas = np.maximum(bas, 0.0)
+        alpha = blend_weight(truth, bas, net, gw)
+        e_base = weighted_mse(truth, bas, gw)
+        e_net = weighted_mse(truth, net, gw)
+        e_blend = weighted_mse(truth, bas + alpha * (net - bas), gw)
+        return alpha, {
+            "pairs": int(len(oof.spots)),
+            "genes": int(len(gsel)),
+            "base": e_base,
+            "network": e_net,
+            "blend": e_blend,
+            "gain": float(1.0 - e_blend / e_base) if e_base > 0 else 0.0,
+        }
 
     # ------------------------------------------------------------------ imputation
-    def _models(self) -> list:
-        if not self.states:
+    def _models(self, states: list | None = None) -> list:
+        states = self.states if states is None else states
+        if not states:
             raise RuntimeError("the imputer is not trained (call fit or load a model first)")
         models = []
-        for st in self.states:
+        for st in states:
             model = make_model(self.n_channels, self.config)
             model.load_state_dict(st)
             model.eval()
             models.append(model)
         return models
+
+    def _base_for(self, rows, cols, kind, values, all_genes, features) -> BasePredictor:
+        """The fitted base when ``values`` are the training values, else the same choice refitted."""
+        if self.base is not None and self._train_values is not None and values.shape == self._train_values.shape \
+                and np.array_equal(values, self._train_values):
+            return self.base
+        if not self.base_info:
+            raise RuntimeError("the imputer is not trained (call fit or load a model first)")
+        info = self.base_info
+        phys = physical(rows, cols, kind)
+        f_meas = None if features is None or not info.get("histology") else np.asarray(features(2 * rows, 2 * cols), np.float64)
+        x, tcols = gene_matrix_with_targets(all_genes, values)
+        if info.get("histology") and f_meas is None:
+            raise SlideError(None, "this model uses the H&E term: the slide needs its image")
+        choice = BaseChoice(info.get("components"), bool(info.get("standardised")), f_meas is not None)
+        k = info["kriging"]
+        return BasePredictor(seed=self.config.seed).refit(
+            phys, values, Kriging(float(k["nu"]), float(k["ell"]), float(k["snr"])), choice, x, tcols, f_meas
+        )
 
     def impute_arrays(
         self,
@@ -438,9 +638,10 @@ class S2SImputer:
         target_cols: np.ndarray,
         all_genes: np.ndarray | None = None,
         covariates: Callable | None = None,
-        genes: list[str] | None = None,
+        features: Callable | None = None,
         tta: bool | None = None,
         models: list | None = None,
+        alpha: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict (t, G) log-normalised values at dense-grid targets from measured arrays.
 
@@ -448,10 +649,10 @@ class S2SImputer:
         targets are dense-grid coordinates (measured spots at ``(2 row, 2 col)``). Targets that are
         measured spots get the measured values exactly. Returns the predictions and the bool
         "measured" flag per target. ``tta`` overrides the config's test-time averaging; ``models``
-        replaces the trained networks (e.g. the one being trained, for a preview).
+        and ``alpha`` replace the trained networks and their weight (e.g. for a preview).
         """
         pred = self.predict_arrays(
-            rows, cols, kind, values, target_rows, target_cols, all_genes, covariates, genes, tta, models
+            rows, cols, kind, values, target_rows, target_cols, all_genes, covariates, features, tta, models, alpha
         )
         return final_consistency(pred, target_rows, target_cols, rows, cols, values)
 
@@ -465,77 +666,113 @@ class S2SImputer:
         target_cols: np.ndarray,
         all_genes: np.ndarray | None = None,
         covariates: Callable | None = None,
-        genes: list[str] | None = None,
+        features: Callable | None = None,
         tta: bool | None = None,
         models: list | None = None,
+        alpha: float | None = None,
     ) -> np.ndarray:
-        """The network's (t, G) output at the targets, measured spots included (see :meth:`impute_arrays`,
-        which puts the measured values back)."""
+        """The (t, G) blend of base and networks at the targets, measured spots included (see
+        :meth:`impute_arrays`, which puts the measured values back)."""
         cfg = self.config
         tta = cfg.tta if tta is None else bool(tta)
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         device = resolve_device(cfg.device)
         values = np.asarray(values, np.float32)
-        genes = list(genes) if genes is not None else list(self.genes)
-        models = self._models() if models is None else list(models)
-        if len(models) > 1:
-            missing = [g for g in genes if g not in self.genes]
-            if missing:
-                raise SlideError(None, f"per-gene model has no network for gene(s) {', '.join(missing[:5])}")
-        mu, sd = standardise(values)
-        z = (values - mu) / sd
-        recon = None
-        if cfg.cross_gene:
-            recon = (cross_gene_reconstruction(values, all_genes, cfg.pca_components) - mu) / sd
+        rows = np.asarray(rows, np.int64)
+        cols = np.asarray(cols, np.int64)
         tr = np.asarray(target_rows, np.int64)
         tc = np.asarray(target_cols, np.int64)
-        ch, (r0, c0) = dense_channels(rows, cols, kind, z, cfg, tr, tc, recon, covariates)
-        if len(models) == 1:
-            pred_img = predict_tta(models[0], ch, kind, device, cfg.tile, tta)
-        else:
-            pred_img = np.zeros((len(genes),) + ch.shape[2:], np.float32)
-            for i, g in enumerate(genes):
-                m = models[self.genes.index(g)]
-                pred_img[i] = predict_tta(m, ch[i : i + 1], kind, device, cfg.tile, tta)[0]
-        pred = pred_img[:, tr - r0, tc - c0].T * sd + mu
-        return np.maximum(pred, 0.0).astype(np.float32)
+        alpha = self.alpha if alpha is None else float(alpha)
+        if alpha is None:
+            raise RuntimeError("the imputer is not trained (call fit or load a model first)")
+        t0 = time.perf_counter()
+        with _blas_threads(cfg.threads):
+            base = self._base_for(rows, cols, kind, values, all_genes, features)
+            phys_t = physical(tr / 2.0, tc / 2.0, kind)
+            f_t = np.asarray(features(tr, tc), np.float64) if base.uses_histology else None
+            b, term_t = base.predict_parts(phys_t, f_t)
+            silent = ~np.any(values != 0, axis=0)  # genes without a count at any measured spot: 0
+            b[:, silent] = 0.0
+            if alpha <= 0.0:
+                self.timing["base"] = time.perf_counter() - t0
+                return np.maximum(b, 0.0).astype(np.float32)
+            term_meas = base.term_loo() if base.uses_histology else None
+            net_values = values if term_meas is None else (values - term_meas).astype(np.float32)
+            mu, sd = standardise(net_values)
+            z = (net_values - mu) / sd
+            recon = None
+            if cfg.cross_gene:
+                recon = (cross_gene_reconstruction(net_values, all_genes, cfg.pca_components) - mu) / sd
+            ch, (r0, c0) = dense_channels(rows, cols, kind, z, cfg, tr, tc, recon, covariates)
+        models = self._models() if models is None else list(models)
+        syms = symmetries(kind)
+        acc = None
+        t1 = time.perf_counter()
+        with _precision(device, cfg.precision):
+            for k, model in enumerate(models):
+                out = predict_tta(model, ch, kind, device, cfg.tile, True) if tta else \
+                    predict_symmetry(model, ch, syms[k % len(syms)], device, cfg.tile)
+                acc = out if acc is None else acc + out
+        passes = len(models) * (len(syms) if tta else 1)
+        self.timing["base"] = t1 - t0
+        self.timing["pass"] = (time.perf_counter() - t1) / passes
+        net = (acc / len(models))[:, tr - r0, tc - c0].T * sd + mu
+        if term_meas is not None:
+            net = net + term_t
+        net = np.maximum(net, 0.0)
+        net[:, silent] = 0.0
+        b = np.maximum(b, 0.0)
+        return (b + alpha * (net - b)).astype(np.float32)
 
     def preview(self, slide, genes: list[str] | None = None) -> ImputedResult | None:
-        """Dense maps from the weights being trained right now, without test-time averaging.
+        """Dense maps as they would be if training ended now, from the first network being trained.
 
-        A quick look while :meth:`fit_iter` runs: call it between two of its events, in the same
-        thread (the loop does not charge the time to its budget). ``None`` when no shared model is
-        being trained (before the first step, after training, or with per-gene models).
+        The first network's out-of-fold predictions set a provisional blend weight; no test-time
+        averaging. Call it between two events of :meth:`fit_iter`, in the same thread (the loop does
+        not charge the time to its budget). ``None`` when nothing is being trained.
         """
-        state = self._training
-        model = None if state is None else state.live
-        if model is None or self.config.per_gene or not state.steps:
+        tr = self._training
+        if tr is None or not tr["state"].steps:
             return None
+        mem = tr["members"][0]
+        device = resolve_device(self.config.device)
+        model = mem.evaluated
         was = model.training
         try:
-            return self.impute(slide, genes, tta=False, models=[model])
+            rows, cols, values, allg = slide_training_arrays(slide, self.genes, self.config.max_pca_genes)
+            with _blas_threads(self.config.threads), _precision(device, self.config.precision):
+                alpha, _ = self._choose_alpha([mem], tr["prob"], tr["base"], tr["values"], tr["mu"], tr["sd"], tr["term"],
+                                              rows, cols, slide.kind, tr["features"], device)
+            saved = (self.base, self._train_values, self.base_info)
+            self.base, self._train_values, self.base_info = tr["base"], tr["values"], tr["base"].describe()
+            try:
+                return self.impute(slide, genes, tta=False, models=[model], alpha=alpha)
+            finally:
+                self.base, self._train_values, self.base_info = saved
         finally:
             model.train(was)
 
     def impute(
-        self, slide, genes: list[str] | None = None, tta: bool | None = None, models: list | None = None
+        self,
+        slide,
+        genes: list[str] | None = None,
+        tta: bool | None = None,
+        models: list | None = None,
+        alpha: float | None = None,
     ) -> ImputedResult:
         """Impute the x2 dense grid of a slide (see :func:`~napari_s2s.core.s2s.impute.dense_positions`).
 
-        ``tta`` overrides the config's test-time averaging; ``models`` the trained networks (see
-        :meth:`impute_arrays`).
+        ``tta`` overrides the config's test-time averaging; ``models`` and ``alpha`` the trained
+        networks and their weight (see :meth:`impute_arrays`).
         """
         genes = list(genes) if genes is not None else list(self.genes)
         rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
         dr, dc = dense_positions(rows, cols, slide.kind)
-        he = self._histology(slide, genes, rows, cols, values) if getattr(self, "histology_used", False) else None
+        features = self._slide_features(slide) if (self.histology_used or self.base_info.get("histology")) else None
         model = self.predict_arrays(
-            rows, cols, slide.kind, values if he is None else he.train_values, dr, dc,
-            all_genes=allg, genes=genes, tta=tta, models=models,
+            rows, cols, slide.kind, values, dr, dc, all_genes=allg, features=features, tta=tta, models=models, alpha=alpha
         )
-        if he is not None:
-            model = np.maximum(he.add_back(model, dr, dc), 0.0).astype(np.float32)
         pred, measured = final_consistency(model, dr, dc, rows, cols, values)
         xy = None
         g2p = slide.geometry.grid_to_px
@@ -556,18 +793,11 @@ class S2SImputer:
             model_values=model,
         )
 
-    def _histology(self, slide, genes, rows, cols, values) -> "HistologyTerm":
-        """The slide's H&E term for these genes (computed once per slide and gene list)."""
-        key = (id(slide), tuple(genes))
-        cached = getattr(self, "_he_cache", None)
-        if cached is None or cached[0] != key:
-            self._he_cache = (key, HistologyTerm.fit(slide, rows, cols, values, seed=self.config.seed))
-        return self._he_cache[1]
-
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        """Save weights, config and genes (``torch.save``; reload with :meth:`load`)."""
-        if not self.states:
+        """Save the networks, their weight, the base predictor's choice, config and genes
+        (``torch.save``; reload with :meth:`load`)."""
+        if not self.is_trained:
             raise RuntimeError("nothing to save: the imputer is not trained")
         blob = {
             "format": "napari-s2s-model",
@@ -576,7 +806,9 @@ class S2SImputer:
             "genes": list(self.genes),
             "n_channels": int(self.n_channels),
             "states": self.states,
-            "stats": {k: v for k, v in self.stats.items() if isinstance(v, (int, float, str, bool)) or v is None},
+            "alpha": float(self.alpha),
+            "base": _plain(self.base_info),
+            "stats": _plain(self.stats),
         }
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
@@ -585,7 +817,11 @@ class S2SImputer:
 
     @classmethod
     def load(cls, path: str | Path) -> "S2SImputer":
-        """Load a model saved by :meth:`save` (``weights_only=True``); bad files raise :class:`SlideError`."""
+        """Load a model saved by :meth:`save` (``weights_only=True``); bad files raise :class:`SlideError`.
+
+        The base predictor is refitted on the slide it imputes, with the saved choice and kriging
+        parameters (no cross-validation).
+        """
         path = Path(path)
         if not path.is_file():
             raise SlideError(path, "model file not found")
@@ -595,16 +831,67 @@ class S2SImputer:
             raise SlideError(path, f"not a readable napari-s2s model ({type(exc).__name__})") from None
         if not isinstance(blob, dict) or blob.get("format") != "napari-s2s-model":
             raise SlideError(path, "not a napari-s2s model checkpoint")
+        if "alpha" not in blob or "base" not in blob:
+            raise SlideError(path, "a model of an older napari-s2s (no base predictor): train it again")
         try:
             imp = cls(S2SConfig.from_dict(blob["config"]))
             imp.genes = [str(g) for g in blob["genes"]]
             imp.n_channels = int(blob["n_channels"])
             imp.states = list(blob["states"])
+            imp.alpha = float(blob["alpha"])
+            imp.base_info = dict(blob["base"])
+            imp.histology_used = bool(imp.base_info.get("histology"))
             imp.stats = dict(blob.get("stats", {}))
             imp._models()  # check the weights fit the architecture
         except Exception as exc:
             raise SlideError(path, f"corrupt napari-s2s model ({type(exc).__name__}: {exc})".splitlines()[0]) from None
         return imp
+
+
+def _plain(x):
+    """JSON-like copy (dicts, lists, str, numbers, bool, None) for checkpoints loaded with ``weights_only``."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x)
+    if x is None or isinstance(x, str):
+        return x
+    return str(x)
+
+
+def _copy_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+@contextlib.contextmanager
+def _blas_threads(threads: int | None):
+    """Limit the BLAS/LAPACK threads of numpy and scipy to ``threads`` (no limit when ``None``).
+
+    The base predictor's small factorisations were measured ~10x slower with two BLAS threads on a
+    busy 2-core machine than with one (thread hand-offs dominate).
+    """
+    if not threads:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(threads), user_api="blas"):
+        yield
+
+
+def _precision(device: torch.device, precision: str):
+    """Autocast context for inference in the configured precision (see :func:`.device.use_bfloat16`)."""
+    if use_bfloat16(device, precision):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 
 
 def make_model_channels(cfg: S2SConfig) -> int:
@@ -643,38 +930,3 @@ def resolve_histology(mode: str, slide) -> bool:
     return bool(ok)
 
 
-@dataclass
-class HistologyTerm:
-    """``he_gaussian``'s histology term of a slide: S2S learns what the H&E does not explain.
-
-    The term (a ridge model of the smoother's leave-one-out residual on per-spot H&E features,
-    fitted on the measured spots) is taken out of the measured values before training, shifted so
-    that what is left stays >= 0, and added back on the dense grid after imputation.
-    """
-
-    train_values: np.ndarray
-    shift: np.ndarray
-    dense_rows: np.ndarray
-    dense_cols: np.ndarray
-    term_dense: np.ndarray
-    details: dict
-
-    @classmethod
-    def fit(cls, slide, rows, cols, values, seed: int = 0) -> "HistologyTerm":
-        from ..methods.histology import histology_terms
-        from .impute import dense_positions
-        from ..methods import histology_view
-
-        dr, dc = dense_positions(rows, cols, slide.kind)
-        term_m, term_d, details = histology_terms(
-            slide.kind, rows, cols, values, dr, dc, histology_view(slide), seed=seed
-        )
-        rest = np.asarray(values, np.float64) - term_m
-        shift = np.maximum(0.0, -rest.min(axis=0))
-        return cls((rest + shift).astype(np.float32), shift, dr, dc, term_d, details)
-
-    def add_back(self, pred: np.ndarray, dense_rows: np.ndarray, dense_cols: np.ndarray) -> np.ndarray:
-        """Undo the shift and add the histology term at the dense positions ``pred`` is given for."""
-        if not (np.array_equal(dense_rows, self.dense_rows) and np.array_equal(dense_cols, self.dense_cols)):
-            raise ValueError("histology term was fitted for another dense grid")
-        return np.asarray(pred, np.float64) - self.shift + self.term_dense

@@ -3,19 +3,20 @@
 Everything here works on arrays (measured lattice coordinates and values), not on a ``Slide``, so that
 the benchmark's method interface and the GUI share one code path. The loop is a generator of typed
 :class:`ProgressEvent` objects; it honours a time budget and/or a step count and a cooperative stop
-flag, and keeps the best model by a validation loss measured on measured data only.
+flag.
 
 Data (no hidden value can enter a batch: the sparse-level image holds measured values only)
 -------------------------------------------------------------------------------------------
 * The measured spots are laid out on their own lattice (the "sparse level"). For each of the four
-  cosets of the keep-1/4 sub-lattice, the kept values are the "sparser" input and every other measured
-  value is a target. A random ``val_frac`` of the measured spots are never targets in training. The
-  validation loss (model selection, early stopping) is measured on them at the dense scale by default
-  (``val_mode="dense"``: impute the dense level from the other measured spots and score the held-out
-  ones; the untrained network, which returns its smoother base, is the first candidate, so training
-  must beat the smoother to be kept) or at the sparser -> sparse level (``val_mode="sparse"``).
-* Genes are samples (one model for all chosen genes); each gene is standardised by its measured mean
-  and standard deviation.
+  cosets of the keep-1/4 sub-lattice (the "phases"), the kept values are the "sparser" input and
+  every other measured value is a target.
+* Cross-fitting: the measured spots are split into ``folds`` random folds and one network is trained
+  per fold, never with that fold's spots as targets (they may be inputs). Each network's predictions
+  at its own fold's spots, from the phases where those spots are not kept, are therefore
+  out-of-fold: the engine judges the networks against the base predictor on them
+  (:mod:`napari_s2s.core.s2s.blend`), and averages the networks for the final maps (an ensemble).
+* Genes are samples (one network for all chosen genes); each gene is standardised by its measured
+  mean and standard deviation.
 * Augmentation: lattice-keeping flips/rotations applied to the extracted windows.
 * Natural images: grayscale crops on the same lattice (checkerboard for hex), same masks, fully
   supervised, a ``natural_share`` of each batch.
@@ -34,10 +35,6 @@ import torch
 from ..events import ProgressEvent  # noqa: F401  (re-exported: engine and tests import it from here)
 from . import sampling as S
 from .model import CDCIN, NetSpec
-
-#: With a time budget, validations are spaced at least this many times their own cost apart (they
-#: take at most ~1/4 of the training time even when ``val_every_frac`` of a short budget is smaller).
-VAL_COST_RATIO = 4.0
 
 
 # ---------------------------------------------------------------------- cross-gene features
@@ -117,24 +114,51 @@ def _top_left_singular(x: np.ndarray, k: int, block: int = 65_536) -> np.ndarray
 # ---------------------------------------------------------------------- problem
 @dataclass
 class TrainProblem:
-    """The precomputed sparser -> sparse training data of one slide (all genes, all phases)."""
+    """The precomputed sparser -> sparse training data of one slide (all genes, phases and folds).
+
+    Attributes
+    ----------
+    channels
+        Per phase: (G, Cin, H, W) float32 network inputs (the phase's coset kept).
+    target
+        (G, H, W) standardised measured values at the sparse level (0 where no spot).
+    present
+        (H, W) bool: positions holding a measured spot.
+    kept
+        Per phase: (H, W) bool, the spots kept as input.
+    fold_img
+        (H, W) int: the fold of the spot at each position (-1: no spot).
+    spot_pixels
+        (m, 2) the image pixel of each measured spot (in the order of the training arrays).
+    folds
+        (m,) the fold of each measured spot.
+    starts
+        ``starts[fold][phase]``: (k, 2) corners of training windows of that fold's network.
+    """
 
     kind: str
-    channels: list  # per phase: (G, Cin, H, W) float32
-    target: np.ndarray  # (G, H, W) standardised measured values
-    loss_mask: list  # per phase: (H, W) bool, targets used in training
-    val_mask: list  # per phase: (H, W) bool, held-out targets
-    starts: list  # per phase: (k, 2) window corners
+    channels: list
+    target: np.ndarray
+    present: np.ndarray
+    kept: list
+    fold_img: np.ndarray
+    spot_pixels: np.ndarray
+    folds: np.ndarray
+    n_folds: int
+    starts: list
     patch: int
     n_channels: int
     genes: int
-    val_samples: list = field(default_factory=list)  # fixed (phase, gene) whole images
-    dense_val: tuple | None = None  # (channels (Gv, Cin, H, W), ii, jj, target (Gv, n)) at the dense level
     tile: int = 64
 
-    @property
-    def has_val(self) -> bool:
-        return bool(self.val_samples) or self.dense_val is not None
+    def loss_mask(self, phase: int, fold: int) -> np.ndarray:
+        """(H, W) targets of network ``fold`` in ``phase``: spots not kept and not in the fold."""
+        return self.present & ~self.kept[phase] & (self.fold_img != fold)
+
+
+def assign_folds(m: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """(m,) fold of each measured spot: a seeded random partition into ``n_folds`` near-equal folds."""
+    return (rng.permutation(m) % max(1, int(n_folds))).astype(np.int64)
 
 
 def standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,15 +177,19 @@ def build_problem(
     config,
     recon: np.ndarray | None = None,
     covariates: Callable | None = None,
-    rng: np.random.Generator | None = None,
+    folds: np.ndarray | None = None,
 ) -> TrainProblem:
     """Lay the (standardised) measured values ``z`` (m, G) out at the sparse level and precompute inputs.
 
     ``rows, cols`` are measured-lattice coordinates; ``covariates(R, C) -> (n, K)`` is evaluated at the
-    dense-level coordinates ``(2 row, 2 col)`` of the measured spots.
+    dense-level coordinates ``(2 row, 2 col)`` of the measured spots; ``folds`` (m,) assigns each spot
+    to a network (default: one fold, one network).
     """
-    rng = rng or np.random.default_rng(config.seed)
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
     m, g = z.shape
+    folds = np.zeros(m, np.int64) if folds is None else np.asarray(folds, np.int64)
+    n_folds = int(folds.max()) + 1 if m else 1
     img = S.lattice_image(rows, cols, z, kind, pad=0, min_shape=1)
     patch = int(min(config.patch, max(img.shape)))
     img = S.lattice_image(rows, cols, z, kind, pad=0, min_shape=patch)
@@ -170,17 +198,13 @@ def build_problem(
         rec_img = S.lattice_image(rows, cols, recon, kind, min_shape=patch).values
     cov_img = None
     if covariates is not None:
-        cov = np.asarray(covariates(2 * np.asarray(rows), 2 * np.asarray(cols)), dtype=np.float32)
+        cov = np.asarray(covariates(2 * rows, 2 * cols), dtype=np.float32)
         cov_img = S.lattice_image(rows, cols, cov, kind, min_shape=patch).values
-    # validation spots: measured spots that are never training targets
-    val_spot = np.zeros(m, dtype=bool)
-    n_val = int(round(config.val_frac * m))
-    if config.early_stopping and config.val_frac > 0 and n_val >= max(config.min_val_spots, 2):
-        val_spot[rng.choice(m, n_val, replace=False)] = True
-    val_img = np.zeros(img.shape, dtype=bool)
-    val_img[np.asarray(rows)[val_spot] - img.origin[0], np.asarray(cols)[val_spot] - img.origin[1]] = True
+    pix = np.stack([rows - img.origin[0], cols - img.origin[1]], axis=1)
+    fold_img = np.full(img.shape, -1, np.int64)
+    fold_img[pix[:, 0], pix[:, 1]] = folds
     parity = int((rows[0] + cols[0]) % 2) if kind == "hex" else 0
-    chans, lmask, vmask, starts = [], [], [], []
+    chans, kept_masks = [], []
     for ph in S.phase_origins(kind, parity):
         kept = S.keep_quarter_image(img, ph)
         if kept.sum() < 2:
@@ -188,65 +212,31 @@ def build_problem(
         chans.append(
             S.make_channels(img.values, kept, img.nodes, kind, rec_img, config.cross_gene, config.sigmas, cov_img, config.adaptive)
         )
-        lm = img.present & ~kept & ~val_img
-        lmask.append(lm)
-        vmask.append(img.present & ~kept & val_img)
-        st = S.window_starts(lm, patch, config.min_window_frac)
-        starts.append(st)
-    if not chans or all(len(s) == 0 for s in starts):
+        kept_masks.append(kept)
+    if not chans:
         raise ValueError("too few measured spots to build a training problem")
     prob = TrainProblem(
-        kind=kind,
-        channels=chans,
-        target=img.values,
-        loss_mask=lmask,
-        val_mask=vmask,
-        starts=starts,
-        patch=patch,
-        n_channels=chans[0].shape[1],
-        genes=g,
+        kind=kind, channels=chans, target=img.values, present=img.present, kept=kept_masks, fold_img=fold_img,
+        spot_pixels=pix, folds=folds, n_folds=n_folds, starts=[], patch=patch, n_channels=chans[0].shape[1],
+        genes=g, tile=int(config.tile),
     )
-    prob.tile = int(config.tile)
-    if val_spot.any() and config.val_mode == "dense":
-        # the dense-scale check: the same dense-level inference as imputation, with the validation
-        # spots removed from the measured input, scored at their own positions
-        from .impute import dense_channels
-
-        rows = np.asarray(rows)
-        cols = np.asarray(cols)
-        keep = ~val_spot
-        gsel = np.arange(g)
-        approx_px = 4 * img.shape[0] * img.shape[1]
-        cap = max(4, int(config.val_pixels) // max(approx_px, 1))
-        if g > cap:
-            gsel = np.sort(rng.choice(g, cap, replace=False))
-        rec = None if recon is None else recon[keep][:, gsel]
-        vr, vc = 2 * rows[val_spot], 2 * cols[val_spot]
-        ch, (r0, c0) = dense_channels(
-            rows[keep], cols[keep], kind, z[keep][:, gsel], config, vr, vc, rec, covariates
-        )
-        prob.dense_val = (ch, vr - r0, vc - c0, z[val_spot][:, gsel].T.copy())
-    elif val_spot.any():
-        # validation samples: whole sparse-level images, every (phase, gene) pair while the pixel
-        # count stays modest, else a fixed random subset of them
-        pairs = [(p, gi) for p in range(len(chans)) if vmask[p].any() for gi in range(g)]
-        cap = max(8, int(config.val_pixels) // max(img.shape[0] * img.shape[1], 1))
-        if len(pairs) > cap:
-            pick = rng.choice(len(pairs), cap, replace=False)
-            pairs = [pairs[i] for i in sorted(pick)]
-        prob.val_samples = pairs
+    for f in range(n_folds):
+        prob.starts.append([S.window_starts(prob.loss_mask(p, f), patch, config.min_window_frac) for p in range(len(chans))])
+    if all(len(s) == 0 for per in prob.starts for s in per):
+        raise ValueError("too few measured spots to build a training problem")
     return prob
 
 
-def _st_sample(prob: TrainProblem, rng: np.random.Generator, augment: bool, gene: int | None = None):
-    valid = [i for i, s in enumerate(prob.starts) if len(s)]
+def _st_sample(prob: TrainProblem, rng: np.random.Generator, augment: bool, fold: int = 0):
+    starts = prob.starts[fold]
+    valid = [i for i, s in enumerate(starts) if len(s)]
     p = valid[int(rng.integers(len(valid)))]
-    g = int(rng.integers(prob.genes)) if gene is None else gene
-    y, x = prob.starts[p][int(rng.integers(len(prob.starts[p])))]
+    g = int(rng.integers(prob.genes))
+    y, x = starts[p][int(rng.integers(len(starts[p])))]
     P = prob.patch
     ch = prob.channels[p][g, :, y : y + P, x : x + P]
     tg = prob.target[g, y : y + P, x : x + P][None]
-    lm = prob.loss_mask[p][y : y + P, x : x + P][None]
+    lm = prob.loss_mask(p, fold)[y : y + P, x : x + P][None]
     if augment:
         syms = S.symmetries(prob.kind)
         sym = syms[int(rng.integers(len(syms)))]
@@ -297,7 +287,7 @@ class NaturalSampler:
         return tuple(S.apply_symmetry(a, sym) for a in (ch, tg, lm))
 
 
-# ---------------------------------------------------------------------- loop
+# ---------------------------------------------------------------------- loss and model
 def masked_loss(outs: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor, kind: str = "mse") -> torch.Tensor:
     """Deep-supervised loss: cascade ``c`` (1-based) weighted ``c / C``; per-sample masked mean."""
     n = len(outs)
@@ -341,58 +331,53 @@ def spec_of(n_channels: int, config) -> NetSpec:
     )
 
 
-@torch.no_grad()
-def validation_loss(model: CDCIN, prob: TrainProblem, device: torch.device, chunk: int = 16) -> float | None:
-    """Mean squared error on the held-out measured spots (last cascade).
 
-    ``dense`` validation: the dense-level prediction at the validation spots from the other measured
-    spots; ``sparse``: the sparser -> sparse prediction at them (whole sparse-level images).
-    """
-    if prob.dense_val is not None:
-        from .impute import predict_image
 
-        was = model.training
-        ch, ii, jj, tgt = prob.dense_val
-        pred = predict_image(model, ch, device, prob.tile)[:, ii, jj]
-        model.train(was)
-        return float(np.mean((pred - tgt) ** 2))
-    if not prob.val_samples:
-        return None
-    was = model.training
-    model.eval()
-    total, count = 0.0, 0.0
-    for i in range(0, len(prob.val_samples), chunk):
-        part = prob.val_samples[i : i + chunk]
-        ch = torch.from_numpy(np.stack([prob.channels[p][g] for p, g in part])).to(device)
-        tg = torch.from_numpy(np.stack([prob.target[g] for p, g in part])[:, None]).to(device)
-        vm = torch.from_numpy(np.stack([prob.val_mask[p] for p, g in part])[:, None]).to(device)
-        out = model(ch)[-1]
-        total += float((((out - tg) ** 2) * vm).sum())
-        count += float(vm.sum())
-    model.train(was)
-    return total / max(count, 1.0)
+# ---------------------------------------------------------------------- the networks and the loop
+@dataclass
+class Member:
+    """One network of the cross-fitted ensemble: the weights trained, their moving average, the optimiser."""
+
+    fold: int
+    model: CDCIN
+    opt: torch.optim.Optimizer
+    ema: CDCIN | None = None
+    steps: int = 0
+    last_loss: float | None = None
+
+    @property
+    def evaluated(self) -> CDCIN:
+        """The module used for predictions: the weight average when ``ema`` is on."""
+        return self.ema if self.ema is not None else self.model
+
+
+def make_members(n_channels: int, n_folds: int, config, device: torch.device, seed: int) -> list[Member]:
+    """One fresh network per fold (seeded: ``seed + fold``)."""
+    out = []
+    for f in range(n_folds):
+        torch.manual_seed(int(seed) + f)
+        model = make_model(n_channels, config).to(device).train()
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+        ema = copy.deepcopy(model) if config.ema else None
+        out.append(Member(f, model, opt, ema))
+    return out
 
 
 @dataclass
 class TrainState:
-    """What training leaves behind: the best weights and statistics."""
+    """What the loop leaves behind: step counts, losses, and whether it was stopped."""
 
-    best_state: dict | None = None
-    best_val: float | None = None
-    best_step: int = 0
     steps: int = 0
     seconds: float = 0.0
     last_loss: float | None = None
     stopped: bool = False
-    early_stopped: bool = False
     losses: list = field(default_factory=list)
-    val_history: list = field(default_factory=list)
-    #: the module being validated (the weight average when ``ema`` is on) while the loop runs
+    #: the members being trained while the loop runs (for previews), else ``None``
     live: Any = None
 
 
 def train_loop(
-    model: CDCIN,
+    members: list[Member],
     prob: TrainProblem,
     config,
     device: torch.device,
@@ -401,39 +386,23 @@ def train_loop(
     natural: NaturalSampler | None = None,
     budget_s: float | None = None,
     max_steps: int | None = None,
-    gene: int | None = None,
     rng: np.random.Generator | None = None,
 ) -> Iterator[ProgressEvent]:
-    """Optimise ``model`` on ``prob``; yields a :class:`ProgressEvent` after every step.
+    """Optimise the members in turn (one batch each, round-robin); yields a :class:`ProgressEvent`
+    after every step.
 
-    Stops at the time budget, the step limit, early stopping (``patience`` validations without
-    improvement) or when ``should_stop()`` turns true; ``state.best_state`` then holds the weights
-    with the best validation loss (the last weights when there is no validation set).
+    Stops at the time budget, the step limit (steps of all members together) or when
+    ``should_stop()`` turns true. The time the consumer holds the loop between two events (e.g. to
+    compute a preview) is not charged to the budget.
     """
     rng = rng or np.random.default_rng(config.seed)
-    model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
     bs = config.batch_size
     n_nat = int(round(bs * config.natural_share)) if natural is not None else 0
     n_st = max(1, bs - n_nat)
     t0 = time.perf_counter()
-    last_val_t = t0
-    val_every_s = max(0.5, (budget_s or 60.0) * config.val_every_frac)
-    val_cost = 0.0  # seconds the last validation took: validations stay under 1/VAL_COST_RATIO of the time
-    paused = 0.0  # seconds the consumer held the loop between events (e.g. a preview): not charged to the budget
-    val_every_steps = max(5, int((max_steps or 200) * config.val_every_frac))
-    bad = 0
+    paused = 0.0
     step = 0
-    # exponential moving average of the weights (what is validated and kept), warmed up
-    ema = copy.deepcopy(model) if config.ema else None
-    evaluated = ema if ema is not None else model
-    state.live = evaluated
-    if prob.has_val and state.best_state is None:
-        tv = time.perf_counter()
-        v = validation_loss(evaluated, prob, device)
-        val_cost = time.perf_counter() - tv
-        state.val_history.append((state.steps, v))
-        state.best_val, state.best_step, state.best_state = v, state.steps, _copy_state(evaluated)
+    state.live = members
     while True:
         el = time.perf_counter() - t0 - paused
         if should_stop():
@@ -443,78 +412,39 @@ def train_loop(
             break
         if budget_s is not None and el >= budget_s:
             break
-        samples = [_st_sample(prob, rng, config.augment, gene) for _ in range(n_st)]
+        mem = members[step % len(members)]
+        samples = [_st_sample(prob, rng, config.augment, mem.fold) for _ in range(n_st)]
         samples += [natural.sample(rng) for _ in range(n_nat)]
         ch = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
         tg = torch.from_numpy(np.stack([s[1] for s in samples])).to(device)
         lm = torch.from_numpy(np.stack([s[2] for s in samples])).to(device)
-        outs = model(ch)
+        outs = mem.model(ch)
         loss = masked_loss(outs, tg, lm, config.loss)
-        opt.zero_grad(set_to_none=True)
+        mem.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        step += 1
-        if ema is not None:
-            d = min(float(config.ema), (1.0 + step) / (10.0 + step))
+        mem.opt.step()
+        mem.steps += 1
+        if mem.ema is not None:
+            d = min(float(config.ema), (1.0 + mem.steps) / (10.0 + mem.steps))
             with torch.no_grad():
-                for pe, p in zip(ema.parameters(), model.parameters()):
+                for pe, p in zip(mem.ema.parameters(), mem.model.parameters()):
                     pe.mul_(d).add_(p.detach(), alpha=1.0 - d)
+        step += 1
         state.steps += 1
-        state.last_loss = float(loss.detach())
+        mem.last_loss = state.last_loss = float(loss.detach())
         state.losses.append(state.last_loss)
-        now = time.perf_counter()
-        el = now - t0 - paused
-        do_val = (
-            budget_s is not None and now - last_val_t >= max(val_every_s, VAL_COST_RATIO * val_cost)
-        ) or (budget_s is None and step % val_every_steps == 0)
-        if do_val and prob.has_val:
-            last_val_t = now
-            v = validation_loss(evaluated, prob, device)
-            val_cost = time.perf_counter() - now
-            state.val_history.append((state.steps, v))
-            if state.best_val is None or v < state.best_val:
-                state.best_val = v
-                state.best_step = state.steps
-                state.best_state = _copy_state(evaluated)
-                bad = 0
-            else:
-                bad += 1
-            if config.patience and bad >= config.patience:
-                state.early_stopped = True
+        el = time.perf_counter() - t0 - paused
         eta = None
         if budget_s is not None:
             eta = max(budget_s - el, 0.0)
         if max_steps is not None:
-            per = el / step
-            e2 = per * (max_steps - step)
+            e2 = el / step * (max_steps - step)
             eta = e2 if eta is None else min(eta, e2)
         ty = time.perf_counter()
-        yield ProgressEvent(
-            "train",
-            state.steps,
-            max_steps,
-            state.last_loss,
-            el,
-            eta,
-            f"step {state.steps} loss {state.last_loss:.4f}",
-            state.best_val,
-        )
-        held = time.perf_counter() - ty
-        paused += held
-        last_val_t += held
-        if state.early_stopped:
-            break
+        yield ProgressEvent("train", state.steps, max_steps, state.last_loss, el, eta, f"step {state.steps} loss {state.last_loss:.4f}")
+        paused += time.perf_counter() - ty
     state.seconds += time.perf_counter() - t0 - paused
     state.live = None
-    # final validation so the last stretch of training can win
-    if prob.has_val and not state.early_stopped and step > 0:
-        v = validation_loss(evaluated, prob, device)
-        state.val_history.append((state.steps, v))
-        if state.best_val is None or v < state.best_val:
-            state.best_val, state.best_step, state.best_state = v, state.steps, _copy_state(evaluated)
-    if state.best_state is None or not prob.has_val:
-        state.best_state = _copy_state(evaluated)
-        state.best_step = state.steps
 
 
 def _copy_state(model: torch.nn.Module) -> dict:
@@ -522,15 +452,18 @@ def _copy_state(model: torch.nn.Module) -> dict:
 
 
 __all__ = [
+    "Member",
+    "NaturalSampler",
     "ProgressEvent",
     "TrainProblem",
     "TrainState",
+    "assign_folds",
     "build_problem",
     "cross_gene_reconstruction",
+    "make_members",
     "make_model",
     "masked_loss",
     "spec_of",
     "standardise",
     "train_loop",
-    "NaturalSampler",
 ]

@@ -1,0 +1,117 @@
+"""How much of the networks to trust: out-of-fold predictions and the blend with the base predictor.
+
+The engine's result is ``base + alpha * (networks - base)`` with ``alpha`` in ``[0, 1]``: ``alpha = 0``
+is the base predictor itself (the best non-learned predictor of the slide,
+:class:`~napari_s2s.core.smoothing.base.BasePredictor`), ``alpha = 1`` the networks alone. ``alpha``
+is chosen on predictions that no network trained on:
+
+* each network of the cross-fitted ensemble (:mod:`.train`) predicts the measured spots of its own
+  fold, which were never its targets, in the sparser -> sparse setting it was trained in (for each
+  phase of the keep-1/4 sub-lattice where the spot is not kept, from the kept spots);
+* the base predictor predicts the same spots from the same kept spots (its kriging conditioned on
+  that sub-lattice, its denoising and H&E coefficients kept);
+* ``alpha`` minimises the squared error of the blend over all those predictions (each gene divided
+  by its variance, so that every gene weighs the same), in closed form, clipped to ``[0, 1]``.
+
+This is the sparser -> sparse step S2S learns from, one level below the dense grid: the same
+geometry (targets one lattice step from the kept spots) that the networks meet when they impute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .impute import predict_image
+from .train import Member, TrainProblem
+
+
+@dataclass
+class OutOfFold:
+    """Out-of-fold predictions at measured spots: one row per (spot, phase) pair.
+
+    Attributes
+    ----------
+    spots
+        (n,) index of the measured spot.
+    phases
+        (n,) phase (coset kept as input) of the prediction.
+    network
+        (n, G) the prediction of the spot's own fold network (standardised units of the problem).
+    """
+
+    spots: np.ndarray
+    phases: np.ndarray
+    network: np.ndarray
+
+
+#: Pixels the out-of-fold predictions may cost (networks x phases x genes x image pixels); beyond,
+#: a seeded subset of the genes is predicted (one shared weight needs far fewer than all of them).
+OOF_PIXELS = 4_000_000
+
+
+def oof_genes(prob: TrainProblem, n_members: int, seed: int = 0) -> np.ndarray:
+    """Indices of the genes whose out-of-fold predictions are computed (all, or a seeded subset)."""
+    per_gene = n_members * len(prob.channels) * prob.target.shape[1] * prob.target.shape[2]
+    cap = max(4, OOF_PIXELS // max(per_gene, 1))
+    if prob.genes <= cap:
+        return np.arange(prob.genes)
+    return np.sort(np.random.default_rng(seed).choice(prob.genes, cap, replace=False))
+
+
+def network_oof(
+    members: list[Member], prob: TrainProblem, device: torch.device, tile: int = 128, genes: np.ndarray | None = None
+) -> OutOfFold:
+    """Each network's predictions at its own fold's spots, in every phase where they are not kept
+    (for the genes ``genes``, default all; ``network`` has one column per gene asked for)."""
+    spots, phases, preds = [], [], []
+    pix = prob.spot_pixels
+    genes = np.arange(prob.genes) if genes is None else np.asarray(genes)
+    for mem in members:
+        mine = np.flatnonzero(prob.folds == mem.fold)
+        if not mine.size:
+            continue
+        model = mem.evaluated
+        was = model.training
+        for p, ch in enumerate(prob.channels):
+            idx = mine[~prob.kept[p][pix[mine, 0], pix[mine, 1]]]
+            if not idx.size:
+                continue
+            out = predict_image(model, ch[genes], device, tile)  # (G', H, W)
+            spots.append(idx)
+            phases.append(np.full(idx.size, p))
+            preds.append(out[:, pix[idx, 0], pix[idx, 1]].T)
+        model.train(was)
+    if not spots:
+        g = len(genes)
+        return OutOfFold(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, g), np.float32))
+    return OutOfFold(np.concatenate(spots), np.concatenate(phases), np.concatenate(preds).astype(np.float32))
+
+
+def kept_sources(prob: TrainProblem, phase: int) -> np.ndarray:
+    """Indices of the measured spots kept as input in ``phase``."""
+    pix = prob.spot_pixels
+    return np.flatnonzero(prob.kept[phase][pix[:, 0], pix[:, 1]])
+
+
+def blend_weight(truth: np.ndarray, base: np.ndarray, network: np.ndarray, gene_weights: np.ndarray) -> float:
+    """``alpha`` in ``[0, 1]`` minimising ``sum_g w_g sum_i (truth - base - alpha (network - base))^2``.
+
+    Returns 0 when the networks and the base agree everywhere (nothing to choose).
+    """
+    d = (np.asarray(network, np.float64) - base) * np.sqrt(gene_weights)[None, :]
+    r = (np.asarray(truth, np.float64) - base) * np.sqrt(gene_weights)[None, :]
+    den = float((d * d).sum())
+    if den <= 1e-12:
+        return 0.0
+    return float(np.clip((d * r).sum() / den, 0.0, 1.0))
+
+
+def weighted_mse(truth: np.ndarray, pred: np.ndarray, gene_weights: np.ndarray) -> float:
+    """Mean over spots and genes of the squared error, each gene divided by its variance."""
+    if not len(truth):
+        return float("nan")
+    e = (np.asarray(pred, np.float64) - truth) ** 2
+    return float((e * gene_weights[None, :]).mean())

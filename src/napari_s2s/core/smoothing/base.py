@@ -1,0 +1,318 @@
+"""The best non-learned predictor of a slide, chosen by K-fold cross-validation over its measured spots.
+
+S2S starts from this predictor and falls back to it (:mod:`napari_s2s.core.s2s.engine`). The
+candidates share one smoother, kriging (:mod:`.kriging`), and differ in what it smooths:
+
+* the measured values themselves, or their projection on the top ``k`` principal components over
+  every gene detected on the slide (centred or standardised PCA; :mod:`.pca`): cross-gene
+  denoising, which helps where many genes share the same spatial patterns;
+* with or without the H&E term (:class:`.ridge.FeatureTerm`, a ridge model of the smoother's
+  residual on per-position image features) when the slide has a usable image.
+
+Each candidate is scored by repeated K-fold cross-validation over the measured spots: the PCA
+basis, the kriging weights and the H&E term are all refitted without the fold, the fold is
+predicted from the other spots, and the error (squared, each gene divided by its variance so
+that every gene weighs the same) is averaged. The candidate with the lowest error wins; the plain
+kriging of the measured values is the first candidate and wins ties. Nothing but the measured
+spots is ever looked at, so 46 measured spots are enough to decide, and a slide with fewer spots
+than folds keeps plain kriging.
+
+The kriging hyper-parameters (length, signal-to-noise) are chosen once, by leave-one-out over all
+measured spots, and kept in every fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .gaussian import gene_weights
+from .kriging import Kriging
+from .pca import dense, pca_basis
+from .ridge import FeatureTerm
+
+#: Candidate numbers of principal components (capped by the spots and genes available).
+COMPONENTS: tuple[int, ...] = (2, 4, 8, 15, 30)
+
+#: Fewest measured spots for which candidates are cross-validated (fewer: plain kriging).
+MIN_CV_SPOTS = 20
+
+#: Largest slide cross-validated in full; larger ones are cross-validated on a square crop.
+MAX_CV_SPOTS = 3000
+
+#: From this many measured spots, one K-fold partition (no repeats).
+MANY_SPOTS = 1000
+
+
+@dataclass(frozen=True)
+class BaseChoice:
+    """One candidate: PCA components (``None``: no denoising), standardised PCA, H&E term."""
+
+    components: int | None = None
+    standardised: bool = False
+    histology: bool = False
+
+    @property
+    def label(self) -> str:
+        parts = ["kriging"]
+        if self.components:
+            parts.append(f"PCA {self.components}{' standardised' if self.standardised else ''}")
+        if self.histology:
+            parts.append("H&E")
+        return " + ".join(parts)
+
+
+def candidates(n_spots: int, n_genes_all: int, histology: bool, components=COMPONENTS) -> list[BaseChoice]:
+    """The candidates a slide allows (components below the fold's spot count and the gene count)."""
+    cap = min(n_genes_all - 1, int(n_spots * 0.8) - 2)
+    ks = [k for k in components if k <= cap]
+    dens = [(None, False)] + [(k, st) for st in (False, True) for k in ks]
+    hes = (False, True) if histology else (False,)
+    return [BaseChoice(k, st, he) for he in hes for k, st in dens]
+
+
+def _denoise(x: np.ndarray, cols: np.ndarray, basis, k: int, rows: np.ndarray | None = None) -> np.ndarray:
+    mean, scale, vt = basis
+    xa = x if rows is None else x[rows]
+    return (((xa - mean) / scale) @ vt[:k].T @ vt[:k][:, cols]) * scale[cols] + mean[cols]
+
+
+@dataclass
+class BasePredictor:
+    """The best non-learned predictor of a slide (see the module notes).
+
+    Parameters
+    ----------
+    n_folds, repeats
+        K-fold cross-validation over the measured spots, repeated with different partitions.
+    seed
+        Seed of the partitions (and of the crops on large slides).
+    components
+        Candidate PCA components.
+    use_histology
+        Whether H&E candidates may be tried (when features are given to :meth:`fit`).
+    require_histology
+        Only H&E candidates (the user asked for the H&E term; needs features).
+
+    Attributes (after :meth:`fit`)
+    ------------------------------
+    choice
+        The winning :class:`BaseChoice`.
+    kriging
+        The fitted :class:`~.kriging.Kriging` smoother.
+    cv_errors
+        Candidate label -> cross-validated error (variance-normalised mean squared error).
+    """
+
+    n_folds: int = 5
+    repeats: int = 2
+    seed: int = 0
+    components: tuple = COMPONENTS
+    use_histology: bool = True
+    require_histology: bool = False
+    choice: BaseChoice = field(default_factory=BaseChoice)
+    cv_errors: dict = field(default_factory=dict)
+
+    def fit(
+        self,
+        phys: np.ndarray,
+        values: np.ndarray,
+        all_genes=None,
+        target_cols: np.ndarray | None = None,
+        features: np.ndarray | None = None,
+    ) -> "BasePredictor":
+        """Choose and fit the predictor on the measured spots.
+
+        Parameters
+        ----------
+        phys
+            (m, 2) physical positions of the measured spots (pitch units).
+        values
+            (m, G) their values for the genes to predict.
+        all_genes
+            (m, n) their values over many genes (dense or sparse) for cross-gene denoising, with
+            the genes to predict at columns ``target_cols``; ``None``: no PCA candidates.
+        features
+            (m, F) per-spot image features (H&E); ``None``: no H&E candidates.
+        """
+        self.phys = np.asarray(phys, dtype=np.float64)
+        self.values = np.asarray(values, dtype=np.float64)
+        m, g = self.values.shape
+        self.x = None if all_genes is None else dense(all_genes)
+        self.cols = None if target_cols is None else np.asarray(target_cols, dtype=np.int64)
+        self.features = None if features is None else np.asarray(features, dtype=np.float64)
+        self.kriging = Kriging.fit(self.phys, self.values, seed=self.seed)
+        use_he = self.use_histology and self.features is not None
+        cands = candidates(m, 0 if self.x is None else self.x.shape[1], use_he, self.components)
+        if self.require_histology and use_he:
+            cands = [c for c in cands if c.histology]
+        self.cv_errors = {}
+        if m >= MIN_CV_SPOTS and len(cands) > 1:
+            errs = self._cross_validate(cands)
+            best = min(range(len(cands)), key=lambda i: (errs[i], i))
+            self.choice = cands[best]
+            self.cv_errors = {c.label: float(e) for c, e in zip(cands, errs)}
+        else:
+            self.choice = cands[0]
+        self._refit()
+        return self
+
+    # ------------------------------------------------------------------ fitting one candidate
+    def _fit_smoother(self, choice: BaseChoice, rows: np.ndarray, basis=None, solver=None):
+        """Denoised values, their mean and the kriging solver, fitted on spots ``rows``."""
+        y = self.values[rows]
+        den = y if not choice.components else _denoise(self.x, self.cols, basis, choice.components, rows)
+        return den, den.mean(axis=0), solver if solver is not None else self.kriging.on(self.phys[rows])
+
+    def _fit_term(self, den, mu, solver, rows: np.ndarray) -> FeatureTerm | None:
+        """The H&E term of the smoother's leave-one-out residual, fitted on spots ``rows``."""
+        f = self.features[rows]
+        f_loo = getattr(solver, "_features_loo", None)  # the same for every candidate of a fold
+        if f_loo is None:
+            f_loo = solver._features_loo = solver.loo(f - f.mean(axis=0))
+        return FeatureTerm.fit(f, f_loo, self.values[rows] - (mu + solver.loo(den - mu)))
+
+    def _cross_validate(self, cands: list[BaseChoice]) -> np.ndarray:
+        """Cross-validated error of every candidate (one value each)."""
+        idx = np.arange(len(self.phys))
+        if len(idx) > MAX_CV_SPOTS:
+            from .kriging import _crops
+
+            idx = _crops(self.phys, MAX_CV_SPOTS, np.random.default_rng(self.seed), n_crops=1)[0]
+        m = len(idx)
+        gw = gene_weights(self.values[idx])
+        err = np.zeros(len(cands))
+        ks = sorted({c.components for c in cands if c.components})
+        repeats = self.repeats if m < MANY_SPOTS else 1  # many spots: one partition is precise enough
+        for r in range(repeats):
+            folds = np.random.default_rng(self.seed + r).permutation(m) % self.n_folds
+            for f in range(self.n_folds):
+                te, tr = idx[folds == f], idx[folds != f]
+                bases = {}
+                if ks and self.x is not None:
+                    for st in (False, True):
+                        bases[st] = pca_basis(self.x[tr], max(ks), st)
+                fitted = {}
+                solver = self.kriging.on(self.phys[tr])
+                for i, c in enumerate(cands):
+                    key = (c.components, c.standardised)
+                    if key not in fitted:
+                        fitted[key] = self._fit_smoother(c, tr, bases.get(c.standardised), solver)
+                    den, mu, solver = fitted[key]
+                    term = self._fit_term(den, mu, solver, tr) if c.histology else None
+                    pred = self._predict_with(den, mu, solver, term, self.phys[te], tr, te)
+                    e = (np.maximum(pred, 0.0) - self.values[te]) ** 2
+                    err[i] += float((e * gw).sum())
+        return err / (repeats * m * max(1, self.values.shape[1]))
+
+    def _predict_with(self, den, mu, solver, term, dst, src_rows, dst_rows=None, features_dst=None):
+        g = den.shape[1]
+        if term is None:
+            return mu + solver.predict(den - mu, dst)
+        f = self.features[src_rows]
+        fd = self.features[dst_rows] if features_dst is None else features_dst
+        sm = solver.predict(np.hstack([den - mu, f - term.centre]), dst)
+        return mu + sm[:, :g] + term.at(fd, sm[:, g:])
+
+    def _refit(self) -> None:
+        c = self.choice
+        rows = np.arange(len(self.phys))
+        basis = pca_basis(self.x, c.components, c.standardised) if c.components else None
+        self.den, self.mu, self.solver = self._fit_smoother(c, rows, basis)
+        self.term = self._fit_term(self.den, self.mu, self.solver, rows) if c.histology else None
+        if self.term is not None and not self.term.active:
+            self.term = None
+
+    # ------------------------------------------------------------------ prediction
+    @property
+    def uses_histology(self) -> bool:
+        """Whether the fitted predictor has an H&E term (the slide's image explains something)."""
+        return self.term is not None
+
+    def predict_parts(self, dst: np.ndarray, features_dst: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(t, G) predictions at ``dst`` from all measured spots, and the H&E term's part of them
+        (zeros without a term), from one smoothing pass."""
+        dst = np.asarray(dst, np.float64)
+        g = self.values.shape[1]
+        if self.term is None:
+            return self.mu + self.solver.predict(self.den - self.mu, dst), np.zeros((len(dst), g))
+        if features_dst is None:
+            raise ValueError("this base predictor uses the H&E term: give features_dst")
+        sm = self.solver.predict(np.hstack([self.den - self.mu, self.features - self.term.centre]), dst)
+        term = self.term.at(features_dst, sm[:, g:])
+        return self.mu + sm[:, :g] + term, term
+
+    def predict(self, dst: np.ndarray, features_dst: np.ndarray | None = None, sources: np.ndarray | None = None) -> np.ndarray:
+        """(t, G) predictions at physical positions ``dst`` (not clipped).
+
+        ``features_dst`` (t, F): the image features there (needed when :attr:`uses_histology`).
+        ``sources``: indices of the measured spots to predict from (default: all), with the fitted
+        denoising, smoother and H&E coefficients kept (e.g. to predict the measured lattice from a
+        sub-lattice of it, as the network's training does).
+        """
+        if self.term is not None and features_dst is None:
+            raise ValueError("this base predictor uses the H&E term: give features_dst")
+        if sources is None:
+            rows, solver = np.arange(len(self.phys)), self.solver
+        else:
+            rows = np.asarray(sources, dtype=np.int64)
+            solver = self.kriging.on(self.phys[rows])
+        return self._predict_with(self.den[rows], self.mu, solver, self.term, np.asarray(dst, np.float64), rows,
+                                  features_dst=features_dst)
+
+    def term_at(self, dst: np.ndarray, features_dst: np.ndarray) -> np.ndarray:
+        """(t, G) the H&E term alone at physical positions ``dst`` (zeros without one)."""
+        dst = np.asarray(dst, np.float64)
+        if self.term is None:
+            return np.zeros((len(dst), self.values.shape[1]))
+        sm = self.solver.predict(self.features - self.term.centre, dst)
+        return self.term.at(features_dst, sm)
+
+    def term_loo(self) -> np.ndarray:
+        """(m, G) the H&E term at the measured spots, from their leave-one-out smoothed features
+        (what the term explains at each spot without the spot itself; zeros without a term)."""
+        if self.term is None:
+            return np.zeros_like(self.values)
+        return self.term.at(self.features, self.solver.loo(self.features - self.term.centre))
+
+    def refit(
+        self,
+        phys: np.ndarray,
+        values: np.ndarray,
+        kriging: Kriging,
+        choice: BaseChoice,
+        all_genes=None,
+        target_cols: np.ndarray | None = None,
+        features: np.ndarray | None = None,
+    ) -> "BasePredictor":
+        """Fit a known choice with known kriging parameters (no cross-validation), e.g. for a saved
+        model applied to its slide again or to other genes of it."""
+        self.phys = np.asarray(phys, dtype=np.float64)
+        self.values = np.asarray(values, dtype=np.float64)
+        self.x = None if all_genes is None else dense(all_genes)
+        self.cols = None if target_cols is None else np.asarray(target_cols, dtype=np.int64)
+        self.features = None if features is None else np.asarray(features, dtype=np.float64)
+        self.kriging = kriging
+        if choice.components and (self.x is None or choice.components >= min(self.x.shape)):
+            choice = BaseChoice(None, False, choice.histology)
+        self.choice = BaseChoice(choice.components, choice.standardised, choice.histology and self.features is not None)
+        self.cv_errors = {}
+        self._refit()
+        return self
+
+    @property
+    def label(self) -> str:
+        """What the fitted predictor is, e.g. ``kriging + PCA 8 + H&E``."""
+        return BaseChoice(self.choice.components, self.choice.standardised, self.uses_histology).label
+
+    def describe(self) -> dict:
+        """JSON-able summary: the choice, the kriging parameters and the cross-validated errors."""
+        return {
+            "choice": self.label,
+            "components": self.choice.components,
+            "standardised": self.choice.standardised,
+            "histology": self.uses_histology,
+            "kriging": {"nu": self.kriging.nu, "ell": self.kriging.ell, "snr": self.kriging.snr},
+            "cv_errors": dict(self.cv_errors),
+        }

@@ -1,0 +1,79 @@
+"""The base predictor: what K-fold cross-validation over the measured spots picks, and its predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_s2s.core.smoothing.base import MIN_CV_SPOTS, BaseChoice, BasePredictor, candidates
+
+
+def _lattice(n=16):
+    rr, cc = np.mgrid[0:n:2, 0:n:2]
+    return np.stack([rr.ravel(), cc.ravel()], axis=1).astype(float)
+
+
+def test_candidates_follow_what_the_slide_allows():
+    assert candidates(100, 0, False) == [BaseChoice()]  # no other genes, no image: plain kriging
+    c = candidates(100, 500, True)
+    assert BaseChoice() == c[0]  # plain kriging first (wins ties)
+    assert any(x.histology for x in c) and any(x.components == 30 for x in c)
+    assert all(x.components is None or x.components <= 10 for x in candidates(15, 500, False))
+
+
+def test_cross_gene_denoising_is_chosen_when_genes_share_patterns_and_not_otherwise():
+    rng = np.random.default_rng(0)
+    phys = _lattice(20)
+    m = len(phys)
+    # 2 smooth spatial factors drive 200 genes; the 5 target genes are 5 of them, very noisy
+    factors = np.stack([np.sin(phys[:, 0] / 3.0), np.cos(phys[:, 1] / 4.0)], axis=1)
+    shared = factors @ rng.normal(size=(2, 200)) + rng.normal(0, 1.0, (m, 200))
+    b = BasePredictor(seed=0).fit(phys, shared[:, :5], shared, np.arange(5))
+    assert b.choice.components is not None and b.choice.components <= 8
+    assert b.cv_errors[b.label] <= b.cv_errors["kriging"]
+    # independent genes (each target its own pattern): denoising by other genes cannot help
+    alone = rng.normal(size=(m, 200))
+    for g in range(5):
+        alone[:, g] += 2 * np.sin(phys[:, g % 2] / (2.0 + g) + g)
+    b2 = BasePredictor(seed=0).fit(phys, alone[:, :5], alone, np.arange(5))
+    assert b2.choice.components is None
+
+
+def test_histology_term_is_chosen_only_when_the_image_explains_the_residual():
+    rng = np.random.default_rng(1)
+    phys = _lattice(20)
+    m = len(phys)
+    tissue = (rng.random(m) < 0.3).astype(float)  # a spot-level tissue type the smoother cannot see
+    feats = np.stack([tissue + rng.normal(0, 0.1, m), rng.normal(size=m), rng.normal(size=m)], axis=1)
+    y = np.stack([np.sin(phys[:, 0] / 4.0) + 2.0 * tissue + rng.normal(0, 0.3, m) for _ in range(3)], axis=1)
+    b = BasePredictor(seed=0).fit(phys, y, features=feats)
+    assert b.uses_histology and "H&E" in b.label
+    # the control: the same features shuffled between spots
+    b2 = BasePredictor(seed=0).fit(phys, y, features=feats[rng.permutation(m)])
+    assert not b2.uses_histology
+    # the term alone at the measured spots is what the image explains there
+    t = b.term_loo()
+    assert np.corrcoef(t[:, 0], tissue)[0, 1] > 0.8
+
+
+def test_predict_from_a_sub_lattice_and_few_spots():
+    rng = np.random.default_rng(2)
+    phys = _lattice(16)
+    y = np.sin(phys[:, :1] / 3.0) + rng.normal(0, 0.1, (len(phys), 1))
+    b = BasePredictor(seed=0).fit(phys, y)
+    full = b.predict(phys)
+    sub = np.flatnonzero((phys[:, 0] % 4 == 0) & (phys[:, 1] % 4 == 0))
+    part = b.predict(phys, sources=sub)
+    # from a sub-lattice: the same smoother conditioned on fewer spots (different, still close)
+    assert not np.allclose(full, part) and np.corrcoef(full[:, 0], part[:, 0])[0, 1] > 0.9
+    small = BasePredictor(seed=0).fit(phys[: MIN_CV_SPOTS - 1], y[: MIN_CV_SPOTS - 1])
+    assert small.choice == BaseChoice() and small.cv_errors == {}
+
+
+def test_refit_with_a_known_choice_reproduces_the_fit():
+    rng = np.random.default_rng(3)
+    phys = _lattice(20)
+    x = rng.normal(size=(len(phys), 50)) + np.sin(phys[:, :1] / 3.0)
+    b = BasePredictor(seed=0).fit(phys, x[:, :4], x, np.arange(4))
+    again = BasePredictor().refit(phys, x[:, :4], b.kriging, b.choice, x, np.arange(4))
+    dst = phys + 1.0
+    assert np.allclose(b.predict(dst), again.predict(dst))
