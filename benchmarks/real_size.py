@@ -89,7 +89,9 @@ def generate(args) -> None:
     from napari_s2s.core.data.synthetic_hd import write_visium_hd
 
     DATA.mkdir(parents=True, exist_ok=True)
-    for name, (bins, um, genes, density) in SLIDES.items():
+    names = args.slides.split(",") if args.slides else list(SLIDES)
+    for name in names:
+        bins, um, genes, density = SLIDES[name]
         t = time.perf_counter()
         folder = write_visium_hd(DATA / name, n_bins=bins, bin_um=um, n_genes=genes, density=density,
                                  csv_positions=True)
@@ -269,7 +271,8 @@ def markdown(record: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("generate")
+    gen = sub.add_parser("generate")
+    gen.add_argument("--slides", default=None, help=f"{','.join(SLIDES)} (default: all)")
     rep = sub.add_parser("report", help="rewrite results/NAME.md from results/NAME.json")
     rep.add_argument("--name", default="real_size")
     r = sub.add_parser("run")
