@@ -116,10 +116,13 @@ def _invert(arr: np.ndarray, sym: tuple[int, bool, bool]) -> np.ndarray:
 def predict_image(
     model: CDCIN, channels: np.ndarray, device: torch.device, tile: int = 128, batch: int | None = None
 ) -> np.ndarray:
-    """Last-cascade prediction (G, H, W) over a whole image by overlapping tiles (averaged).
+    """Last-cascade prediction (G, H, W) over a whole image by overlapping tiles.
 
-    Tiles are ``tile x tile`` with stride ``tile // 2``; images no larger than a tile go in one piece.
-    ``batch`` genes go through the network at once (default: about :data:`BATCH_PIXELS` pixels).
+    Tiles are ``tile x tile``; each keeps the part of its prediction at least ``tile // 8`` pixels
+    from its inner edges (the network's context there is the image's, not the tile's zero padding),
+    so consecutive tiles overlap by a quarter of a tile and every pixel is computed about 1.8 times
+    (instead of 4 with half-tile strides). Images no larger than a tile go in one piece. ``batch``
+    genes go through the network at once (default: about :data:`BATCH_PIXELS` pixels).
     """
     model.to(device).eval()
     g, _, h, w = channels.shape
@@ -132,18 +135,25 @@ def predict_image(
             out[i : i + batch] = model(x)[-1][:, 0].cpu().numpy()
         return out
     th, tw = min(tile, h), min(tile, w)
-    stride = max(tile // 2, 1)
-    ys = sorted(set(list(range(0, h - th + 1, stride)) + [h - th]))
-    xs = sorted(set(list(range(0, w - tw + 1, stride)) + [w - tw]))
-    acc = np.zeros((g, h, w), np.float64)
-    cnt = np.zeros((h, w), np.float64)
-    for y in ys:
-        for x in xs:
+    halo = max(tile // 8, 0)
+    out = np.zeros((g, h, w), np.float32)
+    for y, (ya, yb) in _tile_spans(h, th, halo):
+        for x, (xa, xb) in _tile_spans(w, tw, halo):
             for i in range(0, g, batch):
                 t = torch.from_numpy(np.ascontiguousarray(channels[i : i + batch, :, y : y + th, x : x + tw])).to(device)
-                acc[i : i + batch, y : y + th, x : x + tw] += model(t)[-1][:, 0].cpu().numpy()
-            cnt[y : y + th, x : x + tw] += 1
-    return (acc / cnt).astype(np.float32)
+                pred = model(t)[-1][:, 0].cpu().numpy()
+                out[i : i + batch, ya:yb, xa:xb] = pred[:, ya - y : yb - y, xa - x : xb - x]
+    return out
+
+
+def _tile_spans(n: int, t: int, halo: int) -> list[tuple[int, tuple[int, int]]]:
+    """Tile starts along an axis of length ``n`` (tiles of ``t``) and the span ``[a, b)`` each one
+    writes: its pixels at least ``halo`` from an inner edge. Spans cover ``[0, n)``."""
+    if n <= t:
+        return [(0, (0, n))]
+    core = max(t - 2 * halo, 1)
+    starts = sorted(set(list(range(0, n - t, core)) + [n - t]))
+    return [(s, (0 if s == 0 else s + halo, n if s + t >= n else s + t - halo)) for s in starts]
 
 
 def final_consistency(

@@ -85,7 +85,7 @@ def cross_gene_reconstruction(values: np.ndarray, all_genes: np.ndarray | None, 
 GRAM_ABOVE = 20_000_000
 
 
-def _top_left_singular(x: np.ndarray, k: int, block: int = 65_536) -> np.ndarray:
+def _top_left_singular(x: np.ndarray, k: int, block: int = 16_384) -> np.ndarray:
     """The first ``k`` left singular vectors (m, k) of the column-centred ``x``, blockwise.
 
     Components with a singular value below 1e-6 of the largest are dropped: float32 values hold no
