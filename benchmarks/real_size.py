@@ -13,10 +13,14 @@ Measures peak memory (the child process's maximum resident set) and wall-clock s
 main), unpacked with ``git archive`` and put first on ``PYTHONPATH``. That code reads Space Ranger
 folders with ``tissue_positions.csv`` only, so the generated bin folders carry that file too.
 
+A run replaces the rows it measures (same what, slide and code) in ``results/NAME.json`` and keeps
+the others; every row records the commit it measured and the load average when it started.
+
 Usage::
 
     python benchmarks/real_size.py generate            # once: writes the slides (~8 min, ~400 MB)
-    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/real_size.py run
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/real_size.py run --only info,viewer
+    python benchmarks/real_size.py run --only impute --no-before
 
 Results: ``benchmarks/results/real_size.json`` and ``.md``. Data folder: ``$NAPARI_S2S_BENCH_DIR``
 (default ``/tmp/napari_s2s_bench``), never committed.
@@ -45,7 +49,7 @@ SLIDES = {
     "hd_016um": (150_000, 16.0, 18_000, 0.02),
 }
 #: ``napari-s2s impute`` variants: name -> extra options.
-IMPUTE_VARIANTS = {"default": [], "no-tta": ["--no-tta"]}
+IMPUTE_VARIANTS = {"default": [], "tta": ["--tta"]}
 #: A child using more resident memory than this is killed (the machine is shared).
 MEMORY_CAP_GB = 16.0
 
@@ -172,18 +176,24 @@ def run(args) -> None:
     if not args.no_before:
         codes["before"] = _unpack(before_ref)
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    record = {
-        "machine": f"{platform.node()} ({os.cpu_count()} CPU cores, shared with other jobs)",
-        "after_commit": head,
-        "before_commit": before_ref[:10],
-        "slides": {n: {"bins": b, "bin_um": u, "genes": g, "density": d} for n, (b, u, g, d) in SLIDES.items()},
-        "runs": [],
-    }
+    commits = {"after": head, "before": before_ref[:10]}
+    stem = args.name
+    path = RESULTS / f"{stem}.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record["machine"] = f"{platform.node()} ({os.cpu_count()} CPU cores, shared with other jobs)"
+    record["slides"] = {n: {"bins": b, "bin_um": u, "genes": g, "density": d} for n, (b, u, g, d) in SLIDES.items()}
+    old_runs = record.get("runs", [])
+    for r in old_runs:  # rows of records written before rows carried their commit
+        r.setdefault("commit", record.get(f"{r['code']}_commit"))
+    record.pop("after_commit", None)
+    record.pop("before_commit", None)
     only = set(args.only.split(",")) if args.only else {"info", "viewer", "impute"}
-    for name in SLIDES:
+    needed = set(SLIDES) if only & {"info", "viewer"} else {"hd_016um"}
+    for name in needed:
         folder = DATA / name / "outs" / "binned_outputs" / f"square_{int(SLIDES[name][1]):03d}um"
         if not folder.is_dir():
             sys.exit(f"{folder} is missing: run `python benchmarks/real_size.py generate` first")
+    new_runs = []
     jobs = []
     for name in SLIDES:
         folder = DATA / name / "outs" / "binned_outputs" / f"square_{int(SLIDES[name][1]):03d}um"
@@ -207,7 +217,7 @@ def run(args) -> None:
             print(f"{what} {name} {code} ...", file=sys.stderr, flush=True)
             load = os.getloadavg()[0]
             res = _measure(cmd(), _code_env(src))
-            row = {"what": what, "slide": name, "code": code, "load_before": round(load, 2), **{
+            row = {"what": what, "slide": name, "code": code, "commit": commits[code], "load_before": round(load, 2), **{
                 k: res[k] for k in ("returncode", "seconds", "peak_gb", "killed_above_cap")}}
             if what.startswith("viewer") and "RESULT " in res["stdout"]:
                 row.update(json.loads(res["stdout"].split("RESULT ", 1)[1].splitlines()[0]))
@@ -225,8 +235,9 @@ def run(args) -> None:
             if res["returncode"] != 0:
                 row["error"] = "\n".join(line for _, line in res["stderr"][-3:])
             print(json.dumps(row), file=sys.stderr, flush=True)
-            record["runs"].append(row)
-    stem = args.name
+            new_runs.append(row)
+    measured = {(r["what"], r["slide"], r["code"]) for r in new_runs}
+    record["runs"] = [r for r in old_runs if (r["what"], r["slide"], r["code"]) not in measured] + new_runs
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown(record))
@@ -237,8 +248,9 @@ def markdown(record: dict) -> str:
     lines = [
         "# Real-size benchmark (generated Visium HD slides, 18 k genes)",
         "",
-        f"Command: `python benchmarks/real_size.py run` (under xvfb-run); after = {record['after_commit']}, "
-        f"before = {record['before_commit']}. {record['machine']}.",
+        "Command: `python benchmarks/real_size.py run` (see its docstring; the viewer rows under xvfb-run). "
+        "Code: the commit measured (\"before\": where the branch left main). "
+        f"{record['machine']}: seconds vary with the load average noted, memory does not.",
         "",
         "| what | slide | code | seconds | peak memory (GB) | notes |",
         "|---|---|---|---:|---:|---|",
@@ -260,7 +272,7 @@ def markdown(record: dict) -> str:
             notes.append(f"training ended at {r['training_done_s']} s, final maps written at {r['final_maps_s']} s "
                          f"({r['after_training_s']} s after training); {r.get('steps_line') or ''}".strip())
         notes.append(f"load {r['load_before']}")
-        lines.append(f"| {r['what']} | {r['slide']} | {r['code']} | {r['seconds']:.1f} | {r['peak_gb']:.2f} | "
+        lines.append(f"| {r['what']} | {r['slide']} | {r['code']} {r.get('commit') or record.get(r['code'] + '_commit') or ''} | {r['seconds']:.1f} | {r['peak_gb']:.2f} | "
                      f"{'; '.join(notes)} |")
     lines += ["", "Slides: " + "; ".join(
         f"{n}: {s['bins']:,} bins x {s['genes']:,} genes at {s['bin_um']:g} um, {s['density']:.0%} non-zero"
