@@ -46,6 +46,33 @@ def data_dir() -> Path:
     return p
 
 
+@pytest.fixture(scope="session")
+def formats_dir(data_dir) -> Path:
+    """``../shared/data/formats``: small real Xenium, Visium HD and SpatialData files (read-only)."""
+    p = data_dir / "formats"
+    if not p.is_dir():
+        if _require():
+            pytest.fail(f"{p} is missing")
+        pytest.skip(f"{p} is missing")
+    return p
+
+
+def writable_copy(src: Path, dst: Path) -> Path:
+    """Copy a shared file or folder (read-only there) into ``dst`` with writable files and folders,
+    to derive variants and bad inputs from real files."""
+    import shutil
+
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=shutil.copyfile)
+        for p in [dst, *dst.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        dst.chmod(0o644)
+    return dst
+
+
 def slide_path(data_dir: Path, name: str) -> Path:
     p = data_dir / SLIDES[name]
     if not p.exists():

@@ -32,3 +32,20 @@ def test_view_screenshot_of_a_real_slide(qapp, data_dir, tmp_path, monkeypatch):
     rgb = img[..., :3].astype(float)
     # the H&E (bright, pinkish) and gene colours are on the canvas, not a black frame
     assert rgb.mean() > 40 and rgb.std() > 20
+
+
+@pytest.mark.gui
+def test_view_prints_no_third_party_deprecations(qapp, tmp_path):
+    """napari's internals raise pydantic deprecations; a user of ``napari-s2s view`` sees none."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NAPARI_S2S_CONFIG_DIR": str(tmp_path / "cfg")}
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_s2s.cli", "view", "--sample", "--screenshot", str(tmp_path / "s.png"),
+         "--size", "800x600"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "deprecated" not in out.stderr.lower() and "pydantic" not in out.stderr.lower(), out.stderr

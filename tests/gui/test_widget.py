@@ -200,7 +200,8 @@ def test_open_menu_file_or_folder(widget, data_dir, monkeypatch):
                         lambda *a, **k: (asked.append("file"), (str(data_dir / "her2st_C2.h5ad"), ""))[1])
     monkeypatch.setattr(widget_mod.QFileDialog, "getExistingDirectory",
                         lambda *a, **k: (asked.append("folder"), "")[1])  # the user cancels
-    file_action, folder_action = widget.slide_box.open_button.menu().actions()
+    file_action, folder_action, binned_action = widget.slide_box.open_button.menu().actions()
+    assert "Visium HD" in folder_action.text() and "Xenium" in binned_action.text()
     folder_action.trigger()
     assert asked == ["folder"] and widget.current_slide() is None  # cancelled: nothing opened, no other dialog
     file_action.trigger()

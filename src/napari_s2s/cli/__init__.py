@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     _stderr.pending, _stderr.live = [], False
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("default")
+            user_facing_warnings()
             warnings.showwarning = _show_warning
             try:
                 args = build_parser().parse_args(argv)
@@ -170,18 +170,73 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     say(f"napari-s2s: warning: {message}")
 
 
+#: Warning categories that speak to developers of the code that raised them (deprecations): shown
+#: only when napari-s2s raised them, never when they come from napari, pydantic, anndata, ...
+DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def user_facing_warnings(action: str = "default") -> None:
+    """Warning filters of the command line: every warning (``action``: once per place, or "always"),
+    except third-party deprecation noise (napari's internals print pydantic deprecations on ``view``).
+
+    Call inside ``warnings.catch_warnings()``.
+    """
+    warnings.simplefilter(action)
+    for category in DEVELOPER_WARNINGS:
+        warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings(action, category=category, module=r"napari_s2s(\.|$)")
+
+
+#: What PATH may be, for help texts.
+SLIDE_HELP = (
+    "Space Ranger outs/ folder, .h5ad file, Xenium output folder, Visium HD outs/ (or a "
+    "binned_outputs/square_XXXum/ folder), or SpatialData .zarr store"
+)
+
+
 def add_slide_argument(p: argparse.ArgumentParser, *, sample: bool = True, nargs=None) -> None:
     """The PATH argument shared by sub-commands (``--sample`` for the built-in synthetic slide)."""
-    p.add_argument("path", nargs=nargs or "?", help="Space Ranger outs/ folder or .h5ad file")
+    p.add_argument("path", nargs=nargs or "?", help=SLIDE_HELP)
     if sample:
         p.add_argument("--sample", action="store_true", help="use the built-in synthetic slide")
+    add_reading_options(p)
+
+
+def add_reading_options(p: argparse.ArgumentParser) -> None:
+    """``--pitch-um``, ``--bin-um`` and ``--bin-from`` (how a slide is read)."""
     p.add_argument("--pitch-um", type=float, default=None, help="spot pitch in micrometres (override)")
+    p.add_argument(
+        "--bin-um",
+        default=None,
+        metavar="UM",
+        help="bin size in micrometres: Xenium (and SpatialData cells) are counted in square bins of this "
+        "size (default 50); for Visium HD outs/, the binned_outputs/square_XXXum folder to open (default 8)",
+    )
+    p.add_argument(
+        "--bin-from",
+        choices=("auto", "cells", "transcripts"),
+        default="auto",
+        help="Xenium / SpatialData: bin the cell-feature matrix at cell centroids, or every transcript at its "
+        "position (default auto: cells when the matrix is there, else transcripts)",
+    )
+
+
+def reading_options(args, path=None) -> dict:
+    """``read_slide`` keyword arguments from the parsed options (a bad ``--bin-um`` is a :class:`SlideError`)."""
+    from ..core.data.binning import check_bin_um
+
+    bin_um = getattr(args, "bin_um", None)
+    return {
+        "pitch_um": getattr(args, "pitch_um", None),
+        "bin_um": None if bin_um is None else check_bin_um(bin_um, path),
+        "counts_from": getattr(args, "bin_from", "auto") or "auto",
+    }
 
 
 def load_slide_from_args(args):
-    """Read the slide named by ``args.path`` / ``args.sample`` (``--pitch-um`` checked first)."""
-    return open_slide(getattr(args, "path", None), sample=getattr(args, "sample", False),
-                      pitch_um=getattr(args, "pitch_um", None))
+    """Read the slide named by ``args.path`` / ``args.sample`` (``--pitch-um`` and ``--bin-um`` checked first)."""
+    opts = reading_options(args, getattr(args, "path", None))
+    return open_slide(getattr(args, "path", None), sample=getattr(args, "sample", False), **opts)
 
 
 if __name__ == "__main__":  # pragma: no cover

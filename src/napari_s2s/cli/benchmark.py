@@ -28,7 +28,8 @@ def add_parser(sub):
         description="Hold-out benchmark: 1/4 of the spots (a sub-lattice) are measured, every method "
         "predicts the rest; per-gene PCC, RMSE, MAE and SSIM, medians and seconds per method.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="slides (Space Ranger outs/ or .h5ad); others are skipped")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="slides (Space Ranger or Visium HD outs/, .h5ad, Xenium "
+                   "folders, SpatialData .zarr); others are skipped")
     p.add_argument("--json", dest="json_out", required=True, metavar="OUT.json",
                    help="write the results here (its folder must exist)")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="also write a figure (png, pdf, svg, ...)")
@@ -42,6 +43,9 @@ def add_parser(sub):
                    "one JSON per seed, OUT_seedN.json (and OUT_seedN.png)")
     add_cluster_options(p, local_default="default: none, one method after the other in this process")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    from . import add_reading_options
+
+    add_reading_options(p)
     return p
 
 
@@ -116,7 +120,10 @@ def _client(args, note):
 def run(args) -> int:
     from ..core.evaluation.benchmark import markdown_table, run_benchmarks
 
+    from . import reading_options, user_facing_warnings
+
     genes, n_genes = parse_genes(args.genes)
+    read_options = reading_options(args)
     methods = None
     if args.methods is not None:
         methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
@@ -143,11 +150,12 @@ def run(args) -> int:
 
     # warnings (skipped paths, failed slides or methods) go to stderr as one line each
     with warnings.catch_warnings():
-        warnings.simplefilter("always")
+        user_facing_warnings("always")
         try:
             with _client(args, note) as client:
                 results = run_benchmarks(args.paths, seeds, methods=methods, genes=genes, budget_s=args.budget,
-                                         progress=progress, n_genes=n_genes, client=client, retries=args.retries)
+                                         progress=progress, n_genes=n_genes, client=client, retries=args.retries,
+                                         read_options=read_options)
         except ValueError as exc:  # unknown method names
             if isinstance(exc, SlideError):
                 raise

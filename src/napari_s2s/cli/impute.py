@@ -16,9 +16,14 @@ from . import add_slide_argument, commit, say
 
 
 def add_parser(sub):
-    p = sub.add_parser("impute", help="train S2S-ST on a slide and write the imputed x2 dense grid (.h5ad)")
+    p = sub.add_parser("impute", help="train S2S-ST on a slide and write the imputed x2 dense grid (.h5ad or .zarr)")
     add_slide_argument(p)
-    p.add_argument("--out", required=True, help="output .h5ad (never the input; its folder must exist)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output .h5ad (AnnData, the default format), or .zarr (SpatialData, with the measured values and the "
+        "image: needs napari-s2s[spatialdata]); never the input; its folder must exist",
+    )
     add_training_options(p)
     p.add_argument("--save-model", default=None, help="also save the trained model (.pt; its folder must exist)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -59,6 +64,9 @@ def add_training_options(p, threads: int | None = None,
 
 def settings_from_args(args) -> ImputeSettings:
     """The :class:`ImputeSettings` of parsed ``impute``/``batch`` options."""
+    from . import reading_options
+
+    reading = reading_options(args, getattr(args, "path", None))
     return ImputeSettings(
         genes=args.genes,
         budget=args.budget,
@@ -72,6 +80,8 @@ def settings_from_args(args) -> ImputeSettings:
         histology=args.histology,
         tta=bool(args.tta) and not args.no_tta,
         pitch_um=getattr(args, "pitch_um", None),
+        bin_um=reading["bin_um"],
+        counts_from=reading["counts_from"],
     )
 
 

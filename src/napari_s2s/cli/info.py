@@ -32,6 +32,8 @@ def slide_info(slide) -> dict:
         "pitch_px": None if g.pitch_px is None else round(float(g.pitch_px), 3),
         "spots_usable": int(slide.usable().sum()),
         "lattice_residual_pitch": round(float(g.residual_pitch), 3),
+        "bin_um": slide.metadata.get("bin_um"),
+        "counts_from": slide.metadata.get("counts_from"),
     }
 
 

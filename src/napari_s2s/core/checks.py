@@ -139,7 +139,11 @@ def _same_or_inside(dst: Path, src: Path) -> bool:
     return dst == src or (src.is_dir() and src in dst.parents)
 
 
-def check_output_path(out_path, *, inputs: Iterable = (), option: str = "output") -> Path:
+def _is_zarr_store(p: Path) -> bool:
+    return p.is_dir() and any((p / m).exists() for m in (".zgroup", "zarr.json"))
+
+
+def check_output_path(out_path, *, inputs: Iterable = (), option: str = "output", store: bool = False) -> Path:
     """Check, before any work, that ``out_path`` can be written; return it as a :class:`Path`.
 
     The rule for every command: the output's folder must exist (it is never created), be a folder, and
@@ -155,6 +159,9 @@ def check_output_path(out_path, *, inputs: Iterable = (), option: str = "output"
         Input paths (files or folders) that must not be overwritten.
     option
         The option's name for messages (``--out``, ``--save-model``, ...).
+    store
+        The output is a folder store (SpatialData ``.zarr``): an existing zarr store there is replaced
+        (never one holding an input), any other existing folder or file is refused.
 
     Raises
     ------
@@ -164,7 +171,9 @@ def check_output_path(out_path, *, inputs: Iterable = (), option: str = "output"
     out = Path(out_path).expanduser()
     if str(out_path).strip() == "" or out.name in ("", ".", ".."):
         raise SlideError(None, f"{option}: give a file name (not {str(out_path)!r})")
-    if out.is_dir():
+    if out.is_dir() and not (store and _is_zarr_store(out)):
+        if store:
+            raise SlideError(out, f"{option} is a folder that is not a zarr store; give a new name such as result.zarr")
         raise SlideError(out, f"{option} is a folder; give a file name such as result.h5ad")
     folder = out.parent
     try:
@@ -181,11 +190,13 @@ def check_output_path(out_path, *, inputs: Iterable = (), option: str = "output"
         if src is None or str(src) == "":
             continue
         s = Path(src).expanduser().resolve()
-        if _same_or_inside(dst, s):
+        if _same_or_inside(dst, s) or (store and dst in s.parents):
             raise SlideError(out, f"{option}: refusing to overwrite the input slide; choose another output path")
-    if out.is_symlink() or out.exists():
+    if (out.is_symlink() or out.exists()) and not (store and _is_zarr_store(out)):
         if not out.is_file():
             raise SlideError(out, f"{option} exists and is not a regular file")
+        if store:
+            raise SlideError(out, f"{option} exists and is a file, not a zarr store")
         if not os.access(out, os.W_OK):
             raise SlideError(out, f"{option} exists and is read-only")
     try:

@@ -71,6 +71,9 @@ class ImputeSettings:
         As the :class:`~napari_s2s.core.s2s.engine.S2SConfig` fields of (nearly) the same names.
     pitch_um
         Spot pitch override handed to the reader.
+    bin_um, counts_from
+        Bin size in micrometres and what is binned (Xenium, SpatialData cells; Visium HD: the bin
+        folder), handed to the reader.
     """
 
     genes: str = "top:30"
@@ -85,6 +88,8 @@ class ImputeSettings:
     histology: str = "auto"
     tta: bool = False
     pitch_um: float | None = None
+    bin_um: float | None = None
+    counts_from: str = "auto"
 
     def config(self):
         """The :class:`~napari_s2s.core.s2s.engine.S2SConfig` of these settings (imports torch).
@@ -164,10 +169,21 @@ def check_settings(settings: ImputeSettings, *, device: bool = True):
     return cfg
 
 
+def is_store_output(out) -> bool:
+    """Whether ``--out`` names a SpatialData ``.zarr`` store (else the result is an ``.h5ad``)."""
+    return str(out).rstrip("/\\").lower().endswith(".zarr")
+
+
 def check_impute_outputs(out, save_model=None, source=None) -> tuple[Path, Path | None]:
     """Before any work: ``--out`` (and ``--save-model``) can be written, differ from each other and from
-    the input. See :func:`napari_s2s.core.checks.check_output_path` for the rule (the folder must exist)."""
-    out_p = check_output_path(out, inputs=[source], option="--out")
+    the input. See :func:`napari_s2s.core.checks.check_output_path` for the rule (the folder must exist).
+    A ``.zarr`` output needs the optional spatialdata package (said before any work)."""
+    store = is_store_output(out)
+    if store:
+        from .data.spatialdata_zarr import import_spatialdata
+
+        import_spatialdata(out)
+    out_p = check_output_path(out, inputs=[source], option="--out", store=store)
     model_p = None
     if save_model is not None:
         model_p = check_output_path(save_model, inputs=[source], option="--save-model")
@@ -175,18 +191,29 @@ def check_impute_outputs(out, save_model=None, source=None) -> tuple[Path, Path 
     return out_p, model_p
 
 
-def open_slide(path, *, sample: bool = False, pitch_um: float | None = None):
-    """The slide at ``path`` (Space Ranger ``outs/`` or ``.h5ad``), or the built-in synthetic slide."""
+def open_slide(
+    path, *, sample: bool = False, pitch_um: float | None = None, bin_um: float | None = None,
+    counts_from: str = "auto",
+):
+    """The slide at ``path`` (Space Ranger or Visium HD ``outs/``, ``.h5ad``, Xenium folder, SpatialData
+    ``.zarr``), or the built-in synthetic slide."""
     pitch = optional_positive_number(pitch_um, None, "--pitch-um", upper=MAX_PITCH_UM)
+    if bin_um is not None:
+        from .data.binning import check_bin_um
+
+        bin_um = check_bin_um(bin_um, path)
     if sample:
         from .data.synthetic import make_synthetic_slide
 
         return make_synthetic_slide()
     if not path:
-        raise SlideError(None, "give a slide PATH (Space Ranger outs/ folder or .h5ad) or --sample")
+        raise SlideError(
+            None,
+            "give a slide PATH (Space Ranger or Visium HD outs/, .h5ad, Xenium folder, SpatialData .zarr) or --sample",
+        )
     from .data.io import read_slide
 
-    return read_slide(path, pitch_um=pitch)
+    return read_slide(path, pitch_um=pitch, bin_um=bin_um, counts_from=counts_from)
 
 
 # ---------------------------------------------------------------------- genes
@@ -301,7 +328,8 @@ def run_impute_job(
     cfg = check_settings(settings, device=False)
     out_p, model_p = check_impute_outputs(out, save_model, source)
     device = resolve_device(cfg.device)
-    slide = open_slide(path, sample=sample, pitch_um=settings.pitch_um)
+    slide = open_slide(path, sample=sample, pitch_um=settings.pitch_um, bin_um=settings.bin_um,
+                       counts_from=settings.counts_from)
     n_use = int(slide.usable().sum())
     if n_use < MIN_SPOTS:
         raise SlideError(
@@ -332,10 +360,17 @@ def run_impute_job(
     adata.uns["s2s"]["alpha"] = float(imp.alpha or 0.0)
     adata.uns["s2s"]["verdict"] = imp.verdict()
     adata.uns["s2s"]["genes_requested"] = str(settings.genes)
-    writers = [(out_p, lambda tmp: adata.write_h5ad(tmp))]
-    if model_p is not None:
-        writers.append((model_p, imp.save))
-    write_outputs(writers)
+    if is_store_output(out_p):  # SpatialData: written to a temporary folder, then moved into place
+        from .data.spatialdata_zarr import write_spatialdata
+
+        write_spatialdata(adata, slide, out_p, source=source)
+        if model_p is not None:
+            write_outputs([(model_p, imp.save)])
+    else:
+        writers = [(out_p, lambda tmp: adata.write_h5ad(tmp))]
+        if model_p is not None:
+            writers.append((model_p, imp.save))
+        write_outputs(writers)
     return ImputeOutcome(
         out=out_p,
         genes=list(genes),

@@ -1,4 +1,5 @@
-"""npe2 reader: Space Ranger ``outs/`` folders and ``.h5ad`` slides -> H&E + measured gene stack."""
+"""npe2 reader: Space Ranger ``outs/`` folders, ``.h5ad`` slides, Xenium and Visium HD output folders and
+SpatialData ``.zarr`` stores holding a table -> H&E (or morphology image) + measured gene stack."""
 
 from __future__ import annotations
 
@@ -25,12 +26,16 @@ def napari_get_reader(path):
     return read_slide_layers if ok else None
 
 
-def read_slide_layers(path, **_):
-    """Read a slide and return its layers; bad input becomes a napari notification, not a crash."""
+def read_slide_layers(path, bin_um: float | None = None, **_):
+    """Read a slide and return its layers; bad input becomes a napari notification, not a crash.
+
+    ``bin_um``: bin size of Xenium / SpatialData cells (the widget's Open menu asks for it; napari's
+    File > Open uses the default).
+    """
     if isinstance(path, (list, tuple)):
         path = path[0]
     try:
-        slide = read_slide(path)
+        slide = read_slide(path, bin_um=bin_um)
         return slide_layers(slide)
     except SlideError as exc:
         _notify_error(str(exc))

@@ -107,7 +107,7 @@ def he_layer(slide: Slide, name: str | None = None) -> LayerData | None:
         return None
     scale = slide.image_scale(name)
     kwargs = {
-        "name": f"{slide.name} H&E",
+        "name": f"{slide.name} {slide.metadata.get('image_label', 'H&E')}",
         "rgb": True,
         "scale": (scale, scale),
         "units": (napari_units(slide.geometry.units),) * 2,

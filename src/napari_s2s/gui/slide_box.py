@@ -16,7 +16,8 @@ class SlideBox(QGroupBox):
     Parameters
     ----------
     open_path
-        Called with the path the user picked in the Open… menu.
+        Called with the path the user picked in the Open… menu and the reader options its dialog
+        asked for (``bin_um`` for a Xenium folder or a SpatialData store).
     start_dir
         Returns the folder the Open… dialogs start in.
     """
@@ -24,7 +25,7 @@ class SlideBox(QGroupBox):
     #: The chosen slide changed (by the user or by :meth:`set_slides`).
     changed = Signal()
 
-    def __init__(self, open_path: Callable[[str], None], start_dir: Callable[[], str], parent=None):
+    def __init__(self, open_path: Callable[..., None], start_dir: Callable[[], str], parent=None):
         super().__init__("Slide", parent)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
@@ -35,7 +36,9 @@ class SlideBox(QGroupBox):
         self.combo.setToolTip("slides opened in the viewer (File > Open, drag and drop, or Open…)")
         self.combo.currentIndexChanged.connect(lambda *_: self.changed.emit())
         self.open_button = QPushButton("Open…")
-        self.open_button.setToolTip("open an .h5ad file or a Space Ranger outs/ folder")
+        self.open_button.setToolTip(
+            "open an .h5ad file, a Space Ranger or Visium HD outs/ folder, a Xenium folder or a SpatialData .zarr"
+        )
         self.open_button.setMenu(build_open_menu(self.open_button, open_path, start_dir))
         row.addWidget(self.combo, 1)
         row.addWidget(self.open_button)

@@ -318,11 +318,21 @@ class S2SWidget(QWidget):
             self.review_panel.refresh()
         self._update_buttons()
 
-    def open_slide(self, path: str) -> None:
-        """Open ``path`` through the plugin's reader (same as File > Open)."""
+    def open_slide(self, path: str, bin_um: float | None = None) -> None:
+        """Open ``path`` through the plugin's reader (same as File > Open); ``bin_um``: bin size of
+        Xenium / SpatialData cells (default: the reader's)."""
         self._last_dir = str(Path(path).parent)
         self._save_settings()
-        self.viewer.open(str(path), plugin="napari-s2s")
+        if bin_um is None:
+            self.viewer.open(str(path), plugin="napari-s2s")
+            return
+        from napari.layers import Layer
+
+        from ._reader import read_slide_layers
+
+        for data, kwargs, layer_type in read_slide_layers(str(path), bin_um=bin_um):
+            if data is not None:
+                self.viewer.add_layer(Layer.create(data, kwargs, layer_type))
 
     # ================================================================== genes
     def selected_genes(self) -> list[str]:

@@ -124,6 +124,25 @@ def test_maps_are_cached_per_image_content(synthetic_slide):
     assert hist._feature_maps(img, 6.0, "basic", hist.N_CLUSTERS) is not a
 
 
+@pytest.mark.parametrize("radius", [5.0, 60.0])  # 60: the image is first shrunk by block means
+def test_large_images_are_filtered_in_strips_with_the_same_maps(read_shared, monkeypatch, radius):
+    """A Visium HD hires image (36 M pixels) is filtered strip by strip: the same maps as the
+    whole-image route (real H&E, strips far smaller than the image and not a multiple of the shrink)."""
+    img = np.ascontiguousarray(histology_view(read_shared("her2st_B4")).images["hires"][:700, :650])
+    whole = hist._compute_maps(img, radius, "basic", hist.N_CLUSTERS)
+    monkeypatch.setattr(hist, "STRIP_ABOVE", 0)
+    monkeypatch.setattr(hist, "STRIP_ROWS", 40)
+    strips = hist._compute_maps(img, radius, "basic", hist.N_CLUSTERS)
+    assert (strips.shrink, strips.stride, strips.names) == (whole.shrink, whole.stride, whole.names)
+    np.testing.assert_allclose(strips.maps, whole.maps, rtol=0, atol=1e-6)
+    # a map budget smaller than the image's maps: a coarser stride, the same values where sampled
+    monkeypatch.setattr(hist, "MAX_MAP_BYTES", whole.maps.nbytes // 3)
+    coarse = hist._compute_maps(img, radius, "basic", hist.N_CLUSTERS)
+    assert coarse.maps.nbytes <= whole.maps.nbytes // 3 and coarse.stride > whole.stride
+    if whole.stride == 1:
+        np.testing.assert_allclose(coarse.maps, whole.maps[:, :: coarse.stride, :: coarse.stride], atol=1e-6)
+
+
 def test_histology_available(synthetic_slide):
     from napari_s2s.core.data.synthetic import make_synthetic_slide
 

@@ -87,3 +87,26 @@ def test_synthetic_slide(synthetic_slide):
     assert "TumorMarker" in s.top_variable_genes(3)
     assert s.images["hires"].dtype == np.uint8
     assert 300 < s.usable().sum() < 900
+
+
+@pytest.mark.parametrize("name", ["her2st_C2", "visium_mouse_brain", "st_mouse_olfactory_bulb"])
+def test_gene_statistics_in_blocks_are_scipys_to_the_bit(read_shared, monkeypatch, name):
+    """Gene selection at real size streams over blocks of rows without copying the matrix; it must
+    pick the same genes as scipy's means of the whole log-normalised matrix (benchmarks depend on it)."""
+    from napari_s2s.core.data import slide as slide_mod
+
+    s = read_shared(name)
+    x = s.lognorm_sparse()
+    m = x.shape[0]
+    detected = np.asarray((x > 0).sum(axis=0)).ravel() / m
+    var = np.asarray(x.multiply(x).mean(axis=0), np.float64).ravel() - np.asarray(x.mean(axis=0), np.float64).ravel() ** 2
+    monkeypatch.setattr(slide_mod, "_BLOCK_NNZ", max(x.nnz // 7, 1))  # several blocks even on small slides
+    got_det, got_var = slide_mod._gene_stats(s.counts[s.usable()], s.size_factors())
+    assert np.array_equal(got_det, detected) and np.array_equal(got_var, var)
+
+
+def test_slide_keeps_a_csr_float32_matrix_as_it_is():
+    m = sp.random(50, 40, density=0.1, format="csr", dtype=np.float32, random_state=0)
+    s = Slide(counts=m, genes=[f"g{i}" for i in range(40)], barcodes=[f"b{i}" for i in range(50)],
+              array_row=np.arange(50) // 10, array_col=np.arange(50) % 10, in_tissue=np.ones(50, bool))
+    assert s.counts is m  # no copy of a real-size matrix

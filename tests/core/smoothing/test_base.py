@@ -93,3 +93,42 @@ def test_refit_with_a_known_choice_reproduces_the_fit():
     again = BasePredictor().refit(phys, x[:, :4], b.kriging, b.choice, x, np.arange(4))
     dst = phys + 1.0
     assert np.allclose(b.predict(dst), again.predict(dst))
+
+
+def test_a_real_size_gene_matrix_is_used_in_blocks_as_float32(monkeypatch):
+    """Above pca.BLOCK_ABOVE values the base predictor keeps a float32 gene matrix as it is and
+    works through blocks of spots: the same choice and predictions as the in-memory float64 route,
+    and nothing of the matrix kept after the fit."""
+    from napari_s2s.core.s2s.engine import gene_matrix_with_targets
+    from napari_s2s.core.smoothing import pca
+
+    rng = np.random.default_rng(4)
+    phys = _lattice(24)
+    m = len(phys)
+    factors = np.stack([np.sin(phys[:, 0] / 3.0), np.cos(phys[:, 1] / 4.0)], axis=1)
+    allg = (factors @ rng.normal(size=(2, 60)) + rng.normal(0, 1.0, (m, 60))).astype(np.float32)
+    values = np.concatenate([allg[:, [3, 7]], rng.normal(size=(m, 1)).astype(np.float32)], axis=1)
+    dst = phys[:40] + 1.0
+
+    def run():
+        x, cols = gene_matrix_with_targets(allg, values)
+        b = BasePredictor(seed=0, components=(2, 4, 8), repeats=1).fit(phys, values, x, cols)
+        return x, cols, b, b.predict(dst)
+
+    x0, cols0, b0, p0 = run()
+    assert x0.dtype == np.float64 and cols0.tolist() == [3, 7, 60]
+    monkeypatch.setattr(pca, "BLOCK_ABOVE", 0)
+    monkeypatch.setattr(pca, "BLOCK_ROWS", 7)
+    x1, cols1, b1, p1 = run()
+    assert x1.dtype == np.float32 and cols1.tolist() == [3, 7, 60]
+    assert b1.choice == b0.choice and b0.choice.components is not None
+    np.testing.assert_allclose(p1, p0, rtol=1e-9, atol=1e-9)
+    assert b1.x is None
+    for st in (False, True):
+        ref = pca._pca_basis_blocks(x1, 4, st)
+        monkeypatch.setattr(pca, "BLOCK_ABOVE", 10**12)
+        mem = pca.pca_basis(x1, 4, st)
+        monkeypatch.setattr(pca, "BLOCK_ABOVE", 0)
+        for a, b in zip(ref[:2], mem[:2]):
+            np.testing.assert_allclose(a, b, rtol=1e-10)
+        np.testing.assert_allclose(np.abs(ref[2] @ mem[2].T), np.eye(4), atol=1e-8)  # same directions

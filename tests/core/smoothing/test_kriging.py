@@ -57,6 +57,43 @@ def test_nearest_neighbour_solve_matches_the_exact_one(monkeypatch):
     assert np.abs(kr.predict(src, y, dst) - exact).max() < 0.05 * np.abs(exact).max()
 
 
+@pytest.mark.parametrize("kind", ["square", "hex"])
+def test_nearest_neighbour_kriging_solves_each_neighbourhood_once(monkeypatch, kind):
+    """Large slides: targets that see the same neighbourhood share one solve, and the predictions are
+    those of solving every target on its own (a lattice with an irregular edge and a hole)."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(3)
+    rr, cc = np.mgrid[0:40, 0:40]
+    keep = (np.hypot(rr - 20, cc - 17) < 19) & ~((rr - 25) ** 2 + (cc - 12) ** 2 < 9)
+    src = np.stack([rr[keep], cc[keep]], axis=1).astype(float)
+    if kind == "hex":
+        src = np.stack([src[:, 0] * np.sqrt(3) / 2, src[:, 1] + 0.5 * (src[:, 0] % 2)], axis=1)
+    v = rng.normal(size=(len(src), 3))
+    dst = np.concatenate([src + [0.25, 0.5], src[::3] + [0.5, 0.0]])
+    kr = Kriging(nu=0.5, ell=2.5, snr=3.0)
+    monkeypatch.setattr(K, "NEIGHBOURS", 12)
+    solved = []
+    real = K._neighbour_weights
+    monkeypatch.setattr(K, "_neighbour_weights", lambda kr_, rel, **kw: solved.append(len(rel)) or real(kr_, rel, **kw))
+
+    def one_by_one(targets, loo):
+        tree = cKDTree(src)
+        out = []
+        for t in targets:
+            d, idx = tree.query(t, k=12 + loo)
+            d, idx = d[loo:], idx[loo:]
+            p = src[idx]
+            kss = kr.snr * matern(np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1)), kr.ell, kr.nu) + np.eye(12)
+            out.append(np.linalg.solve(kss, kr.snr * matern(d, kr.ell, kr.nu)) @ v[idx])
+        return np.array(out)
+
+    got = K._local(kr, src, v, dst, chunk=500)
+    assert sum(solved) < len(dst) / 4  # far fewer solves than targets
+    np.testing.assert_allclose(got, one_by_one(dst, 0), atol=1e-7)
+    np.testing.assert_allclose(K._local(kr, src, v, None, chunk=500), one_by_one(src, 1), atol=1e-7)
+
+
 def test_fit_separates_the_field_from_the_noise():
     src, y, dst, truth = _field(noise=0.3)
     noisy = Kriging.fit(src, y)

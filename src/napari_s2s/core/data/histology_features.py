@@ -501,22 +501,42 @@ def _feature_maps(img: np.ndarray, radius: float, features: str, n_clusters: int
     return maps
 
 
-def _compute_maps(img: np.ndarray, radius: float, features: str, n_clusters: int) -> _Maps:
-    from skimage.color import rgb2gray, rgb2hed
-    from skimage.filters import sobel, threshold_otsu
+#: Working-image pixels above which the basic maps are computed in strips of rows (a Visium HD hires
+#: image: 36 M pixels; the whole-image route holds ~30 float copies of it, ~11 GB).
+STRIP_ABOVE = 16_000_000
+#: Rows of working pixels per strip (a multiple of any stride is taken).
+STRIP_ROWS = 256
+#: Most bytes of one image's stored maps on the strip route: a larger image keeps them at a coarser
+#: stride (the Gaussian-filtered maps are smooth at the footprint's scale; positions interpolate).
+MAX_MAP_BYTES = 512 * 2**20
+
+
+def _working_rgb(img: np.ndarray, shrink: int) -> np.ndarray:
+    """Float32 RGB in [0, 1], block-mean shrunk by ``shrink``."""
     from skimage.transform import downscale_local_mean
 
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     rgb = np.asarray(img[..., :3])
     rgb = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else max(1.0, float(rgb.max())))
-    shrink = max(1, int(np.ceil(radius / MAX_RADIUS_PX)))
     if shrink > 1:
         rgb = downscale_local_mean(rgb, (shrink, shrink, 1)).astype(np.float32)
+    return rgb
+
+
+def _compute_maps(img: np.ndarray, radius: float, features: str, n_clusters: int) -> _Maps:
+    shrink = max(1, int(np.ceil(radius / MAX_RADIUS_PX)))
+    work_px = -(-img.shape[0] // shrink) * -(-img.shape[1] // shrink)
+    if features == "basic" and work_px > STRIP_ABOVE and img.dtype == np.uint8:
+        return _compute_maps_in_strips(img, radius, shrink)
+    from skimage.color import rgb2gray, rgb2hed
+    from skimage.filters import sobel, threshold_otsu
+
+    rgb = _working_rgb(img, shrink)
+    if shrink > 1:
         radius = radius / shrink
     sigma = max(radius / 2.0, 0.5)
     stride = max(1, int(sigma // 2))
-
     grey = rgb2gray(rgb).astype(np.float32)
     hed = rgb2hed(rgb).astype(np.float32)
     chans = {
@@ -556,6 +576,74 @@ def _compute_maps(img: np.ndarray, radius: float, features: str, n_clusters: int
             out.append(window((labels == k).astype(np.float32)))
             names.append(f"cluster_{k}")
     return _Maps(maps=np.stack(out).astype(np.float32), names=tuple(names), shrink=shrink, stride=stride)
+
+
+def _compute_maps_in_strips(img: np.ndarray, radius: float, shrink: int) -> _Maps:
+    """The ``basic`` maps of a large uint8 image, strip by strip: the same numbers as the whole-image
+    route at the same stride (filters see a halo of rows around each strip; the Otsu thresholds
+    are those of the whole image), in the memory of a strip plus two float32 planes, and the stored
+    maps at most :data:`MAX_MAP_BYTES`."""
+    from skimage.color import rgb2gray, rgb2hed
+    from skimage.filters import sobel, threshold_otsu
+
+    radius = radius / shrink
+    sigma = max(radius / 2.0, 0.5)
+    h = -(-img.shape[0] // shrink)
+    w = -(-img.shape[1] // shrink)
+    n_maps = len(_MEAN_CHANNELS) + len(_SPREAD_CHANNELS)
+    stride = max(1, int(sigma // 2))
+    while n_maps * (-(-h // stride)) * (-(-w // stride)) * 4 > MAX_MAP_BYTES:
+        stride += 1
+    step = max(stride, (STRIP_ROWS // stride) * stride)
+
+    def rows(lo: int, hi: int) -> np.ndarray:  # working rows [lo, hi)
+        return _working_rgb(img[lo * shrink : hi * shrink], shrink)
+
+    # pass 1: the whole image's thresholds (tissue: grey below Otsu; nuclear: H above the tissue's Otsu)
+    grey = np.empty((h, w), np.float32)
+    hch = np.empty((h, w), np.float32)
+    for lo in range(0, h, step):
+        rgb = rows(lo, min(h, lo + step))
+        grey[lo : lo + len(rgb)] = rgb2gray(rgb)
+        hch[lo : lo + len(rgb)] = rgb2hed(rgb)[..., 0]
+    t_grey = _otsu(grey, threshold_otsu)
+    tissue = grey < t_grey
+    del grey
+    t_h = _otsu(hch[tissue] if tissue.sum() > 16 else hch.ravel(), threshold_otsu)
+    del hch, tissue
+
+    # pass 2: per strip of output rows, the per-pixel channels over the strip and a halo, filtered
+    window_r = int(2.0 * sigma + 0.5)  # gaussian_filter's radius at truncate=2
+    halo = window_r + 4 + 1  # + the detail blur (sigma 1, radius 4) + the Sobel stencil
+    out = np.empty((n_maps, -(-h // stride), -(-w // stride)), np.float32)
+    for a in range(0, h, step):
+        b = min(h, a + step)
+        lo, hi = max(0, a - halo), min(h, b + halo)
+        rgb = rows(lo, hi)
+        grey = rgb2gray(rgb).astype(np.float32)
+        hed = rgb2hed(rgb).astype(np.float32)
+        chans = {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2], "grey": grey,
+                 "H": hed[..., 0], "E": hed[..., 1], "D": hed[..., 2]}
+        chans["gradient"] = sobel(grey).astype(np.float32)
+        chans["detail"] = np.abs(grey - ndimage.gaussian_filter(grey, 1.0)).astype(np.float32)
+        tissue = grey < t_grey
+        chans["tissue"] = tissue.astype(np.float32)
+        chans["nuclear"] = ((hed[..., 0] > t_h) & tissue).astype(np.float32)
+
+        def window(x: np.ndarray) -> np.ndarray:
+            return ndimage.gaussian_filter(x, sigma, truncate=2.0, mode="nearest")[a - lo : b - lo : stride, ::stride]
+
+        i = 0
+        for c in _MEAN_CHANNELS:
+            part = window(chans[c])
+            out[i, a // stride : a // stride + len(part)] = part
+            i += 1
+        for c in _SPREAD_CHANNELS:
+            m = window(chans[c])
+            m2 = window(chans[c] * chans[c])
+            out[i, a // stride : a // stride + len(m)] = np.sqrt(np.maximum(m2 - m * m, 0.0))
+            i += 1
+    return _Maps(maps=out, names=tuple(feature_names("basic")), shrink=shrink, stride=stride)
 
 
 def _otsu(values: np.ndarray, threshold_otsu) -> float:

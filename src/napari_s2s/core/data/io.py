@@ -1,4 +1,6 @@
-"""Readers: Space Ranger ``outs/`` folders and ``.h5ad`` files (scanpy/squidpy convention).
+"""Readers: Space Ranger ``outs/`` folders and ``.h5ad`` files (scanpy/squidpy convention), and the
+dispatch to the readers of today's platforms: Xenium folders (:mod:`.xenium`), Visium HD bin folders
+(:mod:`.visium_hd`) and SpatialData ``.zarr`` stores (:mod:`.spatialdata_zarr`).
 
 ``read_slide(path)`` is the single entry point. Every problem with the input raises
 :class:`~napari_s2s.core.errors.SlideError` with one line naming the file and the problem. Inputs are
@@ -45,35 +47,73 @@ class NotASlide(SlideError):
 
 
 def is_slide_path(path: str | Path) -> bool:
-    """Cheap check (no parsing): does ``path`` look like something :func:`read_slide` handles?"""
+    """Cheap check (no parsing): does ``path`` look like something :func:`read_slide` handles?
+
+    SpatialData stores count only when they hold a table (napari-spatialdata opens the others).
+    """
     p = Path(path)
+    if _platform(p, strict=True) is not None:
+        return True
     if p.is_dir():
         return _spaceranger_root(p) is not None
     return p.suffix.lower() == ".h5ad"
 
 
-def read_slide(path: str | Path, pitch_um: float | None = None) -> Slide:
-    """Read a slide from a Space Ranger ``outs/`` folder or an ``.h5ad`` file.
+def _platform(p: Path, strict: bool = False) -> str | None:
+    """``"visium_hd"``, ``"xenium"`` or ``"spatialdata"`` when ``p`` looks like one (no parsing)."""
+    from .spatialdata_zarr import looks_like_spatialdata
+    from .visium_hd import looks_like_visium_hd
+    from .xenium import xenium_root
+
+    if looks_like_visium_hd(p):
+        return "visium_hd"
+    if xenium_root(p) is not None:
+        return "xenium"
+    if looks_like_spatialdata(p, with_table=strict):
+        return "spatialdata"
+    return None
+
+
+def read_slide(
+    path: str | Path, pitch_um: float | None = None, *, bin_um: float | None = None, counts_from: str = "auto"
+) -> Slide:
+    """Read a slide: a Space Ranger ``outs/`` folder, an ``.h5ad`` file, a Xenium output folder, a
+    Visium HD bin folder (or its ``outs/``), or a SpatialData ``.zarr`` store.
 
     Parameters
     ----------
     path
-        A Space Ranger output folder (``outs/`` or its parent) or an ``.h5ad`` file.
+        The folder or file.
     pitch_um
         Centre-to-centre spot pitch in micrometres, to override the technology's default (needed
         to get micrometres on slides whose technology cannot be recognised).
+    bin_um
+        Bin size in micrometres: of the square bins Xenium cells or transcripts (and SpatialData
+        tables of cells) are counted in (default 50), or the Visium HD bin folder to open from
+        ``outs/`` (default 8). Not used by other formats.
+    counts_from
+        Xenium (and SpatialData cells): ``"cells"``, ``"transcripts"`` or ``"auto"`` (see
+        :mod:`.xenium`).
 
     Raises
     ------
     SlideError
-        Missing path, unreadable or corrupt file, no spatial coordinates, coordinates on no
-        lattice, NaN or negative counts, images inconsistent with their scale factors.
+        Missing path, unreadable or corrupt file, a missing required file, no spatial coordinates,
+        coordinates on no lattice, NaN or negative counts, images inconsistent with their scale
+        factors, a bin size that is not a positive number.
     """
     p = Path(path)
     pitch_um = optional_positive_number(pitch_um, p, "pitch_um (spot pitch in micrometres)", upper=MAX_PITCH_UM)
     if not p.exists():
         raise SlideError(p, "no such file or folder")
-    if p.is_dir():
+    if bin_um is not None:
+        from .binning import check_bin_um
+
+        bin_um = check_bin_um(bin_um, p)
+    platform = _platform(p)
+    if platform is not None:
+        slide = _read_platform(platform, p, pitch_um, bin_um, counts_from)
+    elif p.is_dir():
         root = _spaceranger_root(p)
         if root is None:
             raise NotASlide(
@@ -85,9 +125,28 @@ def read_slide(path: str | Path, pitch_um: float | None = None) -> Slide:
     elif p.suffix.lower() == ".h5ad":
         slide = _read_h5ad(p, pitch_um)
     else:
-        raise NotASlide(p, "not a slide: expected a Space Ranger outs/ folder or an .h5ad file")
-    slide.source = str(p)
+        raise NotASlide(
+            p, "not a slide: expected a Space Ranger outs/ folder, an .h5ad file, a Xenium or Visium HD "
+            "output folder, or a SpatialData .zarr store"
+        )
+    if bin_um is not None and platform is None:
+        warnings.warn(f"{p}: the bin size applies to Xenium, Visium HD and SpatialData only; ignored", stacklevel=2)
+    slide.source = slide.source or str(p)
     return slide
+
+
+def _read_platform(platform: str, p: Path, pitch_um, bin_um, counts_from) -> Slide:
+    if platform == "visium_hd":
+        from .visium_hd import read_visium_hd
+
+        return read_visium_hd(p, bin_um=bin_um, pitch_um=pitch_um)
+    if platform == "xenium":
+        from .xenium import read_xenium
+
+        return read_xenium(p, bin_um=bin_um, counts_from=counts_from)
+    from .spatialdata_zarr import read_spatialdata
+
+    return read_spatialdata(p, bin_um=bin_um, pitch_um=pitch_um, counts_from=counts_from)
 
 
 # ---------------------------------------------------------------------- Space Ranger
@@ -120,9 +179,9 @@ def read_10x_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.n
                 names = _strs(g["gene_names"][:])
                 ids = _strs(g["genes"][:])
                 ftype = None
-            data = g["data"][:]
-            indices = g["indices"][:]
-            indptr = g["indptr"][:]
+            data = g["data"].astype(np.float32)[()]  # converted while read: no copy of the integers
+            indices = _index_array(g["indices"], np.int32)  # gene indices: int32 whatever the file stores
+            indptr = _index_array(g["indptr"], np.int64)
             shape = tuple(int(s) for s in g["shape"][:])
             barcodes = _strs(g["barcodes"][:])
             lib = f.attrs.get("library_ids")
@@ -140,7 +199,7 @@ def read_10x_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.n
     if data.dtype.kind not in "biuf" or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
         raise SlideError(path, "corrupt 10x HDF5 matrix (data, indices or indptr is not numeric)")
     try:
-        csc = sp.csc_matrix((data.astype(np.float32), indices, indptr), shape=shape)
+        csc = sp.csc_matrix((data, indices, indptr), shape=shape)  # data read as float32 already
         csc.check_format(full_check=True)
         mat = csc.T.tocsr()
     except Exception as exc:
@@ -150,6 +209,17 @@ def read_10x_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.n
         if keep.any() and not keep.all():
             mat, names, ids = mat[:, keep], names[keep], ids[keep]
     return mat, names, ids, barcodes, library_id
+
+
+def _index_array(ds, dtype) -> np.ndarray:
+    """An index dataset as integers (converted while read); float indices holding whole numbers, as
+    real files written from R hold them (the shared Xenium folder), are integers too."""
+    if ds.dtype.kind in "iu":
+        return ds.astype(dtype)[()]
+    raw = ds[()]
+    if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.array_equal(raw, np.round(raw)):
+        return raw.astype(dtype)
+    return raw  # not integers: reported as corrupt below
 
 
 def _read_positions(spatial: Path) -> pd.DataFrame:
@@ -463,11 +533,15 @@ def _make_slide(
     library_id: str | None,
     n_total: int,
     pitch_um: float | None,
+    extent_checked: bool = False,
 ) -> Slide:
+    """``extent_checked``: the reader checked the grid's extent against a table of every lattice position
+    (Visium HD's positions: a sample of a few bins spans the whole capture area)."""
     if not in_tissue.any():
         raise SlideError(path, "no spot is in tissue")
     rows, cols = check_array_coordinates(rows, cols, path)
-    check_grid_extent(rows, cols, path)
+    if not extent_checked:
+        check_grid_extent(rows, cols, path)
     spot_diameter = optional_positive_number(spot_diameter, path, "spot_diameter_fullres")
     if np.unique(np.stack([rows, cols], 1), axis=0).shape[0] != rows.size:  # negative coordinates allowed
         raise SlideError(path, "several spots share the same array coordinates")

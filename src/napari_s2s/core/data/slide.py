@@ -139,7 +139,10 @@ class Slide:
     values_are_lognorm: bool = False
 
     def __post_init__(self) -> None:
-        self.counts = sp.csr_matrix(self.counts, dtype=np.float32)
+        if not (isinstance(self.counts, sp.csr_matrix) and self.counts.dtype == np.float32):
+            self.counts = sp.csr_matrix(self.counts, dtype=np.float32)  # (a copy: only when needed)
+        if not self.counts.has_canonical_format:  # sorted, no duplicates: views may share its indices
+            self.counts.sum_duplicates()
         self.genes = np.asarray(self.genes, dtype=object).astype(str)
         self.barcodes = np.asarray(self.barcodes).astype(str)
         self.array_row = np.asarray(self.array_row, dtype=np.int64)
@@ -152,6 +155,7 @@ class Slide:
         self._lognorm_cache: dict[str, np.ndarray] = {}
         self._usable: np.ndarray | None = None
         self._scale: np.ndarray | None = None
+        self._top_cache: dict = {}
 
     # ------------------------------------------------------------------ basic facts
     @property
@@ -246,8 +250,8 @@ class Slide:
         """Per-usable-spot scale: median total of usable spots / spot total."""
         if self._scale is None and self.values_are_lognorm:
             self._scale = np.ones(int(self.usable().sum()))
-        if self._scale is None:
-            totals = np.asarray(self.counts[self.usable()].sum(axis=1), dtype=np.float64).ravel()
+        if self._scale is None:  # row totals first, then the usable rows (no copy of the matrix)
+            totals = np.asarray(self.counts.sum(axis=1), dtype=np.float64).ravel()[self.usable()]
             # no usable spot (e.g. an all-zero matrix): no scale, and no "mean of empty slice" warning
             self._scale = np.median(totals) / totals if totals.size else totals
         return self._scale
@@ -265,9 +269,10 @@ class Slide:
         spots
             Optional bool mask over the usable spots, to return a subset of rows.
         """
-        x = self.counts[self.usable()]
-        if genes is not None:
-            x = x[:, self.gene_indices(list(genes))]
+        if genes is not None:  # the genes' columns first: never a copy of the whole matrix
+            x = self.counts[:, self.gene_indices(list(genes))][self.usable()]
+        else:
+            x = self.counts[self.usable()]
         scale = self.size_factors()
         if spots is not None:
             x = x[spots]
@@ -279,17 +284,25 @@ class Slide:
         return x.toarray().astype(np.float32)
 
     def lognorm_sparse(self, spots: np.ndarray | None = None) -> sp.csr_matrix:
-        """Like :meth:`lognorm` over all genes, kept sparse (float32 CSR)."""
-        x = self.counts[self.usable()]
+        """Like :meth:`lognorm` over all genes, kept sparse (float32 CSR).
+
+        Memory: one float32 value per stored count (and a copy of the column indices only when some
+        spots are left out); the float64 intermediate is computed in blocks of rows.
+        """
+        use = self.usable()
+        x = self.counts if use.all() else self.counts[use]
         scale = self.size_factors()
         if spots is not None:
             x = x[spots]
             scale = scale[spots]
         if self.values_are_lognorm:
-            return sp.csr_matrix(x, dtype=np.float32)
-        x = sp.csr_matrix(x.multiply(scale[:, None]), dtype=np.float64)
-        x.data = np.log1p(x.data)
-        return x.astype(np.float32)
+            return sp.csr_matrix(x, dtype=np.float32, copy=True)
+        data = np.empty(x.nnz, np.float32)
+        for r0, r1 in _row_blocks(x.indptr):
+            a, b = int(x.indptr[r0]), int(x.indptr[r1])
+            s = np.repeat(scale[r0:r1], np.diff(x.indptr[r0 : r1 + 1]))
+            data[a:b] = np.log1p(x.data[a:b].astype(np.float64) * s)
+        return sp.csr_matrix((data, x.indices, x.indptr), shape=x.shape)
 
     def top_variable_genes(
         self, n: int = 30, spots: np.ndarray | None = None, min_detected: float = 0.10
@@ -298,19 +311,26 @@ class Slide:
 
         Only genes detected (count > 0) in at least ``min_detected`` of the spots are eligible;
         ties are broken by name. ``spots`` is a bool mask over the usable spots (the benchmark
-        passes the measured ones).
+        passes the measured ones). The per-gene statistics over all usable spots are computed once
+        per slide (the reader, the widget and the CLI ask for them in turn).
         """
-        x = self.lognorm_sparse(spots)
-        m = x.shape[0]
-        if m == 0:
+        stats = self._top_cache.get("all") if spots is None else None
+        if stats is None:
+            use = self.usable()
+            x = self.counts if use.all() else self.counts[use]
+            scale = self.size_factors()
+            if spots is not None:
+                x, scale = x[spots], scale[spots]
+            stats = _gene_stats(x, None if self.values_are_lognorm else scale)
+            if spots is None:
+                self._top_cache["all"] = stats
+        if stats is None:
             return []
-        detected = np.asarray((x > 0).sum(axis=0)).ravel() / m
-        mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
-        sq = np.asarray(x.multiply(x).mean(axis=0), dtype=np.float64).ravel()
-        var = sq - mean**2
+        detected, var = stats
         eligible = np.flatnonzero(detected >= min_detected)
         order = sorted(eligible, key=lambda i: (-round(float(var[i]), 10), self.genes[i]))
         return [str(self.genes[i]) for i in order[:n]]
+
 
     # ------------------------------------------------------------------ grids
     def grid(self, genes: list[str]) -> GeneGrid:
@@ -378,6 +398,55 @@ def check_counts(counts: sp.spmatrix, path: str | None) -> None:
             )
 
 
+#: Stored values per block when a big matrix is processed in blocks of rows (bounds the float64
+#: intermediates to ~64 MB).
+_BLOCK_NNZ = 8_000_000
+
+
+def _row_blocks(indptr: np.ndarray, block_nnz: int = _BLOCK_NNZ):
+    """``(r0, r1)`` row ranges of a CSR matrix holding about ``block_nnz`` stored values each."""
+    n = len(indptr) - 1
+    r0 = 0
+    while r0 < n:
+        r1 = int(np.searchsorted(indptr, indptr[r0] + block_nnz, side="right")) - 1
+        r1 = min(max(r1, r0 + 1), n)
+        yield r0, r1
+        r0 = r1
+
+
+def _gene_stats(
+    counts: sp.csr_matrix, scale: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per gene over the rows of ``counts``: fraction detected (> 0) and variance of the
+    log-normalised values ``log1p(count * scale[row])`` (the values themselves when ``scale`` is
+    ``None``).
+
+    The same numbers, to the last bit, as ``(x > 0).mean(0)`` and ``mean(x * x) - mean(x) ** 2`` with
+    scipy's float32 means of the log-normalised matrix ``x`` (each value times ``1/m``, summed per
+    column in row order), computed in blocks of rows: no copy of the matrix is made.
+    """
+    m, g = counts.shape
+    if m == 0:
+        return None
+    detected = np.zeros(g, np.int64)
+    mean = np.zeros(g, np.float32)
+    sq = np.zeros(g, np.float32)
+    inv = 1.0 / m
+    for r0, r1 in _row_blocks(counts.indptr):
+        a, b = int(counts.indptr[r0]), int(counts.indptr[r1])
+        idx = counts.indices[a:b]
+        if scale is None:
+            v = counts.data[a:b]
+        else:
+            rep = np.repeat(scale[r0:r1], np.diff(counts.indptr[r0 : r1 + 1]))
+            v = np.log1p(counts.data[a:b].astype(np.float64) * rep).astype(np.float32)
+        detected += np.bincount(idx[v > 0], minlength=g)
+        np.add.at(mean, idx, v * inv)
+        np.add.at(sq, idx, (v * v) * inv)
+    mean64 = mean.astype(np.float64)
+    return detected / m, sq.astype(np.float64) - mean64**2
+
+
 def slide_name(source, library_id: str | None = None) -> str:
     """Short name of a slide for tables: the file stem (the sample folder for a Space Ranger ``outs/``),
     else the library id."""
@@ -385,7 +454,7 @@ def slide_name(source, library_id: str | None = None) -> str:
         from pathlib import Path
 
         p = Path(source)
-        stem = p.name if p.is_dir() or not p.suffix else p.stem
+        stem = p.name if (p.is_dir() and p.suffix.lower() != ".zarr") or not p.suffix else p.stem
         if stem in ("outs", ""):
             stem = p.parent.name
         return stem

@@ -267,7 +267,7 @@ def _say(progress: Callable[[str], None] | None, msg: str) -> None:
         progress(msg)
 
 
-def _load(path, progress) -> tuple[Slide | None, dict | None]:
+def _load(path, progress, read_options: dict | None = None) -> tuple[Slide | None, dict | None]:
     """Read one slide; ``(slide, None)`` or ``(None, skipped-record)`` with a warning."""
     from ..data.io import NotASlide, is_slide_path, read_slide
 
@@ -279,7 +279,7 @@ def _load(path, progress) -> tuple[Slide | None, dict | None]:
         warnings.warn(msg, stacklevel=3)
         return None, {"path": str(p), "reason": "not a slide"}
     try:
-        return read_slide(p), None
+        return read_slide(p, **(read_options or {})), None
     except NotASlide as exc:
         warnings.warn(f"{exc}; skipped", stacklevel=3)
         return None, {"path": str(p), "reason": "not a slide"}
@@ -303,6 +303,7 @@ def run_benchmark(
     method_options: dict[str, dict] | None = None,
     client=None,
     retries: int = 1,
+    read_options: dict | None = None,
 ) -> dict:
     """Run the hold-out benchmark on slides and return the JSON record of the CLI contract.
 
@@ -333,6 +334,9 @@ def run_benchmark(
         deterministic methods; ``seconds`` are each task's own). ``None``: one after the other, here.
     retries
         With a client: times a task whose worker died is run again.
+    read_options
+        Keyword options of :func:`~napari_s2s.core.data.io.read_slide` (``pitch_um``, ``bin_um``,
+        ``counts_from``) for the slides given as paths.
 
     Returns
     -------
@@ -348,7 +352,8 @@ def run_benchmark(
         An unknown method name.
     """
     return run_benchmarks(paths, [seed], methods=methods, genes=genes, budget_s=budget_s, progress=progress,
-                          n_genes=n_genes, method_options=method_options, client=client, retries=retries)[0]
+                          n_genes=n_genes, method_options=method_options, client=client, retries=retries,
+                          read_options=read_options)[0]
 
 
 def run_benchmarks(
@@ -362,6 +367,7 @@ def run_benchmarks(
     method_options: dict[str, dict] | None = None,
     client=None,
     retries: int = 1,
+    read_options: dict | None = None,
 ) -> list[dict]:
     """:func:`run_benchmark` for several seeds at once: one record per seed, in the order of ``seeds``.
 
@@ -385,7 +391,7 @@ def run_benchmarks(
     results = [{"version": __version__, "seed": sd, "budget_s": budget_s, "slides": [], "skipped": []}
                for sd in seeds]
     for path in paths:
-        slide, skipped = _load(path, progress)
+        slide, skipped = _load(path, progress, read_options)
         if slide is None:
             for result in results:
                 result["skipped"].append(skipped)

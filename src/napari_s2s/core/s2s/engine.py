@@ -271,21 +271,30 @@ def gene_matrix_with_targets(all_genes: np.ndarray | None, values: np.ndarray) -
     """The cross-gene matrix with the target genes in it once, and the column of each target gene.
 
     Columns of ``all_genes`` equal to a target gene's values are that gene's column; target genes
-    not found are appended.
+    not found are appended. A real-size matrix (above
+    :data:`~napari_s2s.core.smoothing.pca.BLOCK_ABOVE` values) keeps its float32 and is compared
+    through blocks of spots (no float64 copy).
     """
+    from ..smoothing.pca import as_matrix
+
     vals = np.asarray(values, dtype=np.float64)
     if all_genes is None or np.asarray(all_genes).shape[1] == 0:
         return vals, np.arange(vals.shape[1])
-    x = np.asarray(all_genes, dtype=np.float64)
+    x = as_matrix(all_genes)
+    diff = np.zeros((x.shape[1], vals.shape[1]))  # max |x[:, j] - values[:, g]| over the spots
+    for a in range(0, x.shape[0], 16_384):
+        xb = np.asarray(x[a : a + 16_384], dtype=np.float64)
+        for g in range(vals.shape[1]):
+            np.maximum(diff[:, g], np.abs(xb - vals[a : a + 16_384, g : g + 1]).max(axis=0), out=diff[:, g])
     cols = np.full(vals.shape[1], -1, np.int64)
     for g in range(vals.shape[1]):
-        hit = np.flatnonzero(np.abs(x - vals[:, g : g + 1]).max(axis=0) < 1e-5)
+        hit = np.flatnonzero(diff[:, g] < 1e-5)
         if hit.size:
             cols[g] = hit[0]
     missing = np.flatnonzero(cols < 0)
     if missing.size:
         cols[missing] = x.shape[1] + np.arange(missing.size)
-        x = np.concatenate([x, vals[:, missing]], axis=1)
+        x = np.concatenate([x, vals[:, missing].astype(x.dtype)], axis=1)
     return x, cols
 
 

@@ -19,10 +19,14 @@ from . import sampling as S
 from .model import CDCIN
 
 
-#: Pixels per forward pass of :func:`predict_image`. Small batches keep the dense blocks' concatenated
-#: activations in the CPU's caches: on the Visium slide (30 genes, 153 x 202 pixels, one thread) one
-#: network took 2.6 s in batches of one gene and 7.9 s in one batch of 30 (``benchmarks/final_maps_speed.py``).
-BATCH_PIXELS = 1 << 16
+#: Pixels per forward pass of :func:`predict_image` on a GPU (bounds the activations' memory: ~0.3 GB
+#: with the fast preset's 64 concatenated channels in float32).
+BATCH_PIXELS = 1 << 20
+#: The same on a CPU, where small passes keep the dense blocks' concatenated activations in the
+#: caches: on the Visium slide (30 genes, 153 x 202 pixels, one thread) one network took 2.6 s in
+#: passes of one gene and 7.9 s in one pass of 30 (``benchmarks/final_maps_speed.py``); a 814 x 814
+#: dense grid of 10 genes 52 s instead of 74 s per network with 512 x 512 tiles of one gene.
+CPU_BATCH_PIXELS = 1 << 16
 
 
 def dense_channels(
@@ -117,14 +121,18 @@ def _invert(arr: np.ndarray, sym: tuple[int, bool, bool]) -> np.ndarray:
 def predict_image(
     model: CDCIN, channels: np.ndarray, device: torch.device, tile: int = 128, batch: int | None = None
 ) -> np.ndarray:
-    """Last-cascade prediction (G, H, W) over a whole image by overlapping tiles (averaged).
+    """Last-cascade prediction (G, H, W) over a whole image by overlapping tiles.
 
-    Tiles are ``tile x tile`` with stride ``tile // 2``; images no larger than a tile go in one piece.
-    ``batch`` genes go through the network at once (default: about :data:`BATCH_PIXELS` pixels).
+    Tiles are ``tile x tile``; each keeps the part of its prediction at least ``tile // 8`` pixels
+    from its inner edges (the network's context there is the image's, not the tile's zero padding),
+    so consecutive tiles overlap by a quarter of a tile and every pixel is computed about 1.8 times
+    (instead of 4 with half-tile strides). Images no larger than a tile go in one piece. ``batch``
+    genes go through the network at once (default: about :data:`BATCH_PIXELS` pixels, on a CPU
+    :data:`CPU_BATCH_PIXELS`).
     """
     model.to(device).eval()
     # channels-last convolutions are ~1.3x faster on CPUs (oneDNN's native layout); the weights go back after
-    fmt = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    fmt = torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
     model.to(memory_format=fmt)
     try:
         return _predict_tiles(model, channels, device, tile, batch, fmt)
@@ -135,7 +143,8 @@ def predict_image(
 def _predict_tiles(model, channels, device, tile, batch, fmt) -> np.ndarray:
     g, _, h, w = channels.shape
     if batch is None:
-        batch = max(1, BATCH_PIXELS // (min(h, tile) * min(w, tile)))
+        per_pass = CPU_BATCH_PIXELS if torch.device(device).type == "cpu" else BATCH_PIXELS
+        batch = max(1, per_pass // (min(h, tile) * min(w, tile)))
 
     def run(x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(x)).to(device).contiguous(memory_format=fmt)
@@ -147,17 +156,24 @@ def _predict_tiles(model, channels, device, tile, batch, fmt) -> np.ndarray:
             out[i : i + batch] = run(channels[i : i + batch])
         return out
     th, tw = min(tile, h), min(tile, w)
-    stride = max(tile // 2, 1)
-    ys = sorted(set(list(range(0, h - th + 1, stride)) + [h - th]))
-    xs = sorted(set(list(range(0, w - tw + 1, stride)) + [w - tw]))
-    acc = np.zeros((g, h, w), np.float64)
-    cnt = np.zeros((h, w), np.float64)
-    for y in ys:
-        for x in xs:
+    halo = max(tile // 8, 0)
+    out = np.zeros((g, h, w), np.float32)
+    for y, (ya, yb) in _tile_spans(h, th, halo):
+        for x, (xa, xb) in _tile_spans(w, tw, halo):
             for i in range(0, g, batch):
-                acc[i : i + batch, y : y + th, x : x + tw] += run(channels[i : i + batch, :, y : y + th, x : x + tw])
-            cnt[y : y + th, x : x + tw] += 1
-    return (acc / cnt).astype(np.float32)
+                pred = run(channels[i : i + batch, :, y : y + th, x : x + tw])
+                out[i : i + batch, ya:yb, xa:xb] = pred[:, ya - y : yb - y, xa - x : xb - x]
+    return out
+
+
+def _tile_spans(n: int, t: int, halo: int) -> list[tuple[int, tuple[int, int]]]:
+    """Tile starts along an axis of length ``n`` (tiles of ``t``) and the span ``[a, b)`` each one
+    writes: its pixels at least ``halo`` from an inner edge. Spans cover ``[0, n)``."""
+    if n <= t:
+        return [(0, (0, n))]
+    core = max(t - 2 * halo, 1)
+    starts = sorted(set(list(range(0, n - t, core)) + [n - t]))
+    return [(s, (0 if s == 0 else s + halo, n if s + t >= n else s + t - halo)) for s in starts]
 
 
 def final_consistency(

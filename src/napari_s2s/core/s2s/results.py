@@ -148,16 +148,20 @@ def _jsonable(d: dict) -> dict:
     return out
 
 
-def check_output_path(out_path: str | Path, source: str | Path | None = None) -> Path:
+def check_output_path(out_path: str | Path, source: str | Path | None = None, allow_store: bool = False) -> Path:
     """Validate an output path before any work is done (see :func:`napari_s2s.core.checks.check_output_path`).
+
+    ``allow_store``: the output is a folder store (SpatialData ``.zarr``); an existing zarr store is
+    replaced, any other existing folder is refused.
 
     Raises
     ------
     SlideError
-        When the output is the input slide (or inside an input folder), is a folder, its folder does
-        not exist, or nothing can be written there.
+        When the output is the input slide (or inside an input folder, or a store holding it), is a
+        folder (other than a zarr store with ``allow_store``), its folder does not exist, or nothing
+        can be written there.
     """
-    return _check_output(out_path, inputs=[source], option="output")
+    return _check_output(out_path, inputs=[source], option="output", store=allow_store)
 
 
 def write_imputed(adata, out_path: str | Path, source: str | Path | None = None) -> Path:

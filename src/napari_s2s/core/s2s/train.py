@@ -55,14 +55,18 @@ def cross_gene_reconstruction(values: np.ndarray, all_genes: np.ndarray | None, 
     -------
     (m, G) float32 reconstruction (mean + projection on the chosen components).
     """
-    x = np.asarray(values if all_genes is None else all_genes, dtype=np.float64)
+    x = values if all_genes is None else all_genes
     y = np.asarray(values, dtype=np.float64)
     m = x.shape[0]
-    xc = x - x.mean(0)
     yc = y - y.mean(0)
     kmax = int(max(1, min(max_k, m // 4, x.shape[1])))
-    u, _, _ = np.linalg.svd(xc, full_matrices=False)
-    u = u[:, :kmax]
+    if x.shape[0] * x.shape[1] > GRAM_ABOVE:  # real-size slides: no float64 copies of the matrix
+        u = _top_left_singular(x, kmax)
+        kmax = u.shape[1]
+    else:
+        x = np.asarray(x, dtype=np.float64)
+        u, _, _ = np.linalg.svd(x - x.mean(0), full_matrices=False)
+        u = u[:, :kmax]
     best_k, best_err = 1, np.inf
     for k in range(1, kmax + 1):
         uk = u[:, :k]
@@ -73,6 +77,38 @@ def cross_gene_reconstruction(values: np.ndarray, all_genes: np.ndarray | None, 
             best_k, best_err = k, err
     uk = u[:, :best_k]
     return (y.mean(0) + uk @ (uk.T @ yc)).astype(np.float32)
+
+
+#: Above this many values (spots x genes), :func:`cross_gene_reconstruction` takes the principal
+#: directions from the genes' Gram matrix, accumulated over blocks of spots (memory: genes x genes),
+#: instead of an SVD of the whole centred matrix in float64 (three copies of a real-size matrix).
+GRAM_ABOVE = 20_000_000
+
+
+def _top_left_singular(x: np.ndarray, k: int, block: int = 16_384) -> np.ndarray:
+    """The first ``k`` left singular vectors (m, k) of the column-centred ``x``, blockwise.
+
+    Components with a singular value below 1e-6 of the largest are dropped: float32 values hold no
+    direction there (the SVD would return rounding noise, the Gram matrix cannot resolve it).
+    """
+    m, n = x.shape
+    mean = np.zeros(n)
+    for a in range(0, m, block):
+        mean += np.asarray(x[a : a + block], np.float64).sum(0)
+    mean /= m
+    gram = np.zeros((n, n))
+    for a in range(0, m, block):
+        c = np.asarray(x[a : a + block], np.float64) - mean
+        gram += c.T @ c
+    evals, evecs = np.linalg.eigh(gram)
+    order = np.argsort(evals)[::-1][:k]
+    sv = np.sqrt(np.maximum(evals[order], 0.0))
+    keep = sv > 1e-6 * max(sv[0], 1e-300)
+    v = evecs[:, order[keep]] / sv[keep]
+    u = np.empty((m, int(keep.sum())))
+    for a in range(0, m, block):
+        u[a : a + block] = (np.asarray(x[a : a + block], np.float64) - mean) @ v
+    return u
 
 
 # ---------------------------------------------------------------------- problem

@@ -31,7 +31,7 @@ import numpy as np
 
 from .gaussian import gene_weights
 from .kriging import Kriging
-from .pca import dense, pca_basis
+from .pca import as_matrix, pca_basis, reconstruct
 from .ridge import FeatureTerm
 
 #: Candidate numbers of principal components (capped by the spots and genes available).
@@ -94,10 +94,9 @@ def one_se_choice(cands: list[BaseChoice], errs: np.ndarray, per_spot: np.ndarra
     return min(eligible, key=lambda i: (complexity(cands[i]), errs[i], i))
 
 
-def _denoise(x: np.ndarray, cols: np.ndarray, basis, k: int, rows: np.ndarray | None = None) -> np.ndarray:
+def _denoise(x: np.ndarray, cols: np.ndarray, basis, k: int, rows=None) -> np.ndarray:
     mean, scale, vt = basis
-    xa = x if rows is None else x[rows]
-    return (((xa - mean) / scale) @ vt[:k].T @ vt[:k][:, cols]) * scale[cols] + mean[cols]
+    return reconstruct(x if rows is None else x[rows], mean, scale, vt, k, cols)
 
 
 @dataclass
@@ -165,7 +164,7 @@ class BasePredictor:
         self.phys = np.asarray(phys, dtype=np.float64)
         self.values = np.asarray(values, dtype=np.float64)
         m, g = self.values.shape
-        self.x = None if all_genes is None else dense(all_genes)
+        self.x = None if all_genes is None else as_matrix(all_genes)
         self.cols = None if target_cols is None else np.asarray(target_cols, dtype=np.int64)
         self.features = None if features is None else np.asarray(features, dtype=np.float64)
         self.kriging = Kriging.fit(self.phys, self.values, seed=self.seed)
@@ -182,6 +181,7 @@ class BasePredictor:
         else:
             self.choice = cands[0]
         self._refit()
+        self.x = None  # only fitting needs it (a real-size slide's is ~1 GB)
         return self
 
     # ------------------------------------------------------------------ fitting one candidate
@@ -246,7 +246,7 @@ class BasePredictor:
 
     def _refit(self) -> None:
         c = self.choice
-        rows = np.arange(len(self.phys))
+        rows = slice(None)  # every spot (a view: no copy of the gene matrix)
         basis = pca_basis(self.x, c.components, c.standardised) if c.components else None
         self.den, self.mu, self.solver = self._fit_smoother(c, rows, basis)
         self.term = self._fit_term(self.den, self.mu, self.solver, rows) if c.histology else None
@@ -319,7 +319,7 @@ class BasePredictor:
         model applied to its slide again or to other genes of it."""
         self.phys = np.asarray(phys, dtype=np.float64)
         self.values = np.asarray(values, dtype=np.float64)
-        self.x = None if all_genes is None else dense(all_genes)
+        self.x = None if all_genes is None else as_matrix(all_genes)
         self.cols = None if target_cols is None else np.asarray(target_cols, dtype=np.int64)
         self.features = None if features is None else np.asarray(features, dtype=np.float64)
         self.kriging = kriging
@@ -328,6 +328,7 @@ class BasePredictor:
         self.choice = BaseChoice(choice.components, choice.standardised, choice.histology and self.features is not None)
         self.cv_errors = {}
         self._refit()
+        self.x = None
         return self
 
     @property

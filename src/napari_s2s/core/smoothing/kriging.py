@@ -208,23 +208,53 @@ class KrigingSolver:
         return v - cho_solve(self._cf, v, check_finite=False) / self._kinv_diag[:, None]
 
 
-def _local(kr: Kriging, src: np.ndarray, v: np.ndarray, dst: np.ndarray | None, chunk: int = 2048) -> np.ndarray:
+#: Neighbour offsets are compared on a grid of 2**-30 pitch when weights are shared (below).
+_QUANT = float(2**30)
+
+
+def _local(kr: Kriging, src: np.ndarray, v: np.ndarray, dst: np.ndarray | None, chunk: int = 4096) -> np.ndarray:
     """Nearest-neighbour kriging for large slides: each target from its :data:`NEIGHBOURS` nearest
-    spots (leave-one-out: from its nearest other spots)."""
+    spots (leave-one-out: from its nearest other spots).
+
+    The weights depend only on where the neighbours sit relative to the target, and on a lattice
+    most targets see the same few neighbourhoods (interior spots, the dense grid's sub-positions):
+    each distinct neighbourhood (offsets on a grid of 2**-30 pitch, in a canonical order) is solved
+    once. Cost: one small solve per distinct neighbourhood, not per target; memory: one chunk.
+    """
     loo = dst is None
     dst = src if loo else np.asarray(dst, dtype=np.float64)
     n = min(NEIGHBOURS + int(loo), len(src))
     tree = cKDTree(src)
     out = np.empty((len(dst), v.shape[1]))
-    eye = np.eye(n - int(loo))
+    solved: dict[bytes, np.ndarray] = {}
     for s in range(0, len(dst), chunk):
-        d, idx = tree.query(dst[s : s + chunk], k=n)
+        _, idx = tree.query(dst[s : s + chunk], k=n)
         if loo:
-            d, idx = d[:, 1:], idx[:, 1:]
-        p = src[idx]
+            idx = idx[:, 1:]
+        q = np.round((src[idx] - dst[s : s + chunk, None, :]) * _QUANT).astype(np.int64)  # (b, k, 2)
+        order = np.lexsort((q[..., 1], q[..., 0]), axis=-1)  # canonical order of each neighbourhood
+        idx = np.take_along_axis(idx, order, axis=1)
+        q = np.take_along_axis(q, order[..., None], axis=1)
+        keys, inv = np.unique(q.reshape(len(q), -1), axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        todo = [i for i, key in enumerate(keys) if key.tobytes() not in solved]
+        if todo:
+            for i, w in zip(todo, _neighbour_weights(kr, keys[todo].reshape(len(todo), -1, 2) / _QUANT)):
+                solved[keys[i].tobytes()] = w
+        w = np.stack([solved[key.tobytes()] for key in keys])[inv]
+        out[s : s + chunk] = np.einsum("bn,bnc->bc", w, v[idx])
+    return out
+
+
+def _neighbour_weights(kr: Kriging, rel: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """(b, k) kriging weights of neighbourhoods given as offsets ``rel`` (b, k, 2) from their target."""
+    k = rel.shape[1]
+    eye = np.eye(k)
+    out = np.empty(rel.shape[:2])
+    for s in range(0, len(rel), chunk):
+        p = rel[s : s + chunk]
         dd = np.sqrt(((p[:, :, None, :] - p[:, None, :, :]) ** 2).sum(-1))
         kss = kr.snr * matern(dd, kr.ell, kr.nu) + eye
-        kts = kr.snr * matern(d, kr.ell, kr.nu)
-        w = np.linalg.solve(kss, kts[..., None])[..., 0]
-        out[s : s + chunk] = np.einsum("bn,bnc->bc", w, v[idx])
+        kts = kr.snr * matern(np.sqrt((p * p).sum(-1)), kr.ell, kr.nu)
+        out[s : s + chunk] = np.linalg.solve(kss, kts[..., None])[..., 0]
     return out
