@@ -75,8 +75,11 @@ def import_spatialdata(path=None):
     """The ``spatialdata`` module, or a :class:`SlideError` saying how to install it."""
     try:
         import spatialdata
-    except ImportError:
-        raise SlideError(path, INSTALL_HINT) from None
+    except ImportError as e:
+        if getattr(e, "name", None) in (None, "spatialdata") or str(e.name).startswith("spatialdata."):
+            raise SlideError(path, INSTALL_HINT) from None
+        # installed, but one of its own dependencies is missing (e.g. pkg_resources from setuptools>=81)
+        raise SlideError(path, f"spatialdata is installed but cannot be imported ({e}); {INSTALL_HINT}") from None
     return spatialdata
 
 
