@@ -27,7 +27,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from run_benchmark import HERE, data_dir  # noqa: E402  (one place says where the slides are)
 
 RULES = ("one-se", "lowest")

@@ -9,7 +9,7 @@ the sparser level). Dense positions of a slide: square ``(2 row + dr, 2 col + dc
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,7 +17,6 @@ import torch
 from ..data.lattice import dense_positions  # noqa: F401  (re-exported)
 from . import sampling as S
 from .model import CDCIN
-
 
 #: Pixels per forward pass of :func:`predict_image` on a GPU (bounds the activations' memory: ~0.3 GB
 #: with the fast preset's 64 concatenated channels in float32).

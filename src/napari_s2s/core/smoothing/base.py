@@ -146,7 +146,7 @@ class BasePredictor:
         all_genes=None,
         target_cols: np.ndarray | None = None,
         features: np.ndarray | None = None,
-    ) -> "BasePredictor":
+    ) -> BasePredictor:
         """Choose and fit the predictor on the measured spots.
 
         Parameters
@@ -272,7 +272,9 @@ class BasePredictor:
         term = self.term.at(features_dst, sm[:, g:])
         return self.mu + sm[:, :g] + term, term
 
-    def predict(self, dst: np.ndarray, features_dst: np.ndarray | None = None, sources: np.ndarray | None = None) -> np.ndarray:
+    def predict(
+        self, dst: np.ndarray, features_dst: np.ndarray | None = None, sources: np.ndarray | None = None
+    ) -> np.ndarray:
         """(t, G) predictions at physical positions ``dst`` (not clipped).
 
         ``features_dst`` (t, F): the image features there (needed when :attr:`uses_histology`).
@@ -287,8 +289,9 @@ class BasePredictor:
         else:
             rows = np.asarray(sources, dtype=np.int64)
             solver = self.kriging.on(self.phys[rows])
-        return self._predict_with(self.den[rows], self.mu, solver, self.term, np.asarray(dst, np.float64), rows,
-                                  features_dst=features_dst)
+        return self._predict_with(
+            self.den[rows], self.mu, solver, self.term, np.asarray(dst, np.float64), rows, features_dst=features_dst
+        )
 
     def term_at(self, dst: np.ndarray, features_dst: np.ndarray) -> np.ndarray:
         """(t, G) the H&E term alone at physical positions ``dst`` (zeros without one)."""
@@ -314,7 +317,7 @@ class BasePredictor:
         all_genes=None,
         target_cols: np.ndarray | None = None,
         features: np.ndarray | None = None,
-    ) -> "BasePredictor":
+    ) -> BasePredictor:
         """Fit a known choice with known kriging parameters (no cross-validation), e.g. for a saved
         model applied to its slide again or to other genes of it."""
         self.phys = np.asarray(phys, dtype=np.float64)
