@@ -55,8 +55,19 @@ def main() -> None:
 
     data = data_dir()
     slides = [str(data / s) for s in args.slides.split(",")]
-    opts = ["--genes", args.genes, "--max-steps", str(args.max_steps), "--budget", "3600", "--device", "cpu",
-            "--seed", "0", "--quiet"]
+    opts = [
+        "--genes",
+        args.genes,
+        "--max-steps",
+        str(args.max_steps),
+        "--budget",
+        "3600",
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+        "--quiet",
+    ]
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_loop:  # the way before `batch`: one process per slide, one after the other
@@ -66,8 +77,15 @@ def main() -> None:
             t0 = time.perf_counter()
             for s in slides:
                 run(CLI + ["impute", s, "--out", str(out / f"{Path(s).stem}_s2s.h5ad"), "--threads", "1"] + opts)
-            runs.append({"how": "shell loop of `impute` (1 thread)", "workers": 1,
-                         "wall_s": time.perf_counter() - t0, "load_before": load0, "load_after": os.getloadavg()})
+            runs.append(
+                {
+                    "how": "shell loop of `impute` (1 thread)",
+                    "workers": 1,
+                    "wall_s": time.perf_counter() - t0,
+                    "load_before": load0,
+                    "load_after": os.getloadavg(),
+                }
+            )
             print(runs[-1], flush=True)
         for w in [int(x) for x in args.workers.split(",")]:
             out = Path(tmp, f"w{w}")
@@ -76,8 +94,16 @@ def main() -> None:
                 rows = fh.read().splitlines()[1:]
             assert len(rows) == len(slides) and all(",done," in r for r in rows), rows
             task_s = sum(float(r.split(",")[3]) for r in rows)
-            runs.append({"how": f"`batch --workers {w}`", "workers": w, "wall_s": wall, "task_s_sum": task_s,
-                         "load_before": l0, "load_after": l1})
+            runs.append(
+                {
+                    "how": f"`batch --workers {w}`",
+                    "workers": w,
+                    "wall_s": wall,
+                    "task_s_sum": task_s,
+                    "load_before": l0,
+                    "load_after": l1,
+                }
+            )
             print(runs[-1], flush=True)
 
     base = next((r["wall_s"] for r in runs if r["how"].startswith("`batch --workers 1`")), runs[0]["wall_s"])
@@ -106,8 +132,10 @@ def main() -> None:
     ]
     for r in runs:
         task = f"{r['task_s_sum']:.1f}" if "task_s_sum" in r else "—"
-        lines.append(f"| {r['how']} | {r['workers']} | {r['wall_s']:.1f} | {r['speedup_vs_1_worker']:.2f} | {task} | "
-                     f"{r['load_before'][0]:.2f} | {r['load_after'][0]:.2f} |")
+        lines.append(
+            f"| {r['how']} | {r['workers']} | {r['wall_s']:.1f} | {r['speedup_vs_1_worker']:.2f} | {task} | "
+            f"{r['load_before'][0]:.2f} | {r['load_after'][0]:.2f} |"
+        )
     (res / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -60,14 +60,23 @@ def main(argv=None) -> int:
         times.append(time.perf_counter() - t0)
     fields = {k: getattr(cfg, k) for k in ("tta", "attention", "folds", "precision", "histology") if hasattr(cfg, k)}
     cmd = shlex.join(["python", "benchmarks/final_maps_speed.py"] + list(argv if argv is not None else sys.argv[1:]))
-    lines = [] if args.append else [
-        "# Final maps: seconds of `S2SImputer.impute` (Visium mouse brain, fast preset)", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs (timings are noisy); "
-        f"torch {torch.__version__}.", "",
-    ]
+    lines = (
+        []
+        if args.append
+        else [
+            "# Final maps: seconds of `S2SImputer.impute` (Visium mouse brain, fast preset)",
+            "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs (timings are noisy); "
+            f"torch {torch.__version__}.",
+            "",
+        ]
+    )
     lines += [
-        f"## {args.label}", "", f"`{cmd}` (napari-s2s {napari_s2s.__version__}, "
-        f"{os.environ.get('PYTHONPATH', 'this checkout')}); load average {os.getloadavg()[0]:.1f}", "",
+        f"## {args.label}",
+        "",
+        f"`{cmd}` (napari-s2s {napari_s2s.__version__}, "
+        f"{os.environ.get('PYTHONPATH', 'this checkout')}); load average {os.getloadavg()[0]:.1f}",
+        "",
         "| genes | dense positions | torch threads | settings | fit (s) | first impute (s) | second impute (s) |",
         "|---:|---:|---:|---|---:|---:|---:|",
         f"| {len(genes)} | {len(res.dense_rows)} | {args.threads} | {fields} | {fit_s:.1f} | {times[0]:.2f} | {times[1]:.2f} |",

@@ -35,8 +35,9 @@ IDLE_S = 3.0
 RUNNING = ("starting", "prepare", "train", "impute", "stopping")
 
 
-def measure(slide_arg: str, budgets: list[float], stop_run: tuple[float, float] | None, n_genes: int,
-            size: tuple[int, int]) -> dict:
+def measure(
+    slide_arg: str, budgets: list[float], stop_run: tuple[float, float] | None, n_genes: int, size: tuple[int, int]
+) -> dict:
     os.environ.setdefault("NAPARI_S2S_CONFIG_DIR", tempfile.mkdtemp(prefix="s2s-bench-config-"))
     os.environ.pop("NAPARI_S2S_SYNC", None)
     import napari
@@ -79,8 +80,12 @@ def measure(slide_arg: str, budgets: list[float], stop_run: tuple[float, float] 
                 marks["click"] = now
                 widget.train_box.train_button.click()  # the user's click, inside the event loop
             elif "click" in marks and "done" not in marks:
-                if stop_after is not None and "stop" not in marks and widget.state.phase == "train" \
-                        and now - marks["click"] >= stop_after:
+                if (
+                    stop_after is not None
+                    and "stop" not in marks
+                    and widget.state.phase == "train"
+                    and now - marks["click"] >= stop_after
+                ):
                     marks["stop"] = now
                     widget.train_box.stop_button.click()
                 if (not widget.running and widget.last_outcome is not None) or now > deadline:
@@ -127,7 +132,9 @@ def measure(slide_arg: str, budgets: list[float], stop_run: tuple[float, float] 
             "stop_to_maps_s": round(marks["done"] - marks["stop"], 2) if "stop" in marks else None,
             "previews": int(widget.previews_shown),
             "final_passes": None if out is None else (1 if not out.config.tta else "tta"),
-            "impute_estimate_s": None if out is None or out.impute_estimate_s is None else round(out.impute_estimate_s, 2),
+            "impute_estimate_s": None
+            if out is None or out.impute_estimate_s is None
+            else round(out.impute_estimate_s, 2),
             "impute_s": None if out is None or out.impute_s is None else round(out.impute_s, 2),
             "click_stall_ms": round(float(gaps_ms[marks["click_tick"] - 1]), 1),
             "steps": int(max((s for s, _ in widget.state.losses), default=0)),
@@ -187,8 +194,9 @@ def markdown(results: list[dict]) -> str:
     ]
     for r in results:
         for run in r["runs"]:
-            done = max((v["max_stall_ms"] for ph, v in run["per_phase"].items() if ph in ("done", "stopped")),
-                       default=None)
+            done = max(
+                (v["max_stall_ms"] for ph, v in run["per_phase"].items() if ph in ("done", "stopped")), default=None
+            )
             lines.append(
                 f"| {r['slide']} ({r['lattice']}) | {r['spots']} | {run['budget_s']:g} | "
                 f"{run['stop_after_s'] if run['stop_after_s'] is not None else '-'} | {run['steps']} | "
@@ -201,11 +209,15 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         for run in r["runs"]:
             what = f"budget {run['budget_s']:g} s" + (
-                f", Stop after {run['stop_after_s']:g} s" if run["stop_after_s"] is not None else "")
-            lines.append(f"- {r['slide']}, {what}: " + "; ".join(
-                f"{ph} {v['seconds']} s: max stall {v['max_stall_ms']} ms, p99 {v['p99_stall_ms']} ms"
-                for ph, v in run["per_phase"].items()
-            ))
+                f", Stop after {run['stop_after_s']:g} s" if run["stop_after_s"] is not None else ""
+            )
+            lines.append(
+                f"- {r['slide']}, {what}: "
+                + "; ".join(
+                    f"{ph} {v['seconds']} s: max stall {v['max_stall_ms']} ms, p99 {v['p99_stall_ms']} ms"
+                    for ph, v in run["per_phase"].items()
+                )
+            )
     r0 = results[0]
     lines += [
         "",
@@ -224,10 +236,14 @@ def markdown(results: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--slide", action="append", default=None, help="'sample' or a slide path (repeatable)")
-    p.add_argument("--budget", action="append", type=float, default=None,
-                   help="budget of a run (s, repeatable; default 10 and 30)")
-    p.add_argument("--stop-run", default="60:10",
-                   help="BUDGET:AFTER: a run with that budget where Stop is clicked AFTER s of training ('' for none)")
+    p.add_argument(
+        "--budget", action="append", type=float, default=None, help="budget of a run (s, repeatable; default 10 and 30)"
+    )
+    p.add_argument(
+        "--stop-run",
+        default="60:10",
+        help="BUDGET:AFTER: a run with that budget where Stop is clicked AFTER s of training ('' for none)",
+    )
     p.add_argument("--genes", type=int, default=8)
     p.add_argument("--size", default="1600x1000", help="window size WxH")
     p.add_argument("--out", default="benchmarks/results/gui_responsiveness.md")
@@ -247,7 +263,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     text = markdown(results)
     cmd = "python benchmarks/gui_responsiveness.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text += f"\nCommand: `xvfb-run -a -s \"-screen 0 1700x1100x24\" {cmd}`\n"
+    text += f'\nCommand: `xvfb-run -a -s "-screen 0 1700x1100x24" {cmd}`\n'
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     print(text)

@@ -51,8 +51,15 @@ def measure(name: str, save: Path | None, reference: Path | None) -> dict:
         t0 = time.perf_counter()
         res = imp.impute(slide)
         times.append(time.perf_counter() - t0)
-    row = dict(slide=tag, spots=int(slide.usable().sum()), targets=len(res.dense_rows), genes=len(res.genes),
-               first=times[0], second=times[1], diff=None)
+    row = dict(
+        slide=tag,
+        spots=int(slide.usable().sum()),
+        targets=len(res.dense_rows),
+        genes=len(res.genes),
+        first=times[0],
+        second=times[1],
+        diff=None,
+    )
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
         imp.save(save / f"{tag}.pt")
@@ -117,8 +124,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     if args.ab:
         cmd = shlex.join(["python", "benchmarks/impute_speed.py"] + list(argv if argv is not None else sys.argv[1:]))
-        text = "\n".join([f"## {args.label or 'old vs new attention, alternating in one process'}", "", f"`{cmd}`", ""]
-                         + ab(args.reference, args.ab)) + "\n\n"
+        text = (
+            "\n".join(
+                [f"## {args.label or 'old vs new attention, alternating in one process'}", "", f"`{cmd}`", ""]
+                + ab(args.reference, args.ab)
+            )
+            + "\n\n"
+        )
         print(text)
         if args.out:
             with open(args.out, "a" if args.append else "w") as f:
@@ -126,17 +138,30 @@ def main(argv=None) -> int:
         return 0
     rows = [measure(s, args.save, args.reference) for s in SLIDES]
     cmd = shlex.join(["python", "benchmarks/impute_speed.py"] + list(argv if argv is not None else sys.argv[1:]))
-    lines = [] if args.append else [
-        "# Impute speed (S2SImputer.impute, fast preset, model trained with max_steps=5, 1 torch thread)", "",
-        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}; "
-        "2 shared CPU cores, so timings are noisy (other jobs ran at the same time).", "",
+    lines = (
+        []
+        if args.append
+        else [
+            "# Impute speed (S2SImputer.impute, fast preset, model trained with max_steps=5, 1 torch thread)",
+            "",
+            f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}; "
+            "2 shared CPU cores, so timings are noisy (other jobs ran at the same time).",
+            "",
+        ]
+    )
+    lines += [
+        f"## {args.label or 'run'}",
+        "",
+        f"`{cmd}`",
+        "",
+        "| slide | usable spots | dense targets | genes | first impute (s) | second impute (s) | max abs diff vs reference |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"## {args.label or 'run'}", "", f"`{cmd}`", "",
-              "| slide | usable spots | dense targets | genes | first impute (s) | second impute (s) | max abs diff vs reference |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         d = "-" if r["diff"] is None else f"{r['diff']:.2e}"
-        lines.append(f"| {r['slide']} | {r['spots']} | {r['targets']} | {r['genes']} | {r['first']:.2f} | {r['second']:.2f} | {d} |")
+        lines.append(
+            f"| {r['slide']} | {r['spots']} | {r['targets']} | {r['genes']} | {r['first']:.2f} | {r['second']:.2f} | {d} |"
+        )
     text = "\n".join(lines) + "\n\n"
     print(text)
     if args.out:

@@ -98,8 +98,9 @@ def generate(args) -> None:
     for name in names:
         bins, um, genes, density = SLIDES[name]
         t = time.perf_counter()
-        folder = write_visium_hd(DATA / name, n_bins=bins, bin_um=um, n_genes=genes, density=density,
-                                 csv_positions=True)
+        folder = write_visium_hd(
+            DATA / name, n_bins=bins, bin_um=um, n_genes=genes, density=density, csv_positions=True
+        )
         print(f"{folder}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
 
@@ -170,13 +171,18 @@ def _cli(*args) -> list[str]:
 
 
 def run(args) -> None:
-    before_ref = args.before_ref or subprocess.run(
-        ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    before_ref = (
+        args.before_ref
+        or subprocess.run(
+            ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     codes = {"after": None}
     if not args.no_before:
         codes["before"] = _unpack(before_ref)
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     commits = {"after": head, "before": before_ref[:10]}
     stem = args.name
     path = RESULTS / f"{stem}.json"
@@ -208,24 +214,59 @@ def run(args) -> None:
             extra = IMPUTE_VARIANTS[variant]
             out = Path(tempfile.mkdtemp(prefix="s2s_out_")) / "imputed.h5ad"
             label = "impute (10 genes, fast, 120 s" + (f", {' '.join(extra)})" if extra else ")")
-            jobs.append((label, "hd_016um",
-                         lambda f=f16, o=out, e=extra: _cli("impute", f, "--out", o, "--genes", "top:10", "--preset",
-                                                            "fast", "--budget", "120", "--device", "cpu", "--seed",
-                                                            "0", *e)))
+            jobs.append(
+                (
+                    label,
+                    "hd_016um",
+                    lambda f=f16, o=out, e=extra: _cli(
+                        "impute",
+                        f,
+                        "--out",
+                        o,
+                        "--genes",
+                        "top:10",
+                        "--preset",
+                        "fast",
+                        "--budget",
+                        "120",
+                        "--device",
+                        "cpu",
+                        "--seed",
+                        "0",
+                        *e,
+                    ),
+                )
+            )
     impute_codes = {k: v for k, v in codes.items() if k in args.impute_codes.split(",")}
     for what, name, cmd in jobs:
         for code, src in (impute_codes if what.startswith("impute") else codes).items():
             print(f"{what} {name} {code} ...", file=sys.stderr, flush=True)
             load = os.getloadavg()[0]
             res = _measure(cmd(), _code_env(src))
-            row = {"what": what, "slide": name, "code": code, "commit": commits[code], "load_before": round(load, 2), **{
-                k: res[k] for k in ("returncode", "seconds", "peak_gb", "killed_above_cap")}}
+            row = {
+                "what": what,
+                "slide": name,
+                "code": code,
+                "commit": commits[code],
+                "load_before": round(load, 2),
+                **{k: res[k] for k in ("returncode", "seconds", "peak_gb", "killed_above_cap")},
+            }
             if what.startswith("viewer") and "RESULT " in res["stdout"]:
                 row.update(json.loads(res["stdout"].split("RESULT ", 1)[1].splitlines()[0]))
             if what.startswith("info") and res["returncode"] == 0:
                 info = json.loads(res["stdout"])
-                row["info"] = {k: info.get(k) for k in ("spots_total", "spots_in_tissue", "genes", "lattice",
-                                                         "pitch_um", "um_per_px", "technology")}
+                row["info"] = {
+                    k: info.get(k)
+                    for k in (
+                        "spots_total",
+                        "spots_in_tissue",
+                        "genes",
+                        "lattice",
+                        "pitch_um",
+                        "um_per_px",
+                        "technology",
+                    )
+                }
             if what.startswith("impute"):
                 done = [t for t, line in res["stderr"] if "trained:" in line or "stopped:" in line]
                 wrote = [t for t, line in res["stderr"] if "wrote" in line]
@@ -250,7 +291,7 @@ def markdown(record: dict) -> str:
         "# Real-size benchmark (generated Visium HD slides, 18 k genes)",
         "",
         "Command: `python benchmarks/real_size.py run` (see its docstring; the viewer rows under xvfb-run). "
-        "Code: the commit measured (\"before\": where the branch left main). "
+        'Code: the commit measured ("before": where the branch left main). '
         f"{record['machine']}: seconds vary with the load average noted, memory does not.",
         "",
         "| what | slide | code | seconds | peak memory (GB) | notes |",
@@ -259,27 +300,44 @@ def markdown(record: dict) -> str:
     for r in record["runs"]:
         notes = []
         if r.get("returncode"):
-            notes.append("failed" + (" (killed above the memory cap)" if r.get("killed_above_cap") else "") +
-                         (f": {r['error'].splitlines()[-1][:120]}" if r.get("error") else ""))
+            notes.append(
+                "failed"
+                + (" (killed above the memory cap)" if r.get("killed_above_cap") else "")
+                + (f": {r['error'].splitlines()[-1][:120]}" if r.get("error") else "")
+            )
         if r.get("info"):
             i = r["info"]
-            notes.append(f"read as {i.get('technology')}, {i.get('spots_in_tissue'):,} bins, pitch {i.get('pitch_um')} um, "
-                         f"{i.get('um_per_px')} um/px")
+            notes.append(
+                f"read as {i.get('technology')}, {i.get('spots_in_tissue'):,} bins, pitch {i.get('pitch_um')} um, "
+                f"{i.get('um_per_px')} um/px"
+            )
         if "open_s" in r:
-            notes.append(f"open {r['open_s']:.1f} s, 10 genes {r['ten_genes_s']:.1f} s, redraw on gene change "
-                         f"median {r['draw_median_s'] * 1000:.0f} ms (max {r['draw_max_s'] * 1000:.0f} ms), "
-                         f"layer {r['layer_shape']}")
+            notes.append(
+                f"open {r['open_s']:.1f} s, 10 genes {r['ten_genes_s']:.1f} s, redraw on gene change "
+                f"median {r['draw_median_s'] * 1000:.0f} ms (max {r['draw_max_s'] * 1000:.0f} ms), "
+                f"layer {r['layer_shape']}"
+            )
         if r.get("final_maps_s") is not None:
-            notes.append(f"training ended at {r['training_done_s']} s, final maps written at {r['final_maps_s']} s "
-                         f"({r['after_training_s']} s after training); {r.get('steps_line') or ''}".strip())
+            notes.append(
+                f"training ended at {r['training_done_s']} s, final maps written at {r['final_maps_s']} s "
+                f"({r['after_training_s']} s after training); {r.get('steps_line') or ''}".strip()
+            )
         notes.append(f"load {r['load_before']}")
-        lines.append(f"| {r['what']} | {r['slide']} | {r['code']} {r.get('commit') or record.get(r['code'] + '_commit') or ''} | {r['seconds']:.1f} | {r['peak_gb']:.2f} | "
-                     f"{'; '.join(notes)} |")
+        lines.append(
+            f"| {r['what']} | {r['slide']} | {r['code']} {r.get('commit') or record.get(r['code'] + '_commit') or ''} | {r['seconds']:.1f} | {r['peak_gb']:.2f} | "
+            f"{'; '.join(notes)} |"
+        )
     for note in record.get("notes", []):
         lines += ["", note]
-    lines += ["", "Slides: " + "; ".join(
-        f"{n}: {s['bins']:,} bins x {s['genes']:,} genes at {s['bin_um']:g} um, {s['density']:.0%} non-zero"
-        for n, s in record["slides"].items()), ""]
+    lines += [
+        "",
+        "Slides: "
+        + "; ".join(
+            f"{n}: {s['bins']:,} bins x {s['genes']:,} genes at {s['bin_um']:g} um, {s['density']:.0%} non-zero"
+            for n, s in record["slides"].items()
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -51,8 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     paths = [str(p) for p in sorted(data.iterdir())]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cmd = ["benchmark", *paths, "--json", str(out / f"{args.name}.json"), "--plot", str(out / f"{args.name}.png"),
-           "--genes", args.genes, "--seed", args.seed]
+    cmd = [
+        "benchmark",
+        *paths,
+        "--json",
+        str(out / f"{args.name}.json"),
+        "--plot",
+        str(out / f"{args.name}.png"),
+        "--genes",
+        args.genes,
+        "--seed",
+        args.seed,
+    ]
     if args.methods != "all":
         cmd += ["--methods", args.methods]
     if args.budget is not None:

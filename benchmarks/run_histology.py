@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from run_benchmark import ROOT, data_dir  # noqa: E402  (one place says where the slides are)
 
 from napari_s2s.core.data import histology_features as histology
+from napari_s2s.core.data.io import read_slide
 from napari_s2s.core.evaluation.benchmark import (
     _fmt,
     build_holdout,
@@ -36,9 +38,6 @@ from napari_s2s.core.evaluation.benchmark import (
     summarise,
     summary_over_slides,
 )
-from napari_s2s.core.data.io import read_slide
-
-from run_benchmark import ROOT, data_dir  # noqa: E402  (one place says where the slides are)
 
 #: The shared slides with an H&E image.
 SLIDES = (
@@ -154,7 +153,10 @@ def run_s2s(args, out_dir: Path) -> int:
     slides = [read_slide(Path(args.data) / s) for s in SLIDES]
     t0 = time.perf_counter()
     result = run_benchmark(
-        slides, methods=["gaussian", "he_gaussian", "s2s", "s2s-he"], seed=args.seed, budget_s=args.s2s,
+        slides,
+        methods=["gaussian", "he_gaussian", "s2s", "s2s-he"],
+        seed=args.seed,
+        budget_s=args.s2s,
         progress=print,
     )
     # the other way of bringing the image in: H&E feature channels as network inputs
@@ -287,11 +289,15 @@ def render(result: dict) -> str:
     ]
     for s in result["slides"]:
         he = s["methods"]["he_gaussian"]
-        lines.append(f"| {s['name']} | he_gaussian (default) | {_fmt(he['pcc_median'])} | "
-                     f"{_fmt(he['rmse_median'])} | {_fmt(he['seconds'], 2)} |")
+        lines.append(
+            f"| {s['name']} | he_gaussian (default) | {_fmt(he['pcc_median'])} | "
+            f"{_fmt(he['rmse_median'])} | {_fmt(he['seconds'], 2)} |"
+        )
         for label, v in result["variants"][s["name"]].items():
-            lines.append(f"| {s['name']} | {label} | {_fmt(v['pcc_median'])} | {_fmt(v['rmse_median'])} | "
-                         f"{_fmt(v['seconds'], 2)} |")
+            lines.append(
+                f"| {s['name']} | {label} | {_fmt(v['pcc_median'])} | {_fmt(v['rmse_median'])} | "
+                f"{_fmt(v['seconds'], 2)} |"
+            )
     lines += ["", "Mean over slides of the variants:", "", "| variant | PCC | RMSE |", "|---|---:|---:|"]
     labels = list(next(iter(result["variants"].values())))
     for label in labels:

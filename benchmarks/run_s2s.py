@@ -60,8 +60,10 @@ def wins_table(result: dict, ref: str = "s2s") -> str:
 
 
 def s2s_facts(result: dict) -> str:
-    lines = ["| slide | method | steps | steps/s | base predictor | network weight | held-out gain | seconds |",
-             "|---|---|---:|---:|---|---:|---:|---:|"]
+    lines = [
+        "| slide | method | steps | steps/s | base predictor | network weight | held-out gain | seconds |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
     for s in result["slides"]:
         for m, rec in s["methods"].items():
             d = rec.get("details") or {}
@@ -131,11 +133,11 @@ def speed_one(preset: str, seconds: float, slide_name: str) -> dict:
     """Train one preset on a real slide for ``seconds`` (1 thread); steps/s and peak memory."""
     import torch
 
-    from napari_s2s.core.evaluation.benchmark import build_holdout
-    from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer, cross_gene_matrix
     from napari_s2s.core.data.io import read_slide
-    from napari_s2s.core.s2s.model import n_parameters
+    from napari_s2s.core.evaluation.benchmark import build_holdout
     from napari_s2s.core.methods.s2s import to_lattice
+    from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer, cross_gene_matrix
+    from napari_s2s.core.s2s.model import n_parameters
     from napari_s2s.core.s2s.train import make_model
 
     torch.set_num_threads(1)
@@ -173,7 +175,16 @@ def run_speed(args) -> int:
     rows = []
     for preset, secs in (("fast", args.speed_seconds), ("paper", args.speed_seconds)):
         for slide in args.speed_slides.split(","):
-            cmd = [sys.executable, __file__, "--speed-one", preset, "--speed-seconds", str(secs), "--speed-slides", slide]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--speed-one",
+                preset,
+                "--speed-seconds",
+                str(secs),
+                "--speed-slides",
+                slide,
+            ]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)

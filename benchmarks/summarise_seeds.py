@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/summarise_seeds.py benchmarks/results/s2s.json benchmarks/results/s2s_seed1.json \
+    python benchmarks/summarise_seeds.py benchmarks/results/s2s_seed0.json benchmarks/results/s2s_seed1.json \
         benchmarks/results/s2s_seed2.json --methods gaussian,pca_gaussian,s2s --out benchmarks/results/s2s_seeds.md
 
 Writes a Markdown table: per slide and method, the median-over-genes PCC and RMSE of each run and
@@ -62,16 +62,31 @@ def markdown(runs: list[dict], paths: list[str], methods: list[str], target: str
                 f"| {sl} | {m} | {' / '.join(f'{x:.3f}' for x in p)} | {_fmt(p)} | "
                 f"{' / '.join(f'{x:.3f}' for x in r)} | {_fmt(r)} |"
             )
-    lines += ["", "Mean over slides, per seed:", "", "| method | " + " | ".join(f"seed {s} PCC / RMSE" for s in seeds)
-              + " | mean PCC / RMSE |", "|---|" + "---|" * (len(seeds) + 1)]
+    lines += [
+        "",
+        "Mean over slides, per seed:",
+        "",
+        "| method | " + " | ".join(f"seed {s} PCC / RMSE" for s in seeds) + " | mean PCC / RMSE |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
     for m in methods:
-        per = [(np.nanmean([pcc[(sl, m)][i] for sl in slides]), np.nanmean([rmse[(sl, m)][i] for sl in slides]))
-               for i in range(len(runs))]
-        lines.append(f"| {m} | " + " | ".join(f"{a:.3f} / {b:.3f}" for a, b in per)
-                     + f" | {np.mean([a for a, _ in per]):.3f} / {np.mean([b for _, b in per]):.3f} |")
+        per = [
+            (np.nanmean([pcc[(sl, m)][i] for sl in slides]), np.nanmean([rmse[(sl, m)][i] for sl in slides]))
+            for i in range(len(runs))
+        ]
+        lines.append(
+            f"| {m} | "
+            + " | ".join(f"{a:.3f} / {b:.3f}" for a, b in per)
+            + f" | {np.mean([a for a, _ in per]):.3f} / {np.mean([b for _, b in per]):.3f} |"
+        )
     if target in methods:
-        lines += ["", f"Slides where `{target}` is better, per seed (PCC higher / RMSE lower):", "",
-                  "| versus | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+        lines += [
+            "",
+            f"Slides where `{target}` is better, per seed (PCC higher / RMSE lower):",
+            "",
+            "| versus | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+            "|---|" + "---|" * len(seeds),
+        ]
         for m in methods:
             if m == target:
                 continue
@@ -97,9 +112,18 @@ def targets(runs: list[dict], target: str, classical: list[str], label: str) -> 
     """Per slide and seed: ``target`` against the best of ``classical`` on that slide (PCC >=, RMSE <=)."""
     seeds = [r.get("seed") for r in runs]
     slides = [s["name"] for s in runs[0]["slides"]]
-    lines = [f"### Against the best of {label} ({', '.join(classical)}), per slide", "",
-             "| slide | seed | best PCC (method) | " + target + " PCC | best RMSE (method) | " + target
-             + " RMSE | " + target + " seconds | PCC >= | RMSE <= |", "|---|---:|---|---:|---|---:|---:|:-:|:-:|"]
+    lines = [
+        f"### Against the best of {label} ({', '.join(classical)}), per slide",
+        "",
+        "| slide | seed | best PCC (method) | "
+        + target
+        + " PCC | best RMSE (method) | "
+        + target
+        + " RMSE | "
+        + target
+        + " seconds | PCC >= | RMSE <= |",
+        "|---|---:|---|---:|---|---:|---:|:-:|:-:|",
+    ]
     gaps, ok_p, ok_r, n = [], 0, 0, 0
     for sl in slides:
         for i, seed in enumerate(seeds):
@@ -112,11 +136,17 @@ def targets(runs: list[dict], target: str, classical: list[str], label: str) -> 
             ok_p += gp
             ok_r += gr
             gaps.append(t["pcc_median"] - bp)
-            lines.append(f"| {sl} | {seed} | {bp:.3f} ({mp}) | {t['pcc_median']:.3f} | {br:.3f} ({mr}) | "
-                         f"{t['rmse_median']:.3f} | {t.get('seconds', float('nan')):.0f} | {'yes' if gp else '**no**'} | "
-                         f"{'yes' if gr else '**no**'} |")
-    lines += ["", f"{target}: PCC >= the best on {ok_p}/{n} (slide, seed) pairs, RMSE <= the best on {ok_r}/{n}; "
-              f"mean PCC {np.mean(gaps):+.3f} above the best (per slide and seed; target: >= +0.02).", ""]
+            lines.append(
+                f"| {sl} | {seed} | {bp:.3f} ({mp}) | {t['pcc_median']:.3f} | {br:.3f} ({mr}) | "
+                f"{t['rmse_median']:.3f} | {t.get('seconds', float('nan')):.0f} | {'yes' if gp else '**no**'} | "
+                f"{'yes' if gr else '**no**'} |"
+            )
+    lines += [
+        "",
+        f"{target}: PCC >= the best on {ok_p}/{n} (slide, seed) pairs, RMSE <= the best on {ok_r}/{n}; "
+        f"mean PCC {np.mean(gaps):+.3f} above the best (per slide and seed; target: >= +0.02).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -126,10 +156,12 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="gaussian,pca_gaussian,s2s")
     ap.add_argument("--target", default="s2s")
     ap.add_argument("--out", default=None, help="Markdown file (default: print)")
-    ap.add_argument("--classical", default=None,
-                    help="comma-separated non-learned methods: add the target-vs-best-of-them tables")
-    ap.add_argument("--classical-plus", default=None,
-                    help="more non-learned methods for a second such table (e.g. new baselines)")
+    ap.add_argument(
+        "--classical", default=None, help="comma-separated non-learned methods: add the target-vs-best-of-them tables"
+    )
+    ap.add_argument(
+        "--classical-plus", default=None, help="more non-learned methods for a second such table (e.g. new baselines)"
+    )
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     runs = load(args.runs)

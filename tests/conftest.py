@@ -7,10 +7,14 @@ Tests that need ``../shared/data`` skip when it is absent, unless ``NAPARI_S2S_R
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from napari_s2s.core.methods.base import ImputationTask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +86,7 @@ def slide_path(data_dir: Path, name: str) -> Path:
     return p
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read_cached(path: str):
     from napari_s2s.core.data.io import read_slide
 
@@ -108,8 +112,9 @@ def synthetic_slide():
 
 
 # ---------------------------------------------------------------------- method tests
-def make_square_task(values_fn=lambda r, c, g: r * 10.0 + c + g, n=16, genes=2, noise=0.0, seed=0,
-                     targets=None) -> ImputationTask:
+def make_square_task(
+    values_fn=lambda r, c, g: r * 10.0 + c + g, n=16, genes=2, noise=0.0, seed=0, targets=None
+) -> ImputationTask:
     """A square-lattice task: measured on the even/even sub-lattice of an ``n x n`` grid, values
     ``values_fn(row, col, gene)`` (plus Gaussian ``noise``), targets every other node by default."""
     import numpy as np
@@ -192,6 +197,7 @@ def review_results(data_dir, tmp_path_factory):
         slide = read_slide(slide_file)
     out = {"slide": slide_file}
     for method in ("gaussian", "he_gaussian"):
-        out[method] = write_imputed(dense_adata(slide, REVIEW_GENES, method), folder / f"C2_{method}.h5ad",
-                                    source=slide_file)
+        out[method] = write_imputed(
+            dense_adata(slide, REVIEW_GENES, method), folder / f"C2_{method}.h5ad", source=slide_file
+        )
     return out

@@ -46,8 +46,11 @@ def scripted_answers(session, maps) -> None:
         smooth.answer(gene, choice, score_left=int(rng.integers(2, 6)), score_right=int(rng.integers(2, 6)))
     random = ReaderAnswers.open(session, "Demo reader 2")
     for gene in random.genes:
-        random.answer(gene, str(rng.choice(["left", "right", "cant_tell"], p=[0.4, 0.4, 0.2])),
-                      comment="scripted demo answer" if gene == random.genes[0] else "")
+        random.answer(
+            gene,
+            str(rng.choice(["left", "right", "cant_tell"], p=[0.4, 0.4, 0.2])),
+            comment="scripted demo answer" if gene == random.genes[0] else "",
+        )
 
 
 def main() -> int:
@@ -74,8 +77,15 @@ def main() -> int:
     if path.exists():
         session = ReviewSession.load(path)
     else:
-        session = create_session(path, args.slide, methods=args.methods.split(","), genes=args.genes,
-                                 budget_s=args.budget, title="HER2+ breast cancer, section C2", progress=print)
+        session = create_session(
+            path,
+            args.slide,
+            methods=args.methods.split(","),
+            genes=args.genes,
+            budget_s=args.budget,
+            title="HER2+ breast cancer, section C2",
+            progress=print,
+        )
     maps = load_maps(session)
     if not load_readers(session):
         scripted_answers(session, maps)
@@ -116,9 +126,21 @@ def main() -> int:
         print("no Chromium: report screenshots skipped")
         return 0
     for name, size in (("report", "1400,1500"), ("report_full", "1400,6000")):
-        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--screenshot={out / (name + '.png')}", f"--window-size={size}", report.as_uri()],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--screenshot={out / (name + '.png')}",
+                f"--window-size={size}",
+                report.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     from PIL import Image
 
     full = Image.open(out / "report_full.png")
@@ -132,12 +154,27 @@ def main() -> int:
 def _find_gene_top(report: Path) -> int:
     """Pixel row (at 1400 px wide) of the first gene's panel: measured with Chromium's layout."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    js = ("<script>document.title=String(Math.round(document.querySelector('.gene').getBoundingClientRect().top"
-          "+window.scrollY))</script>")
+    js = (
+        "<script>document.title=String(Math.round(document.querySelector('.gene').getBoundingClientRect().top"
+        "+window.scrollY))</script>"
+    )
     probe = report.with_name("probe.html")
     probe.write_text(report.read_text(encoding="utf-8").replace("</body>", js + "</body>"), encoding="utf-8")
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1500",
-                          "--dump-dom", probe.as_uri()], check=True, capture_output=True, timeout=120, text=True)
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1400,1500",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        text=True,
+    )
     probe.unlink()
     import re
 

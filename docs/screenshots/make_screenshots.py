@@ -28,7 +28,9 @@ def main() -> int:
     p.add_argument("--slide", required=True)
     p.add_argument("--budget", type=float, default=40.0)
     p.add_argument("--genes", default="")
-    p.add_argument("--he-slide", default="", help="a slide with an H&E image for validation_he.png (gaussian vs he_gaussian)")
+    p.add_argument(
+        "--he-slide", default="", help="a slide with an H&E image for validation_he.png (gaussian vs he_gaussian)"
+    )
     p.add_argument("--size", action="append", default=None, help="WxH (repeatable; default: 1920x1080 and 1366x768)")
     args = p.parse_args()
     os.environ.setdefault("NAPARI_S2S_CONFIG_DIR", tempfile.mkdtemp(prefix="s2s-shots-"))

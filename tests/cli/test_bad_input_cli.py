@@ -14,7 +14,6 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from cli_contract import (
     FAST,
     assert_bad_input,
@@ -146,8 +145,21 @@ def test_benchmark_skips_a_slide_with_bad_scale_factors(data_dir, tmp_path, caps
     (outs / "spatial" / "scalefactors_json.json").write_text("[1, 2]")
     out = tmp_path / "r.json"
     before = digest(outs)
-    rc, _, err = run(["benchmark", outs, data_dir / "her2st_C2.h5ad", "--json", out, "--methods", "linear",
-                      "--genes", "top:3", "--quiet"], capsys)
+    rc, _, err = run(
+        [
+            "benchmark",
+            outs,
+            data_dir / "her2st_C2.h5ad",
+            "--json",
+            out,
+            "--methods",
+            "linear",
+            "--genes",
+            "top:3",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert_contract(rc, err)
     assert rc == 0
     res = json.loads(out.read_text())
@@ -172,8 +184,9 @@ def test_zero_scale_factor_never_reaches_the_result(adata, tmp_path, capsys):
 def test_non_positive_pitch_is_bad_input(data_dir, tmp_path, capsys, value):
     src = data_dir / "st_breast_cancer_layer2.h5ad"
     _check_bad(["info", src, f"--pitch-um={value}"], capsys, src, tmp_path, "--pitch-um")
-    _check_bad(["impute", src, "--out", tmp_path / "o.h5ad", f"--pitch-um={value}", *FAST], capsys, src, tmp_path,
-               "--pitch-um")
+    _check_bad(
+        ["impute", src, "--out", tmp_path / "o.h5ad", f"--pitch-um={value}", *FAST], capsys, src, tmp_path, "--pitch-um"
+    )
 
 
 # ---------------------------------------------------------------------- 2, 3: outputs checked before training
@@ -187,10 +200,14 @@ def _out_cases(tmp_path: Path, src: Path) -> dict:
         "missing_folder": (["--out", tmp_path / "no" / "such" / "o.h5ad"], "does not exist"),
         "out_is_a_folder": (["--out", tmp_path / "a_folder"], "is a folder"),
         "out_is_the_input": (["--out", src], "refusing to overwrite"),
-        "model_missing_folder": (["--out", tmp_path / "o.h5ad", "--save-model", tmp_path / "no/such/dir/m.pt"],
-                                 "--save-model"),
-        "model_under_a_file": (["--out", tmp_path / "o.h5ad", "--save-model", tmp_path / "a_file" / "m.pt"],
-                               "--save-model"),
+        "model_missing_folder": (
+            ["--out", tmp_path / "o.h5ad", "--save-model", tmp_path / "no/such/dir/m.pt"],
+            "--save-model",
+        ),
+        "model_under_a_file": (
+            ["--out", tmp_path / "o.h5ad", "--save-model", tmp_path / "a_file" / "m.pt"],
+            "--save-model",
+        ),
         "model_is_the_out": (["--out", tmp_path / "o.h5ad", "--save-model", tmp_path / "o.h5ad"], "same file"),
         "model_is_the_input": (["--out", tmp_path / "o.h5ad", "--save-model", src], "refusing to overwrite"),
     }
@@ -198,8 +215,18 @@ def _out_cases(tmp_path: Path, src: Path) -> dict:
 
 @pytest.mark.parametrize(
     "case",
-    ["under_a_regular_file", "under_the_input_file", "proc", "missing_folder", "out_is_a_folder", "out_is_the_input",
-     "model_missing_folder", "model_under_a_file", "model_is_the_out", "model_is_the_input"],
+    [
+        "under_a_regular_file",
+        "under_the_input_file",
+        "proc",
+        "missing_folder",
+        "out_is_a_folder",
+        "out_is_the_input",
+        "model_missing_folder",
+        "model_under_a_file",
+        "model_is_the_out",
+        "model_is_the_input",
+    ],
 )
 def test_outputs_are_checked_before_training(adata, tmp_path, capsys, no_training, case):
     src = _write(adata, tmp_path / "in")
@@ -232,8 +259,14 @@ def test_a_failed_model_write_leaves_nothing_behind(adata, tmp_path, capsys, mon
     out = tmp_path / "out"
     out.mkdir()
     # (--quiet: a failure after training follows the progress lines already printed)
-    _check_bad(["impute", src, "--out", out / "o.h5ad", "--save-model", out / "m.pt", "--genes", "top:2", "--quiet",
-                *FAST], capsys, src, tmp_path, "m.pt", "no space left")
+    _check_bad(
+        ["impute", src, "--out", out / "o.h5ad", "--save-model", out / "m.pt", "--genes", "top:2", "--quiet", *FAST],
+        capsys,
+        src,
+        tmp_path,
+        "m.pt",
+        "no space left",
+    )
     assert listing(out) == set()
 
 
@@ -340,8 +373,15 @@ def test_images_of_wrong_shape_or_dtype(adata, tmp_path, capsys, image, needle):
     _check_bad(["info", src], capsys, src, tmp_path, "image 'hires'", needle)
 
 
-@pytest.mark.parametrize("image", [np.full((600, 600), 0.5, np.float64), np.full((600, 600, 1), 9, np.uint16),
-                                   np.full((600, 600, 2), 200, np.uint8), np.full((600, 600, 4), 1, bool)])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((600, 600), 0.5, np.float64),
+        np.full((600, 600, 1), 9, np.uint16),
+        np.full((600, 600, 2), 200, np.uint8),
+        np.full((600, 600, 4), 1, bool),
+    ],
+)
 def test_grey_alpha_and_other_dtypes_are_fine(adata, tmp_path, capsys, image):
     lib = _lib(adata)
     adata.uns["spatial"][lib]["images"]["hires"] = image
@@ -358,8 +398,9 @@ def test_output_files_get_the_mode_of_a_normal_write(adata, tmp_path, capsys, da
     out, model, js = tmp_path / "o.h5ad", tmp_path / "m.pt", tmp_path / "r.json"
     old = os.umask(0o027)
     try:
-        rc, _, err = run(["impute", src, "--out", out, "--save-model", model, "--genes", "top:2", "--quiet", *FAST],
-                         capsys)
+        rc, _, err = run(
+            ["impute", src, "--out", out, "--save-model", model, "--genes", "top:2", "--quiet", *FAST], capsys
+        )
         assert rc == 0, err
         rc, _, err = run(["benchmark", src, "--json", js, "--methods", "linear", "--genes", "top:2", "--quiet"], capsys)
         assert rc == 0, err
@@ -379,8 +420,9 @@ def test_repeated_genes_are_dropped(adata, tmp_path, capsys):
     src = _write(adata, tmp_path / "in")
     g = [str(x) for x in adata.var_names[:2]]
     out = tmp_path / "o.h5ad"
-    rc, _, err = run(["impute", src, "--out", out, "--genes", f"{g[0]},{g[0]}, {g[1]},{g[0]}", "--quiet", *FAST],
-                     capsys)
+    rc, _, err = run(
+        ["impute", src, "--out", out, "--genes", f"{g[0]},{g[0]}, {g[1]},{g[0]}", "--quiet", *FAST], capsys
+    )
     assert rc == 0, err
     assert list(ad.read_h5ad(out).var_names) == g
     assert err == [f"napari-s2s: warning: --genes: repeated name(s) dropped: {g[0]}"]

@@ -20,12 +20,11 @@ import anndata as ad
 import h5py
 import numpy as np
 import pytest
+from cli_contract import FAST, assert_contract, copy_visium, digest, listing, run, small_adata
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra import numpy as hnp
-
-from cli_contract import FAST, assert_contract, copy_visium, digest, listing, run, small_adata
 
 # hypothesis keeps caches in ./.hypothesis by default: keep the checkout clean (as -p no:cacheprovider does)
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "napari-s2s-hypothesis")
@@ -88,8 +87,14 @@ IMAGES = hnp.arrays(
     elements=None,
 )
 
-SF_KEYS = ["tissue_hires_scalef", "tissue_lowres_scalef", "spot_diameter_fullres", "fiducial_diameter_fullres",
-           "regist_target_img_scalef", "other"]
+SF_KEYS = [
+    "tissue_hires_scalef",
+    "tissue_lowres_scalef",
+    "spot_diameter_fullres",
+    "fiducial_diameter_fullres",
+    "regist_target_img_scalef",
+    "other",
+]
 
 
 def _lib(a):
@@ -103,10 +108,23 @@ def _dense(x) -> np.ndarray:
 @st.composite
 def mutation(draw):
     """A function that corrupts an AnnData in place (one of many kinds, with drawn values)."""
-    kind = draw(st.sampled_from([
-        "scalefactor", "lib_key", "spatial", "image", "obs_value", "obs_names", "var_names", "x_value",
-        "x_dtype", "obsm", "delete",
-    ]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "scalefactor",
+                "lib_key",
+                "spatial",
+                "image",
+                "obs_value",
+                "obs_names",
+                "var_names",
+                "x_value",
+                "x_dtype",
+                "obsm",
+                "delete",
+            ]
+        )
+    )
     if kind == "scalefactor":
         key, value = draw(st.sampled_from(SF_KEYS)), draw(JUNK)
         return kind, lambda a: a.uns["spatial"][_lib(a)]["scalefactors"].__setitem__(key, value)
@@ -154,6 +172,7 @@ def mutation(draw):
         return kind, set_x
     if kind == "x_dtype":
         dt = draw(st.sampled_from([np.bool_, np.int8, np.uint64, np.float16, np.float64]))
+
         def cast(a):
             with np.errstate(all="ignore"):
                 a.X = _dense(a.X).astype(dt)
@@ -268,7 +287,7 @@ def test_truncated_or_damaged_files_through_info(base, data_dir, tmp_path, capsy
     if how == "truncate":
         data = data[:cut]
     elif how == "overwrite":
-        data = data[:cut] + junk + data[cut + len(junk):]
+        data = data[:cut] + junk + data[cut + len(junk) :]
     else:
         data = b""
     target.write_bytes(data)
@@ -333,9 +352,7 @@ JSON = st.recursive(JSON_LEAVES, _json_containers, max_leaves=6)
 @given(
     doc=st.one_of(
         JSON,
-        st.fixed_dictionaries(
-            {}, optional={k: st.one_of(JSON, st.floats(-1e3, 1e3)) for k in SF_KEYS}
-        ),
+        st.fixed_dictionaries({}, optional={k: st.one_of(JSON, st.floats(-1e3, 1e3)) for k in SF_KEYS}),
     )
 )
 def test_scalefactors_json_of_any_shape_through_info(data_dir, tmp_path, capsys, doc):

@@ -18,11 +18,11 @@ import anndata as ad
 import dask
 import numpy as np
 import pytest
+from conftest import slide_path
 
 from napari_s2s.cli import main
 from napari_s2s.core.batch.manifest import COLUMNS, read_manifest
 from napari_s2s.core.jobs import ImputeSettings, result_matches
-from conftest import slide_path
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +57,19 @@ def test_batch_equals_impute_fails_corrupt_slide_and_resumes(tmp_path, data_dir,
     rows = _rows(out)
     assert list(read_manifest(out / "manifest.csv")[0]) == list(COLUMNS)
     assert {k: r["status"] for k, r in rows.items()} == {
-        "broken.h5ad": "failed", "her2st_C2.h5ad": "done", "st_breast_cancer_layer2.h5ad": "done"}
+        "broken.h5ad": "failed",
+        "her2st_C2.h5ad": "done",
+        "st_breast_cancer_layer2.h5ad": "done",
+    }
     bad = rows["broken.h5ad"]
     assert "broken.h5ad" in bad["error"] and "\n" not in bad["error"] and bad["output"] == ""
     assert "local Dask cluster: 2 worker process(es)" in err
     assert "done her2st_C2.h5ad" in err and "failed broken.h5ad" in err and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == [
-        "her2st_C2_s2s.h5ad", "manifest.csv", "st_breast_cancer_layer2_s2s.h5ad"]  # nothing half-written
+        "her2st_C2_s2s.h5ad",
+        "manifest.csv",
+        "st_breast_cancer_layer2_s2s.h5ad",
+    ]  # nothing half-written
 
     # the batch's result is exactly what `napari-s2s impute` writes alone with the same options
     alone = tmp_path / "alone.h5ad"
@@ -87,7 +93,9 @@ def test_batch_equals_impute_fails_corrupt_slide_and_resumes(tmp_path, data_dir,
     err = capsys.readouterr().err
     assert rc == 0, err
     assert {k: r["status"] for k, r in _rows(out).items()} == {
-        "her2st_C2.h5ad": "skipped", "st_breast_cancer_layer2.h5ad": "skipped"}
+        "her2st_C2.h5ad": "skipped",
+        "st_breast_cancer_layer2.h5ad": "skipped",
+    }
     assert _rows(out)["her2st_C2.h5ad"]["genes"] == rows["her2st_C2.h5ad"]["genes"]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_s2s.h5ad")} == stamps
     assert "Dask cluster" not in err  # nothing to do: no cluster started
@@ -141,10 +149,31 @@ def test_batch_on_a_running_scheduler(tmp_path, data_dir, capsys):
 def test_batch_ctrl_c_stops_cleanly_with_the_manifest_written(tmp_path, data_dir):
     cohort = _cohort(tmp_path, data_dir)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "napari_s2s.cli", "batch", str(cohort), "--out-dir", str(out), "--workers", "2",
-           "--budget", "60", "--genes", "top:2", "--no-natural", "--device", "cpu"]  # 60 s of training per slide
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_s2s.cli",
+        "batch",
+        str(cohort),
+        "--out-dir",
+        str(out),
+        "--workers",
+        "2",
+        "--budget",
+        "60",
+        "--genes",
+        "top:2",
+        "--no-natural",
+        "--device",
+        "cpu",
+    ]  # 60 s of training per slide
+    proc = subprocess.Popen(
+        cmd,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         lines = []
         for line in proc.stderr:  # wait until the cluster runs, then give the tasks time to start training
@@ -198,8 +227,13 @@ def test_batch_bad_input_is_one_line_exit_2(tmp_path, data_dir, capsys, case, me
     elif case == "out_cannot_be_created":
         args = ["batch", src, "--out-dir", "/proc/napari-s2s-out"] + OPTS
     elif case == "no_slide":
-        args = ["batch", str(data_dir / "README.md"), str(tmp_path / "missing.h5ad"), "--out-dir",
-                str(tmp_path / "out")] + OPTS
+        args = [
+            "batch",
+            str(data_dir / "README.md"),
+            str(tmp_path / "missing.h5ad"),
+            "--out-dir",
+            str(tmp_path / "out"),
+        ] + OPTS
     elif case == "scheduler_silent":
         args += ["--scheduler", f"tcp://127.0.0.1:{_free_port()}", "--connect-timeout", "2"]
     elif case == "scheduler_malformed":

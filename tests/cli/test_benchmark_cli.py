@@ -14,11 +14,24 @@ def test_benchmark_cli_writes_json_table_and_plot(data_dir, tmp_path, capsys):
     out = tmp_path / "sub" / "r.json"
     out.parent.mkdir()  # output folders are never created (the same rule as impute --out)
     png = tmp_path / "r.png"
-    rc = main([
-        "benchmark", str(data_dir / "README.md"), str(data_dir / "her2st_C2.h5ad"),
-        str(data_dir / "st_mouse_olfactory_bulb.h5ad"), "--json", str(out), "--plot", str(png),
-        "--methods", "nearest,linear,gaussian", "--genes", "top:4", "--seed", "3",
-    ])
+    rc = main(
+        [
+            "benchmark",
+            str(data_dir / "README.md"),
+            str(data_dir / "her2st_C2.h5ad"),
+            str(data_dir / "st_mouse_olfactory_bulb.h5ad"),
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+            "--methods",
+            "nearest,linear,gaussian",
+            "--genes",
+            "top:4",
+            "--seed",
+            "3",
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     res = json.loads(out.read_text())
@@ -41,8 +54,19 @@ def test_benchmark_cli_writes_json_table_and_plot(data_dir, tmp_path, capsys):
 
 def test_benchmark_cli_explicit_genes(data_dir, tmp_path, capsys):
     out = tmp_path / "r.json"
-    rc = main(["benchmark", str(data_dir / "her2st_C2.h5ad"), "--json", str(out),
-               "--methods", "linear", "--genes", "ERBB2,GRB7", "--quiet"])
+    rc = main(
+        [
+            "benchmark",
+            str(data_dir / "her2st_C2.h5ad"),
+            "--json",
+            str(out),
+            "--methods",
+            "linear",
+            "--genes",
+            "ERBB2,GRB7",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert json.loads(out.read_text())["slides"][0]["genes"] == ["ERBB2", "GRB7"]
 
@@ -82,7 +106,11 @@ def _without_seconds(res: dict) -> dict:
 
 @pytest.mark.slow
 def test_benchmark_cli_on_a_local_cluster_gives_the_serial_json(data_dir, tmp_path, capsys):
-    paths = [str(data_dir / "README.md"), str(data_dir / "her2st_C2.h5ad"), str(data_dir / "st_mouse_olfactory_bulb.h5ad")]
+    paths = [
+        str(data_dir / "README.md"),
+        str(data_dir / "her2st_C2.h5ad"),
+        str(data_dir / "st_mouse_olfactory_bulb.h5ad"),
+    ]
     common = ["--methods", "nearest,linear,gaussian", "--genes", "top:4"]
     assert main(["benchmark", *paths, "--json", str(tmp_path / "serial.json"), "--seed", "1", "--quiet"] + common) == 0
     serial_table = capsys.readouterr().out
@@ -101,7 +129,9 @@ def test_benchmark_cli_on_a_local_cluster_gives_the_serial_json(data_dir, tmp_pa
     assert _without_seconds(par1) == _without_seconds(serial)
     assert par2["seed"] == 2 and _without_seconds(par2)["slides"] == _without_seconds(serial)["slides"]
     assert "## seed 1" in cap.out and "## seed 2" in cap.out
-    rows = [line.split("|")[1:7] for line in cap.out.split("## seed 2")[0].splitlines() if line.startswith("| her2st_C2 |")]
+    rows = [
+        line.split("|")[1:7] for line in cap.out.split("## seed 2")[0].splitlines() if line.startswith("| her2st_C2 |")
+    ]
     assert rows == [line.split("|")[1:7] for line in serial_table.splitlines() if line.startswith("| her2st_C2 |")]
 
 

@@ -8,8 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import writable_copy
+
 from napari_s2s.cli import main, user_facing_warnings
 
 FAST = ["--max-steps", "2", "--threads", "1", "--no-natural", "--quiet", "--device", "cpu"]
@@ -26,7 +26,9 @@ def test_info_on_each_format(formats_dir, capsys):
     assert x["um_per_px"] == pytest.approx(0.2125) and x["genes"] == 4 and x["counts_from"] == "cells"
     t = _info(capsys, formats_dir / "xenium_mouse_brain_crops" / "sample1", "--bin-um", "2")
     assert t["counts_from"] == "transcripts" and t["grid_shape"] == [10, 10]
-    c = _info(capsys, formats_dir / "xenium_mouse_brain_crops" / "sample1", "--bin-um", "2", "--bin-from", "transcripts")
+    c = _info(
+        capsys, formats_dir / "xenium_mouse_brain_crops" / "sample1", "--bin-um", "2", "--bin-from", "transcripts"
+    )
     assert c == t
     h = _info(capsys, formats_dir / "visium_hd_mouse_brain_layout")
     assert h["technology"] == "visium_hd" and h["pitch_um"] == 2.0 and h["spots_total"] == 10
@@ -128,7 +130,9 @@ def test_impute_xenium_crop_to_spatialdata_and_back(formats_dir, tmp_path):
     flag = dense.obs["s2s_measured"].to_numpy(bool)
     assert np.array_equal(np.asarray(dense.X)[flag].sum(0), slide.lognorm(genes).sum(0))
     assert np.array_equal(np.asarray(meas.X), slide.lognorm(genes))
-    assert np.array_equal(np.asarray(meas.layers["counts"].todense()), slide.counts[:, slide.gene_indices(genes)].toarray())
+    assert np.array_equal(
+        np.asarray(meas.layers["counts"].todense()), slide.counts[:, slide.gene_indices(genes)].toarray()
+    )
     # same coordinate system as the input: the measured bins' circles sit over the input's cells
     cells = inp.shapes["cell_boundaries"]
     a = get_transformation(cells, "global").to_affine_matrix(("x", "y"), ("x", "y"))
@@ -164,12 +168,18 @@ def test_impute_generated_visium_hd_to_h5ad(tmp_path):
 def test_third_party_deprecations_are_not_shown(capsys):
     with warnings.catch_warnings():
         user_facing_warnings()
-        warnings.warn_explicit("Using extra keyword arguments on `Field` is deprecated", DeprecationWarning,
-                               "pydantic/fields.py", 1, module="pydantic.fields")
+        warnings.warn_explicit(
+            "Using extra keyword arguments on `Field` is deprecated",
+            DeprecationWarning,
+            "pydantic/fields.py",
+            1,
+            module="pydantic.fields",
+        )
         warnings.warn_explicit("old napari thing", FutureWarning, "napari/x.py", 1, module="napari.components")
         with pytest.warns(DeprecationWarning, match="ours"):
-            warnings.warn_explicit("ours is deprecated", DeprecationWarning, "napari_s2s/cli/x.py", 1,
-                                   module="napari_s2s.cli.x")
+            warnings.warn_explicit(
+                "ours is deprecated", DeprecationWarning, "napari_s2s/cli/x.py", 1, module="napari_s2s.cli.x"
+            )
         with pytest.warns(UserWarning, match="a real problem"):
             warnings.warn_explicit("a real problem", UserWarning, "anndata/x.py", 1, module="anndata.x")
 
@@ -199,8 +209,22 @@ sys.exit(main(["info", "--sample"]))
 
 def test_benchmark_on_a_binned_spatialdata_crop(formats_dir, tmp_path, capsys):
     out = tmp_path / "b.json"
-    rc = main(["benchmark", str(formats_dir / "xenium_breast_crop.zarr"), str(formats_dir / "xenium_breast_small"),
-               "--bin-um", "5", "--methods", "linear,gaussian", "--genes", "top:3", "--json", str(out), "--quiet"])
+    rc = main(
+        [
+            "benchmark",
+            str(formats_dir / "xenium_breast_crop.zarr"),
+            str(formats_dir / "xenium_breast_small"),
+            "--bin-um",
+            "5",
+            "--methods",
+            "linear,gaussian",
+            "--genes",
+            "top:3",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     rec = json.loads(out.read_text())
     (slide,) = rec["slides"]  # the 6-cell folder has too few bins to hold any out: reported, skipped

@@ -7,10 +7,10 @@ import hashlib
 import anndata as ad
 import numpy as np
 import torch
+from conftest import slide_path
 
 from napari_s2s.cli import main
 from napari_s2s.core.data.io import read_slide
-from conftest import slide_path
 
 FAST = ["--max-steps", "3", "--threads", "1", "--no-natural", "--quiet"]
 
@@ -24,8 +24,23 @@ def test_impute_real_slide_end_to_end(tmp_path, data_dir):
     before = _sha(src)
     out = tmp_path / "imputed.h5ad"
     model = tmp_path / "model.pt"
-    rc = main(["impute", str(src), "--out", str(out), "--genes", "top:3", "--seed", "1",
-               "--device", "cpu", "--save-model", str(model)] + FAST)
+    rc = main(
+        [
+            "impute",
+            str(src),
+            "--out",
+            str(out),
+            "--genes",
+            "top:3",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "--save-model",
+            str(model),
+        ]
+        + FAST
+    )
     assert rc == 0
     assert _sha(src) == before  # input untouched
     res = ad.read_h5ad(out)
@@ -83,8 +98,9 @@ def test_impute_bad_input(tmp_path, data_dir, capsys):
 def test_impute_with_histology_and_reopen(tmp_path, data_dir):
     src = slide_path(data_dir, "her2st_C2")
     out = tmp_path / "he.h5ad"
-    rc = main(["impute", str(src), "--out", str(out), "--genes", "top:3", "--device", "cpu",
-               "--histology", "on"] + FAST)
+    rc = main(
+        ["impute", str(src), "--out", str(out), "--genes", "top:3", "--device", "cpu", "--histology", "on"] + FAST
+    )
     assert rc == 0
     res = ad.read_h5ad(out)
     assert bool(res.uns["s2s"]["histology"]) is True and res.uns["s2s"]["config"]["histology"] == "on"
@@ -102,14 +118,29 @@ def test_impute_with_histology_and_reopen(tmp_path, data_dir):
     assert back.values_are_lognorm
     assert np.allclose(back.lognorm(genes), np.asarray(res.X)[back.usable()])
     assert back.geometry.pitch_um == slide.geometry.pitch_um / 2
-    assert back.geometry.um_per_px == np.float64(slide.geometry.um_per_px).round(6) or abs(
-        back.geometry.um_per_px - slide.geometry.um_per_px) < 0.02 * slide.geometry.um_per_px
+    assert (
+        back.geometry.um_per_px == np.float64(slide.geometry.um_per_px).round(6)
+        or abs(back.geometry.um_per_px - slide.geometry.um_per_px) < 0.02 * slide.geometry.um_per_px
+    )
 
 
 def test_impute_histology_on_without_image_is_bad_input(tmp_path, data_dir, capsys):
     src = slide_path(data_dir, "st_breast_cancer_layer2")
-    rc = main(["impute", str(src), "--out", str(tmp_path / "x.h5ad"), "--genes", "top:2", "--device", "cpu",
-               "--histology", "on"] + FAST)
+    rc = main(
+        [
+            "impute",
+            str(src),
+            "--out",
+            str(tmp_path / "x.h5ad"),
+            "--genes",
+            "top:2",
+            "--device",
+            "cpu",
+            "--histology",
+            "on",
+        ]
+        + FAST
+    )
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "H&E image" in err[0]

@@ -10,8 +10,18 @@ import pytest
 
 from napari_s2s.cli import main
 
-KEYS = {"path", "library_id", "spots_total", "spots_in_tissue", "genes", "lattice", "grid_shape", "images",
-        "um_per_px", "pitch_um"}
+KEYS = {
+    "path",
+    "library_id",
+    "spots_total",
+    "spots_in_tissue",
+    "genes",
+    "lattice",
+    "grid_shape",
+    "images",
+    "um_per_px",
+    "pitch_um",
+}
 
 
 def test_info_json_visium_folder(data_dir, capsys):

@@ -22,8 +22,23 @@ def _one_line_error(capsys, *names):
 def test_create_stats_report(review_results, tmp_path, capsys):
     out = tmp_path / "s.json"
     pair = f"{review_results['gaussian']},{review_results['he_gaussian']}"
-    rc = main(["session", "create", str(review_results["slide"]), "--compare", pair, "--genes", "ERBB2,SCD,IGHM",
-               "--names", "plain,H&E", "--seed", "5", "--out", str(out)])
+    rc = main(
+        [
+            "session",
+            "create",
+            str(review_results["slide"]),
+            "--compare",
+            pair,
+            "--genes",
+            "ERBB2,SCD,IGHM",
+            "--names",
+            "plain,H&E",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0 and "wrote" in capsys.readouterr().err
     s = ReviewSession.load(out)
     assert s.arm_names == ["plain", "H&E"] and s.seed == 5 and s.genes == ["ERBB2", "SCD", "IGHM"]
@@ -47,16 +62,27 @@ def test_create_stats_report(review_results, tmp_path, capsys):
 def test_bad_input(review_results, tmp_path, capsys):
     slide = review_results["slide"]
     out = tmp_path / "s.json"
-    rc = main(["session", "create", str(slide), "--compare",
-               f"{review_results['gaussian']},{review_results['he_gaussian']}", "--genes", "ERBB2,GRB7",
-               "--out", str(out)])
+    rc = main(
+        [
+            "session",
+            "create",
+            str(slide),
+            "--compare",
+            f"{review_results['gaussian']},{review_results['he_gaussian']}",
+            "--genes",
+            "ERBB2,GRB7",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 2 and not out.exists()
     _one_line_error(capsys, review_results["gaussian"], "GRB7")
     rc = main(["session", "stats", str(slide)])  # a slide is not a session
     assert rc == 2
     _one_line_error(capsys, slide, "not a napari-s2s review session")
-    rc = main(["session", "create", str(slide), "--holdout", "gaussian", "--genes", "top:2", "--out", str(out),
-               "--quiet"])
+    rc = main(
+        ["session", "create", str(slide), "--holdout", "gaussian", "--genes", "top:2", "--out", str(out), "--quiet"]
+    )
     assert rc == 0
     capsys.readouterr()
     before = out.read_bytes()
@@ -68,8 +94,23 @@ def test_bad_input(review_results, tmp_path, capsys):
     _one_line_error(capsys, out, "no answers yet")
     # a reader file of another session
     other = tmp_path / "other.json"
-    assert main(["session", "create", str(slide), "--holdout", "nearest", "--genes", "top:2", "--out", str(other),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "session",
+                "create",
+                str(slide),
+                "--holdout",
+                "nearest",
+                "--genes",
+                "top:2",
+                "--out",
+                str(other),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     foreign = ReaderAnswers.open(ReviewSession.load(other), "Z").path
     capsys.readouterr()
     rc = main(["session", "stats", str(out), str(foreign)])

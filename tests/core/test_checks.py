@@ -28,8 +28,18 @@ def test_positive_numbers_pass(value):
 
 @pytest.mark.parametrize(
     "value,word",
-    [(0, "positive"), (-1.5, "positive"), (float("nan"), "finite"), (float("inf"), "finite"), ("0.5", "number"),
-     (True, "number"), (None, "number"), ([1.0], "number"), (np.array([1.0, 2.0]), "number"), ({"a": 1}, "number")],
+    [
+        (0, "positive"),
+        (-1.5, "positive"),
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        ("0.5", "number"),
+        (True, "number"),
+        (None, "number"),
+        ([1.0], "number"),
+        (np.array([1.0, 2.0]), "number"),
+        ({"a": 1}, "number"),
+    ],
 )
 def test_non_positive_or_non_numbers_name_file_and_field(value, word):
     with pytest.raises(SlideError) as info:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import anndata as ad
 import numpy as np
+from conftest import slide_path
 
 from napari_s2s.core.data.io import read_slide
 from napari_s2s.core.jobs import ImputeSettings, result_matches, run_impute_job
-from conftest import slide_path
 
 SETTINGS = ImputeSettings(genes="top:2", max_steps=1, natural=False, tta=False, seed=3, device="cpu", threads=1)
 

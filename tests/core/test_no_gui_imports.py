@@ -31,7 +31,9 @@ def _imports_of(path) -> set[str]:
     from pathlib import Path
 
     src = Path(path)
-    pkg = ".".join(src.relative_to(src.parents[len(src.parts) - src.parts.index("napari_s2s") - 1]).with_suffix("").parts[:-1])
+    pkg = ".".join(
+        src.relative_to(src.parents[len(src.parts) - src.parts.index("napari_s2s") - 1]).with_suffix("").parts[:-1]
+    )
     out = set()
     for node in ast.walk(ast.parse(src.read_text())):
         if isinstance(node, ast.ImportFrom):
@@ -56,9 +58,11 @@ def test_layers_import_one_way_data_smoothing_engine_methods():
     import napari_s2s.core as core
 
     root = Path(core.__file__).parent
-    for sub, banned in (("smoothing", ("napari_s2s.core.s2s", "napari_s2s.core.methods")),
-                        ("s2s", ("napari_s2s.core.methods",)),
-                        ("data", ("napari_s2s.core.methods", "napari_s2s.core.s2s", "napari_s2s.core.smoothing"))):
+    for sub, banned in (
+        ("smoothing", ("napari_s2s.core.s2s", "napari_s2s.core.methods")),
+        ("s2s", ("napari_s2s.core.methods",)),
+        ("data", ("napari_s2s.core.methods", "napari_s2s.core.s2s", "napari_s2s.core.smoothing")),
+    ):
         for f in sorted((root / sub).glob("*.py")):
             bad = sorted(i for i in _imports_of(f) if i.startswith(banned))
             assert not bad, f"{f.name} imports {bad}"

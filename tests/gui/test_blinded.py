@@ -37,8 +37,11 @@ def notes(monkeypatch):
 
 @pytest.fixture
 def session(review_results, tmp_path):
-    return create_session(tmp_path / "review.json", review_results["slide"],
-                          compare=[review_results["gaussian"], review_results["he_gaussian"]])
+    return create_session(
+        tmp_path / "review.json",
+        review_results["slide"],
+        compare=[review_results["gaussian"], review_results["he_gaussian"]],
+    )
 
 
 @pytest.fixture
@@ -82,8 +85,7 @@ def _check_view(viewer, widget, maps):
         assert lo[0] <= y0 and y1 <= hi[0] and lo[1] <= x0 and x1 <= hi[1]
 
 
-def test_two_readers_by_keys_pause_resume_and_merge(dock, session, qtbot, review_results, notes, monkeypatch,
-                                                    tmp_path):
+def test_two_readers_by_keys_pause_resume_and_merge(dock, session, qtbot, review_results, notes, monkeypatch, tmp_path):
     viewer, w = dock
     viewer.open(str(review_results["slide"]), plugin="napari-s2s")  # the user's own layers
     own = list(viewer.layers)
@@ -176,8 +178,11 @@ def test_bad_session_and_foreign_answers(dock, session, review_results, tmp_path
     assert "not a napari-s2s review session" in w.status_label.text() and notes[-1][0] == "error"
     assert str(review_results["slide"]) in notes[-1][1] and "\n" not in notes[-1][1]
     # answers of another session where this reader's file should be: refused, left as it was
-    other = create_session(tmp_path / "other.json", review_results["slide"],
-                           compare=[review_results["he_gaussian"], review_results["gaussian"]])
+    other = create_session(
+        tmp_path / "other.json",
+        review_results["slide"],
+        compare=[review_results["he_gaussian"], review_results["gaussian"]],
+    )
     src = ReaderAnswers.open(other, "Dr C").path
     dst = reader_file(session, "Dr C")
     dst.parent.mkdir(parents=True, exist_ok=True)

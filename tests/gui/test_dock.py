@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QApplication, QLineEdit
+from qtpy.QtWidgets import QLineEdit
 
 from napari_s2s.gui.layers import s2s_meta, slide_layers
 from napari_s2s.gui.review_panel import COMMENT_COL
@@ -36,8 +36,22 @@ def saved_result(tmp_path_factory, data_dir):
 
     slide = read_slide(data_dir / "her2st_C2.h5ad")
     genes = slide.top_variable_genes(4)
-    cfg = S2SConfig.from_preset("fast", budget_s=None, max_steps=2, threads=1, natural_images=False, features=8,
-                                blocks=1, layers=2, growth=8, window=4, heads=2, mlp_ratio=1.0, patch=12, batch_size=4)
+    cfg = S2SConfig.from_preset(
+        "fast",
+        budget_s=None,
+        max_steps=2,
+        threads=1,
+        natural_images=False,
+        features=8,
+        blocks=1,
+        layers=2,
+        growth=8,
+        window=4,
+        heads=2,
+        mlp_ratio=1.0,
+        patch=12,
+        batch_size=4,
+    )
     res = S2SImputer(cfg).fit(slide, genes).impute(slide)
     path = write_imputed(res.to_anndata(slide, cfg, 1.0), tmp_path_factory.mktemp("result") / "her2st_C2_s2s.h5ad")
     return Path(path), genes
@@ -254,7 +268,10 @@ def test_review_csv_loads_on_its_own_saved_result(plugin_dock, saved_result, dat
     assert not [n for n in notes if n[0] == "warning"], notes
     rows = widget.review.rows
     assert (rows[genes[0]].status, rows[genes[0]].comment, rows[genes[1]].status) == (
-        "accepted", "matches the IHC", "flagged")
+        "accepted",
+        "matches the IHC",
+        "flagged",
+    )
     again = ReviewTable.from_csv(widget.export_review(tmp_path / "again.csv"))
     assert again.slide == "her2st_C2" and Path(again.source).name == path.name
     # a review of another slide still warns
@@ -269,8 +286,13 @@ def _within(child, viewport) -> bool:
     """``child`` shown in full inside ``viewport`` (no scrolling needed)."""
     top = child.mapTo(viewport, child.rect().topLeft())
     bottom = child.mapTo(viewport, child.rect().bottomRight())
-    return child.isVisible() and top.y() >= 0 and top.x() >= 0 and bottom.y() < viewport.height() and \
-        bottom.x() < viewport.width()
+    return (
+        child.isVisible()
+        and top.y() >= 0
+        and top.x() >= 0
+        and bottom.y() < viewport.height()
+        and bottom.x() < viewport.width()
+    )
 
 
 @pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)], ids=["1366x768", "1920x1080"])

@@ -42,14 +42,16 @@ def test_settings_round_trip_and_bad_files(tmp_path, monkeypatch):
     assert config_dir() == tmp_path / "cfg"
     store = SettingsStore()
     assert store.load() == WidgetSettings()  # nothing saved yet
-    s = WidgetSettings(preset="paper", cascades=2, budget_s=30, device="cpu", natural_images=False, seed=7,
-                       histology="auto")
+    s = WidgetSettings(
+        preset="paper", cascades=2, budget_s=30, device="cpu", natural_images=False, seed=7, histology="auto"
+    )
     store.save(s)
     assert SettingsStore().load() == s
     store.path.write_text("{not json")
     assert store.load() == WidgetSettings()
-    store.path.write_text(json.dumps({"preset": "huge", "device": "tpu", "seed": "x", "budget_s": 12,
-                                      "histology": "always"}))
+    store.path.write_text(
+        json.dumps({"preset": "huge", "device": "tpu", "seed": "x", "budget_s": 12, "histology": "always"})
+    )
     got = store.load()
     assert (got.preset, got.device, got.seed, got.budget_s, got.histology) == ("fast", "auto", 0, 12.0, "auto")
     over = s.config_overrides()

@@ -25,8 +25,9 @@ def test_reader_claims_the_new_formats(formats_dir, tmp_path):
 
 
 def test_manifest_patterns_leave_zarr_to_napari_spatialdata():
-    import yaml
     from importlib.resources import files
+
+    import yaml
 
     manifest = yaml.safe_load(files("napari_s2s").joinpath("napari.yaml").read_text())
     reader = manifest["contributions"]["readers"][0]
@@ -86,8 +87,27 @@ def test_result_opens_in_napari_spatialdata(make_napari_viewer, formats_dir, tmp
     from napari_s2s.cli import main
 
     out = tmp_path / "r.zarr"
-    assert main(["impute", str(formats_dir / "xenium_breast_crop.zarr"), "--bin-um", "5", "--out", str(out),
-                 "--genes", "top:2", "--max-steps", "2", "--no-natural", "--quiet", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "impute",
+                str(formats_dir / "xenium_breast_crop.zarr"),
+                "--bin-um",
+                "5",
+                "--out",
+                str(out),
+                "--genes",
+                "top:2",
+                "--max-steps",
+                "2",
+                "--no-natural",
+                "--quiet",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inter = Interactive(sd.read_zarr(out), headless=True)

@@ -65,8 +65,9 @@ def test_validation_job_runs_both_on_one_task(synthetic_slide):
     from napari_s2s.core.evaluation import benchmark
 
     genes = synthetic_slide.top_variable_genes(3)
-    job = ValidationJob(synthetic_slide, genes, "pca_gaussian", seed=1, he_method="he_gaussian",
-                        he_options={"smoother": "pca_gaussian"})
+    job = ValidationJob(
+        synthetic_slide, genes, "pca_gaussian", seed=1, he_method="he_gaussian", he_options={"smoother": "pca_gaussian"}
+    )
     out = [x for x in job.run() if isinstance(x, ValidationOutcome)][-1]
     assert out.he_method == "he_gaussian" and set(out.compared) == set(genes)
     task, truth, _ = benchmark.build_holdout(synthetic_slide, genes=out.genes, seed=1)
@@ -93,8 +94,20 @@ def test_training_job_previews_fill_the_pending_layers(synthetic_slide):
 
     genes = synthetic_slide.top_variable_genes(2)
     cfg = S2SConfig.from_preset(
-        "fast", budget_s=None, max_steps=6, threads=1, natural_images=False, features=8, blocks=1, layers=2,
-        growth=8, window=4, heads=2, mlp_ratio=1.0, patch=12, batch_size=4,
+        "fast",
+        budget_s=None,
+        max_steps=6,
+        threads=1,
+        natural_images=False,
+        features=8,
+        blocks=1,
+        layers=2,
+        growth=8,
+        window=4,
+        heads=2,
+        mlp_ratio=1.0,
+        patch=12,
+        batch_size=4,
     )
     job = TrainingJob(synthetic_slide, genes, config=cfg, preview_after_s=0.0)
     items = list(job.run())
@@ -144,8 +157,9 @@ def test_the_budget_bounds_the_wait_from_click_to_maps(synthetic_slide):
 def test_stop_before_training_started_is_not_lost(synthetic_slide):
     """A Stop during preparation used to be cleared when training started (the run went on)."""
     genes = synthetic_slide.top_variable_genes(2)
-    job = TrainingJob(synthetic_slide, genes, preset="fast", overrides={"budget_s": 60.0, "device": "cpu"},
-                      preview_after_s=None)
+    job = TrainingJob(
+        synthetic_slide, genes, preset="fast", overrides={"budget_s": 60.0, "device": "cpu"}, preview_after_s=None
+    )
     run = job.run()
     first = next(run)
     assert first.phase == "prepare"
@@ -161,8 +175,9 @@ def test_a_stop_during_a_preview_makes_that_preview_the_final_maps(synthetic_sli
     """Stop while a preview is computed: the preview (one pass over the weights of that step) is the
     final maps at once; no second pass repeats it."""
     genes = synthetic_slide.top_variable_genes(3)
-    job = TrainingJob(synthetic_slide, genes, preset="fast", overrides={"budget_s": 120.0, "device": "cpu"},
-                      preview_after_s=0.0)
+    job = TrainingJob(
+        synthetic_slide, genes, preset="fast", overrides={"budget_s": 120.0, "device": "cpu"}, preview_after_s=0.0
+    )
     preview = None
     for item in job.run():
         if isinstance(item, TrainingPreview) and preview is None:

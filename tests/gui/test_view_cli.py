@@ -43,9 +43,21 @@ def test_view_prints_no_third_party_deprecations(qapp, tmp_path):
 
     env = {**os.environ, "NAPARI_S2S_CONFIG_DIR": str(tmp_path / "cfg")}
     out = subprocess.run(
-        [sys.executable, "-m", "napari_s2s.cli", "view", "--sample", "--screenshot", str(tmp_path / "s.png"),
-         "--size", "800x600"],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "napari_s2s.cli",
+            "view",
+            "--sample",
+            "--screenshot",
+            str(tmp_path / "s.png"),
+            "--size",
+            "800x600",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert out.returncode == 0, out.stderr
     assert "deprecated" not in out.stderr.lower() and "pydantic" not in out.stderr.lower(), out.stderr

@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 
 import numpy as np
-from qtpy.QtCore import Qt
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_s2s.gui.layers import s2s_meta
 from napari_s2s.gui.review import ReviewTable
@@ -93,7 +93,8 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     assert [x for x in viewer.layers if (s2s_meta(x) or {}).get("kind") == "measured"] == stacks  # reused
     imputed = _layer(viewer, "imputed")
     measured = [
-        layer for layer in viewer.layers
+        layer
+        for layer in viewer.layers
         if (s2s_meta(layer) or {}).get("kind") == "measured" and s2s_meta(layer)["genes"] == genes
     ][-1]
     assert s2s_meta(imputed)["genes"] == genes and imputed.data.shape[0] == len(genes)
@@ -107,8 +108,9 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     rr = result.dense_rows[is_meas]
     cc = result.dense_cols[is_meas]
     world_i = np.array([_world(imputed, (0, r - r0, c - c0)) for r, c in zip(rr, cc)])
-    world_m = np.array([_world(measured, (0, r // 2 - grid_m.origin[0], c // 2 - grid_m.origin[1]))
-                        for r, c in zip(rr, cc)])
+    world_m = np.array(
+        [_world(measured, (0, r // 2 - grid_m.origin[0], c // 2 - grid_m.origin[1])) for r, c in zip(rr, cc)]
+    )
     np.testing.assert_allclose(world_i, world_m, atol=1e-6 * np.abs(world_m).max())
     vals_m = measured.data[:, rr // 2 - grid_m.origin[0], cc // 2 - grid_m.origin[1]]
     vals_i = imputed.data[:, rr - r0, cc - c0]
@@ -174,8 +176,10 @@ def test_errors_are_notifications_and_widget_stays_usable(widget, qtbot, synthet
     widget.settings_box.budget_spin.setValue(5)
     # a device this machine lacks: the engine raises in the worker -> one-line notification
     widget.settings_box.device_combo.setCurrentIndex(widget.settings_box.device_combo.findData("cuda"))
-    if "cuda" in widget.settings_box.device_combo.itemText(widget.settings_box.device_combo.currentIndex()) and \
-            "not available" not in widget.settings_box.device_combo.currentText():
+    if (
+        "cuda" in widget.settings_box.device_combo.itemText(widget.settings_box.device_combo.currentIndex())
+        and "not available" not in widget.settings_box.device_combo.currentText()
+    ):
         pytest.skip("this machine has CUDA")
     widget.start_training()
     qtbot.waitUntil(lambda: not widget.running, timeout=30000)
@@ -196,17 +200,23 @@ def test_open_menu_file_or_folder(widget, data_dir, monkeypatch):
     from napari_s2s.gui import open_menu as widget_mod
 
     asked = []
-    monkeypatch.setattr(widget_mod.QFileDialog, "getOpenFileName",
-                        lambda *a, **k: (asked.append("file"), (str(data_dir / "her2st_C2.h5ad"), ""))[1])
-    monkeypatch.setattr(widget_mod.QFileDialog, "getExistingDirectory",
-                        lambda *a, **k: (asked.append("folder"), "")[1])  # the user cancels
+    monkeypatch.setattr(
+        widget_mod.QFileDialog,
+        "getOpenFileName",
+        lambda *a, **k: (asked.append("file"), (str(data_dir / "her2st_C2.h5ad"), ""))[1],
+    )
+    monkeypatch.setattr(
+        widget_mod.QFileDialog, "getExistingDirectory", lambda *a, **k: (asked.append("folder"), "")[1]
+    )  # the user cancels
     file_action, folder_action, binned_action = widget.slide_box.open_button.menu().actions()
     assert "Visium HD" in folder_action.text() and "Xenium" in binned_action.text()
     folder_action.trigger()
     assert asked == ["folder"] and widget.current_slide() is None  # cancelled: nothing opened, no other dialog
     file_action.trigger()
     assert asked == ["folder", "file"] and widget.current_slide().name == "her2st_C2"
-    monkeypatch.setattr(widget_mod.QFileDialog, "getExistingDirectory", lambda *a, **k: str(data_dir / "visium_mouse_brain"))
+    monkeypatch.setattr(
+        widget_mod.QFileDialog, "getExistingDirectory", lambda *a, **k: str(data_dir / "visium_mouse_brain")
+    )
     folder_action.trigger()
     assert widget.current_slide().name != "her2st_C2" and widget.current_slide().kind == "hex"
 
@@ -329,9 +339,22 @@ def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, note
     from napari_s2s.core.s2s.results import write_imputed
 
     genes = synthetic_slide.top_variable_genes(3)
-    cfg = S2SConfig.from_preset("fast", budget_s=None, max_steps=2, threads=1, natural_images=False,
-                                features=8, blocks=1, layers=2, growth=8, window=4, heads=2, mlp_ratio=1.0,
-                                patch=12, batch_size=4)
+    cfg = S2SConfig.from_preset(
+        "fast",
+        budget_s=None,
+        max_steps=2,
+        threads=1,
+        natural_images=False,
+        features=8,
+        blocks=1,
+        layers=2,
+        growth=8,
+        window=4,
+        heads=2,
+        mlp_ratio=1.0,
+        patch=12,
+        batch_size=4,
+    )
     res = S2SImputer(cfg).fit(synthetic_slide, genes).impute(synthetic_slide)
     saved = write_imputed(res.to_anndata(synthetic_slide, cfg, 1.0), tmp_path / "result.h5ad")
 
@@ -443,8 +466,10 @@ def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypa
         gene = t.item(r, 0).text()
         k = out.genes.index(gene)
         want = {
-            "PCC": pcc(truth[:, k], plain[:, k]), "PCC +H&E": pcc(truth[:, k], guided[:, k]),
-            "RMSE": rmse(truth[:, k], plain[:, k]), "RMSE +H&E": rmse(truth[:, k], guided[:, k]),
+            "PCC": pcc(truth[:, k], plain[:, k]),
+            "PCC +H&E": pcc(truth[:, k], guided[:, k]),
+            "RMSE": rmse(truth[:, k], plain[:, k]),
+            "RMSE +H&E": rmse(truth[:, k], guided[:, k]),
         }
         want["ΔPCC"] = want["PCC +H&E"] - want["PCC"]
         want["ΔRMSE"] = want["RMSE +H&E"] - want["RMSE"]
@@ -465,4 +490,3 @@ def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypa
     assert out.he_method is None and out.compared is None and "ΔPCC" not in widget.state.message
     assert widget.review.rows[out.genes[0]].pcc_he is None
     assert t.isColumnHidden(cols["ΔPCC"]) and not t.isColumnHidden(cols["PCC"])
-

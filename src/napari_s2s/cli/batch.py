@@ -30,14 +30,29 @@ def add_cluster_options(p, local_default: str) -> None:
     from ..core.batch.cluster import CONNECT_TIMEOUT
 
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help=f"local Dask cluster of N worker processes, one thread each ({local_default})")
-    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="a running Dask scheduler, e.g. tcp://host:8786 (its workers must see the same paths)")
-    p.add_argument("--retries", type=int, default=1, metavar="N",
-                   help="times a task is run again when its worker dies (default 1)")
-    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
-                   help=f"give up on a scheduler that does not answer within this time (default {CONNECT_TIMEOUT:g})")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"local Dask cluster of N worker processes, one thread each ({local_default})",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a running Dask scheduler, e.g. tcp://host:8786 (its workers must see the same paths)",
+    )
+    p.add_argument(
+        "--retries", type=int, default=1, metavar="N", help="times a task is run again when its worker dies (default 1)"
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on a scheduler that does not answer within this time (default {CONNECT_TIMEOUT:g})",
+    )
 
 
 def check_cluster_options(args) -> None:
@@ -60,8 +75,9 @@ def add_parser(sub):
         "are skipped, so re-running resumes an interrupted batch.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="slides (.h5ad, Space Ranger outs/) or folders of slides")
-    p.add_argument("--out-dir", required=True, metavar="DIR",
-                   help="folder for the results and manifest.csv (created when missing)")
+    p.add_argument(
+        "--out-dir", required=True, metavar="DIR", help="folder for the results and manifest.csv (created when missing)"
+    )
     add_training_options(p, threads=1, threads_help="torch CPU threads per task (default 1)")
     add_cluster_options(p, local_default="default: one per core")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -108,9 +124,17 @@ def run(args) -> int:
                     lines.line(note)
                 commit()
                 progress.open()
-                run_batch(client, plan, settings, manifest, retries=args.retries, on_row=progress.row,
-                          on_retry=lambda s, k, why: lines.line(f"{Path(s).name}: {why}; running it again "
-                                                                f"(retry {k} of {args.retries})"))
+                run_batch(
+                    client,
+                    plan,
+                    settings,
+                    manifest,
+                    retries=args.retries,
+                    on_row=progress.row,
+                    on_retry=lambda s, k, why: lines.line(
+                        f"{Path(s).name}: {why}; running it again (retry {k} of {args.retries})"
+                    ),
+                )
         else:
             for note in notes:
                 lines.line(note)
@@ -123,8 +147,10 @@ def run(args) -> int:
         if not manifest.rows:
             manifest.write()
         commit()
-        say(f"napari-s2s: interrupted: {sum(c.values())} of {n} slide(s) finished; manifest {manifest.path}; "
-            "run the same command again to resume")
+        say(
+            f"napari-s2s: interrupted: {sum(c.values())} of {n} slide(s) finished; manifest {manifest.path}; "
+            "run the same command again to resume"
+        )
         return 130
     finally:
         progress.close()
@@ -184,8 +210,14 @@ class _Progress:
         from tqdm import tqdm
 
         # disable=None: a bar only on a terminal; logs get the per-slide lines (with an ETA) alone
-        self.say.bar = tqdm(total=self.total, unit="slide", file=sys.stderr, disable=None, dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+        self.say.bar = tqdm(
+            total=self.total,
+            unit="slide",
+            file=sys.stderr,
+            disable=None,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]",
+        )
         if self.say.bar.disable:
             self.say.bar = None
             return

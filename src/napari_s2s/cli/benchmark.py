@@ -28,19 +28,37 @@ def add_parser(sub):
         description="Hold-out benchmark: 1/4 of the spots (a sub-lattice) are measured, every method "
         "predicts the rest; per-gene PCC, RMSE, MAE and SSIM, medians and seconds per method.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="slides (Space Ranger or Visium HD outs/, .h5ad, Xenium "
-                   "folders, SpatialData .zarr); others are skipped")
-    p.add_argument("--json", dest="json_out", required=True, metavar="OUT.json",
-                   help="write the results here (its folder must exist)")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="slides (Space Ranger or Visium HD outs/, .h5ad, Xenium folders, SpatialData .zarr); others are skipped",
+    )
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        required=True,
+        metavar="OUT.json",
+        help="write the results here (its folder must exist)",
+    )
     p.add_argument("--plot", default=None, metavar="OUT.png", help="also write a figure (png, pdf, svg, ...)")
     p.add_argument("--genes", default="top:30", help="A,B,... or top:N (default top:30, per slide)")
     p.add_argument("--methods", default=None, help="a,b,... (default: every method that applies, ablations excepted)")
-    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                   help="training time budget for learned methods (default: each method's own)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="training time budget for learned methods (default: each method's own)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--seeds", default=None, metavar="A,B,...",
-                   help="several seeds in one run (one task per slide x method x seed with --workers/--scheduler): "
-                   "one JSON per seed, OUT_seedN.json (and OUT_seedN.png)")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="A,B,...",
+        help="several seeds in one run (one task per slide x method x seed with --workers/--scheduler): "
+        "one JSON per seed, OUT_seedN.json (and OUT_seedN.png)",
+    )
     add_cluster_options(p, local_default="default: none, one method after the other in this process")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     from . import add_reading_options
@@ -98,8 +116,11 @@ def check_outputs(json_out, plot, inputs, seeds: list[int] | None = None) -> lis
             png = check_output_path(pl, inputs=inputs, option="--plot")
             fmt = png.suffix.lower().lstrip(".")
             if fmt not in plot_formats():
-                raise SlideError(png, f"--plot: unknown image format {png.suffix or '(no suffix)'!r} "
-                                      f"(use {', '.join(sorted(plot_formats()))})")
+                raise SlideError(
+                    png,
+                    f"--plot: unknown image format {png.suffix or '(no suffix)'!r} "
+                    f"(use {', '.join(sorted(plot_formats()))})",
+                )
             check_distinct_outputs({"--json": js, "--plot": pl})
         pairs.append((out, png))
     return pairs
@@ -119,7 +140,6 @@ def _client(args, note):
 
 def run(args) -> int:
     from ..core.evaluation.benchmark import markdown_table, run_benchmarks
-
     from . import reading_options, user_facing_warnings
 
     genes, n_genes = parse_genes(args.genes)
@@ -153,16 +173,27 @@ def run(args) -> int:
         user_facing_warnings("always")
         try:
             with _client(args, note) as client:
-                results = run_benchmarks(args.paths, seeds, methods=methods, genes=genes, budget_s=args.budget,
-                                         progress=progress, n_genes=n_genes, client=client, retries=args.retries,
-                                         read_options=read_options)
+                results = run_benchmarks(
+                    args.paths,
+                    seeds,
+                    methods=methods,
+                    genes=genes,
+                    budget_s=args.budget,
+                    progress=progress,
+                    n_genes=n_genes,
+                    client=client,
+                    retries=args.retries,
+                    read_options=read_options,
+                )
         except ValueError as exc:  # unknown method names
             if isinstance(exc, SlideError):
                 raise
             raise SlideError(None, str(exc)) from None
     if not results[0]["slides"]:
-        why = "; ".join(k["reason"] if k["reason"].startswith(k["path"]) else f"{k['path']}: {k['reason']}"
-                        for k in results[0]["skipped"])
+        why = "; ".join(
+            k["reason"] if k["reason"].startswith(k["path"]) else f"{k['path']}: {k['reason']}"
+            for k in results[0]["skipped"]
+        )
         raise SlideError(None, f"no slide could be benchmarked ({why or 'no PATH'})")
     commit()
     writers = []

@@ -30,8 +30,9 @@ def add_parser(sub):
     return p
 
 
-def add_training_options(p, threads: int | None = None,
-                         threads_help: str = "torch CPU threads (default: torch's choice)") -> None:
+def add_training_options(
+    p, threads: int | None = None, threads_help: str = "torch CPU threads (default: torch's choice)"
+) -> None:
     """The options that say what to impute and how (shared by ``impute`` and ``batch``)."""
     p.add_argument(
         "--genes",

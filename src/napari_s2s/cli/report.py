@@ -17,8 +17,12 @@ def add_parser(sub):
         description="Write a self-contained HTML report of a review session for a lab meeting.",
     )
     p.add_argument("session", help="session file (.json)")
-    p.add_argument("answers", nargs="*", metavar="ANSWERS.json",
-                   help="readers' answer files (default: every file in the session's _answers folder)")
+    p.add_argument(
+        "answers",
+        nargs="*",
+        metavar="ANSWERS.json",
+        help="readers' answer files (default: every file in the session's _answers folder)",
+    )
     p.add_argument("--out", required=True, metavar="REPORT.html", help="report file to write")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -34,6 +38,7 @@ def run(args) -> int:
     say = None if args.quiet else (lambda m: print(f"napari-s2s: {m}", file=sys.stderr))
     out = write_report(session, readers, args.out, progress=say)
     n = sum(r.n_answered for r in readers)
-    print(f"napari-s2s: wrote {out} ({len(session.genes)} genes, {len(readers)} reader(s), {n} answers)",
-          file=sys.stderr)
+    print(
+        f"napari-s2s: wrote {out} ({len(session.genes)} genes, {len(readers)} reader(s), {n} answers)", file=sys.stderr
+    )
     return 0

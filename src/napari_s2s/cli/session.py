@@ -30,32 +30,53 @@ def add_parser(sub):
         description="Make a session: two result files (--compare), two methods run now (--methods), or a "
         "hold-out validation run (--holdout: the method's prediction of hidden spots vs what was measured).",
     )
-    c.add_argument("slide", nargs="?", help="the slide (Space Ranger outs/ or .h5ad); with --compare, "
-                   "defaults to the slide the first result was imputed from")
+    c.add_argument(
+        "slide",
+        nargs="?",
+        help="the slide (Space Ranger outs/ or .h5ad); with --compare, "
+        "defaults to the slide the first result was imputed from",
+    )
     what = c.add_mutually_exclusive_group(required=True)
     what.add_argument("--compare", metavar="A.h5ad,B.h5ad", help="two napari-s2s result files of the slide")
-    what.add_argument("--methods", metavar="A,B", help="two methods that impute the slide now, e.g. s2s,gaussian "
-                      "or s2s,s2s-he (with vs without H&E)")
-    what.add_argument("--holdout", metavar="M[,N]", help="hold-out run: METHOD vs the measured values of the "
-                      "hidden spots, or two methods' predictions")
+    what.add_argument(
+        "--methods",
+        metavar="A,B",
+        help="two methods that impute the slide now, e.g. s2s,gaussian or s2s,s2s-he (with vs without H&E)",
+    )
+    what.add_argument(
+        "--holdout",
+        metavar="M[,N]",
+        help="hold-out run: METHOD vs the measured values of the hidden spots, or two methods' predictions",
+    )
     c.add_argument("--out", required=True, metavar="S.json", help="session file to write")
-    c.add_argument("--genes", default=None, help="A,B,... or top:N (default: the results' common genes with "
-                   "--compare, else top:30)")
+    c.add_argument(
+        "--genes",
+        default=None,
+        help="A,B,... or top:N (default: the results' common genes with --compare, else top:30)",
+    )
     c.add_argument("--names", default=None, metavar="A,B", help="labels of the two arms in stats and the report")
     c.add_argument("--title", default="", help="title shown to readers (keep the methods out of it)")
     c.add_argument("--question", default=None, help="the question readers answer")
     c.add_argument("--seed", type=int, default=0, help="seed of the methods and the readers' orders (default 0)")
-    c.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
-                   help="training budget of learned methods (default 60)")
+    c.add_argument(
+        "--budget", type=float, default=60.0, metavar="SECONDS", help="training budget of learned methods (default 60)"
+    )
     c.add_argument("--force", action="store_true", help="replace an existing session file and its maps")
     c.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
-    s = actions.add_parser("stats", help="unblind and merge readers' answers",
-                           description="Preference per gene and overall with 95%% intervals, can't-tell rates, "
-                           "mean scores and agreement between readers (Cohen's / Fleiss' kappa).")
+    s = actions.add_parser(
+        "stats",
+        help="unblind and merge readers' answers",
+        description="Preference per gene and overall with 95%% intervals, can't-tell rates, "
+        "mean scores and agreement between readers (Cohen's / Fleiss' kappa).",
+    )
     s.add_argument("session", help="session file (.json)")
-    s.add_argument("answers", nargs="*", metavar="ANSWERS.json",
-                   help="readers' answer files (default: every file in the session's _answers folder)")
+    s.add_argument(
+        "answers",
+        nargs="*",
+        metavar="ANSWERS.json",
+        help="readers' answer files (default: every file in the session's _answers folder)",
+    )
     s.add_argument("--json", dest="json_out", default=None, metavar="OUT.json", help="also write the numbers as JSON")
     return p
 
@@ -95,8 +116,10 @@ def _create(args) -> int:
         overwrite=args.force,
         progress=say,
     )
-    print(f"napari-s2s: wrote {session.path} ({session.describe()}); readers open it in the "
-          "\"Blinded reading\" dock", file=sys.stderr)
+    print(
+        f'napari-s2s: wrote {session.path} ({session.describe()}); readers open it in the "Blinded reading" dock',
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -121,4 +144,3 @@ def _stats(args) -> int:
     sys.stdout.write(format_summary(summary))
     sys.stdout.flush()
     return 0
-

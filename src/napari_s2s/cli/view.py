@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+
 from ..core.checks import check_output_path
 from ..core.errors import SlideError
 from . import add_slide_argument, commit, load_slide_from_args

@@ -17,9 +17,8 @@ import numbers
 import os
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .checks import (
     MAX_PITCH_UM,
@@ -118,11 +118,11 @@ class ImputeSettings:
             msg = str(exc)
             for fld, option in OPTION_OF_FIELD.items():
                 if msg.startswith(fld + " "):
-                    msg = (option + msg[len(fld):]).replace(", or None", "").replace(" or None", "")
+                    msg = (option + msg[len(fld) :]).replace(", or None", "").replace(" or None", "")
                     break
             raise SlideError(None, f"invalid setting: {msg}") from None
 
-    def replace(self, **changes) -> "ImputeSettings":
+    def replace(self, **changes) -> ImputeSettings:
         return dataclasses.replace(self, **changes)
 
 
@@ -192,7 +192,11 @@ def check_impute_outputs(out, save_model=None, source=None) -> tuple[Path, Path 
 
 
 def open_slide(
-    path, *, sample: bool = False, pitch_um: float | None = None, bin_um: float | None = None,
+    path,
+    *,
+    sample: bool = False,
+    pitch_um: float | None = None,
+    bin_um: float | None = None,
     counts_from: str = "auto",
 ):
     """The slide at ``path`` (Space Ranger or Visium HD ``outs/``, ``.h5ad``, Xenium folder, SpatialData
@@ -328,8 +332,9 @@ def run_impute_job(
     cfg = check_settings(settings, device=False)
     out_p, model_p = check_impute_outputs(out, save_model, source)
     device = resolve_device(cfg.device)
-    slide = open_slide(path, sample=sample, pitch_um=settings.pitch_um, bin_um=settings.bin_um,
-                       counts_from=settings.counts_from)
+    slide = open_slide(
+        path, sample=sample, pitch_um=settings.pitch_um, bin_um=settings.bin_um, counts_from=settings.counts_from
+    )
     n_use = int(slide.usable().sum())
     if n_use < MIN_SPOTS:
         raise SlideError(

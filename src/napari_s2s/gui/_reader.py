@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.errors import SlideError
 from ..core.data.io import is_slide_path, read_slide
+from ..core.errors import SlideError
 from .layers import slide_layers
 
 #: What a reader returns when it accepted a path but has no layer to add (npe2's null sentinel).

@@ -36,9 +36,12 @@ from .layers import META_KEY, embed_affine, napari_units
 
 #: Keys of the dock: key -> choice (digits also on the keypad).
 KEYS = {
-    Qt.Key.Key_1: "left", Qt.Key.Key_Left: "left",
-    Qt.Key.Key_2: "right", Qt.Key.Key_Right: "right",
-    Qt.Key.Key_0: "cant_tell", Qt.Key.Key_Down: "cant_tell",
+    Qt.Key.Key_1: "left",
+    Qt.Key.Key_Left: "left",
+    Qt.Key.Key_2: "right",
+    Qt.Key.Key_Right: "right",
+    Qt.Key.Key_0: "cant_tell",
+    Qt.Key.Key_Down: "cant_tell",
 }
 #: The same keys bound on the viewer while a reader reads (when the canvas has the focus).
 VIEWER_KEYS = {"1": "left", "Left": "left", "2": "right", "Right": "right", "0": "cant_tell", "Down": "cant_tell"}
@@ -319,8 +322,12 @@ class BlindedReader(QWidget):
         gene = self.current_gene
         try:
             self.answers.answer(
-                gene, choice, score_left=self.score_left.value(), score_right=self.score_right.value(),
-                comment=self.comment_edit.text(), seconds=time.perf_counter() - self._shown_at,
+                gene,
+                choice,
+                score_left=self.score_left.value(),
+                score_right=self.score_right.value(),
+                comment=self.comment_edit.text(),
+                seconds=time.perf_counter() - self._shown_at,
             )
         except OSError as exc:
             self._error(f"answer not saved: {exc}")
@@ -384,7 +391,7 @@ class BlindedReader(QWidget):
         super().keyPressEvent(event)
 
     def _handles(self, event) -> bool:
-        from qtpy.QtWidgets import QApplication, QAbstractSpinBox
+        from qtpy.QtWidgets import QAbstractSpinBox, QApplication
 
         if not self.reading or event.key() not in KEYS:
             return False
@@ -403,12 +410,24 @@ class BlindedReader(QWidget):
         he_layer = None
         if he is not None:  # the part of the H&E around the maps: the view opens on the tissue
             crop, origin = he_crop(self.maps, he[0], he[1])
-            he_layer = v.add_image(crop, rgb=True, scale=(he[1], he[1]), translate=origin, units=units, name="H&E",
-                                   metadata=dict(BLINDED_META))
+            he_layer = v.add_image(
+                crop,
+                rgb=True,
+                scale=(he[1], he[1]),
+                translate=origin,
+                units=units,
+                name="H&E",
+                metadata=dict(BLINDED_META),
+            )
         for side in ("left", "right"):
             self._layers[side] = v.add_image(
-                self.maps.image(0, self.maps.session.genes[0])[0], name=side, colormap="viridis",
-                interpolation2d="nearest", opacity=0.85, blending="translucent", units=units,
+                self.maps.image(0, self.maps.session.genes[0])[0],
+                name=side,
+                colormap="viridis",
+                interpolation2d="nearest",
+                opacity=0.85,
+                blending="translucent",
+                units=units,
                 metadata=dict(BLINDED_META),
             )
         if he_layer is not None:

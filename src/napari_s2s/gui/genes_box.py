@@ -5,7 +5,7 @@ The matching itself is :mod:`.gene_picker` (plain Python); this box shows it and
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (

@@ -43,6 +43,7 @@ def error_name(slide_name: str, method: str) -> str:
     """Name of a hold-out error stack: which colour means what (PiYG of prediction minus truth)."""
     return stack_name(f"hold-out error of {method} (green over-, pink under-predicted)", slide_name)
 
+
 LayerData = tuple[Any, dict, str]
 
 
@@ -181,8 +182,11 @@ def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4)
     if he is not None:
         out.append(he)
     if slide.is_imputed_result:
-        out.append(gene_stack_layer(slide, slide.grid(genes), "measured", name=imputed_name(slide.name, "saved result"),
-                                    saved_result=True))
+        out.append(
+            gene_stack_layer(
+                slide, slide.grid(genes), "measured", name=imputed_name(slide.name, "saved result"), saved_result=True
+            )
+        )
         spots = measured_spots_layer(slide)
         if spots is not None:
             out.append(spots)
@@ -220,12 +224,19 @@ def saved_measured_layer(slide: Slide, genes: list[str], limits=None) -> LayerDa
         nodes = np.ones((h, w), bool)
     to_dense = np.array([[2.0, 0.0, 2.0 * r0], [0.0, 2.0, 2.0 * c0], [0.0, 0.0, 1.0]])
     grid = GeneGrid(
-        values=values, genes=list(genes), kind=slide.kind, origin=(r0, c0), lattice_nodes=nodes, tissue=tissue,
-        index_to_world=slide.geometry.grid_to_world() @ to_dense, units=slide.geometry.units,
+        values=values,
+        genes=list(genes),
+        kind=slide.kind,
+        origin=(r0, c0),
+        lattice_nodes=nodes,
+        tissue=tissue,
+        index_to_world=slide.geometry.grid_to_world() @ to_dense,
+        units=slide.geometry.units,
         spot_ij=np.stack([ii, jj], axis=1),
     )
-    return gene_stack_layer(slide, grid, "measured", name=measured_name(slide.name), limits=limits,
-                            side_by_side_only=True)
+    return gene_stack_layer(
+        slide, grid, "measured", name=measured_name(slide.name), limits=limits, side_by_side_only=True
+    )
 
 
 def measured_spots_layer(slide: Slide) -> LayerData | None:

@@ -7,7 +7,7 @@ receives the path and the reader's options through ``open_path``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from qtpy.QtWidgets import QFileDialog, QInputDialog, QMenu, QWidget
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from qtpy.QtWidgets import QCheckBox, QFileDialog, QGridLayout, QGroupBox, QPushButton
 
@@ -66,7 +66,8 @@ class ResultsBox(QGroupBox):
         cannot say anything else)."""
         self.save_button.setEnabled(not why_not)
         self.save_button.setToolTip(
-            f"cannot save: {why_not}" if why_not
+            f"cannot save: {why_not}"
+            if why_not
             else "save the imputed maps as .h5ad (measured values kept exactly, with provenance)"
         )
 
@@ -80,4 +81,3 @@ class ResultsBox(QGroupBox):
             self._notify("error", one_line(exc))
             return
         self._notify("info", f"saved {Path(written)}")
-

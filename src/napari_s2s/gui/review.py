@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.checks import atomic_write
@@ -86,7 +86,7 @@ class ReviewTable:
             row.pcc_he = m.get("pcc_he")
             row.rmse_he = m.get("rmse_he")
 
-    def merge(self, other: "ReviewTable", genes: set[str] | None = None) -> int:
+    def merge(self, other: ReviewTable, genes: set[str] | None = None) -> int:
         """Take the reviews (status, comment, time) of ``other`` for its genes in ``genes`` (default:
         all); metrics stay this table's unless it has none. Returns how many genes were taken."""
         n = 0
@@ -160,7 +160,7 @@ class ReviewTable:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def review_of(slide) -> ReviewTable:

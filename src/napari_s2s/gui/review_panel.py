@@ -13,8 +13,8 @@ edits it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
@@ -41,8 +41,12 @@ from .review import STATUSES, ReviewTable
 #: validation ran both; the guided values themselves (``+H&E``) stay hidden to keep the table narrow
 #: (they are in the Δ cells' tooltips and in the exported CSV).
 METRIC_COLS = {
-    "PCC": "pcc", "ΔPCC": "dpcc", "RMSE": "rmse", "ΔRMSE": "drmse",
-    "PCC +H&E": "pcc_he", "RMSE +H&E": "rmse_he",
+    "PCC": "pcc",
+    "ΔPCC": "dpcc",
+    "RMSE": "rmse",
+    "ΔRMSE": "drmse",
+    "PCC +H&E": "pcc_he",
+    "RMSE +H&E": "rmse_he",
 }
 HE_COLS = ("ΔPCC", "ΔRMSE")
 HIDDEN_COLS = ("PCC +H&E", "RMSE +H&E")
@@ -115,8 +119,10 @@ class ReviewPanel(QWidget):
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # Gene and Status stay
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectItems)
         self.table.setEditTriggers(
-            QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
-            | QAbstractItemView.EditTrigger.AnyKeyPressed | QAbstractItemView.EditTrigger.SelectedClicked
+            QAbstractItemView.EditTrigger.DoubleClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.AnyKeyPressed
+            | QAbstractItemView.EditTrigger.SelectedClicked
         )
         head = self.table.horizontalHeader()
         head.setStretchLastSection(False)
@@ -330,7 +336,8 @@ class ReviewPanel(QWidget):
         the key (editing, or the current cell is an editable one: typing in a Comment cell edits it)."""
         if obj is self.table and event.type() == QEvent.Type.KeyPress and event.key() in STATUS_KEYS:
             if not self._cell_takes_text() and event.modifiers() in (
-                Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier
+                Qt.KeyboardModifier.NoModifier,
+                Qt.KeyboardModifier.KeypadModifier,
             ):
                 self.review_current(STATUS_KEYS[event.key()])
                 return True

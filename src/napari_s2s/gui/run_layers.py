@@ -59,7 +59,10 @@ class RunLayers:
             return
         layer = following[-1]
         data, kwargs, _ = gene_stack_layer(
-            slide, slide.grid(genes), "measured", name=measured_name(slide.name, len(genes)),
+            slide,
+            slide.grid(genes),
+            "measured",
+            name=measured_name(slide.name, len(genes)),
             follows_selection=True,
         )
         layer.metadata = {**layer.metadata, **kwargs["metadata"]}

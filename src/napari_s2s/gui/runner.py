@@ -68,7 +68,7 @@ class JobRunner:
             job.wait(max(0.0, end - time.perf_counter()))
 
 
-_RUNNERS: "weakref.WeakSet[JobRunner]" = weakref.WeakSet()
+_RUNNERS: weakref.WeakSet[JobRunner] = weakref.WeakSet()
 
 
 @atexit.register

@@ -1,4 +1,4 @@
-""""New session…" of the "Blinded reading" dock: make a review session without the command line.
+""" "New session…" of the "Blinded reading" dock: make a review session without the command line.
 
 The same choices as ``napari-s2s session create``: two methods imputed now, two result files, or a
 hold-out validation run. The work (:func:`napari_s2s.core.review.create.create_session`) runs in a
@@ -171,8 +171,9 @@ class NewSessionDialog(QDialog):
             edit.setText(path)
 
     def _pick_save(self, edit: QLineEdit) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the session as", edit.text() or "review.json",
-                                              "Review session (*.json)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the session as", edit.text() or "review.json", "Review session (*.json)"
+        )
         if path:
             edit.setText(path if path.endswith(".json") else path + ".json")
 
@@ -181,8 +182,12 @@ class NewSessionDialog(QDialog):
         m = self.mode()
         genes = self.genes_edit.text().strip() or None
         kw = {
-            "out": self.out_row.text(), "slide": self.slide_row.text() or None, "genes": genes,
-            "seed": self.seed_spin.value(), "budget_s": self.budget_spin.value(), "title": self.title_edit.text(),
+            "out": self.out_row.text(),
+            "slide": self.slide_row.text() or None,
+            "genes": genes,
+            "seed": self.seed_spin.value(),
+            "budget_s": self.budget_spin.value(),
+            "title": self.title_edit.text(),
         }
         if m == "methods":
             kw["methods"] = [self.method_a.currentText(), self.method_b.currentText()]
@@ -219,7 +224,9 @@ class NewSessionDialog(QDialog):
 
     def _on_error(self, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()
-        self.status.setText(f"<span style='color:#e06c75'>{html.escape(text[0] if text else type(exc).__name__)}</span>")
+        self.status.setText(
+            f"<span style='color:#e06c75'>{html.escape(text[0] if text else type(exc).__name__)}</span>"
+        )
 
     def _on_finished(self) -> None:
         self.worker = None

@@ -96,7 +96,9 @@ class SettingsBox(QGroupBox):
         adv_form = QFormLayout(adv_inner)
         adv_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.natural_check = QCheckBox("natural images")
-        self.natural_check.setToolTip("natural-image co-learning: co-train on natural images (S2S-ST); off for the ablation")
+        self.natural_check.setToolTip(
+            "natural-image co-learning: co-train on natural images (S2S-ST); off for the ablation"
+        )
         adv_form.addRow(self.natural_check)
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
@@ -133,8 +135,9 @@ class SettingsBox(QGroupBox):
         slow = self.preset_combo.currentText() == "paper" and on_cpu
         self.preset_note.setText(
             "The paper preset (3.4 M parameters) is meant for a GPU: on a CPU it trains ~0.03-0.2 steps/s "
-            "and a preview map can take ~30 s (benchmarks/results/s2s_speed.md). The fast preset suits a CPU."
-            if slow else ""
+            "and a preview map can take ~30 s (benchmarks/results/previous_engine/s2s_speed.md). The fast preset suits a CPU."
+            if slow
+            else ""
         )
         self.preset_note.setVisible(slow)
 

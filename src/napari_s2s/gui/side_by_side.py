@@ -20,7 +20,12 @@ def enter(viewer, measured, imputed, he=None) -> dict:
     order = [measured, imputed]
     if he is not None:
         copy = viewer.add_image(
-            he.data, name=f"{he.name} (copy)", rgb=True, scale=he.scale, translate=he.translate, units=he.units,
+            he.data,
+            name=f"{he.name} (copy)",
+            rgb=True,
+            scale=he.scale,
+            translate=he.translate,
+            units=he.units,
             metadata={META_KEY: dict(s2s_meta(he), kind="he_copy")},
         )
         order = [he, measured, copy, imputed]

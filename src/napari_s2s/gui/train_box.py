@@ -8,10 +8,9 @@ from __future__ import annotations
 from qtpy.QtWidgets import QComboBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from .loss_plot import LossPlot
-from .progress import ProgressBar
 from .messages import fmt_seconds
+from .progress import ProgressBar
 from .state import TrainingState
-
 
 #: The Validate method list's last entry: it adds the ablations and controls to the list.
 ALL_METHODS = "all methods…"
@@ -112,14 +111,20 @@ class TrainBox(QGroupBox):
         self.train_button.setEnabled(ready and not running)
         self.validate_button.setEnabled(ready and not running)
         self.train_button.setToolTip(why or "train S2S-ST on this slide for the selected genes")
-        self.validate_button.setToolTip(why or (
-            "hold-out validation: hide 3/4 of the spots, predict them with the method, and show per-gene\n"
-            "PCC/RMSE and error maps (a method that trains trains for the budget; predicting comes on top)"))
+        self.validate_button.setToolTip(
+            why
+            or (
+                "hold-out validation: hide 3/4 of the spots, predict them with the method, and show per-gene\n"
+                "PCC/RMSE and error maps (a method that trains trains for the budget; predicting comes on top)"
+            )
+        )
         self.stop_button.setEnabled(running and not stopping and not final_maps)
         self.stop_button.setText("Stopping…" if running and stopping else "Stop")
         self.stop_button.setToolTip(
-            "stopping: the final maps come from the best model so far" if running and stopping
-            else "making the final maps: nearly done" if running and final_maps
+            "stopping: the final maps come from the best model so far"
+            if running and stopping
+            else "making the final maps: nearly done"
+            if running and final_maps
             else "stop: keeps the best model so far and makes its maps in one pass (quick)"
         )
 

@@ -19,14 +19,14 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from ..core.events import ProgressEvent
 from ..core.data.slide import GeneGrid, Slide
-
+from ..core.events import ProgressEvent
 
 #: Seconds of training before the first preview map (the widget's "first map"); shorter for small
 #: budgets (:data:`FIRST_PREVIEW_SHARE` of the budget), so that a pass is measured early.
@@ -112,9 +112,7 @@ HE_COUNTERPARTS: dict[str, tuple[str, dict, bool]] = {
 PLAIN_OPTIONS: dict[str, dict] = {"s2s": {"histology": "off"}}
 
 
-def he_counterpart(
-    method: str, mode: str, has_image: bool, options: dict | None = None
-) -> tuple[str, dict] | None:
+def he_counterpart(method: str, mode: str, has_image: bool, options: dict | None = None) -> tuple[str, dict] | None:
     """The H&E-guided method to validate next to ``method``, or ``None``.
 
     Parameters
@@ -154,8 +152,12 @@ def compare_metrics(plain: dict[str, dict], guided: dict[str, dict]) -> dict[str
     for gene, m in plain.items():
         h = guided.get(gene, {})
         out[gene] = {
-            "pcc": m.get("pcc"), "pcc_he": h.get("pcc"), "dpcc": diff(m.get("pcc"), h.get("pcc")),
-            "rmse": m.get("rmse"), "rmse_he": h.get("rmse"), "drmse": diff(m.get("rmse"), h.get("rmse")),
+            "pcc": m.get("pcc"),
+            "pcc_he": h.get("pcc"),
+            "dpcc": diff(m.get("pcc"), h.get("pcc")),
+            "rmse": m.get("rmse"),
+            "rmse_he": h.get("rmse"),
+            "drmse": diff(m.get("rmse"), h.get("rmse")),
         }
     return out
 
@@ -359,7 +361,9 @@ class TrainingJob(_Job):
         if final is not None:
             what, how = ("stopped" if stopped else "budget used"), f"the maps of step {final.step}, one pass"
         yield ProgressEvent(
-            "stopping" if stopped else "impute", elapsed_s=time.perf_counter() - self.t_click, eta_s=est,
+            "stopping" if stopped else "impute",
+            elapsed_s=time.perf_counter() - self.t_click,
+            eta_s=est,
             message=f"{what} ({how}{about})",
         )
         t = time.perf_counter()
@@ -368,8 +372,17 @@ class TrainingJob(_Job):
         config = self.config if tta == self.config.tta else dataclasses.replace(self.config, tta=tta)
         device = getattr(self.imputer, "device_used", None)
         verdict = "" if final is not None else self.imputer.verdict()
-        out = TrainingOutcome(self.genes, result, config, time.perf_counter() - self.t_click, stopped, device,
-                              impute_estimate_s=est, impute_s=impute_s, verdict=verdict)
+        out = TrainingOutcome(
+            self.genes,
+            result,
+            config,
+            time.perf_counter() - self.t_click,
+            stopped,
+            device,
+            impute_estimate_s=est,
+            impute_s=impute_s,
+            verdict=verdict,
+        )
         out.layers = result_layers(self.slide, out, self.source)  # built here, off the GUI thread
         yield out
 
@@ -404,8 +417,13 @@ class TrainingJob(_Job):
         """The event with the user's clock: seconds since the click, and left until the final maps."""
         now = time.perf_counter()
         if self._stop.is_set():
-            return dataclasses.replace(ev, phase="stopping", elapsed_s=now - self.t_click, eta_s=None,
-                                       message="stopping: final maps from the best model so far")
+            return dataclasses.replace(
+                ev,
+                phase="stopping",
+                elapsed_s=now - self.t_click,
+                eta_s=None,
+                message="stopping: final maps from the best model so far",
+            )
         deadline, est = self.deadline, self.impute_estimate_s()
         if deadline is not None:
             eta = max(0.0, deadline - now)
@@ -494,13 +512,28 @@ def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview, source: 
     if isinstance(out, TrainingPreview):
         what = f"preview, step {out.step}" if out.step else "training…"
         imputed = gene_stack_layer(
-            slide, out.result.grid(source), "imputed", limits=limits,
-            name=imputed_name(slide.name, what), preview=True, step=out.step, result=out.result, source=source,
+            slide,
+            out.result.grid(source),
+            "imputed",
+            limits=limits,
+            name=imputed_name(slide.name, what),
+            preview=True,
+            step=out.step,
+            result=out.result,
+            source=source,
         )
     else:
         imputed = gene_stack_layer(
-            slide, out.result.grid(source), "imputed", limits=limits, name=imputed_name(slide.name),
-            result=out.result, config=out.config, seconds=out.seconds, stopped=out.stopped, device=out.device,
+            slide,
+            out.result.grid(source),
+            "imputed",
+            limits=limits,
+            name=imputed_name(slide.name),
+            result=out.result,
+            config=out.config,
+            seconds=out.seconds,
+            stopped=out.stopped,
+            device=out.device,
             source=source,
         )
     return {
@@ -664,8 +697,11 @@ def _metrics(genes: list[str], truth: np.ndarray, pred: np.ndarray) -> dict[str,
     from ..core.evaluation.metrics import mae, pcc, rmse
 
     return {
-        g: {"pcc": pcc(truth[:, k], pred[:, k]), "rmse": rmse(truth[:, k], pred[:, k]),
-            "mae": mae(truth[:, k], pred[:, k])}
+        g: {
+            "pcc": pcc(truth[:, k], pred[:, k]),
+            "rmse": rmse(truth[:, k], pred[:, k]),
+            "mae": mae(truth[:, k], pred[:, k]),
+        }
         for k, g in enumerate(genes)
     }
 

@@ -1,4 +1,4 @@
-""""Unblind…" of the "Blinded reading" dock: the merged statistics of a session's readers, and the report.
+""" "Unblind…" of the "Blinded reading" dock: the merged statistics of a session's readers, and the report.
 
 The numbers are :func:`napari_s2s.core.review.stats.merge` shown through the same text cells as
 ``napari-s2s session stats`` (:func:`~napari_s2s.core.review.stats.summary_rows`); "Save report…" writes
@@ -55,8 +55,10 @@ class UnblindDialog(QDialog):
         lay.addWidget(self.table)
         self.agreement_label = QLabel(agreement_line(self.summary))
         lay.addWidget(self.agreement_label)
-        note = QLabel("95% Wilson intervals; p: binomial test of the two arms among answers that picked one. "
-                      "Same numbers as 'napari-s2s session stats'.")
+        note = QLabel(
+            "95% Wilson intervals; p: binomial test of the two arms among answers that picked one. "
+            "Same numbers as 'napari-s2s session stats'."
+        )
         note.setWordWrap(True)
         lay.addWidget(note)
         row = QHBoxLayout()
@@ -99,7 +101,9 @@ class UnblindDialog(QDialog):
 
     def _on_error(self, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()
-        self.status.setText(f"<span style='color:#e06c75'>{html.escape(text[0] if text else type(exc).__name__)}</span>")
+        self.status.setText(
+            f"<span style='color:#e06c75'>{html.escape(text[0] if text else type(exc).__name__)}</span>"
+        )
 
     def _on_finished(self) -> None:
         self.worker = None

@@ -34,12 +34,12 @@ from .slide_box import SlideBox
 from .state import TrainingState
 from .train_box import TrainBox
 from .training import (
+    PLAIN_OPTIONS,
     TrainingJob,
     TrainingOutcome,
     TrainingPreview,
     ValidationJob,
     ValidationOutcome,
-    PLAIN_OPTIONS,
     he_counterpart,
     median_delta,
     pending_layers,
@@ -157,7 +157,9 @@ class S2SWidget(QWidget):
             on_gene_clicked=self._show_gene,
             notify=note,
             start_dir=self._start_dir,
-            known_genes=lambda: set(map(str, self.current_slide().genes)) if self.current_slide() is not None else set(),
+            known_genes=lambda: (
+                set(map(str, self.current_slide().genes)) if self.current_slide() is not None else set()
+            ),
             open_blinded=self.open_blinded_reading,
         )
         # Slide; Genes | Settings as tabs (one height for both); Train; Results. The review table gets a
@@ -191,8 +193,13 @@ class S2SWidget(QWidget):
     def _place_review(self) -> None:
         """The review table in a dock widget of its own (or, outside a napari window, under the boxes)."""
         try:
-            dock = dock_layout.add_panel(self.viewer, self, self.review_panel, REVIEW_DOCK_NAME,
-                                         main_height=self._scroll.widget().sizeHint().height())
+            dock = dock_layout.add_panel(
+                self.viewer,
+                self,
+                self.review_panel,
+                REVIEW_DOCK_NAME,
+                main_height=self._scroll.widget().sizeHint().height(),
+            )
         except RuntimeError:  # the widget went away before the event loop ran
             return
         if dock is None:
@@ -364,11 +371,19 @@ class S2SWidget(QWidget):
     def _update_buttons(self, *_) -> None:
         slide = self.current_slide()
         ready = slide is not None and bool(self.selected_genes()) and not slide.is_imputed_result
-        why = "this is a saved result: open the original slide to train or validate" if (
-            slide is not None and slide.is_imputed_result) else ""
+        why = (
+            "this is a saved result: open the original slide to train or validate"
+            if (slide is not None and slide.is_imputed_result)
+            else ""
+        )
         job = self._runner.job
-        self.train_box.set_buttons(ready, self.running, why, stopping=job is not None and job.stop_requested,
-                                   final_maps=self.state.phase == "impute")
+        self.train_box.set_buttons(
+            ready,
+            self.running,
+            why,
+            stopping=job is not None and job.stop_requested,
+            final_maps=self.state.phase == "impute",
+        )
         self.results_box.set_savable(self._why_not_savable(slide))
 
     def _why_not_savable(self, slide) -> str:
@@ -442,11 +457,21 @@ class S2SWidget(QWidget):
             if guided is not None:
                 options = {**options, **PLAIN_OPTIONS.get(method, {})}  # without vs with H&E
             if s.histology == "on" and not has_image:
-                _notify("warning", f"H&E guidance is on but {slide.name} has no usable H&E image: "
-                                   f"validating {method} without it")
+                _notify(
+                    "warning",
+                    f"H&E guidance is on but {slide.name} has no usable H&E image: validating {method} without it",
+                )
         he_method, he_options = guided or (None, None)
-        job = ValidationJob(slide, genes, method, budget_s=s.budget_s, seed=s.seed, options=options,
-                            he_method=he_method, he_options=he_options)
+        job = ValidationJob(
+            slide,
+            genes,
+            method,
+            budget_s=s.budget_s,
+            seed=s.seed,
+            options=options,
+            he_method=he_method,
+            he_options=he_options,
+        )
         what = method if he_method is None else f"{method} vs {he_method}"
         self._start(job, f"hold-out validation of {what} on {slide.name}")
 
@@ -475,7 +500,8 @@ class S2SWidget(QWidget):
         with self.state.events.paused():
             self.state.eta_s = None
         self.state.message = (
-            "stopping: final maps from the best model so far (one pass)…" if isinstance(job, TrainingJob)
+            "stopping: final maps from the best model so far (one pass)…"
+            if isinstance(job, TrainingJob)
             else "stopping the validation…"
         )
         self.state.phase = "stopping"
@@ -550,7 +576,8 @@ class S2SWidget(QWidget):
         budget = getattr(out.config, "budget_s", None)
         self.state.message = (
             f"{'stopped: ' if out.stopped else ''}maps for {len(out.genes)} genes "
-            f"{fmt_seconds(out.seconds)} after Train" + ("" if budget is None or out.stopped else f" (budget {budget:.0f} s)")
+            f"{fmt_seconds(out.seconds)} after Train"
+            + ("" if budget is None or out.stopped else f" (budget {budget:.0f} s)")
             + (f"; {out.verdict}" if out.verdict else "")
         )
         self.state.phase = "stopped" if out.stopped else "done"
@@ -567,8 +594,15 @@ class S2SWidget(QWidget):
             lim.append((-(b or 1.0), b or 1.0))
         self.run_layers.show_error_maps(
             slide,
-            gene_stack_layer(slide, err, "error", limits=lim, name=error_name(slide.name, out.method),
-                             metrics=out.metrics, method=out.method),
+            gene_stack_layer(
+                slide,
+                err,
+                "error",
+                limits=lim,
+                name=error_name(slide.name, out.method),
+                metrics=out.metrics,
+                method=out.method,
+            ),
         )
         self.last_validation = out
         self.review.set_genes(out.genes)

@@ -6,7 +6,7 @@ Set ``NAPARI_S2S_SYNC=1`` to run jobs in the calling (GUI) thread: everything el
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 SYNC_ENV = "NAPARI_S2S_SYNC"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari_s2s.core.batch.inputs import find_slides, output_path, slide_name
 from conftest import slide_path
+
+from napari_s2s.core.batch.inputs import find_slides, output_path, slide_name
 
 
 def test_folders_are_scanned_for_slides(tmp_path, data_dir):
@@ -32,8 +33,9 @@ def test_each_slide_once_and_problems_named(tmp_path, data_dir):
     (run / "outs").symlink_to(slide_path(data_dir, "visium_mouse_brain"))
     c2 = slide_path(data_dir, "her2st_C2")
     (tmp_path / "empty").mkdir()
-    slides, problems = find_slides([run, run / "outs", c2, str(c2), tmp_path / "missing.h5ad",
-                                    data_dir / "README.md", tmp_path / "empty"])
+    slides, problems = find_slides(
+        [run, run / "outs", c2, str(c2), tmp_path / "missing.h5ad", data_dir / "README.md", tmp_path / "empty"]
+    )
     assert slides == [run / "outs", c2]  # a run folder and its outs/ are one slide; a file named twice, once
     assert [Path(p).name for p, _ in problems] == ["missing.h5ad", "README.md", "empty"]
     assert [r.split(" ")[0] for _, r in problems] == ["no", "not", "no"]

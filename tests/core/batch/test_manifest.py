@@ -14,13 +14,28 @@ def test_rows_in_input_order_rewritten_after_each(tmp_path):
     m = Manifest(tmp_path / "manifest.csv", order=["/a.h5ad", "/b.h5ad", "/c.h5ad"])
     m.add({"path": "/c.h5ad", "status": "failed", "error": "/c.h5ad: not an HDF5 file\n(details)"})
     assert [r["path"] for r in read_manifest(m.path)] == ["/c.h5ad"]  # on disk after the first row
-    m.add({"path": "/a.h5ad", "status": "done", "output": "/o/a_s2s.h5ad", "seconds": 12.3456,
-           "genes": ["ERBB2", "GRB7"], "device": "cpu"})
+    m.add(
+        {
+            "path": "/a.h5ad",
+            "status": "done",
+            "output": "/o/a_s2s.h5ad",
+            "seconds": 12.3456,
+            "genes": ["ERBB2", "GRB7"],
+            "device": "cpu",
+        }
+    )
     rows = read_manifest(m.path)
     assert list(rows[0]) == list(COLUMNS)
     assert [r["path"] for r in rows] == ["/a.h5ad", "/c.h5ad"]
-    assert rows[0] == {"path": "/a.h5ad", "status": "done", "output": "/o/a_s2s.h5ad", "seconds": "12.35",
-                       "genes": "ERBB2;GRB7", "device": "cpu", "error": ""}
+    assert rows[0] == {
+        "path": "/a.h5ad",
+        "status": "done",
+        "output": "/o/a_s2s.h5ad",
+        "seconds": "12.35",
+        "genes": "ERBB2;GRB7",
+        "device": "cpu",
+        "error": "",
+    }
     assert rows[1]["error"] == "/c.h5ad: not an HDF5 file (details)"  # one line
     assert m.counts() == {"done": 1, "skipped": 0, "failed": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv"]  # no temporary file left

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from conftest import slide_path
+
 from napari_s2s.core.batch.runner import impute_task, plan_batch
 from napari_s2s.core.jobs import ImputeSettings
-from conftest import slide_path
 
 SETTINGS = ImputeSettings(genes="top:2", max_steps=1, natural=False, tta=False, device="cpu", threads=1)
 

@@ -36,7 +36,9 @@ def _painted_view(radius_fullres: float, scalefactor: float, n: int = 5):
     x0, y0 = int(xy[:, 0].min()) - pad, int(xy[:, 1].min()) - pad
     img[max(y0, 0) : int(xy[:, 1].max()) + pad, max(x0, 0) : int(xy[:, 0].max()) + pad] = PINK
     view = HistologyView(
-        images={"hires": img}, scalefactors={"hires": scalefactor}, grid_to_px=affine,
+        images={"hires": img},
+        scalefactors={"hires": scalefactor},
+        grid_to_px=affine,
         spot_diameter_px=2.0 * radius_fullres,
     )
     return view, rows, cols, xy
@@ -56,8 +58,12 @@ def test_painted_spot_changes_only_its_own_features(radius, scalefactor):
     before = histology_features(view, rows, cols, "square")
     k = 12  # (row 2, col 2)
     img = _paint_disk(view.images["hires"], xy[k, 0], xy[k, 1], radius * scalefactor, PURPLE)
-    painted = HistologyView(images={"hires": img}, scalefactors=view.scalefactors, grid_to_px=view.grid_to_px,
-                            spot_diameter_px=view.spot_diameter_px)
+    painted = HistologyView(
+        images={"hires": img},
+        scalefactors=view.scalefactors,
+        grid_to_px=view.grid_to_px,
+        spot_diameter_px=view.spot_diameter_px,
+    )
     after = histology_features(painted, rows, cols, "square")
     names = feature_names()
     h = names.index("mean_H")
@@ -177,7 +183,9 @@ def test_real_visium_slide_whole_dense_grid(read_shared):
     assert histology_available(s)
     view = histology_view(s)
     use = s.usable()
-    rr, cc = np.mgrid[2 * s.array_row.min() : 2 * s.array_row.max() + 1, 2 * s.array_col.min() : 2 * s.array_col.max() + 1]
+    rr, cc = np.mgrid[
+        2 * s.array_row.min() : 2 * s.array_row.max() + 1, 2 * s.array_col.min() : 2 * s.array_col.max() + 1
+    ]
     keep = (rr + cc) % 2 == 0
     t0 = time.perf_counter()
     dense = histology_features(view, rr[keep], cc[keep], s.kind, scale=2)
@@ -236,8 +244,12 @@ def test_local_encoder_reads_each_spots_patch(tmp_path, fmt):
     assert before.shape == (len(rows), 3)
     k = 7
     img = _paint_disk(view.images["hires"], xy[k, 0], xy[k, 1], 8.0, PURPLE)
-    painted = HistologyView(images={"hires": img}, scalefactors=view.scalefactors, grid_to_px=view.grid_to_px,
-                            spot_diameter_px=view.spot_diameter_px)
+    painted = HistologyView(
+        images={"hires": img},
+        scalefactors=view.scalefactors,
+        grid_to_px=view.grid_to_px,
+        spot_diameter_px=view.spot_diameter_px,
+    )
     after = histology_features(painted, rows, cols, "square", features=kind)
     change = np.abs(after - before).max(axis=1)
     assert np.argmax(change) == k and np.delete(change, k).max() < 1e-5

@@ -7,13 +7,12 @@ import shutil
 from pathlib import Path
 
 import anndata
-import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from napari_s2s.core.errors import SlideError
 from napari_s2s.core.data.io import is_slide_path, read_slide
+from napari_s2s.core.errors import SlideError
 
 # (name, spots_total, in_tissue, genes, kind, image names, technology)
 EXPECTED = [

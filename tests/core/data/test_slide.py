@@ -99,7 +99,9 @@ def test_gene_statistics_in_blocks_are_scipys_to_the_bit(read_shared, monkeypatc
     x = s.lognorm_sparse()
     m = x.shape[0]
     detected = np.asarray((x > 0).sum(axis=0)).ravel() / m
-    var = np.asarray(x.multiply(x).mean(axis=0), np.float64).ravel() - np.asarray(x.mean(axis=0), np.float64).ravel() ** 2
+    var = (
+        np.asarray(x.multiply(x).mean(axis=0), np.float64).ravel() - np.asarray(x.mean(axis=0), np.float64).ravel() ** 2
+    )
     monkeypatch.setattr(slide_mod, "_BLOCK_NNZ", max(x.nnz // 7, 1))  # several blocks even on small slides
     got_det, got_var = slide_mod._gene_stats(s.counts[s.usable()], s.size_factors())
     assert np.array_equal(got_det, detected) and np.array_equal(got_var, var)
@@ -107,6 +109,12 @@ def test_gene_statistics_in_blocks_are_scipys_to_the_bit(read_shared, monkeypatc
 
 def test_slide_keeps_a_csr_float32_matrix_as_it_is():
     m = sp.random(50, 40, density=0.1, format="csr", dtype=np.float32, random_state=0)
-    s = Slide(counts=m, genes=[f"g{i}" for i in range(40)], barcodes=[f"b{i}" for i in range(50)],
-              array_row=np.arange(50) // 10, array_col=np.arange(50) % 10, in_tissue=np.ones(50, bool))
+    s = Slide(
+        counts=m,
+        genes=[f"g{i}" for i in range(40)],
+        barcodes=[f"b{i}" for i in range(50)],
+        array_row=np.arange(50) // 10,
+        array_col=np.arange(50) % 10,
+        in_tissue=np.ones(50, bool),
+    )
     assert s.counts is m  # no copy of a real-size matrix

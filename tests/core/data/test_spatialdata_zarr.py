@@ -77,8 +77,11 @@ def test_crop_cells_need_gene_names(crop):
 def test_cells_binned_when_the_names_are_there(crop, tmp_path):
     sdata = _read(crop)
     cats = sdata.points["transcripts"]["feature_name"].compute().cat.categories  # the panel, controls included
-    names = sorted(n for n in map(str, cats)
-                   if not n.startswith(("NegControl", "BLANK_", "Unassigned", "Deprecated", "Intergenic", "antisense_")))
+    names = sorted(
+        n
+        for n in map(str, cats)
+        if not n.startswith(("NegControl", "BLANK_", "Unassigned", "Deprecated", "Intergenic", "antisense_"))
+    )
     table = sdata.tables["table"]
     table.var_names = names  # as a Xenium table written with its names
     sub = sd.SpatialData(shapes={"cell_boundaries": sdata.shapes["cell_boundaries"]}, tables={"table": table})
@@ -118,25 +121,39 @@ def test_without_spatialdata_says_how_to_install(crop, monkeypatch):
 def visium_store(tmp_path_factory, data_dir):
     """The real Visium folder as a SpatialData store (spatialdata-io's layout: circles in full-resolution
     pixels, a table with array coordinates, the lowres image scaled to them)."""
+    import anndata as ad
     from spatialdata.models import Image2DModel, ShapesModel, TableModel
     from spatialdata.transformations import Identity, Scale
-
-    import anndata as ad
 
     s = read_slide(data_dir / "visium_mouse_brain")
     table = ad.AnnData(
         X=s.counts,
-        obs=pd.DataFrame({"array_row": s.array_row, "array_col": s.array_col, "in_tissue": s.in_tissue.astype(int),
-                          "region": pd.Categorical(["spots"] * s.n_spots), "spot_id": np.arange(s.n_spots)},
-                         index=s.barcodes),
+        obs=pd.DataFrame(
+            {
+                "array_row": s.array_row,
+                "array_col": s.array_col,
+                "in_tissue": s.in_tissue.astype(int),
+                "region": pd.Categorical(["spots"] * s.n_spots),
+                "spot_id": np.arange(s.n_spots),
+            },
+            index=s.barcodes,
+        ),
         var=pd.DataFrame(index=s.genes),
     )
     table = TableModel.parse(table, region="spots", region_key="region", instance_key="spot_id")
-    shapes = ShapesModel.parse(s.pixel_xy, geometry=0, radius=np.full(s.n_spots, s.spot_diameter_px / 2),
-                               index=np.arange(s.n_spots), transformations={"global": Identity()})
+    shapes = ShapesModel.parse(
+        s.pixel_xy,
+        geometry=0,
+        radius=np.full(s.n_spots, s.spot_diameter_px / 2),
+        index=np.arange(s.n_spots),
+        transformations={"global": Identity()},
+    )
     f = s.scalefactors["lowres"]
-    img = Image2DModel.parse(np.moveaxis(s.images["lowres"], -1, 0), dims=("c", "y", "x"),
-                             transformations={"global": Scale([1 / f, 1 / f], axes=("x", "y"))})
+    img = Image2DModel.parse(
+        np.moveaxis(s.images["lowres"], -1, 0),
+        dims=("c", "y", "x"),
+        transformations={"global": Scale([1 / f, 1 / f], axes=("x", "y"))},
+    )
     out = tmp_path_factory.mktemp("sd") / "visium.zarr"
     return _write(sd.SpatialData(images={"lowres": img}, shapes={"spots": shapes}, tables={"table": table}), out), s
 
@@ -155,4 +172,7 @@ def test_lattice_table_reads_like_the_folder(visium_store):
     assert np.allclose(w_s + origin[::-1] * s.geometry.um_per_px, w_f, atol=1e-6)
     ps = np.round(s.pixel_xy[100] * s.scalefactors["image"]).astype(int)
     pf = np.round(folder.pixel_xy[100] * folder.scalefactors["lowres"]).astype(int)
-    assert np.abs(s.images["image"][ps[1], ps[0]].astype(int) - folder.images["lowres"][pf[1], pf[0]].astype(int)).max() < 40
+    assert (
+        np.abs(s.images["image"][ps[1], ps[0]].astype(int) - folder.images["lowres"][pf[1], pf[0]].astype(int)).max()
+        < 40
+    )

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from conftest import writable_copy
+
 from napari_s2s.core.data.io import is_slide_path, read_slide
 from napari_s2s.core.errors import SlideError
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from conftest import writable_copy
+
 from napari_s2s.core.data.io import is_slide_path, read_slide
 from napari_s2s.core.errors import SlideError
 
@@ -86,8 +86,16 @@ def test_transcript_crop_controls_left_out(crop1):
     # per gene and bin: the transcripts whose positions fall in that bin
     g = "Nrn1"
     sub = kept[kept.feature_name == g]
-    want = pd.Series(1, index=pd.MultiIndex.from_arrays(
-        [np.floor(sub.y_location / 2).astype(int), np.floor(sub.x_location / 2).astype(int)])).groupby(level=[0, 1]).sum()
+    want = (
+        pd.Series(
+            1,
+            index=pd.MultiIndex.from_arrays(
+                [np.floor(sub.y_location / 2).astype(int), np.floor(sub.x_location / 2).astype(int)]
+            ),
+        )
+        .groupby(level=[0, 1])
+        .sum()
+    )
     col = s.counts[:, list(s.genes).index(g)].toarray().ravel()
     got = {(int(r), int(c)): v for r, c, v in zip(s.array_row, s.array_col, col) if v}
     assert got == {k: float(v) for k, v in want.items()}

@@ -11,6 +11,10 @@ import pytest
 import scipy.sparse as sp
 
 from napari_s2s.core import methods as methods_mod
+from napari_s2s.core.data.lattice import measured_mask
+from napari_s2s.core.data.slide import Slide
+from napari_s2s.core.data.synthetic import make_synthetic_slide
+from napari_s2s.core.errors import SlideError
 from napari_s2s.core.evaluation.benchmark import (
     build_holdout,
     default_methods,
@@ -19,11 +23,7 @@ from napari_s2s.core.evaluation.benchmark import (
     run_benchmark,
     score,
 )
-from napari_s2s.core.errors import SlideError
-from napari_s2s.core.data.lattice import measured_mask
 from napari_s2s.core.methods import METHODS, ImputationTask
-from napari_s2s.core.data.slide import Slide
-from napari_s2s.core.data.synthetic import make_synthetic_slide
 
 SENTINEL_BASE = 400
 

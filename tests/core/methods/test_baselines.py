@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_s2s.core.methods import baselines as bl
 from napari_s2s.core.evaluation.benchmark import build_holdout, run_benchmark
 from napari_s2s.core.methods import METHODS, ImputationTask
+from napari_s2s.core.methods import baselines as bl
 
 
 def test_registered_names():
@@ -160,8 +160,13 @@ def test_precomputed_transforms_match_scipy_and_griddata():
     vals = np.sin(pts[:, :1]) + pts[:, 1:] ** 2 / 10
     dst = rng.uniform(0.5, 9.5, (50, 2))
     task = ImputationTask(
-        kind="square", measured_rows=pts[:, 0], measured_cols=pts[:, 1], measured_values=vals,
-        genes=("g",), target_rows=dst[:, 0], target_cols=dst[:, 1],
+        kind="square",
+        measured_rows=pts[:, 0],
+        measured_cols=pts[:, 1],
+        measured_values=vals,
+        genes=("g",),
+        target_rows=dst[:, 0],
+        target_cols=dst[:, 1],
     )
     for name in ("linear", "cubic"):
         expected = griddata(pts, vals, dst, method=name)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_s2s.core.methods import dist as dist_mod
 from napari_s2s.core.evaluation.benchmark import build_holdout
 from napari_s2s.core.methods import METHODS, ImputationTask
+from napari_s2s.core.methods import dist as dist_mod
 
 SMALL = dict(width=8, threads=1)
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from napari_s2s.core.evaluation.benchmark import build_holdout, run_method, score, summarise
-from napari_s2s.core.methods.histology import HeGaussian, ridge_gcv
-from napari_s2s.core.methods import METHODS, applies, load_all
 from napari_s2s.core.data.slide import Slide
+from napari_s2s.core.evaluation.benchmark import build_holdout, run_method, score, summarise
+from napari_s2s.core.methods import METHODS, applies, load_all
+from napari_s2s.core.methods.histology import HeGaussian, ridge_gcv
 
 WHITE = np.array([243.0, 241.0, 246.0])
 PINK = np.array([236.0, 160.0, 195.0])
@@ -36,7 +36,7 @@ def _stain_slide(n: int = 24, seed: int = 0, blank: bool = False) -> Slide:
     img[:] = WHITE
     img[15 : size - 15, 15 : size - 15] = PINK
     if not blank:
-        yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+        yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
         disk = yy**2 + xx**2 <= radius**2
         for xi, yi, a in zip(x.astype(int), y.astype(int), level):
             patch = img[yi - int(radius) : yi + int(radius) + 1, xi - int(radius) : xi + int(radius) + 1]

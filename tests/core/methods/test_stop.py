@@ -38,4 +38,3 @@ def test_stop_ends_a_running_predict(name, square_task):
     thread.join(60)
     assert not thread.is_alive() and "stopped" in outcome and "pred" not in outcome
     assert time.perf_counter() - t_stop < 30  # not the 120 s budget
-

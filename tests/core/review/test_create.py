@@ -8,13 +8,12 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import REVIEW_GENES
 
 from napari_s2s.core.errors import SessionError, SlideError
 from napari_s2s.core.review.create import create_session
 from napari_s2s.core.review.maps import load_maps
 from napari_s2s.core.review.session import ReviewSession
-
-from conftest import REVIEW_GENES
 
 
 def _read(path):
@@ -26,8 +25,12 @@ def _read(path):
 
 
 def test_compare_session_maps_are_the_results(review_results, tmp_path):
-    s = create_session(tmp_path / "s.json", review_results["slide"],
-                       compare=[review_results["gaussian"], review_results["he_gaussian"]], genes="SCD,ERBB2")
+    s = create_session(
+        tmp_path / "s.json",
+        review_results["slide"],
+        compare=[review_results["gaussian"], review_results["he_gaussian"]],
+        genes="SCD,ERBB2",
+    )
     assert s.genes == ["SCD", "ERBB2"] and s.arm_names == ["gaussian", "he_gaussian"]
     maps = load_maps(ReviewSession.load(s.path))
     assert maps.slide.name == "her2st_C2" and maps.he() is not None
@@ -53,8 +56,7 @@ def test_methods_session_computes_and_stores_maps(data_dir, tmp_path):
     from conftest import slide_path
 
     slide = slide_path(data_dir, "her2st_C2")
-    s = create_session(tmp_path / "m.json", slide, methods=["s2s", "gaussian"], genes="ERBB2,SCD", budget_s=2,
-                       seed=3)
+    s = create_session(tmp_path / "m.json", slide, methods=["s2s", "gaussian"], genes="ERBB2,SCD", budget_s=2, seed=3)
     assert [a.file["path"] for a in s.arms] == ["m_maps/s2s.h5ad", "m_maps/gaussian.h5ad"]
     for arm in s.arms:
         res = _read(s.arm_path(arm))
@@ -66,8 +68,11 @@ def test_methods_session_computes_and_stores_maps(data_dir, tmp_path):
         np.testing.assert_array_equal(np.sort(res.lognorm(["ERBB2"])[meas, 0]), np.sort(src.lognorm(["ERBB2"])[:, 0]))
     maps = load_maps(ReviewSession.load(s.path))
     a, b = maps.image(0, "ERBB2")[0], maps.image(1, "ERBB2")[0]
-    assert a.shape == b.shape and np.isfinite(a).sum() == np.isfinite(b).sum() and not np.allclose(
-        np.nan_to_num(a), np.nan_to_num(b))
+    assert (
+        a.shape == b.shape
+        and np.isfinite(a).sum() == np.isfinite(b).sum()
+        and not np.allclose(np.nan_to_num(a), np.nan_to_num(b))
+    )
 
 
 def test_holdout_session_against_the_measured_values(data_dir, tmp_path):

@@ -46,8 +46,12 @@ def _png(src: str) -> bytes:
 
 @pytest.fixture
 def answered(review_results, tmp_path):
-    s = create_session(tmp_path / "s.json", review_results["slide"],
-                       compare=[review_results["gaussian"], review_results["he_gaussian"]], title="C2 <review>")
+    s = create_session(
+        tmp_path / "s.json",
+        review_results["slide"],
+        compare=[review_results["gaussian"], review_results["he_gaussian"]],
+        title="C2 <review>",
+    )
     for name, pick in (("Dr <A>", "left"), ("Dr B", "right")):
         r = ReaderAnswers.open(s, name)
         for g in r.genes:
@@ -81,8 +85,9 @@ def test_report_structure(answered, tmp_path):
 def test_report_of_a_holdout_session_on_a_hex_slide(data_dir, tmp_path):
     from conftest import slide_path
 
-    s = create_session(tmp_path / "h.json", slide_path(data_dir, "visium_mouse_brain_dg"), holdout=["gaussian"],
-                       genes="top:2")
+    s = create_session(
+        tmp_path / "h.json", slide_path(data_dir, "visium_mouse_brain_dg"), holdout=["gaussian"], genes="top:2"
+    )
     out = write_report(ReviewSession.load(s.path), [], tmp_path / "h.html")  # no reader yet
     text = out.read_text(encoding="utf-8")
     assert "Hold-out metrics" in text and "no answers yet" in text
@@ -91,8 +96,9 @@ def test_report_of_a_holdout_session_on_a_hex_slide(data_dir, tmp_path):
     page = _Page()
     page.feed(text)
     assert len(page.imgs) == 2  # no chart without answers; one panel per gene
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     img = np.asarray(Image.open(io.BytesIO(_png(page.imgs[0]))).convert("RGB"))
     assert img.shape[1] > 3 * img.shape[0] * 0.8 and img.std() > 20  # three panels (H&E, measured, method)
@@ -116,9 +122,19 @@ def test_report_renders_in_chromium(answered, tmp_path):
     out = write_report(answered, load_readers(answered), tmp_path / "report.html")
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
-         "--window-size=1400,2000", out.as_uri()],
-        check=True, capture_output=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1400,2000",
+            out.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     from PIL import Image
 

@@ -89,8 +89,7 @@ def test_an_existing_session_is_not_replaced(compare_session, review_results):
     before = compare_session.path.read_bytes()
     folder = compare_session.path.parent
     with pytest.raises(SessionError, match="exists already"):
-        create_session(compare_session.path, review_results["slide"],
-                       compare=[folder / "a.h5ad", folder / "b.h5ad"])
+        create_session(compare_session.path, review_results["slide"], compare=[folder / "a.h5ad", folder / "b.h5ad"])
     assert compare_session.path.read_bytes() == before
     with pytest.raises(SessionError, match="exists already"):
         compare_session.save(compare_session.path)

@@ -39,8 +39,16 @@ def test_cohen_kappa_textbook_example():
 def test_fleiss_kappa_textbook_example():
     # Fleiss (1971) style example: 10 subjects, 14 raters, 5 categories; kappa = 0.210
     table = [
-        [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
     ]
     assert fleiss_kappa(table) == pytest.approx(0.20993, abs=1e-4)
     with pytest.raises(ValueError):
@@ -76,10 +84,10 @@ def _read(session, name, preferred: dict, scores: dict | None = None):
 
 
 def test_merge_two_readers_by_hand(session):
-    a = _read(session, "Reader A", {"G1": "s2s", "G2": "s2s", "G3": "gaussian", "G4": None},
-              {"G1": {"s2s": 4, "gaussian": 2}})
-    b = _read(session, "Reader B", {"G1": "s2s", "G2": "gaussian", "G3": "gaussian", "G4": "s2s"},
-              {"G1": {"s2s": 5}})
+    a = _read(
+        session, "Reader A", {"G1": "s2s", "G2": "s2s", "G3": "gaussian", "G4": None}, {"G1": {"s2s": 4, "gaussian": 2}}
+    )
+    b = _read(session, "Reader B", {"G1": "s2s", "G2": "gaussian", "G3": "gaussian", "G4": "s2s"}, {"G1": {"s2s": 5}})
     s = merge(session, [a, b])
     o = s["overall"]
     assert o["n"] == 8
@@ -93,8 +101,10 @@ def test_merge_two_readers_by_hand(session):
     assert g1["prefer"]["s2s"]["share"] == 1.0 and g1["agreement"] == 1.0
     assert g1["prefer"]["s2s"]["ci95"][0] == pytest.approx(0.342382, abs=1e-5)
     assert s["per_gene"]["G2"]["agreement"] == 0.0
-    assert {x["reader"]: x["preferred"] for x in s["per_gene"]["G4"]["answers"]} == {"Reader A": None,
-                                                                                    "Reader B": "s2s"}
+    assert {x["reader"]: x["preferred"] for x in s["per_gene"]["G4"]["answers"]} == {
+        "Reader A": None,
+        "Reader B": "s2s",
+    }
     # labels A: s2s s2s gau ct; B: s2s gau gau s2s -> p_o = 0.5; p_e = .5*.5 + .25*.5 = 0.375; kappa = 0.2
     ag = s["agreement"]
     assert ag["statistic"] == "cohen" and ag["kappa"] == pytest.approx(0.2) and ag["observed"] == 0.5

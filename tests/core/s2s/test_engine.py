@@ -8,16 +8,27 @@ import numpy as np
 import pytest
 import torch
 
-from napari_s2s.core.s2s.engine import PRESETS, ImputedResult, S2SConfig, S2SImputer
-from napari_s2s.core.errors import SlideError
 from napari_s2s.core.data.slide import GeneGrid
+from napari_s2s.core.errors import SlideError
+from napari_s2s.core.s2s.engine import PRESETS, ImputedResult, S2SConfig, S2SImputer
 
 
 def tiny(**kw) -> S2SConfig:
     """A tiny, fast, deterministic config for tests."""
     base = dict(
-        budget_s=None, max_steps=4, threads=1, natural_images=False, features=8, blocks=1, layers=2,
-        growth=8, window=4, heads=2, mlp_ratio=1.0, patch=12, batch_size=4,
+        budget_s=None,
+        max_steps=4,
+        threads=1,
+        natural_images=False,
+        features=8,
+        blocks=1,
+        layers=2,
+        growth=8,
+        window=4,
+        heads=2,
+        mlp_ratio=1.0,
+        patch=12,
+        batch_size=4,
     )
     base.update(kw)
     return S2SConfig.from_preset("fast", **base)
@@ -26,7 +37,9 @@ def tiny(**kw) -> S2SConfig:
 def _measured_in_slide_order(slide, genes, result: ImputedResult) -> tuple[np.ndarray, np.ndarray]:
     use = slide.usable()
     key = {(2 * int(r), 2 * int(c)): i for i, (r, c) in enumerate(zip(slide.array_row[use], slide.array_col[use]))}
-    idx = np.array([key[(int(r), int(c))] for r, c in zip(result.dense_rows[result.measured], result.dense_cols[result.measured])])
+    idx = np.array(
+        [key[(int(r), int(c))] for r, c in zip(result.dense_rows[result.measured], result.dense_cols[result.measured])]
+    )
     return result.values[result.measured], slide.lognorm(genes)[idx]
 
 
@@ -38,9 +51,20 @@ def test_config_presets_validation_and_round_trip():
     assert (paper.cascades, paper.features, paper.window, paper.seed) == (3, 32, 8, 3)
     assert S2SConfig.from_dict(paper.to_dict()) == paper
     assert S2SConfig(preset="paper").blocks == 8
-    for bad in (dict(preset="huge"), dict(cascades=0), dict(device="tpu"), dict(loss="huber"), dict(dc="x"),
-                dict(budget_s=None, max_steps=None), dict(natural_share=1.5), dict(budget_s=-1), dict(folds=1),
-                dict(blend="half"), dict(base_model="gp"), dict(precision="fp8")):
+    for bad in (
+        dict(preset="huge"),
+        dict(cascades=0),
+        dict(device="tpu"),
+        dict(loss="huber"),
+        dict(dc="x"),
+        dict(budget_s=None, max_steps=None),
+        dict(natural_share=1.5),
+        dict(budget_s=-1),
+        dict(folds=1),
+        dict(blend="half"),
+        dict(base_model="gp"),
+        dict(precision="fp8"),
+    ):
         with pytest.raises(ValueError):
             S2SConfig(**bad)
 
@@ -72,7 +96,9 @@ def test_hex_slide_end_to_end_contract(synthetic_slide):
     # dense positions map to pixels with the slide's affine at half scale
     use = slide.usable()
     i0 = np.flatnonzero(res.measured)[0]
-    j = np.flatnonzero((slide.array_row[use] * 2 == res.dense_rows[i0]) & (slide.array_col[use] * 2 == res.dense_cols[i0]))[0]
+    j = np.flatnonzero(
+        (slide.array_row[use] * 2 == res.dense_rows[i0]) & (slide.array_col[use] * 2 == res.dense_cols[i0])
+    )[0]
     np.testing.assert_allclose(res.xy_px[i0], slide.pixel_xy[use][j], atol=0.5 * slide.geometry.pitch_px)
     grid = res.grid()
     assert isinstance(grid, GeneGrid) and grid.kind == "hex"
@@ -222,8 +248,9 @@ def test_bad_input(synthetic_slide):
 def test_preview_during_training_is_exact_at_measured_spots_and_leaves_training_unchanged(synthetic_slide):
     slide = synthetic_slide
     genes = slide.top_variable_genes(2)
-    plain = S2SImputer(tiny(seed=2, max_steps=5)).fit(slide, genes).impute(slide)
-    imp = S2SImputer(tiny(seed=2, max_steps=5))
+    # the networks alone (weight 1): whether 5 steps of a tiny network beat the base is beside the point
+    plain = S2SImputer(tiny(seed=2, max_steps=5, blend="network")).fit(slide, genes).impute(slide)
+    imp = S2SImputer(tiny(seed=2, max_steps=5, blend="network"))
     assert imp.preview(slide, genes) is None  # nothing is training
     previews = []
     for ev in imp.fit_iter(slide, genes):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer, resolve_histology
 from napari_s2s.core.errors import SlideError
+from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer, resolve_histology
 
 
 def _run(slide, genes, mode):
-    cfg = S2SConfig.from_preset("fast", max_steps=2, budget_s=None, natural_images=False, threads=1,
-                                device="cpu", histology=mode, tta=False)
+    cfg = S2SConfig.from_preset(
+        "fast", max_steps=2, budget_s=None, natural_images=False, threads=1, device="cpu", histology=mode, tta=False
+    )
     imp = S2SImputer(cfg)
     imp.fit(slide, genes)
     return imp, imp.impute(slide, genes)
@@ -58,8 +59,9 @@ def test_guided_preview_and_model_output(read_shared):
     """Previews and the model-output layer include the H&E term too; X stays exact."""
     s = read_shared("her2st_C2")
     genes = s.top_variable_genes(2)
-    cfg = S2SConfig.from_preset("fast", max_steps=2, budget_s=None, natural_images=False, threads=1,
-                                device="cpu", histology="on", tta=False)
+    cfg = S2SConfig.from_preset(
+        "fast", max_steps=2, budget_s=None, natural_images=False, threads=1, device="cpu", histology="on", tta=False
+    )
     imp = S2SImputer(cfg)
     previews = [imp.preview(s, genes) for ev in imp.fit_iter(s, genes) if ev.phase == "train"]
     assert imp.histology_used and len(previews) == 2

@@ -18,7 +18,9 @@ def _one_thread():
 @pytest.mark.parametrize("size", [(16, 16), (10, 15), (7, 9), (33, 20), (3, 40)])
 def test_any_grid_size_with_attention(size):
     torch.manual_seed(0)
-    spec = NetSpec(in_channels=5, cascades=2, features=8, blocks=1, layers=2, growth=8, window=8, heads=2, mlp_ratio=1.0)
+    spec = NetSpec(
+        in_channels=5, cascades=2, features=8, blocks=1, layers=2, growth=8, window=8, heads=2, mlp_ratio=1.0
+    )
     net = CDCIN(spec)
     x = torch.randn(2, 5, *size)
     outs = net(x)
@@ -54,7 +56,9 @@ def test_fast_preset_is_small():
 
 
 def test_untrained_network_starts_from_the_base_channel():
-    spec = NetSpec(in_channels=6, cascades=3, features=8, blocks=1, layers=2, growth=8, window=4, base_channel=4, dc="none")
+    spec = NetSpec(
+        in_channels=6, cascades=3, features=8, blocks=1, layers=2, growth=8, window=4, base_channel=4, dc="none"
+    )
     net = CDCIN(spec)
     x = torch.randn(1, 6, 9, 11)
     for o in net(x):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_s2s.core.data.lattice import measured_mask
 from napari_s2s.core.s2s import sampling as S
 from napari_s2s.core.s2s.engine import S2SConfig
-from napari_s2s.core.data.lattice import measured_mask
 from napari_s2s.core.s2s.train import _st_sample, assign_folds, build_problem
 
 
@@ -57,9 +57,7 @@ def test_symmetries_map_lattice_and_sublattice_onto_themselves(kind):
             parity = int(n2[0, 0] == 0) if kind == "hex" else 0
             assert np.array_equal(n2, S.node_mask((h, w), (0, 0), kind, parity))
             # the transformed sub-lattice is again one of the four cosets
-            ok = any(
-                np.array_equal(s2, S.keep_quarter(rr, cc, kind, p2) & n2) for p2 in S.phase_origins(kind, parity)
-            )
+            ok = any(np.array_equal(s2, S.keep_quarter(rr, cc, kind, p2) & n2) for p2 in S.phase_origins(kind, parity))
             assert ok, (ph, sym)
 
 

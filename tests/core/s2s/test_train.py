@@ -23,8 +23,21 @@ CPU = torch.device("cpu")
 
 
 def _cfg(**kw):
-    base = dict(budget_s=None, max_steps=6, threads=1, natural_images=False, features=8, blocks=1, layers=2,
-                growth=8, window=4, heads=2, mlp_ratio=1.0, patch=8, batch_size=4)
+    base = dict(
+        budget_s=None,
+        max_steps=6,
+        threads=1,
+        natural_images=False,
+        features=8,
+        blocks=1,
+        layers=2,
+        growth=8,
+        window=4,
+        heads=2,
+        mlp_ratio=1.0,
+        patch=8,
+        batch_size=4,
+    )
     base.update(kw)
     return S2SConfig.from_preset("fast", **base)
 
@@ -81,7 +94,7 @@ def test_stop_flag_ends_training_at_the_next_step():
     members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
     state = TrainState()
     n = 0
-    for ev in train_loop(members, prob, cfg, CPU, state, lambda: n >= 2, budget_s=60):
+    for ev in train_loop(members, prob, cfg, CPU, state, lambda: n >= 2, budget_s=60):  # noqa: B023  (reads n as it changes)
         n = ev.step
     assert state.stopped and state.steps == 2 and state.live is None
 
@@ -133,7 +146,7 @@ def test_time_the_consumer_holds_the_loop_is_not_charged_to_the_budget():
     state = TrainState()
     t0 = time.perf_counter()
     held = 0.0
-    for ev in train_loop(members, prob, cfg, CPU, state, lambda: False, budget_s=0.6):
+    for ev in train_loop(members, prob, cfg, CPU, state, lambda: False, budget_s=0.6):  # noqa: B007  (the last one is read below)
         time.sleep(0.2)  # e.g. a preview map computed between two events
         held += 0.2
     wall = time.perf_counter() - t0

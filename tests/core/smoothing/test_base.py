@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_s2s.core.smoothing.base import MIN_CV_SPOTS, BaseChoice, BasePredictor, candidates
+from napari_s2s.core.smoothing.base import MIN_CV_SPOTS, BaseChoice, BasePredictor, candidates, one_se_choice
 
 
 def _lattice(n=16):
@@ -18,6 +18,22 @@ def test_candidates_follow_what_the_slide_allows():
     assert BaseChoice() == c[0]  # plain kriging first (wins ties)
     assert any(x.histology for x in c) and any(x.components == 30 for x in c)
     assert all(x.components is None or x.components <= 10 for x in candidates(15, 500, False))
+
+
+def test_one_standard_error_rule_prefers_the_simpler_candidate_within_noise():
+    rng = np.random.default_rng(3)
+    cands = [BaseChoice(), BaseChoice(8), BaseChoice(8, histology=True)]
+    plain = rng.gamma(1.0, 1.0, 60)
+    # the richer candidates are "better" on average by a sliver, spot by spot noisily: plain kriging wins
+    noisy = np.stack([plain, plain + rng.normal(-0.01, 0.3, 60), plain + rng.normal(-0.02, 0.3, 60)])
+    errs = noisy.mean(axis=1)
+    assert int(np.argmin(errs)) != 0 and one_se_choice(cands, errs, noisy) == 0
+    # better on (nearly) every spot: the difference is well outside the noise, the best wins
+    clear = np.stack([plain, plain - 0.2 + rng.normal(0, 0.02, 60), plain - 0.4 + rng.normal(0, 0.02, 60)])
+    assert one_se_choice(cands, clear.mean(axis=1), clear) == 2
+    # PCA clearly better than plain, the H&E term adds only noise: PCA without the term
+    mixed = np.stack([plain, plain - 0.2 + rng.normal(0, 0.02, 60), plain - 0.21 + rng.normal(0, 0.3, 60)])
+    assert one_se_choice(cands, mixed.mean(axis=1), mixed) == 1
 
 
 def test_cross_gene_denoising_is_chosen_when_genes_share_patterns_and_not_otherwise():
@@ -96,7 +112,8 @@ def test_a_real_size_gene_matrix_is_used_in_blocks_as_float32(monkeypatch):
 
     def run():
         x, cols = gene_matrix_with_targets(allg, values)
-        b = BasePredictor(seed=0, components=(2, 4, 8), repeats=1).fit(phys, values, x, cols)
+        # the lowest CV error (not the 1-SE rule) so that a PCA candidate, the route under test, is chosen
+        b = BasePredictor(seed=0, components=(2, 4, 8), repeats=1, selection="lowest").fit(phys, values, x, cols)
         return x, cols, b, b.predict(dst)
 
     x0, cols0, b0, p0 = run()

@@ -15,8 +15,8 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 from ..errors import SlideError
@@ -107,7 +107,11 @@ def open_client(
     try:
         client = distributed.Client(cluster, set_as_default=False)
         try:
-            dash = f"dashboard {client.dashboard_link}" if dashboard else "no dashboard (it needs bokeh: pip install bokeh)"
+            dash = (
+                f"dashboard {client.dashboard_link}"
+                if dashboard
+                else "no dashboard (it needs bokeh: pip install bokeh)"
+            )
             say(f"local Dask cluster: {n} worker process(es), 1 thread each; {dash}")
             yield client
         finally:
@@ -132,8 +136,10 @@ def check_reachable(address: str, timeout: float) -> None:
             pass
     except socket.gaierror:
         raise SlideError(None, f"cannot connect to the Dask scheduler at {address}: unknown host {host}") from None
-    except (socket.timeout, TimeoutError):
-        raise SlideError(None, f"cannot connect to the Dask scheduler at {address}: no answer within {timeout:g} s") from None
+    except TimeoutError:
+        raise SlideError(
+            None, f"cannot connect to the Dask scheduler at {address}: no answer within {timeout:g} s"
+        ) from None
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
         raise SlideError(None, f"cannot connect to the Dask scheduler at {address}: {why.lower()}") from None

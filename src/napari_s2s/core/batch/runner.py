@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..errors import SlideError
 from ..jobs import ImputeSettings, result_matches, run_impute_job
@@ -42,8 +42,14 @@ def plan_batch(slides: list[Path], out_dir: str | Path, settings: ImputeSettings
     for slide in slides:
         out = output_path(out_dir, slide)
         if out in taken:
-            plan.rows.append(_row(slide, "failed", error=f"its output {out.name} is also the output of "
-                                  f"{taken[out]}; give slides distinct names or separate runs"))
+            plan.rows.append(
+                _row(
+                    slide,
+                    "failed",
+                    error=f"its output {out.name} is also the output of "
+                    f"{taken[out]}; give slides distinct names or separate runs",
+                )
+            )
             continue
         taken[out] = slide
         why = result_matches(out, slide, settings)
@@ -137,8 +143,16 @@ def remove_temporaries(out: Path) -> None:
 
 
 def _row(path, status: str, output: str = "", genes=(), device: str = "", error: str = "") -> dict:
-    return {"path": str(path), "status": status, "output": output, "seconds": None, "genes": list(genes),
-            "device": device, "error": error, "warnings": []}
+    return {
+        "path": str(path),
+        "status": status,
+        "output": output,
+        "seconds": None,
+        "genes": list(genes),
+        "device": device,
+        "error": error,
+        "warnings": [],
+    }
 
 
 def _skipped_row(slide: Path, out: Path) -> dict:

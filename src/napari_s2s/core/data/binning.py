@@ -160,7 +160,12 @@ class TranscriptBinner:
         alphabetical order) and the gene names."""
         self._merge()
         if not self._keys or self._keys[0].size == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), sp.csr_matrix((0, 0), dtype=np.float32), np.array([], str)
+            return (
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int64),
+                sp.csr_matrix((0, 0), dtype=np.float32),
+                np.array([], str),
+            )
         keys, sums = self._keys[0], self._sums[0]
         bins, gene = keys // _GMAX, keys % _GMAX
         ubins, b = np.unique(bins, return_inverse=True)

@@ -247,9 +247,7 @@ def histology_features(
     """
     _check_set(features)
     if features.startswith(ENCODER_PREFIX):
-        return encoder_features(
-            view, rows, cols, kind, features[len(ENCODER_PREFIX):], scale=scale, image=image
-        )
+        return encoder_features(view, rows, cols, kind, features[len(ENCODER_PREFIX) :], scale=scale, image=image)
     name = best_image_name(view) if image is None else image
     img = view.images[name]
     radius = footprint_radius_px(view, kind) * float(view.scalefactors[name])
@@ -319,8 +317,13 @@ def encoder_features(
     half = footprint_radius_px(view, kind) * float(view.scalefactors[name])
     xy = image_positions(view, rows, cols, image=name, scale=scale)
     key = (
-        "encoder", _fingerprint(img), os.path.abspath(path), os.path.getmtime(path), round(half, 3),
-        input_px, hashlib.blake2b(np.ascontiguousarray(xy).data, digest_size=16).hexdigest(),
+        "encoder",
+        _fingerprint(img),
+        os.path.abspath(path),
+        os.path.getmtime(path),
+        round(half, 3),
+        input_px,
+        hashlib.blake2b(np.ascontiguousarray(xy).data, digest_size=16).hexdigest(),
     )
     hit = _CACHE.get(key)
     if hit is not None:
@@ -343,8 +346,11 @@ def encoder_features(
             # grid_sample's normalised coordinates (align_corners=True: -1 and 1 are pixel centres)
             grid = torch.stack([2 * px / max(w - 1, 1) - 1, 2 * py / max(h - 1, 1) - 1], dim=-1)
             patches = torch.nn.functional.grid_sample(
-                tensor.expand(grid.shape[0], -1, -1, -1), grid, mode="bilinear",
-                padding_mode="border", align_corners=True,
+                tensor.expand(grid.shape[0], -1, -1, -1),
+                grid,
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=True,
             )
             feats = model((patches - mean) / std)
             out.append(feats.reshape(feats.shape[0], -1).float().numpy())
@@ -622,15 +628,22 @@ def _compute_maps_in_strips(img: np.ndarray, radius: float, shrink: int) -> _Map
         rgb = rows(lo, hi)
         grey = rgb2gray(rgb).astype(np.float32)
         hed = rgb2hed(rgb).astype(np.float32)
-        chans = {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2], "grey": grey,
-                 "H": hed[..., 0], "E": hed[..., 1], "D": hed[..., 2]}
+        chans = {
+            "R": rgb[..., 0],
+            "G": rgb[..., 1],
+            "B": rgb[..., 2],
+            "grey": grey,
+            "H": hed[..., 0],
+            "E": hed[..., 1],
+            "D": hed[..., 2],
+        }
         chans["gradient"] = sobel(grey).astype(np.float32)
         chans["detail"] = np.abs(grey - ndimage.gaussian_filter(grey, 1.0)).astype(np.float32)
         tissue = grey < t_grey
         chans["tissue"] = tissue.astype(np.float32)
         chans["nuclear"] = ((hed[..., 0] > t_h) & tissue).astype(np.float32)
 
-        def window(x: np.ndarray) -> np.ndarray:
+        def window(x: np.ndarray, a=a, b=b, lo=lo) -> np.ndarray:
             return ndimage.gaussian_filter(x, sigma, truncate=2.0, mode="nearest")[a - lo : b - lo : stride, ::stride]
 
         i = 0

@@ -126,8 +126,9 @@ def read_slide(
         slide = _read_h5ad(p, pitch_um)
     else:
         raise NotASlide(
-            p, "not a slide: expected a Space Ranger outs/ folder, an .h5ad file, a Xenium or Visium HD "
-            "output folder, or a SpatialData .zarr store"
+            p,
+            "not a slide: expected a Space Ranger outs/ folder, an .h5ad file, a Xenium or Visium HD "
+            "output folder, or a SpatialData .zarr store",
         )
     if bin_um is not None and platform is None:
         warnings.warn(f"{p}: the bin size applies to Xenium, Visium HD and SpatialData only; ignored", stacklevel=2)
@@ -262,9 +263,7 @@ def _read_spaceranger(root: Path, pitch_um: float | None) -> Slide:
     pos = _read_positions(spatial)
     missing = ~pd.Index(barcodes).isin(pos.index)
     if missing.any():
-        raise SlideError(
-            mfile, f"{int(missing.sum())} barcode(s) of the matrix are not in the positions table"
-        )
+        raise SlideError(mfile, f"{int(missing.sum())} barcode(s) of the matrix are not in the positions table")
     pos_m = pos.loc[barcodes]
     check_counts(counts, str(mfile))
 
@@ -332,7 +331,7 @@ def _read_h5ad(path: Path, pitch_um: float | None) -> Slide:
     check_counts(counts, str(path))
     # an imputed result written by napari-s2s holds log-normalised values, not counts
     imputed = isinstance(adata.uns.get("s2s"), dict) and "s2s_measured" in adata.obs
-    if counts.nnz and not imputed and not np.allclose(counts.data[: 100000], np.round(counts.data[: 100000])):
+    if counts.nnz and not imputed and not np.allclose(counts.data[:100000], np.round(counts.data[:100000])):
         warnings.warn(
             f"{path}: counts are not integers; the input looks normalised already (going on)",
             stacklevel=2,
@@ -372,9 +371,7 @@ def _read_h5ad(path: Path, pitch_um: float | None) -> Slide:
             break
     if rows is None:
         if xy is None:
-            raise SlideError(
-                path, "no spatial coordinates (need obs['array_row'|'array_col'] or obsm['spatial'])"
-            )
+            raise SlideError(path, "no spatial coordinates (need obs['array_row'|'array_col'] or obsm['spatial'])")
         ok = np.isfinite(xy).all(axis=1)
         if not ok.all():
             raise SlideError(path, f"{int((~ok).sum())} spot(s) have no pixel position and no array coordinates")

@@ -304,9 +304,7 @@ class Slide:
             data[a:b] = np.log1p(x.data[a:b].astype(np.float64) * s)
         return sp.csr_matrix((data, x.indices, x.indptr), shape=x.shape)
 
-    def top_variable_genes(
-        self, n: int = 30, spots: np.ndarray | None = None, min_detected: float = 0.10
-    ) -> list[str]:
+    def top_variable_genes(self, n: int = 30, spots: np.ndarray | None = None, min_detected: float = 0.10) -> list[str]:
         """The ``n`` genes with the highest variance of log-normalised values.
 
         Only genes detected (count > 0) in at least ``min_detected`` of the spots are eligible;
@@ -330,7 +328,6 @@ class Slide:
         eligible = np.flatnonzero(detected >= min_detected)
         order = sorted(eligible, key=lambda i: (-round(float(var[i]), 10), self.genes[i]))
         return [str(self.genes[i]) for i in order[:n]]
-
 
     # ------------------------------------------------------------------ grids
     def grid(self, genes: list[str]) -> GeneGrid:
@@ -393,8 +390,7 @@ def check_counts(counts: sp.spmatrix, path: str | None) -> None:
             first = int(rows[0])
             raise SlideError(
                 path,
-                f"{int(mask.sum())} {what} count value(s) in X, in {n_spots} spot(s) "
-                f"(first at spot index {first})",
+                f"{int(mask.sum())} {what} count value(s) in X, in {n_spots} spot(s) (first at spot index {first})",
             )
 
 
@@ -414,9 +410,7 @@ def _row_blocks(indptr: np.ndarray, block_nnz: int = _BLOCK_NNZ):
         r0 = r1
 
 
-def _gene_stats(
-    counts: sp.csr_matrix, scale: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _gene_stats(counts: sp.csr_matrix, scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
     """Per gene over the rows of ``counts``: fraction detected (> 0) and variance of the
     log-normalised values ``log1p(count * scale[row])`` (the values themselves when ``scale`` is
     ``None``).

@@ -48,7 +48,7 @@ from ..errors import SlideError
 from .binning import DEFAULT_BIN_UM, MIN_QV, TranscriptBinner, bin_cells, check_bin_um, is_control
 from .slide import Slide
 
-INSTALL_HINT = "SpatialData needs the optional spatialdata package: pip install \"napari-s2s[spatialdata]\""
+INSTALL_HINT = 'SpatialData needs the optional spatialdata package: pip install "napari-s2s[spatialdata]"'
 _ELEMENT_DIRS = ("tables", "images", "points", "shapes", "labels")
 _SQUARE = re.compile(r"square_(\d+)um")
 #: Columns of a points element that can hold gene names (spatialdata's ``feature_key`` first).
@@ -75,8 +75,11 @@ def import_spatialdata(path=None):
     """The ``spatialdata`` module, or a :class:`SlideError` saying how to install it."""
     try:
         import spatialdata
-    except ImportError:
-        raise SlideError(path, INSTALL_HINT) from None
+    except ImportError as e:
+        if getattr(e, "name", None) in (None, "spatialdata") or str(e.name).startswith("spatialdata."):
+            raise SlideError(path, INSTALL_HINT) from None
+        # installed, but one of its own dependencies is missing (e.g. pkg_resources from setuptools>=81)
+        raise SlideError(path, f"spatialdata is installed but cannot be imported ({e}); {INSTALL_HINT}") from None
     return spatialdata
 
 
@@ -116,8 +119,9 @@ def read_spatialdata(
     except Exception as exc:  # zarr, ome-zarr and spatialdata raise many types
         raise SlideError(path, f"not a readable SpatialData store ({_short(exc)})") from None
     if not len(sdata.tables):
-        raise SlideError(path, "SpatialData store has no table: napari-s2s needs a table of counts "
-                               "annotating shapes or points")
+        raise SlideError(
+            path, "SpatialData store has no table: napari-s2s needs a table of counts annotating shapes or points"
+        )
     tname, table = _pick_table(sdata, bin_um)
     tpath = path / "tables" / tname
     region, element, kind = _annotated_element(sdata, table, tpath)
@@ -145,7 +149,9 @@ def _pick_table(sdata, bin_um):
         return results[0], sdata.tables[results[0]]
     if bin_um is not None:
         tag = f"square_{int(round(bin_um)):03d}um"
-        hit = [n for n in pool if tag in n or tag in str(sdata.tables[n].uns.get("spatialdata_attrs", {}).get("region"))]
+        hit = [
+            n for n in pool if tag in n or tag in str(sdata.tables[n].uns.get("spatialdata_attrs", {}).get("region"))
+        ]
         if hit:
             return hit[0], sdata.tables[hit[0]]
     for prefer in ("table", "square_008um"):
@@ -167,8 +173,9 @@ def _annotated_element(sdata, table, tpath: Path):
             return r, sdata.points[r], "points"
     where = "labels" if any(r in sdata.labels for r in regions) else "the store"
     raise SlideError(
-        tpath, f"table annotates {', '.join(map(repr, regions))} in {where}; napari-s2s needs shapes or points "
-               f"(their centroids are the positions)"
+        tpath,
+        f"table annotates {', '.join(map(repr, regions))} in {where}; napari-s2s needs shapes or points "
+        f"(their centroids are the positions)",
     )
 
 
@@ -310,7 +317,11 @@ def _um_per_unit(sdata, table, element, cs, tpath) -> float:
     lin = a[:2, :2]
     if _is_xenium(sdata, table):
         s = np.sqrt(abs(np.linalg.det(lin)))
-        if s > 0 and np.allclose(lin, np.diag(np.diag(lin)), atol=1e-9 * s) and np.allclose(abs(lin[0, 0]), abs(lin[1, 1])):
+        if (
+            s > 0
+            and np.allclose(lin, np.diag(np.diag(lin)), atol=1e-9 * s)
+            and np.allclose(abs(lin[0, 0]), abs(lin[1, 1]))
+        ):
             return 1.0 / s  # spatialdata-io: Xenium elements in um, scaled to morphology pixels
     warnings.warn(f"{tpath}: coordinate system {cs!r} has no unit; one unit taken as 1 um for the bins", stacklevel=4)
     return 1.0
@@ -338,8 +349,11 @@ def _binned_slide(path, sdata, table, element, kind, xy_cs, cs, bin_um, counts_f
         source = "transcripts" if lost and points is not None else "cells"
     if source == "cells":
         if lost:
-            raise SlideError(tpath, "the table's gene names were lost (var names 0..n-1) and no points element "
-                                    "carries gene names to bin instead")
+            raise SlideError(
+                tpath,
+                "the table's gene names were lost (var names 0..n-1) and no points element "
+                "carries gene names to bin instead",
+            )
         counts = _counts(table)
         genes = np.asarray(table.var_names).astype(str)
         keep = ~is_control(genes)
@@ -417,7 +431,10 @@ def _pick_image(sdata, cs: str):
 def _levels(img) -> list:
     """Pyramid levels (xarray DataArrays, finest first) of a single- or multi-scale image."""
     if hasattr(img, "children") and len(getattr(img, "children", {})):
-        return [next(iter(img[k].data_vars.values())) for k in sorted(img.children, key=lambda k: int(k.replace("scale", "") or 0))]
+        return [
+            next(iter(img[k].data_vars.values()))
+            for k in sorted(img.children, key=lambda k: int(k.replace("scale", "") or 0))
+        ]
     return [img]
 
 
@@ -438,7 +455,6 @@ def _slide_image(sdata, cs: str, origin: np.ndarray, xy_frame: np.ndarray, margi
         return {}, {}, None
     img = sdata.images[name]
     a = _affine(img, cs)  # level-0 intrinsic (x, y) -> cs
-    lo = np.nanmin(xy_frame, axis=0) - margin
     hi = np.nanmax(xy_frame, axis=0) + margin
     extent = np.maximum(hi, 1e-9)  # the frame starts at 0 (the data's corner)
     native = 1.0 / np.sqrt(abs(np.linalg.det(a[:2, :2])))  # level-0 pixels per cs unit
@@ -474,8 +490,15 @@ def _slide_image(sdata, cs: str, origin: np.ndarray, xy_frame: np.ndarray, margi
         crop = crop[..., None]
     shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]])
     rgb = to_rgb_uint8(crop)
-    warped = warp(rgb, AffineTransform(matrix=shift @ m), output_shape=out_shape, order=1, preserve_range=True,
-                  mode="constant", cval=255 if _n_channels(img) == 3 else 0)
+    warped = warp(
+        rgb,
+        AffineTransform(matrix=shift @ m),
+        output_shape=out_shape,
+        order=1,
+        preserve_range=True,
+        mode="constant",
+        cval=255 if _n_channels(img) == 3 else 0,
+    )
     return {"image": np.clip(warped, 0, 255).astype(np.uint8)}, {"image": factor}, name
 
 
@@ -515,10 +538,20 @@ def write_spatialdata(adata, slide: Slide, out_path: str | Path, source: str | P
     spot_radius = 0.5 * (slide.spot_diameter_px if slide.spot_diameter_px and slide.pixel_xy is not None else pitch)
     ident = {cs: Identity()}
     shapes = {
-        DENSE_SHAPES: ShapesModel.parse(dense_xy, geometry=0, radius=np.full(len(dense_xy), 0.25 * pitch),
-                                        index=np.arange(len(dense_xy)), transformations=ident),
-        MEASURED_SHAPES: ShapesModel.parse(spot_xy, geometry=0, radius=np.full(len(spot_xy), min(spot_radius, 0.5 * pitch)),
-                                           index=np.arange(len(spot_xy)), transformations=ident),
+        DENSE_SHAPES: ShapesModel.parse(
+            dense_xy,
+            geometry=0,
+            radius=np.full(len(dense_xy), 0.25 * pitch),
+            index=np.arange(len(dense_xy)),
+            transformations=ident,
+        ),
+        MEASURED_SHAPES: ShapesModel.parse(
+            spot_xy,
+            geometry=0,
+            radius=np.full(len(spot_xy), min(spot_radius, 0.5 * pitch)),
+            index=np.arange(len(spot_xy)),
+            transformations=ident,
+        ),
     }
     dense = adata.copy()
     dense.uns.pop("spatial", None)
@@ -549,7 +582,9 @@ def write_spatialdata(adata, slide: Slide, out_path: str | Path, source: str | P
     measured.obsm["spatial"] = spot_xy
     tables = {
         DENSE_TABLE: TableModel.parse(dense, region=DENSE_SHAPES, region_key="region", instance_key="instance_id"),
-        MEASURED_TABLE: TableModel.parse(measured, region=MEASURED_SHAPES, region_key="region", instance_key="instance_id"),
+        MEASURED_TABLE: TableModel.parse(
+            measured, region=MEASURED_SHAPES, region_key="region", instance_key="instance_id"
+        ),
     }
     images = {}
     name = slide.best_image()
@@ -557,7 +592,9 @@ def write_spatialdata(adata, slide: Slide, out_path: str | Path, source: str | P
         f = slide.scalefactors[name]
         t = Sequence([Scale([1 / f, 1 / f], axes=("x", "y")), Translation(origin, axes=("x", "y"))])
         images[IMAGE_NAME] = Image2DModel.parse(
-            np.moveaxis(slide.images[name], -1, 0), dims=("c", "y", "x"), c_coords=["r", "g", "b"],
+            np.moveaxis(slide.images[name], -1, 0),
+            dims=("c", "y", "x"),
+            c_coords=["r", "g", "b"],
             transformations={cs: t},
         )
     sdata = sd.SpatialData(images=images, shapes=shapes, tables=tables)

@@ -90,9 +90,14 @@ def make_synthetic_slide(
     images, factors = {}, {}
     if image:
         scalef = 0.5
-        img = _he_image(h_um, w_um, scalef, tumour, lambda y, x: (
-            (((y - cy) / (0.46 * h_um)) ** 2 + ((x - cx) / (0.47 * w_um)) ** 2) <= 1.0
-        ), rng)
+        img = _he_image(
+            h_um,
+            w_um,
+            scalef,
+            tumour,
+            lambda y, x: (((y - cy) / (0.46 * h_um)) ** 2 + ((x - cx) / (0.47 * w_um)) ** 2) <= 1.0,
+            rng,
+        )
         images["hires"] = img
         factors["hires"] = scalef
     return Slide(

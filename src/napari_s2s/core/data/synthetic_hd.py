@@ -141,8 +141,15 @@ def write_visium_hd(
     full_side = 2 * off + side * step * 1.01
     hires_f = hires_side / full_side
     lowres_f = hires_f / 10
-    hires = _he_image(tissue, w_side=side, px_per_bin=step * hires_f, off=off * hires_f, ang=ang,
-                      shape=(hires_side, hires_side), rng=rng)
+    hires = _he_image(
+        tissue,
+        w_side=side,
+        px_per_bin=step * hires_f,
+        off=off * hires_f,
+        ang=ang,
+        shape=(hires_side, hires_side),
+        rng=rng,
+    )
     from skimage.io import imsave
     from skimage.transform import resize
 

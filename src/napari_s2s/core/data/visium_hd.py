@@ -27,8 +27,12 @@ from ..errors import SlideError
 from .slide import Slide
 
 POSITIONS = "tissue_positions.parquet"
-MATRICES = ("filtered_feature_bc_matrix.h5", "filtered_feature_bc_matrix", "raw_feature_bc_matrix.h5",
-            "raw_feature_bc_matrix")
+MATRICES = (
+    "filtered_feature_bc_matrix.h5",
+    "filtered_feature_bc_matrix",
+    "raw_feature_bc_matrix.h5",
+    "raw_feature_bc_matrix",
+)
 POSITION_COLUMNS = ("barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres")
 #: Side of the area Visium HD array coordinates may span, in um (the capture area is 6.5 mm).
 CAPTURE_AREA_UM = 8000.0
@@ -64,8 +68,11 @@ def resolve_bin_folder(p: Path, bin_um: float | None) -> Path:
         if bin_um is not None:
             size = _folder_bin_um(p)
             if size is not None and abs(size - bin_um) > 1e-6:
-                raise SlideError(p, f"this is the {size:g} um bin folder; --bin-um {bin_um:g} asks for another "
-                                    f"(open outs/ to choose among the bin sizes)")
+                raise SlideError(
+                    p,
+                    f"this is the {size:g} um bin folder; --bin-um {bin_um:g} asks for another "
+                    f"(open outs/ to choose among the bin sizes)",
+                )
         return p
     for outs in (p, p / "outs"):
         found = bin_folders(outs)
@@ -75,8 +82,10 @@ def resolve_bin_folder(p: Path, bin_um: float | None) -> Path:
             hit = next((d for s, d in found.items() if abs(s - bin_um) < 1e-6), None)
             if hit is None:
                 sizes = ", ".join(f"{s:g}" for s in found)
-                raise SlideError(outs / "binned_outputs", f"no square_{int(round(bin_um)):03d}um bin folder "
-                                                          f"(bin sizes here: {sizes} um)")
+                raise SlideError(
+                    outs / "binned_outputs",
+                    f"no square_{int(round(bin_um)):03d}um bin folder (bin sizes here: {sizes} um)",
+                )
             return hit
         return found.get(DEFAULT_HD_BIN_UM) or found[min(found)]
     raise SlideError(p, "not a Visium HD output (expected binned_outputs/square_XXXum/)")
@@ -104,8 +113,11 @@ def read_visium_hd(path: Path, bin_um: float | None = None, pitch_um: float | No
     spatial = d / "spatial"
     mfile = next((d / m for m in MATRICES if (d / m).is_file() or is_mex_folder(d / m)), None)
     if mfile is None:
-        raise SlideError(d / MATRICES[0], "missing: a Visium HD bin folder needs a feature-barcode matrix "
-                                          "(filtered_feature_bc_matrix.h5 or the filtered_feature_bc_matrix/ folder)")
+        raise SlideError(
+            d / MATRICES[0],
+            "missing: a Visium HD bin folder needs a feature-barcode matrix "
+            "(filtered_feature_bc_matrix.h5 or the filtered_feature_bc_matrix/ folder)",
+        )
     pos_file = spatial / POSITIONS
     if not pos_file.is_file():
         raise SlideError(pos_file, "missing: a Visium HD bin folder needs the bins' positions")
@@ -190,8 +202,9 @@ def _check_capture_area(pos: pd.DataFrame, size: float, f: Path) -> None:
     r, c = pos["array_row"].to_numpy(), pos["array_col"].to_numpy()
     if r.size and (min(r.min(), c.min()) < 0 or max(r.max(), c.max()) >= limit):
         raise SlideError(
-            f, f"array coordinates {int(min(r.min(), c.min()))}..{int(max(r.max(), c.max()))} lie beyond a Visium HD "
-               f"capture area ({limit} bins of {size:g} um)"
+            f,
+            f"array coordinates {int(min(r.min(), c.min()))}..{int(max(r.max(), c.max()))} lie beyond a Visium HD "
+            f"capture area ({limit} bins of {size:g} um)",
         )
 
 

@@ -143,8 +143,11 @@ def read_xenium(path: Path, bin_um: float | None = None, counts_from: str = "aut
         rows, cols, counts, genes, n_items = _bin_transcripts(transcripts, bin_um)
         item_file = transcripts
     if counts.shape[0] == 0 or counts.shape[1] == 0:
-        raise SlideError(item_file, f"nothing to count: no gene {'cell' if source == 'cells' else 'transcript'} "
-                                    f"with a position (controls and qv < {MIN_QV:g} are left out)")
+        raise SlideError(
+            item_file,
+            f"nothing to count: no gene {'cell' if source == 'cells' else 'transcript'} "
+            f"with a position (controls and qv < {MIN_QV:g} are left out)",
+        )
     images, factors = _read_morphology(root)
     slide = make_binned_slide(
         path=item_file,
@@ -166,8 +169,11 @@ def read_xenium(path: Path, bin_um: float | None = None, counts_from: str = "aut
         {
             "counts_from": source,
             "n_cells" if source == "cells" else "n_transcripts": int(n_items),
-            "xenium": {k: meta[k] for k in ("run_name", "region_name", "panel_name", "analysis_sw_version")
-                       if isinstance(meta.get(k), str)},
+            "xenium": {
+                k: meta[k]
+                for k in ("run_name", "region_name", "panel_name", "analysis_sw_version")
+                if isinstance(meta.get(k), str)
+            },
         }
     )
     return slide
@@ -212,8 +218,9 @@ def make_binned_slide(
         images=images,
         scalefactors=factors,
         spot_diameter_px=step,
-        geometry=Geometry(kind="square", grid_to_px=affine, residual_pitch=0.0, technology=technology,
-                          pitch_um=float(bin_um)),
+        geometry=Geometry(
+            kind="square", grid_to_px=affine, residual_pitch=0.0, technology=technology, pitch_um=float(bin_um)
+        ),
         library_id=library_id,
         n_spots_total=len(rows),
     )

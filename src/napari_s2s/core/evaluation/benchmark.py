@@ -23,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,7 +42,18 @@ MIN_MEASURED = 16
 MIN_DETECTED = 0.10
 
 #: Order of methods in tables and plots; methods not listed follow alphabetically.
-METHOD_ORDER = ("nearest", "linear", "cubic", "gaussian", "kriging", "pca_gaussian", "dist", "he_gaussian", "s2s", "s2s-he")
+METHOD_ORDER = (
+    "nearest",
+    "linear",
+    "cubic",
+    "gaussian",
+    "kriging",
+    "pca_gaussian",
+    "dist",
+    "he_gaussian",
+    "s2s",
+    "s2s-he",
+)
 
 
 def _fresh(a: np.ndarray, dtype=None) -> np.ndarray:
@@ -351,9 +362,19 @@ def run_benchmark(
     ValueError
         An unknown method name.
     """
-    return run_benchmarks(paths, [seed], methods=methods, genes=genes, budget_s=budget_s, progress=progress,
-                          n_genes=n_genes, method_options=method_options, client=client, retries=retries,
-                          read_options=read_options)[0]
+    return run_benchmarks(
+        paths,
+        [seed],
+        methods=methods,
+        genes=genes,
+        budget_s=budget_s,
+        progress=progress,
+        n_genes=n_genes,
+        method_options=method_options,
+        client=client,
+        retries=retries,
+        read_options=read_options,
+    )[0]
 
 
 def run_benchmarks(
@@ -388,8 +409,7 @@ def run_benchmarks(
     seeds = [int(x) for x in seeds]
     tag = (lambda sd: f"seed {sd}: ") if len(seeds) > 1 else (lambda sd: "")
     calls: dict = {}
-    results = [{"version": __version__, "seed": sd, "budget_s": budget_s, "slides": [], "skipped": []}
-               for sd in seeds]
+    results = [{"version": __version__, "seed": sd, "budget_s": budget_s, "slides": [], "skipped": []} for sd in seeds]
     for path in paths:
         slide, skipped = _load(path, progress, read_options)
         if slide is None:
@@ -406,8 +426,9 @@ def run_benchmarks(
         names = order_methods(methods if methods is not None else default_methods())
         run_names = [m for m in names if applies(m, task)]
         not_applicable = [m for m in names if m not in run_names]
-        _say(progress, f"{meta['name']}: {meta['spots']} spots, {meta['measured']} measured, "
-             f"{len(meta['genes'])} genes")
+        _say(
+            progress, f"{meta['name']}: {meta['spots']} spots, {meta['measured']} measured, {len(meta['genes'])} genes"
+        )
         shared = client.scatter([truth, meta], hash=False) if client is not None else None
         for k, sd in enumerate(seeds):
             rec = {
@@ -432,8 +453,10 @@ def run_benchmarks(
                 rec["methods"] = dict.fromkeys(run_names)  # the serial order, filled in as tasks finish
                 for name in run_names:
                     calls[(k, len(results[k]["slides"]), name)] = (
-                        f"benchmark-{meta['name']}-{name}-seed{sd}", evaluate_method,
-                        (name, task_f, *shared, method_options.get(name, {})))
+                        f"benchmark-{meta['name']}-{name}-seed{sd}",
+                        evaluate_method,
+                        (name, task_f, *shared, method_options.get(name, {})),
+                    )
             results[k]["slides"].append(rec)
     if calls:
         from ..batch.cluster import run_tasks
@@ -465,8 +488,10 @@ def _store(rec: dict, name: str, m: dict, progress, prefix: str = "") -> None:
     if "error" in m:
         warnings.warn(f"{rec['name']}: method {name} failed: {m['error']}", stacklevel=3)
         return
-    _say(progress, f"  {prefix}{name:<14} PCC {_fmt(m['pcc_median'])}  SSIM {_fmt(m['ssim_median'])}  "
-         f"{m['seconds']:.2f}s")
+    _say(
+        progress,
+        f"  {prefix}{name:<14} PCC {_fmt(m['pcc_median'])}  SSIM {_fmt(m['ssim_median'])}  {m['seconds']:.2f}s",
+    )
 
 
 def _fmt(x, nd: int = 3) -> str:

@@ -10,8 +10,9 @@ Methods register themselves by name with :func:`register`; the benchmark and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp

@@ -30,7 +30,6 @@ the components they are scored with, so the criterion is honest; it uses measure
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.interpolate import CloughTocher2DInterpolator, LinearNDInterpolator
 from scipy.spatial import Delaunay, cKDTree
 
@@ -49,7 +48,14 @@ from .base import ImputationTask, register
 PCA_COMPONENTS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
 
 # old private names, kept for scripts that used them
-_dense, _pca_basis, _top_loadings, _reconstruct, _gene_weights = dense, pca_basis, top_loadings, reconstruct, gene_weights
+_dense, _pca_basis, _top_loadings, _reconstruct, _gene_weights = (
+    dense,
+    pca_basis,
+    top_loadings,
+    reconstruct,
+    gene_weights,
+)
+
 
 def _augment_with_targets(task: ImputationTask) -> tuple[np.ndarray, np.ndarray]:
     """The all-gene matrix including the target genes, and the column of each target gene.
@@ -323,7 +329,11 @@ class PcaGaussian(_Base):
         src = task.measured_physical()
         x, tcols = _augment_with_targets(task)
         k, st, h, _ = choose_pca_gaussian(src, x, tcols, n_folds=self.n_folds, seed=task.seed)
-        self.details_ = {"components": k, "standardised": st if k is not None else None, "bandwidth": h,
-                         "genes_in_pca": int(x.shape[1])}
+        self.details_ = {
+            "components": k,
+            "standardised": st if k is not None else None,
+            "bandwidth": h,
+            "genes_in_pca": int(x.shape[1]),
+        }
         den = np.asarray(task.measured_values, dtype=np.float64) if k is None else pca_denoise(x, tcols, k, st)
         return np.maximum(gaussian_smooth(src, den, task.target_physical(), h), 0.0)

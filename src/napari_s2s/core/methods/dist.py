@@ -34,8 +34,9 @@ from ..data.lattice import measured_mask, physical
 from .base import ImputationTask, MethodStopped, register
 
 
-def _level_image(a: np.ndarray, b: np.ndarray, values: np.ndarray, origin: tuple[int, int],
-                 shape: tuple[int, int], kind: str) -> np.ndarray:
+def _level_image(
+    a: np.ndarray, b: np.ndarray, values: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], kind: str
+) -> np.ndarray:
     """(G, H, W) network input at one level: spot values, gaps filled by their nearest spots.
 
     Parameters
@@ -132,8 +133,9 @@ class Dist:
 
     name = "dist"
 
-    def __init__(self, epochs: int = 200, batch: int = 8, lr: float = 1e-3, threads: int | None = None,
-                 width: int = 64) -> None:
+    def __init__(
+        self, epochs: int = 200, batch: int = 8, lr: float = 1e-3, threads: int | None = None, width: int = 64
+    ) -> None:
         self.epochs = int(epochs)
         self.batch = int(batch)
         self.lr = float(lr)
@@ -185,8 +187,7 @@ class Dist:
             out, epochs_run, secs = self._train_and_apply(task, low, high, mask, meas_img)
         finally:
             torch.set_num_threads(old_threads)
-        self.details_ = {"epochs": epochs_run, "train_seconds": round(secs, 2),
-                         "train_spots": int(sparser.sum())}
+        self.details_ = {"epochs": epochs_run, "train_seconds": round(secs, 2), "train_spots": int(sparser.sum())}
         return np.asarray(out[:, tr - 2 * a0, tc - 2 * b0].T, dtype=np.float64)
 
     def _train_and_apply(self, task, low, high, mask, meas_img):

@@ -35,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.histology_features import histology_features
-from .base import ImputationTask, register
 from ..smoothing.ridge import RIDGE_GRID, FeatureTerm, ridge_gcv  # noqa: F401  (re-exported)
+from .base import ImputationTask, register
 from .baselines import (
     _augment_with_targets,
     choose_bandwidth_loo,
@@ -44,6 +44,7 @@ from .baselines import (
     gaussian_weights,
     pca_denoise,
 )
+
 
 class HeGaussian:
     """Gaussian smoother plus a ridge model of its residual on per-spot H&E features.

@@ -96,15 +96,33 @@ class S2SMethod:
         if usable and cfg.histology != "off":
             features = feature_function(task.histology, task.kind, scale=1.0, offset=offset)
         if usable and self.he_channels:
-            covariates = covariate_function(task.histology, task.kind, task.measured_rows, task.measured_cols,
-                                            scale=1.0, offset=offset, n_components=self.he_channels)
+            covariates = covariate_function(
+                task.histology,
+                task.kind,
+                task.measured_rows,
+                task.measured_cols,
+                scale=1.0,
+                offset=offset,
+                n_components=self.he_channels,
+            )
         imp = S2SImputer(cfg)
         values = np.asarray(task.measured_values, np.float32)
         allg = cross_gene_matrix(task.measured_all_genes) if task.measured_all_genes is not None else None
-        train_until_stopped(imp, self.stop_requested, lr, lc, task.kind, values, list(task.genes), all_genes=allg,
-                            covariates=covariates, features=features)
-        pred, _ = imp.impute_arrays(lr, lc, task.kind, values, tr, tc, all_genes=allg, covariates=covariates,
-                                    features=features)
+        train_until_stopped(
+            imp,
+            self.stop_requested,
+            lr,
+            lc,
+            task.kind,
+            values,
+            list(task.genes),
+            all_genes=allg,
+            covariates=covariates,
+            features=features,
+        )
+        pred, _ = imp.impute_arrays(
+            lr, lc, task.kind, values, tr, tc, all_genes=allg, covariates=covariates, features=features
+        )
         self.details_ = dict(imp.stats, base_detail=imp.base_info)
         return pred.astype(np.float64)
 

@@ -81,8 +81,13 @@ class Answer:
 
     def to_dict(self) -> dict:
         return {
-            "choice": self.choice, "left": self.left, "score_left": self.score_left,
-            "score_right": self.score_right, "comment": self.comment, "at": self.at, "seconds": self.seconds,
+            "choice": self.choice,
+            "left": self.left,
+            "score_left": self.score_left,
+            "score_right": self.score_right,
+            "comment": self.comment,
+            "at": self.at,
+            "seconds": self.seconds,
         }
 
 
@@ -125,8 +130,13 @@ class ReaderAnswers:
         rng = np.random.default_rng(order_seed(session, reader))
         genes = [session.genes[i] for i in rng.permutation(len(session.genes))]
         lefts = rng.integers(0, 2, size=len(genes))
-        out = cls(session_id=session.id, reader=reader.strip(), order=[(g, int(a)) for g, a in zip(genes, lefts)],
-                  path=path, session_title=session.title or (session.path.name if session.path else ""))
+        out = cls(
+            session_id=session.id,
+            reader=reader.strip(),
+            order=[(g, int(a)) for g, a in zip(genes, lefts)],
+            path=path,
+            session_title=session.title or (session.path.name if session.path else ""),
+        )
         out.save()
         return out
 
@@ -171,13 +181,25 @@ class ReaderAnswers:
                 if a.get(key) is not None and a.get(key) not in SCORES:
                     raise SessionError(path, f"answer for gene {gene!r}: {key} must be 1-5, not {a.get(key)!r}")
             answers[gene] = Answer(
-                gene=gene, choice=a["choice"], left=lefts[gene], score_left=a.get("score_left"),
-                score_right=a.get("score_right"), comment=str(a.get("comment") or ""), at=str(a.get("at") or ""),
+                gene=gene,
+                choice=a["choice"],
+                left=lefts[gene],
+                score_left=a.get("score_left"),
+                score_right=a.get("score_right"),
+                comment=str(a.get("comment") or ""),
+                at=str(a.get("at") or ""),
                 seconds=a.get("seconds"),
             )
-        return cls(session_id=sid, reader=reader.strip(), order=pairs, answers=answers, path=path,
-                   started=str(rec.get("started") or ""), updated=str(rec.get("updated") or ""),
-                   session_title=str(rec.get("session") or ""))
+        return cls(
+            session_id=sid,
+            reader=reader.strip(),
+            order=pairs,
+            answers=answers,
+            path=path,
+            started=str(rec.get("started") or ""),
+            updated=str(rec.get("updated") or ""),
+            session_title=str(rec.get("session") or ""),
+        )
 
     # ------------------------------------------------------------------ reading
     @property
@@ -221,8 +243,13 @@ class ReaderAnswers:
             if s is not None and s not in SCORES:
                 raise ValueError(f"scores are 1-5, not {s!r}")
         a = Answer(
-            gene=gene, choice=choice, left=self.left_arm(gene), score_left=score_left, score_right=score_right,
-            comment=" ".join(str(comment or "").split()), at=now(),
+            gene=gene,
+            choice=choice,
+            left=self.left_arm(gene),
+            score_left=score_left,
+            score_right=score_right,
+            comment=" ".join(str(comment or "").split()),
+            at=now(),
             seconds=None if seconds is None else round(float(seconds), 2),
         )
         self.answers[gene] = a

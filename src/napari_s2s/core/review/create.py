@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..data.slide import Slide
 from ..errors import SessionError, SlideError
+from .files import stored_path
 from .maps import HOLDOUT_KEY, read_result
 from .session import Arm, ReviewSession, arm_file
-from .files import stored_path
 
 #: Methods imputed through the S2S engine (as ``napari-s2s impute``), with their H&E mode.
 ENGINE_METHODS = {"s2s": "off", "s2s-he": "on"}
@@ -57,8 +57,9 @@ def _say(progress: Callable[[str], None] | None, msg: str) -> None:
 
 
 # ---------------------------------------------------------------------- dense maps of a method
-def dense_adata(slide: Slide, genes: list[str], method: str, seed: int = 0, budget_s: float | None = None,
-                threads: int | None = 1):
+def dense_adata(
+    slide: Slide, genes: list[str], method: str, seed: int = 0, budget_s: float | None = None, threads: int | None = 1
+):
     """The x2 dense grid of ``slide`` imputed by ``method``, as a napari-s2s result AnnData.
 
     ``s2s`` / ``s2s-he``: the S2S engine (``fast`` preset) as ``napari-s2s impute`` runs it. Any other
@@ -75,8 +76,14 @@ def dense_adata(slide: Slide, genes: list[str], method: str, seed: int = 0, budg
     if method in ENGINE_METHODS:
         from ..s2s.engine import S2SConfig, S2SImputer
 
-        cfg = S2SConfig.from_preset("fast", budget_s=budget_s or 120.0, seed=seed, device="cpu", threads=threads,
-                                    histology=ENGINE_METHODS[method])
+        cfg = S2SConfig.from_preset(
+            "fast",
+            budget_s=budget_s or 120.0,
+            seed=seed,
+            device="cpu",
+            threads=threads,
+            histology=ENGINE_METHODS[method],
+        )
         imp = S2SImputer(cfg)
         for _ in imp.fit_iter(slide, genes):
             pass
@@ -98,11 +105,16 @@ def dense_adata(slide: Slide, genes: list[str], method: str, seed: int = 0, budg
     detected = np.flatnonzero(np.asarray((all_meas > 0).sum(axis=0)).ravel() / max(1, all_meas.shape[0]) >= 0.10)
     task = ImputationTask(
         kind=slide.kind,
-        measured_rows=rows.copy(), measured_cols=cols.copy(), measured_values=values.copy(),
+        measured_rows=rows.copy(),
+        measured_cols=cols.copy(),
+        measured_values=values.copy(),
         genes=tuple(genes),
-        target_rows=dr[~measured] / 2.0, target_cols=dc[~measured] / 2.0,
+        target_rows=dr[~measured] / 2.0,
+        target_cols=dc[~measured] / 2.0,
         measured_all_genes=all_meas[:, detected].tocsr(),
-        histology=histology_view(slide), seed=int(seed), budget_s=budget_s,
+        histology=histology_view(slide),
+        seed=int(seed),
+        budget_s=budget_s,
         extra={"slide_name": slide.name, "all_genes": tuple(str(g) for g in slide.genes[detected])},
     )
     if getattr(METHODS[method], "needs_histology", False) and task.histology is None:
@@ -122,8 +134,15 @@ def dense_adata(slide: Slide, genes: list[str], method: str, seed: int = 0, budg
 
         xy = apply_affine(g2p, dr / 2.0, dc / 2.0)
     result = ImputedResult(
-        genes=list(genes), dense_rows=dr, dense_cols=dc, measured=measured, values=out, xy_px=xy,
-        kind=slide.kind, grid_to_world=slide.geometry.grid_to_world(), units=slide.geometry.units,
+        genes=list(genes),
+        dense_rows=dr,
+        dense_cols=dc,
+        measured=measured,
+        values=out,
+        xy_px=xy,
+        kind=slide.kind,
+        grid_to_world=slide.geometry.grid_to_world(),
+        units=slide.geometry.units,
     )
     adata = result.to_anndata(slide, MethodConfig(method, seed, budget_s), time.perf_counter() - t0, device="cpu")
     adata.uns["s2s"]["method"] = method
@@ -131,8 +150,15 @@ def dense_adata(slide: Slide, genes: list[str], method: str, seed: int = 0, budg
 
 
 # ---------------------------------------------------------------------- hold-out maps
-def holdout_run(slide: Slide, genes: list[str] | None, methods: list[str], seed: int = 0,
-                budget_s: float | None = None, n_genes: int = 30, progress=None) -> dict:
+def holdout_run(
+    slide: Slide,
+    genes: list[str] | None,
+    methods: list[str],
+    seed: int = 0,
+    budget_s: float | None = None,
+    n_genes: int = 30,
+    progress=None,
+) -> dict:
     """Run the hold-out protocol for ``methods`` on ``slide``.
 
     Returns
@@ -147,8 +173,15 @@ def holdout_run(slide: Slide, genes: list[str] | None, methods: list[str], seed:
 
     task, truth, meta = build_holdout(slide, genes=genes, n_genes=n_genes, seed=seed, budget_s=budget_s)
     mask = meta["measured_mask"]
-    out = {"genes": list(meta["genes"]), "measured_mask": mask, "values": {}, "metrics": {}, "seconds": {},
-           "n_measured": int(meta["measured"]), "n_hidden": int(meta["hidden"])}
+    out = {
+        "genes": list(meta["genes"]),
+        "measured_mask": mask,
+        "values": {},
+        "metrics": {},
+        "seconds": {},
+        "n_measured": int(meta["measured"]),
+        "n_hidden": int(meta["hidden"]),
+    }
     for name in methods:
         _say(progress, f"hold-out: {name} predicts {meta['hidden']} hidden spots from {meta['measured']} measured")
         opts = {"threads": 1} if name in ENGINE_METHODS else {}
@@ -178,14 +211,20 @@ def holdout_adata(slide: Slide, run: dict, method: str, seed: int, budget_s: flo
         },
         index=pd.Index(slide.barcodes[use].astype(str)),
     )
-    adata = ad.AnnData(X=run["values"][method].astype(np.float32), obs=obs,
-                       var=pd.DataFrame(index=pd.Index(run["genes"])))
+    adata = ad.AnnData(
+        X=run["values"][method].astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(run["genes"]))
+    )
     if slide.pixel_xy is not None:
         adata.obsm["spatial"] = np.asarray(slide.pixel_xy[use], np.float64)
     adata.uns[HOLDOUT_KEY] = {
-        "version": __version__, "method": method, "seed": int(seed),
-        "budget_s": -1.0 if budget_s is None else float(budget_s), "seconds": run["seconds"][method],
-        "source": str(slide.source or ""), "measured": run["n_measured"], "hidden": run["n_hidden"],
+        "version": __version__,
+        "method": method,
+        "seed": int(seed),
+        "budget_s": -1.0 if budget_s is None else float(budget_s),
+        "seconds": run["seconds"][method],
+        "source": str(slide.source or ""),
+        "measured": run["n_measured"],
+        "hidden": run["n_hidden"],
         "values": "log-normalised; measured spots (1/4 sub-lattice) as measured, hidden spots predicted",
     }
     return adata
@@ -273,8 +312,10 @@ def create_session(
         if slide is None:
             slide = results[0].metadata["s2s"].get("source") or None
             if not slide or not Path(slide).exists():
-                raise SessionError(paths[0], f"the slide it was imputed from ({slide or 'not recorded'}) is not there; "
-                                   "give the slide's path")
+                raise SessionError(
+                    paths[0],
+                    f"the slide it was imputed from ({slide or 'not recorded'}) is not there; give the slide's path",
+                )
         slide_path = Path(slide).expanduser()
         for p, res in zip(paths, results):
             src = str(res.metadata["s2s"].get("source") or "")
@@ -290,8 +331,13 @@ def create_session(
         for p in paths:
             read_result(p, gene_list)  # genes missing from a result: naming it
         _check_out(out, slide_path, check_output_path)
-        session.arms = _rename([Arm(labels[k], "result", arm_file(p, session.folder), _method_of(r))
-                                for k, (p, r) in enumerate(zip(paths, results))], names)
+        session.arms = _rename(
+            [
+                Arm(labels[k], "result", arm_file(p, session.folder), _method_of(r))
+                for k, (p, r) in enumerate(zip(paths, results))
+            ],
+            names,
+        )
         session.genes = gene_list
         session.slide = stored_path(slide_path, session.folder)
         return _finish(session, overwrite)
@@ -346,8 +392,11 @@ def create_session(
     session.genes = run["genes"]
     session.kind = "holdout"
     session.holdout = {
-        "methods": list(holdout), "measured": run["n_measured"], "hidden": run["n_hidden"],
-        "seconds": run["seconds"], "metrics": {m: _jsonable(run["metrics"][m]) for m in holdout},
+        "methods": list(holdout),
+        "measured": run["n_measured"],
+        "hidden": run["n_hidden"],
+        "seconds": run["seconds"],
+        "metrics": {m: _jsonable(run["metrics"][m]) for m in holdout},
     }
     return _finish(session, overwrite)
 
@@ -380,8 +429,9 @@ def _check_methods(methods: list[str], slide: Slide) -> None:
     from ..methods import histology_view
 
     for m in methods:
-        if (getattr(METHODS[m], "needs_histology", False) or m in ("s2s-he", "he_gaussian")) and \
-                histology_view(slide) is None:
+        if (getattr(METHODS[m], "needs_histology", False) or m in ("s2s-he", "he_gaussian")) and histology_view(
+            slide
+        ) is None:
             raise SessionError(slide.source, f"method {m} needs an H&E image with pixel positions; this slide has none")
 
 

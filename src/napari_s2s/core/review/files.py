@@ -60,7 +60,7 @@ def read_json(path: str | Path, what: str, fmt: str) -> dict:
     if not isinstance(record, dict) or record.get("format") != fmt:
         found = record.get("format") if isinstance(record, dict) else None
         extra = f", its format is {found!r}" if found else ""
-        raise SessionError(path, f"not a {what} (no \"format\": \"{fmt}\"{extra})")
+        raise SessionError(path, f'not a {what} (no "format": "{fmt}"{extra})')
     return record
 
 

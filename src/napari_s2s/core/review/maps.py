@@ -158,9 +158,15 @@ def holdout_grid(path: str | Path, slide: Slide, measured: GeneGrid, genes: list
     ii, jj = measured.spot_ij[:, 0], measured.spot_ij[:, 1]
     values[:, ii, jj] = x.T
     return GeneGrid(
-        values=values, genes=list(genes), kind=measured.kind, origin=measured.origin,
-        lattice_nodes=measured.lattice_nodes, tissue=measured.tissue, index_to_world=measured.index_to_world,
-        units=measured.units, spot_ij=measured.spot_ij,
+        values=values,
+        genes=list(genes),
+        kind=measured.kind,
+        origin=measured.origin,
+        lattice_nodes=measured.lattice_nodes,
+        tissue=measured.tissue,
+        index_to_world=measured.index_to_world,
+        units=measured.units,
+        spot_ij=measured.spot_ij,
     )
 
 

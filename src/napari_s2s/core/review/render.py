@@ -68,8 +68,9 @@ def draw_map(ax, image: np.ndarray, affine: np.ndarray, limits, cmap: str = "vir
     # matplotlib's image coordinates are (x = j, y = i)
     m = np.array([[a[1, 1], a[1, 0], a[1, 2]], [a[0, 1], a[0, 0], a[0, 2]], [0.0, 0.0, 1.0]])
     cm = matplotlib.colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))
-    im = ax.imshow(np.ma.masked_invalid(image), cmap=cm, vmin=limits[0], vmax=limits[1],
-                   interpolation="nearest", origin="upper")
+    im = ax.imshow(
+        np.ma.masked_invalid(image), cmap=cm, vmin=limits[0], vmax=limits[1], interpolation="nearest", origin="upper"
+    )
     im.set_transform(Affine2D(m) + ax.transData)
     return im
 
@@ -83,8 +84,11 @@ def draw_he(ax, he: np.ndarray, scale: float, box) -> None:
     if r1 <= r0 or c1 <= c0:
         return
     crop = he[r0:r1, c0:c1]
-    ax.imshow(crop, extent=((c0 - 0.5) * scale, (c1 - 0.5) * scale, (r1 - 0.5) * scale, (r0 - 0.5) * scale),
-              interpolation="antialiased")
+    ax.imshow(
+        crop,
+        extent=((c0 - 0.5) * scale, (c1 - 0.5) * scale, (r1 - 0.5) * scale, (r0 - 0.5) * scale),
+        interpolation="antialiased",
+    )
 
 
 def _frame(ax, box, title: str, colour: str | None = None) -> None:
@@ -128,8 +132,9 @@ def gene_panel(maps: SessionMaps, gene: str, labels: list[str] | None = None, pa
     n = len(panels) + (he is not None)
     height = min(3.2, max(1.4, panel_in * aspect)) + 0.45
     fig = _figure(panel_in * n + 0.9, height)
-    gs = fig.add_gridspec(1, n + 1, width_ratios=[1] * n + [0.08], left=0.01, right=0.93, top=0.86, bottom=0.03,
-                          wspace=0.06)
+    gs = fig.add_gridspec(
+        1, n + 1, width_ratios=[1] * n + [0.08], left=0.01, right=0.93, top=0.86, bottom=0.03, wspace=0.06
+    )
     col = 0
     if he is not None:
         ax = fig.add_subplot(gs[0, col])
@@ -141,8 +146,9 @@ def gene_panel(maps: SessionMaps, gene: str, labels: list[str] | None = None, pa
         ax = fig.add_subplot(gs[0, col])
         if he is not None:
             draw_he(ax, he[0], he[1], box)
-            ax.imshow(np.ones((1, 1, 4)) * np.array([1, 1, 1, 0.55]),
-                      extent=(box[2], box[3], box[1], box[0]))  # fade the H&E under the map
+            ax.imshow(
+                np.ones((1, 1, 4)) * np.array([1, 1, 1, 0.55]), extent=(box[2], box[3], box[1], box[0])
+            )  # fade the H&E under the map
         im = draw_map(ax, *images[key], limits)
         _frame(ax, box, title, colour)
         col += 1

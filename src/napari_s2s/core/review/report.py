@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import html
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from ..errors import SessionError
 from .answers import ReaderAnswers
@@ -22,7 +22,8 @@ from .render import ARM_COLOURS, gene_panel, preference_chart
 from .session import ReviewSession
 from .stats import kappa_words, merge
 
-CSS = """
+CSS = (
+    """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1240px;
  color:#222;padding:0 16px}
 h1{font-size:24px;margin-bottom:4px} h2{font-size:19px;margin-top:32px;border-bottom:1px solid #ccc}
@@ -33,7 +34,9 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0} th,td{padding:3px 9p
 .gene{border:1px solid #ddd;border-radius:6px;padding:6px 14px 10px;margin:14px 0;break-inside:avoid}
 .gene img{max-width:100%%} .note{font-size:12px;color:#666} .none{color:#999;font-style:italic}
 .key{display:inline-block;padding:1px 8px;border-radius:3px;color:white;font-size:12px}
-""" % ARM_COLOURS
+"""
+    % ARM_COLOURS
+)
 
 
 def _esc(x) -> str:
@@ -81,8 +84,9 @@ def summary_table(summary: dict) -> str:
             + f"<td>{_pct(agree)}</td></tr>"
         )
 
-    rows = [row(f'<a href="#gene-{_esc(g)}">{_esc(g)}</a>', rec, rec["agreement"])
-            for g, rec in summary["per_gene"].items()]
+    rows = [
+        row(f'<a href="#gene-{_esc(g)}">{_esc(g)}</a>', rec, rec["agreement"]) for g, rec in summary["per_gene"].items()
+    ]
     body = "".join(rows) + row("overall", summary["overall"], summary["agreement"]["observed"], "overall")
     return f"<table>{head}{body}</table>"
 
@@ -108,8 +112,11 @@ def holdout_table(session: ReviewSession) -> str:
         return ""
     methods = list(metrics)
     keys = ("pcc", "rmse", "ssim")
-    head = '<tr><th class="l">gene</th>' + "".join(
-        f"<th>{k.upper()} {_esc(m)}</th>" for m in methods for k in keys) + "</tr>"
+    head = (
+        '<tr><th class="l">gene</th>'
+        + "".join(f"<th>{k.upper()} {_esc(m)}</th>" for m in methods for k in keys)
+        + "</tr>"
+    )
     body = "".join(
         f'<tr><td class="l">{_esc(g)}</td>'
         + "".join(f"<td>{_num((metrics[m].get(g) or {}).get(k), 3)}</td>" for m in methods for k in keys)
@@ -119,7 +126,7 @@ def holdout_table(session: ReviewSession) -> str:
     return (
         "<h2>Hold-out metrics</h2>"
         f'<p class="meta">The maps came from a validation run: {h.get("measured", "?")} spots (a 1/4 sub-lattice) '
-        f'were given to the method(s), which predicted the {h.get("hidden", "?")} hidden ones; the numbers score '
+        f"were given to the method(s), which predicted the {h.get('hidden', '?')} hidden ones; the numbers score "
         "those predictions against what was measured there (Pearson r, RMSE in log-normalised units, SSIM).</p>"
         f"<table>{head}{body}</table>"
     )
@@ -130,8 +137,11 @@ def answers_table(summary: dict, gene: str) -> str:
     rec = summary["per_gene"][gene]
     if not rec["answers"]:
         return '<p class="none">no answers yet</p>'
-    head = ('<tr><th class="l">reader</th><th class="l">preferred</th><th class="l">shown on the left</th>'
-            + "".join(f"<th>score {_arm(a, k)}</th>" for k, a in enumerate(arms)) + '<th class="l">comment</th></tr>')
+    head = (
+        '<tr><th class="l">reader</th><th class="l">preferred</th><th class="l">shown on the left</th>'
+        + "".join(f"<th>score {_arm(a, k)}</th>" for k, a in enumerate(arms))
+        + '<th class="l">comment</th></tr>'
+    )
     body = ""
     for a in rec["answers"]:
         pref = "can&rsquo;t tell" if a["preferred"] is None else _arm(a["preferred"], arms.index(a["preferred"]))
@@ -144,8 +154,12 @@ def answers_table(summary: dict, gene: str) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def build_report(session: ReviewSession, readers: list[ReaderAnswers], maps: SessionMaps | None = None,
-                 progress: Callable[[str], None] | None = None) -> str:
+def build_report(
+    session: ReviewSession,
+    readers: list[ReaderAnswers],
+    maps: SessionMaps | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> str:
     """The report's HTML (see the module docstring)."""
     from ... import __version__
 
@@ -160,7 +174,9 @@ def build_report(session: ReviewSession, readers: list[ReaderAnswers], maps: Ses
         + ")"
         for k, a in enumerate(arms)
     )
-    reader_list = ", ".join(f"{_esc(r['reader'])} ({r['answered']}/{r['of']})" for r in summary["readers"]) or "none yet"
+    reader_list = (
+        ", ".join(f"{_esc(r['reader'])} ({r['answered']}/{r['of']})" for r in summary["readers"]) or "none yet"
+    )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -193,9 +209,9 @@ def build_report(session: ReviewSession, readers: list[ReaderAnswers], maps: Ses
             progress(f"drawing {g} ({i + 1}/{len(session.genes)})")
         rec = summary["per_gene"][g]
         line = (
-            f"{rec['n']} answer(s): " + ", ".join(
-                f"{_arm(a, k)} {rec['prefer'][a]['n']}" for k, a in enumerate(arms)
-            ) + f", can&rsquo;t tell {rec['cant_tell']['n']}"
+            f"{rec['n']} answer(s): "
+            + ", ".join(f"{_arm(a, k)} {rec['prefer'][a]['n']}" for k, a in enumerate(arms))
+            + f", can&rsquo;t tell {rec['cant_tell']['n']}"
         )
         metrics = ""
         for m, per in ((session.holdout or {}).get("metrics") or {}).items():
@@ -208,13 +224,18 @@ def build_report(session: ReviewSession, readers: list[ReaderAnswers], maps: Ses
         )
     parts.append(
         f'<p class="note">Made by napari-s2s {_esc(__version__)} on '
-        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.</p></body></html>"
+        f"{datetime.now(UTC).isoformat(timespec='seconds')}.</p></body></html>"
     )
     return "\n".join(p for p in parts if p)
 
 
-def write_report(session: ReviewSession, readers: list[ReaderAnswers], out: str | Path,
-                 maps: SessionMaps | None = None, progress: Callable[[str], None] | None = None) -> Path:
+def write_report(
+    session: ReviewSession,
+    readers: list[ReaderAnswers],
+    out: str | Path,
+    maps: SessionMaps | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """Write the report to ``out`` (atomically); never over the session, an answers file or the slide."""
     out = Path(out).expanduser()
     if out.is_dir():

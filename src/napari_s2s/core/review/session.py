@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import SessionError
@@ -223,7 +223,9 @@ class ReviewSession:
         if not isinstance(version, int) or version < 1:
             raise SessionError(path, f"session 'version' must be a positive integer, not {version!r}")
         if version > VERSION:
-            raise SessionError(path, f"session format version {version} is newer than this napari-s2s reads ({VERSION})")
+            raise SessionError(
+                path, f"session format version {version} is newer than this napari-s2s reads ({VERSION})"
+            )
 
         def need(key, ok, what):
             value = rec.get(key)
@@ -248,8 +250,9 @@ class ReviewSession:
             f = a.get("file")
             if a["kind"] != "measured" and not (isinstance(f, dict) and (f.get("path") or f.get("abs"))):
                 raise SessionError(path, f"arm {a['name']!r} ({a['kind']}) names no file")
-            arms.append(Arm(name=a["name"], kind=a["kind"], file=f if a["kind"] != "measured" else None,
-                            method=a.get("method")))
+            arms.append(
+                Arm(name=a["name"], kind=a["kind"], file=f if a["kind"] != "measured" else None, method=a.get("method"))
+            )
         if arms[0].name == arms[1].name:
             raise SessionError(path, f"both arms are named {arms[0].name!r}")
         seed = need("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
@@ -258,9 +261,17 @@ class ReviewSession:
         if holdout is not None and not isinstance(holdout, dict):
             raise SessionError(path, "session field 'holdout' must be an object or null")
         return cls(
-            slide=slide, arms=arms, genes=list(genes), seed=seed, kind=kind,
-            title=str(rec.get("title") or ""), question=str(rec.get("question") or DEFAULT_QUESTION),
-            holdout=holdout, id=sid, created=str(rec.get("created") or ""), version=str(rec.get("napari_s2s") or ""),
+            slide=slide,
+            arms=arms,
+            genes=list(genes),
+            seed=seed,
+            kind=kind,
+            title=str(rec.get("title") or ""),
+            question=str(rec.get("question") or DEFAULT_QUESTION),
+            holdout=holdout,
+            id=sid,
+            created=str(rec.get("created") or ""),
+            version=str(rec.get("napari_s2s") or ""),
             path=path,
         )
 
@@ -274,7 +285,7 @@ def arm_file(path: str | Path, base: Path) -> dict:
 
 def now() -> str:
     """UTC time, ISO 8601 to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _short(value) -> str:

@@ -206,8 +206,13 @@ def kappa_words(kappa: float | None) -> str:
 def summary_columns(summary: dict) -> list[str]:
     """Headers of :func:`summary_rows`."""
     arms = summary["arms"]
-    return (["gene", "n"] + [h for a in arms for h in (f"prefer {a}", "95% CI")] + ["can't tell", "p"]
-            + [f"score {a}" for a in arms] + ["agree"])
+    return (
+        ["gene", "n"]
+        + [h for a in arms for h in (f"prefer {a}", "95% CI")]
+        + ["can't tell", "p"]
+        + [f"score {a}" for a in arms]
+        + ["agree"]
+    )
 
 
 def summary_rows(summary: dict) -> list[list[str]]:

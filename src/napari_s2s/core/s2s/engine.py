@@ -18,9 +18,9 @@ import dataclasses
 import numbers
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -54,14 +54,38 @@ PRESETS: dict[str, dict] = {
     # the paper's CDCIN: 3 cascades of RDN(G0=32, D=8, C=4, G=32) with HAB window 8; Adam lr 1e-4,
     # betas (0.5, 0.999), batch 16 + 16 natural-image crops, 32x32 windows of the measured lattice
     "paper": dict(
-        cascades=3, features=32, blocks=8, layers=4, growth=32, window=8, attention=True, heads=4,
-        mlp_ratio=4.0, patch=32, batch_size=32, natural_share=0.5, lr=1e-4, beta1=0.5,
+        cascades=3,
+        features=32,
+        blocks=8,
+        layers=4,
+        growth=32,
+        window=8,
+        attention=True,
+        heads=4,
+        mlp_ratio=4.0,
+        patch=32,
+        batch_size=32,
+        natural_share=0.5,
+        lr=1e-4,
+        beta1=0.5,
     ),
     # small enough to train usefully on 2 CPU cores in about two minutes: no attention blocks (they
     # were ~2/3 of the compute; without them ~3.5x more steps per second at the same held-out error)
     "fast": dict(
-        cascades=2, features=16, blocks=2, layers=3, growth=16, window=8, attention=False, heads=2,
-        mlp_ratio=2.0, patch=16, batch_size=16, natural_share=0.25, lr=3e-4, beta1=0.9,
+        cascades=2,
+        features=16,
+        blocks=2,
+        layers=3,
+        growth=16,
+        window=8,
+        attention=False,
+        heads=2,
+        mlp_ratio=2.0,
+        patch=16,
+        batch_size=16,
+        natural_share=0.25,
+        lr=3e-4,
+        beta1=0.9,
     ),
 }
 
@@ -80,7 +104,7 @@ class S2SConfig:
     networks alone, ``"base"`` the base alone). ``histology``: the H&E term may enter the base
     (``"auto"``: when the slide has a usable image, ``"on"``: required, ``"off"``: never).
 
-    Network levers beyond the paper (see ``benchmarks/results/s2s_README.md``): ``loss`` ("mse" or
+    Network levers beyond the paper (see ``benchmarks/results/previous_engine/s2s_README.md``): ``loss`` ("mse" or
     "l1"), ``dc`` (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the
     cascade starts from a smoother of the kept samples, "smooth", from the cross-gene smoother,
     "pca", or from the kept values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times
@@ -198,7 +222,7 @@ class S2SConfig:
             raise ValueError(f"histology must be 'off', 'on' or 'auto', not {self.histology!r}")
 
     @classmethod
-    def from_preset(cls, name: str = "fast", **overrides) -> "S2SConfig":
+    def from_preset(cls, name: str = "fast", **overrides) -> S2SConfig:
         """Config of preset ``name`` with any field overridden."""
         if name not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {name!r}")
@@ -211,7 +235,7 @@ class S2SConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "S2SConfig":
+    def from_dict(cls, d: dict) -> S2SConfig:
         """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in dict(d).items() if k in names}
@@ -357,7 +381,7 @@ class S2SImputer:
         return self.alpha is not None
 
     # ------------------------------------------------------------------ training
-    def fit(self, slide, genes: list[str], callback: Callable[[ProgressEvent], None] | None = None) -> "S2SImputer":
+    def fit(self, slide, genes: list[str], callback: Callable[[ProgressEvent], None] | None = None) -> S2SImputer:
         """Train on a slide (blocking); ``callback(event)`` receives every progress event."""
         for ev in self.fit_iter(slide, genes):
             if callback is not None:
@@ -372,7 +396,10 @@ class S2SImputer:
         slide.gene_indices(genes)  # unknown names -> SlideError with close matches
         use = slide.usable()
         if int(use.sum()) < MIN_BASE_SPOTS:
-            raise SlideError(slide.source, f"too few spots to impute ({int(use.sum())} usable in-tissue spots; need {MIN_BASE_SPOTS})")
+            raise SlideError(
+                slide.source,
+                f"too few spots to impute ({int(use.sum())} usable in-tissue spots; need {MIN_BASE_SPOTS})",
+            )
         yield ProgressEvent("prepare", 0, self.config.max_steps, None, 0.0, None, "reading measured values")
         rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
         features = self._slide_features(slide)
@@ -432,13 +459,29 @@ class S2SImputer:
         if m < MIN_BASE_SPOTS:
             raise SlideError(None, f"too few measured spots to impute ({m}; need {MIN_BASE_SPOTS})")
         if m < MIN_TRAIN_SPOTS:
-            yield from self._base_only(rows, cols, kind, values, genes, all_genes, features, t0,
-                                       f"too few measured spots to train networks ({m}; need {MIN_TRAIN_SPOTS})")
+            yield from self._base_only(
+                rows,
+                cols,
+                kind,
+                values,
+                genes,
+                all_genes,
+                features,
+                t0,
+                f"too few measured spots to train networks ({m}; need {MIN_TRAIN_SPOTS})",
+            )
             return
         rng = np.random.default_rng(cfg.seed)
         with _blas_threads(cfg.threads):
-            yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None,
-                                f"choosing the base predictor ({m} measured spots, {cfg.folds}-fold)")
+            yield ProgressEvent(
+                "prepare",
+                0,
+                cfg.max_steps,
+                None,
+                time.perf_counter() - t0,
+                None,
+                f"choosing the base predictor ({m} measured spots, {cfg.folds}-fold)",
+            )
             base = self._fit_base(rows, cols, kind, values, all_genes, features)
             term_meas = base.term_loo() if base.uses_histology else None
             net_values = values if term_meas is None else (values - term_meas).astype(np.float32)
@@ -447,7 +490,9 @@ class S2SImputer:
             recon = None
             if cfg.cross_gene:
                 recon = (cross_gene_reconstruction(net_values, all_genes, cfg.pca_components) - mu) / sd
-            yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "building training windows")
+            yield ProgressEvent(
+                "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "building training windows"
+            )
             folds = assign_folds(m, cfg.folds, rng)
             try:
                 prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds)
@@ -461,7 +506,9 @@ class S2SImputer:
         if cfg.uses_natural:
             from .natural import load_natural_images
 
-            yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "loading natural images")
+            yield ProgressEvent(
+                "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "loading natural images"
+            )
             n_cov = prob.n_channels - make_model_channels(cfg)
             natural = NaturalSampler(load_natural_images(cfg.natural_folder), kind, prob.patch, cfg, n_cov)
         self.genes = list(genes)
@@ -469,15 +516,35 @@ class S2SImputer:
         self.n_covariates = prob.n_channels - make_model_channels(cfg)
         members = make_members(prob.n_channels, prob.n_folds, cfg, device, cfg.seed)
         state = TrainState()
-        self._training = {"members": members, "state": state, "prob": prob, "base": base, "mu": mu, "sd": sd,
-                          "values": values, "term": term_meas, "features": features}
+        self._training = {
+            "members": members,
+            "state": state,
+            "prob": prob,
+            "base": base,
+            "mu": mu,
+            "sd": sd,
+            "values": values,
+            "term": term_meas,
+            "features": features,
+        }
         base_el = time.perf_counter() - t0
-        for ev in train_loop(members, prob, cfg, device, state, self._stop.is_set, natural, cfg.budget_s, cfg.max_steps, rng):
+        for ev in train_loop(
+            members, prob, cfg, device, state, self._stop.is_set, natural, cfg.budget_s, cfg.max_steps, rng
+        ):
             yield dataclasses.replace(ev, elapsed_s=base_el + ev.elapsed_s)
-        yield ProgressEvent("prepare", state.steps, cfg.max_steps, state.last_loss, time.perf_counter() - t0, None,
-                            "weighing the networks against the base (out-of-fold)")
+        yield ProgressEvent(
+            "prepare",
+            state.steps,
+            cfg.max_steps,
+            state.last_loss,
+            time.perf_counter() - t0,
+            None,
+            "weighing the networks against the base (out-of-fold)",
+        )
         with _blas_threads(cfg.threads), _precision(device, cfg.precision):
-            alpha, oof = self._choose_alpha(members, prob, base, values, mu, sd, term_meas, rows, cols, kind, features, device)
+            alpha, oof = self._choose_alpha(
+                members, prob, base, values, mu, sd, term_meas, rows, cols, kind, features, device
+            )
         self._training = None
         self.base = base
         self.alpha = alpha
@@ -521,7 +588,9 @@ class S2SImputer:
     def _base_only(self, rows, cols, kind, values, genes, all_genes, features, t0, why: str) -> Iterator[ProgressEvent]:
         """No networks: the result is the base predictor, and the last event says why."""
         cfg = self.config
-        yield ProgressEvent("prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "choosing the base predictor")
+        yield ProgressEvent(
+            "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "choosing the base predictor"
+        )
         with _blas_threads(cfg.threads):
             base = self._fit_base(rows, cols, kind, values, all_genes, features)
         self.genes = list(genes)
@@ -529,10 +598,22 @@ class S2SImputer:
         self.histology_used = base.uses_histology
         self.base_info = base.describe()
         seconds = time.perf_counter() - t0
-        self.stats = {"steps": 0, "train_seconds": 0.0, "seconds": float(seconds), "steps_per_s": 0.0,
-                      "stopped": False, "networks": 0, "alpha": 0.0, "base": base.label, "oof": {}, "why": why,
-                      "device": self.device_used}
-        yield ProgressEvent("done", 0, cfg.max_steps, None, seconds, 0.0, f"{why}: the result is the base predictor ({base.label})")
+        self.stats = {
+            "steps": 0,
+            "train_seconds": 0.0,
+            "seconds": float(seconds),
+            "steps_per_s": 0.0,
+            "stopped": False,
+            "networks": 0,
+            "alpha": 0.0,
+            "base": base.label,
+            "oof": {},
+            "why": why,
+            "device": self.device_used,
+        }
+        yield ProgressEvent(
+            "done", 0, cfg.max_steps, None, seconds, 0.0, f"{why}: the result is the base predictor ({base.label})"
+        )
 
     def verdict(self) -> str:
         """One line for users: how much of the result comes from the networks."""
@@ -578,17 +659,26 @@ class S2SImputer:
             alpha = {"cv": 0.0, "network": 1.0, "base": 0.0}[cfg.blend]
             return alpha, {"pairs": int(len(oof.spots))}
         if len(oof.spots) < MIN_OOF_PAIRS:
-            return 0.0, {"pairs": int(len(oof.spots)), "why": f"too few held-out predictions ({len(oof.spots)}) to judge the networks"}
+            return 0.0, {
+                "pairs": int(len(oof.spots)),
+                "why": f"too few held-out predictions ({len(oof.spots)}) to judge the networks",
+            }
         net = oof.network * sd + mu
         if term_meas is not None:
             net = net + term_meas[oof.spots]
         phys = physical(rows, cols, kind)
-        f_meas = None if features is None or not base.uses_histology else np.asarray(features(2 * rows, 2 * cols), np.float64)
+        f_meas = (
+            None
+            if features is None or not base.uses_histology
+            else np.asarray(features(2 * rows, 2 * cols), np.float64)
+        )
         bas = np.empty_like(net, dtype=np.float64)
         for p in np.unique(oof.phases):
             sel = oof.phases == p
             idx = oof.spots[sel]
-            bas[sel] = base.predict(phys[idx], None if f_meas is None else f_meas[idx], sources=kept_sources(prob, int(p)))[:, gsel]
+            bas[sel] = base.predict(
+                phys[idx], None if f_meas is None else f_meas[idx], sources=kept_sources(prob, int(p))
+            )[:, gsel]
         truth = values[oof.spots].astype(np.float64)
         net = np.maximum(net, 0.0)
         bas = np.maximum(bas, 0.0)
@@ -620,14 +710,22 @@ class S2SImputer:
 
     def _base_for(self, rows, cols, kind, values, all_genes, features) -> BasePredictor:
         """The fitted base when ``values`` are the training values, else the same choice refitted."""
-        if self.base is not None and self._train_values is not None and values.shape == self._train_values.shape \
-                and np.array_equal(values, self._train_values):
+        if (
+            self.base is not None
+            and self._train_values is not None
+            and values.shape == self._train_values.shape
+            and np.array_equal(values, self._train_values)
+        ):
             return self.base
         if not self.base_info:
             raise RuntimeError("the imputer is not trained (call fit or load a model first)")
         info = self.base_info
         phys = physical(rows, cols, kind)
-        f_meas = None if features is None or not info.get("histology") else np.asarray(features(2 * rows, 2 * cols), np.float64)
+        f_meas = (
+            None
+            if features is None or not info.get("histology")
+            else np.asarray(features(2 * rows, 2 * cols), np.float64)
+        )
         x, tcols = gene_matrix_with_targets(all_genes, values)
         if info.get("histology") and f_meas is None:
             raise SlideError(None, "this model uses the H&E term: the slide needs its image")
@@ -720,8 +818,11 @@ class S2SImputer:
         t1 = time.perf_counter()
         with _precision(device, cfg.precision):
             for k, model in enumerate(models):
-                out = predict_tta(model, ch, kind, device, cfg.tile, True) if tta else \
-                    predict_symmetry(model, ch, syms[k % len(syms)], device, cfg.tile)
+                out = (
+                    predict_tta(model, ch, kind, device, cfg.tile, True)
+                    if tta
+                    else predict_symmetry(model, ch, syms[k % len(syms)], device, cfg.tile)
+                )
                 acc = out if acc is None else acc + out
         passes = len(models) * (len(syms) if tta else 1)
         self.timing["base"] = t1 - t0
@@ -751,8 +852,20 @@ class S2SImputer:
         try:
             rows, cols, values, allg = slide_training_arrays(slide, self.genes, self.config.max_pca_genes)
             with _blas_threads(self.config.threads), _precision(device, self.config.precision):
-                alpha, _ = self._choose_alpha([mem], tr["prob"], tr["base"], tr["values"], tr["mu"], tr["sd"], tr["term"],
-                                              rows, cols, slide.kind, tr["features"], device)
+                alpha, _ = self._choose_alpha(
+                    [mem],
+                    tr["prob"],
+                    tr["base"],
+                    tr["values"],
+                    tr["mu"],
+                    tr["sd"],
+                    tr["term"],
+                    rows,
+                    cols,
+                    slide.kind,
+                    tr["features"],
+                    device,
+                )
             saved = (self.base, self._train_values, self.base_info)
             self.base, self._train_values, self.base_info = tr["base"], tr["values"], tr["base"].describe()
             try:
@@ -780,7 +893,17 @@ class S2SImputer:
         dr, dc = dense_positions(rows, cols, slide.kind)
         features = self._slide_features(slide) if (self.histology_used or self.base_info.get("histology")) else None
         model = self.predict_arrays(
-            rows, cols, slide.kind, values, dr, dc, all_genes=allg, features=features, tta=tta, models=models, alpha=alpha
+            rows,
+            cols,
+            slide.kind,
+            values,
+            dr,
+            dc,
+            all_genes=allg,
+            features=features,
+            tta=tta,
+            models=models,
+            alpha=alpha,
         )
         pred, measured = final_consistency(model, dr, dc, rows, cols, values)
         xy = None
@@ -825,7 +948,7 @@ class S2SImputer:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "S2SImputer":
+    def load(cls, path: str | Path) -> S2SImputer:
         """Load a model saved by :meth:`save` (``weights_only=True``); bad files raise :class:`SlideError`.
 
         The base predictor is refitted on the slide it imputes, with the saved choice and kriging
@@ -901,8 +1024,6 @@ def _precision(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-
-
 def make_model_channels(cfg: S2SConfig) -> int:
     """Input channels without covariates for a config."""
     from .sampling import n_input_channels
@@ -937,5 +1058,3 @@ def resolve_histology(mode: str, slide) -> bool:
             "--histology on needs an H&E image with pixel positions (at least 4 image pixels per spot)",
         )
     return bool(ok)
-
-

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -210,18 +211,33 @@ def build_problem(
         if kept.sum() < 2:
             continue
         chans.append(
-            S.make_channels(img.values, kept, img.nodes, kind, rec_img, config.cross_gene, config.sigmas, cov_img, config.adaptive)
+            S.make_channels(
+                img.values, kept, img.nodes, kind, rec_img, config.cross_gene, config.sigmas, cov_img, config.adaptive
+            )
         )
         kept_masks.append(kept)
     if not chans:
         raise ValueError("too few measured spots to build a training problem")
     prob = TrainProblem(
-        kind=kind, channels=chans, target=img.values, present=img.present, kept=kept_masks, fold_img=fold_img,
-        spot_pixels=pix, folds=folds, n_folds=n_folds, starts=[], patch=patch, n_channels=chans[0].shape[1],
-        genes=g, tile=int(config.tile),
+        kind=kind,
+        channels=chans,
+        target=img.values,
+        present=img.present,
+        kept=kept_masks,
+        fold_img=fold_img,
+        spot_pixels=pix,
+        folds=folds,
+        n_folds=n_folds,
+        starts=[],
+        patch=patch,
+        n_channels=chans[0].shape[1],
+        genes=g,
+        tile=int(config.tile),
     )
     for f in range(n_folds):
-        prob.starts.append([S.window_starts(prob.loss_mask(p, f), patch, config.min_window_frac) for p in range(len(chans))])
+        prob.starts.append(
+            [S.window_starts(prob.loss_mask(p, f), patch, config.min_window_frac) for p in range(len(chans))]
+        )
     if all(len(s) == 0 for per in prob.starts for s in per):
         raise ValueError("too few measured spots to build a training problem")
     return prob
@@ -277,7 +293,17 @@ class NaturalSampler:
         rr, cc = np.mgrid[0:n, 0:n]
         kept = S.keep_quarter(rr, cc, self.kind, ph) & nodes
         cov = np.zeros((self.n_cov, n, n), np.float32) if self.n_cov else None
-        ch = S.make_channels(crop[None], kept, nodes, self.kind, None, self.config.cross_gene, self.config.sigmas, cov, self.config.adaptive)[0]
+        ch = S.make_channels(
+            crop[None],
+            kept,
+            nodes,
+            self.kind,
+            None,
+            self.config.cross_gene,
+            self.config.sigmas,
+            cov,
+            self.config.adaptive,
+        )[0]
         sl = slice(self.margin, self.margin + self.patch)
         ch = ch[:, sl, sl]
         tg = crop[None, sl, sl]
@@ -329,8 +355,6 @@ def spec_of(n_channels: int, config) -> NetSpec:
         dc=config.dc,
         base_channel=base,
     )
-
-
 
 
 # ---------------------------------------------------------------------- the networks and the loop
@@ -441,7 +465,9 @@ def train_loop(
             e2 = el / step * (max_steps - step)
             eta = e2 if eta is None else min(eta, e2)
         ty = time.perf_counter()
-        yield ProgressEvent("train", state.steps, max_steps, state.last_loss, el, eta, f"step {state.steps} loss {state.last_loss:.4f}")
+        yield ProgressEvent(
+            "train", state.steps, max_steps, state.last_loss, el, eta, f"step {state.steps} loss {state.last_loss:.4f}"
+        )
         paused += time.perf_counter() - ty
     state.seconds += time.perf_counter() - t0 - paused
     state.live = None

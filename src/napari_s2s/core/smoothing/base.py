@@ -12,10 +12,12 @@ candidates share one smoother, kriging (:mod:`.kriging`), and differ in what it 
 Each candidate is scored by repeated K-fold cross-validation over the measured spots: the PCA
 basis, the kriging weights and the H&E term are all refitted without the fold, the fold is
 predicted from the other spots, and the error (squared, each gene divided by its variance so
-that every gene weighs the same) is averaged. The candidate with the lowest error wins; the plain
-kriging of the measured values is the first candidate and wins ties. Nothing but the measured
-spots is ever looked at, so 46 measured spots are enough to decide, and a slide with fewer spots
-than folds keeps plain kriging.
+that every gene weighs the same) is averaged. With few spots these errors are noisy, so the choice
+follows the one-standard-error rule: among the candidates whose error is within one standard error
+of the lowest (the standard error of the per-spot difference to the lowest, paired spot by spot),
+the simplest wins (fewest additions to plain kriging: PCA, H&E), then the lowest error. Nothing
+but the measured spots is ever looked at, so 46 measured spots are enough to decide, and a slide
+with fewer spots than folds keeps plain kriging.
 
 The kriging hyper-parameters (length, signal-to-noise) are chosen once, by leave-one-out over all
 measured spots, and kept in every fold.
@@ -72,6 +74,26 @@ def candidates(n_spots: int, n_genes_all: int, histology: bool, components=COMPO
     return [BaseChoice(k, st, he) for he in hes for k, st in dens]
 
 
+def complexity(choice: BaseChoice) -> int:
+    """How many additions to plain kriging a candidate makes (PCA denoising, H&E term)."""
+    return int(bool(choice.components)) + int(choice.histology)
+
+
+def one_se_choice(cands: list[BaseChoice], errs: np.ndarray, per_spot: np.ndarray) -> int:
+    """Index of the chosen candidate by the one-standard-error rule (see the module notes).
+
+    ``errs`` (c,): mean cross-validated errors; ``per_spot`` (c, m): the same per spot. A candidate
+    is eligible when its mean error exceeds the lowest by at most one standard error of the paired
+    per-spot differences; the least complex eligible candidate wins, then the lowest error.
+    """
+    best = int(np.argmin(errs))
+    m = per_spot.shape[1]
+    diff = per_spot - per_spot[best]
+    se = diff.std(axis=1, ddof=1) / np.sqrt(m) if m > 1 else np.zeros(len(cands))
+    eligible = [i for i in range(len(cands)) if errs[i] <= errs[best] + se[i]]
+    return min(eligible, key=lambda i: (complexity(cands[i]), errs[i], i))
+
+
 def _denoise(x: np.ndarray, cols: np.ndarray, basis, k: int, rows=None) -> np.ndarray:
     mean, scale, vt = basis
     return reconstruct(x if rows is None else x[rows], mean, scale, vt, k, cols)
@@ -93,6 +115,9 @@ class BasePredictor:
         Whether H&E candidates may be tried (when features are given to :meth:`fit`).
     require_histology
         Only H&E candidates (the user asked for the H&E term; needs features).
+    selection
+        ``"one-se"`` (default): the one-standard-error rule; ``"lowest"``: the lowest error (for
+        comparisons, see ``benchmarks/base_choice.py``).
 
     Attributes (after :meth:`fit`)
     ------------------------------
@@ -110,6 +135,7 @@ class BasePredictor:
     components: tuple = COMPONENTS
     use_histology: bool = True
     require_histology: bool = False
+    selection: str = "one-se"
     choice: BaseChoice = field(default_factory=BaseChoice)
     cv_errors: dict = field(default_factory=dict)
 
@@ -120,7 +146,7 @@ class BasePredictor:
         all_genes=None,
         target_cols: np.ndarray | None = None,
         features: np.ndarray | None = None,
-    ) -> "BasePredictor":
+    ) -> BasePredictor:
         """Choose and fit the predictor on the measured spots.
 
         Parameters
@@ -148,9 +174,9 @@ class BasePredictor:
             cands = [c for c in cands if c.histology]
         self.cv_errors = {}
         if m >= MIN_CV_SPOTS and len(cands) > 1:
-            errs = self._cross_validate(cands)
-            best = min(range(len(cands)), key=lambda i: (errs[i], i))
-            self.choice = cands[best]
+            errs, per_spot = self._cross_validate(cands)
+            pick = one_se_choice(cands, errs, per_spot) if self.selection == "one-se" else int(np.argmin(errs))
+            self.choice = cands[pick]
             self.cv_errors = {c.label: float(e) for c, e in zip(cands, errs)}
         else:
             self.choice = cands[0]
@@ -173,8 +199,9 @@ class BasePredictor:
             f_loo = solver._features_loo = solver.loo(f - f.mean(axis=0))
         return FeatureTerm.fit(f, f_loo, self.values[rows] - (mu + solver.loo(den - mu)))
 
-    def _cross_validate(self, cands: list[BaseChoice]) -> np.ndarray:
-        """Cross-validated error of every candidate (one value each)."""
+    def _cross_validate(self, cands: list[BaseChoice]) -> tuple[np.ndarray, np.ndarray]:
+        """Cross-validated error of every candidate (one value each), and per spot (candidates x
+        spots cross-validated, averaged over the repeats)."""
         idx = np.arange(len(self.phys))
         if len(idx) > MAX_CV_SPOTS:
             from .kriging import _crops
@@ -182,13 +209,14 @@ class BasePredictor:
             idx = _crops(self.phys, MAX_CV_SPOTS, np.random.default_rng(self.seed), n_crops=1)[0]
         m = len(idx)
         gw = gene_weights(self.values[idx])
-        err = np.zeros(len(cands))
+        per_spot = np.zeros((len(cands), m))
         ks = sorted({c.components for c in cands if c.components})
         repeats = self.repeats if m < MANY_SPOTS else 1  # many spots: one partition is precise enough
         for r in range(repeats):
             folds = np.random.default_rng(self.seed + r).permutation(m) % self.n_folds
             for f in range(self.n_folds):
-                te, tr = idx[folds == f], idx[folds != f]
+                at = np.flatnonzero(folds == f)
+                te, tr = idx[at], idx[folds != f]
                 bases = {}
                 if ks and self.x is not None:
                     for st in (False, True):
@@ -203,8 +231,9 @@ class BasePredictor:
                     term = self._fit_term(den, mu, solver, tr) if c.histology else None
                     pred = self._predict_with(den, mu, solver, term, self.phys[te], tr, te)
                     e = (np.maximum(pred, 0.0) - self.values[te]) ** 2
-                    err[i] += float((e * gw).sum())
-        return err / (repeats * m * max(1, self.values.shape[1]))
+                    per_spot[i, at] += (e * gw).sum(axis=1)
+        per_spot /= repeats * max(1, self.values.shape[1])
+        return per_spot.mean(axis=1), per_spot
 
     def _predict_with(self, den, mu, solver, term, dst, src_rows, dst_rows=None, features_dst=None):
         g = den.shape[1]
@@ -243,7 +272,9 @@ class BasePredictor:
         term = self.term.at(features_dst, sm[:, g:])
         return self.mu + sm[:, :g] + term, term
 
-    def predict(self, dst: np.ndarray, features_dst: np.ndarray | None = None, sources: np.ndarray | None = None) -> np.ndarray:
+    def predict(
+        self, dst: np.ndarray, features_dst: np.ndarray | None = None, sources: np.ndarray | None = None
+    ) -> np.ndarray:
         """(t, G) predictions at physical positions ``dst`` (not clipped).
 
         ``features_dst`` (t, F): the image features there (needed when :attr:`uses_histology`).
@@ -258,8 +289,9 @@ class BasePredictor:
         else:
             rows = np.asarray(sources, dtype=np.int64)
             solver = self.kriging.on(self.phys[rows])
-        return self._predict_with(self.den[rows], self.mu, solver, self.term, np.asarray(dst, np.float64), rows,
-                                  features_dst=features_dst)
+        return self._predict_with(
+            self.den[rows], self.mu, solver, self.term, np.asarray(dst, np.float64), rows, features_dst=features_dst
+        )
 
     def term_at(self, dst: np.ndarray, features_dst: np.ndarray) -> np.ndarray:
         """(t, G) the H&E term alone at physical positions ``dst`` (zeros without one)."""
@@ -285,7 +317,7 @@ class BasePredictor:
         all_genes=None,
         target_cols: np.ndarray | None = None,
         features: np.ndarray | None = None,
-    ) -> "BasePredictor":
+    ) -> BasePredictor:
         """Fit a known choice with known kriging parameters (no cross-validation), e.g. for a saved
         model applied to its slide again or to other genes of it."""
         self.phys = np.asarray(phys, dtype=np.float64)

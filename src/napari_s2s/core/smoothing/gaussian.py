@@ -16,7 +16,6 @@ BANDWIDTHS: tuple[float, ...] = tuple(float(b) for b in np.round(np.geomspace(0.
 _BLOCK_ELEMENTS = 4_000_000
 
 
-
 # ---------------------------------------------------------------------- distances and weights
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(len(a), len(b)) squared Euclidean distances, float64, never negative."""
@@ -102,9 +101,7 @@ def gaussian_smooth(
     return out[:, 0] if one_d else out
 
 
-def loo_errors(
-    phys: np.ndarray, values: np.ndarray, bandwidths: tuple[float, ...] = BANDWIDTHS
-) -> np.ndarray:
+def loo_errors(phys: np.ndarray, values: np.ndarray, bandwidths: tuple[float, ...] = BANDWIDTHS) -> np.ndarray:
     """Leave-one-out squared errors of Gaussian smoothing, per bandwidth and gene.
 
     Each spot is predicted from all the others (its own weight is zero).

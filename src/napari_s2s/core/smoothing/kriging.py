@@ -116,7 +116,7 @@ class Kriging:
     loo_score: float = float("nan")
 
     @classmethod
-    def fit(cls, phys: np.ndarray, values: np.ndarray, nus=(0.5,), ells=ELLS, snrs=SNRS, seed: int = 0) -> "Kriging":
+    def fit(cls, phys: np.ndarray, values: np.ndarray, nus=(0.5,), ells=ELLS, snrs=SNRS, seed: int = 0) -> Kriging:
         """Choose ``nu``, ``ell`` and ``snr`` by the leave-one-out error of the standardised genes on
         the measured spots (on square crops of at most :data:`FIT_SPOTS` spots for large slides).
 
@@ -141,7 +141,7 @@ class Kriging:
         d = cdist(np.asarray(a, np.float64), np.asarray(b, np.float64)).astype(dtype, copy=False)
         return (self.snr * matern(d, self.ell, self.nu)).astype(dtype, copy=False)
 
-    def on(self, src: np.ndarray) -> "KrigingSolver":
+    def on(self, src: np.ndarray) -> KrigingSolver:
         """The smoother conditioned on spots at ``src``: factorised once, applied to any columns."""
         return KrigingSolver(self, src)
 

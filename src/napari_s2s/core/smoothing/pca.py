@@ -119,9 +119,7 @@ def reconstruct(x, mean, scale, vt, k, cols) -> np.ndarray:
     return (scores @ vt[:k][:, cols]) * scale[cols] + mean[cols]
 
 
-def pca_denoise(
-    all_genes: np.ndarray, target_cols: np.ndarray | None, k: int, standardise: bool = False
-) -> np.ndarray:
+def pca_denoise(all_genes: np.ndarray, target_cols: np.ndarray | None, k: int, standardise: bool = False) -> np.ndarray:
     """Project spots on their top ``k`` principal components and reconstruct.
 
     Parameters

@@ -111,7 +111,7 @@ class FeatureTerm:
         residual: np.ndarray,
         design: str = "both",
         penalty: str = "shared",
-    ) -> "FeatureTerm | None":
+    ) -> FeatureTerm | None:
         """Fit on the measured spots.
 
         Parameters
