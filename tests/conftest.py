@@ -201,3 +201,32 @@ def review_results(data_dir, tmp_path_factory):
             dense_adata(slide, REVIEW_GENES, method), folder / f"C2_{method}.h5ad", source=slide_file
         )
     return out
+
+
+#: A tiny, fast, deterministic S2S network for tests that need a trained engine (not its quality).
+TINY_NETWORK = dict(
+    budget_s=None,
+    max_steps=4,
+    threads=1,
+    natural_images=False,
+    features=8,
+    blocks=1,
+    layers=2,
+    growth=8,
+    window=4,
+    heads=2,
+    mlp_ratio=1.0,
+    patch=12,
+    batch_size=4,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(**overrides)``: the ``fast`` preset's config with :data:`TINY_NETWORK` and overrides."""
+    from napari_s2s.core.s2s.engine import S2SConfig
+
+    def make(**overrides):
+        return S2SConfig.from_preset("fast", **{**TINY_NETWORK, **overrides})
+
+    return make

@@ -27,31 +27,16 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture(scope="module")
-def saved_result(tmp_path_factory, data_dir):
+def saved_result(tmp_path_factory, data_dir, tiny_config):
     """``(path, genes)``: a result of HER2ST C2 saved by the engine (a tiny model, 2 steps), as
     ``napari-s2s impute`` writes it, named ``her2st_C2_s2s.h5ad``."""
     from napari_s2s.core.data.io import read_slide
-    from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer
+    from napari_s2s.core.s2s.engine import S2SImputer
     from napari_s2s.core.s2s.results import write_imputed
 
     slide = read_slide(data_dir / "her2st_C2.h5ad")
     genes = slide.top_variable_genes(4)
-    cfg = S2SConfig.from_preset(
-        "fast",
-        budget_s=None,
-        max_steps=2,
-        threads=1,
-        natural_images=False,
-        features=8,
-        blocks=1,
-        layers=2,
-        growth=8,
-        window=4,
-        heads=2,
-        mlp_ratio=1.0,
-        patch=12,
-        batch_size=4,
-    )
+    cfg = tiny_config(max_steps=2)
     res = S2SImputer(cfg).fit(slide, genes).impute(slide)
     path = write_imputed(res.to_anndata(slide, cfg, 1.0), tmp_path_factory.mktemp("result") / "her2st_C2_s2s.h5ad")
     return Path(path), genes

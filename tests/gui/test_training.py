@@ -89,26 +89,9 @@ def test_preview_schedule_doubles_and_respects_the_cost():
     assert next_preview_at(30.0, 1.0) == 60.0
 
 
-def test_training_job_previews_fill_the_pending_layers(synthetic_slide):
-    from napari_s2s.core.s2s.engine import S2SConfig
-
+def test_training_job_previews_fill_the_pending_layers(synthetic_slide, tiny_config):
     genes = synthetic_slide.top_variable_genes(2)
-    cfg = S2SConfig.from_preset(
-        "fast",
-        budget_s=None,
-        max_steps=6,
-        threads=1,
-        natural_images=False,
-        features=8,
-        blocks=1,
-        layers=2,
-        growth=8,
-        window=4,
-        heads=2,
-        mlp_ratio=1.0,
-        patch=12,
-        batch_size=4,
-    )
+    cfg = tiny_config(max_steps=6)
     job = TrainingJob(synthetic_slide, genes, config=cfg, preview_after_s=0.0)
     items = list(job.run())
     previews = [x for x in items if isinstance(x, TrainingPreview)]

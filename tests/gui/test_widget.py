@@ -332,29 +332,14 @@ def test_preview_maps_come_early_then_the_final_maps_replace_them(widget, qtbot,
         assert after == imputed and after[0].visible and after[0].name.startswith("imputed by S2S-ST:")
 
 
-def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, notes):
+def test_reviewing_a_saved_result(widget, qtbot, synthetic_slide, tmp_path, notes, tiny_config):
     """A pathologist opens a result saved by `napari-s2s impute`, reviews its genes without training,
     exports the review, and later loads it back to continue."""
-    from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer
+    from napari_s2s.core.s2s.engine import S2SImputer
     from napari_s2s.core.s2s.results import write_imputed
 
     genes = synthetic_slide.top_variable_genes(3)
-    cfg = S2SConfig.from_preset(
-        "fast",
-        budget_s=None,
-        max_steps=2,
-        threads=1,
-        natural_images=False,
-        features=8,
-        blocks=1,
-        layers=2,
-        growth=8,
-        window=4,
-        heads=2,
-        mlp_ratio=1.0,
-        patch=12,
-        batch_size=4,
-    )
+    cfg = tiny_config(max_steps=2)
     res = S2SImputer(cfg).fit(synthetic_slide, genes).impute(synthetic_slide)
     saved = write_imputed(res.to_anndata(synthetic_slide, cfg, 1.0), tmp_path / "result.h5ad")
 

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_NETWORK
 
 from napari_s2s.core.data.slide import GeneGrid
 from napari_s2s.core.errors import SlideError
@@ -14,24 +15,8 @@ from napari_s2s.core.s2s.engine import PRESETS, ImputedResult, S2SConfig, S2SImp
 
 
 def tiny(**kw) -> S2SConfig:
-    """A tiny, fast, deterministic config for tests."""
-    base = dict(
-        budget_s=None,
-        max_steps=4,
-        threads=1,
-        natural_images=False,
-        features=8,
-        blocks=1,
-        layers=2,
-        growth=8,
-        window=4,
-        heads=2,
-        mlp_ratio=1.0,
-        patch=12,
-        batch_size=4,
-    )
-    base.update(kw)
-    return S2SConfig.from_preset("fast", **base)
+    """A tiny, fast, deterministic config for tests (conftest's ``TINY_NETWORK``)."""
+    return S2SConfig.from_preset("fast", **{**TINY_NETWORK, **kw})
 
 
 def _measured_in_slide_order(slide, genes, result: ImputedResult) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from conftest import TINY_NETWORK
 
 from napari_s2s.core.s2s import sampling as S
 from napari_s2s.core.s2s.blend import blend_weight, kept_sources, network_oof
@@ -23,23 +24,7 @@ CPU = torch.device("cpu")
 
 
 def _cfg(**kw):
-    base = dict(
-        budget_s=None,
-        max_steps=6,
-        threads=1,
-        natural_images=False,
-        features=8,
-        blocks=1,
-        layers=2,
-        growth=8,
-        window=4,
-        heads=2,
-        mlp_ratio=1.0,
-        patch=8,
-        batch_size=4,
-    )
-    base.update(kw)
-    return S2SConfig.from_preset("fast", **base)
+    return S2SConfig.from_preset("fast", **{**TINY_NETWORK, "max_steps": 6, "patch": 8, **kw})
 
 
 def _problem(cfg, kind="square", n=14, folds=4):

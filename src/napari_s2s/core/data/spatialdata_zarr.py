@@ -512,13 +512,13 @@ def write_spatialdata(adata, slide: Slide, out_path: str | Path, source: str | P
     ``s2s_measured_spots`` circles) and ``s2s_image`` (the slide's image). Written to a temporary
     folder, then moved into place; never over the input. Returns the path written.
     """
-    from ..s2s.results import check_output_path
+    from ..checks import check_output_path
 
     sd = import_spatialdata(out_path)
     from spatialdata.models import Image2DModel, ShapesModel, TableModel
     from spatialdata.transformations import Identity, Scale, Sequence, Translation
 
-    out = check_output_path(out_path, source, allow_store=True)
+    out = check_output_path(out_path, inputs=[source], option="output", store=True)
     meta = slide.metadata.get("spatialdata") or {}
     cs = meta.get("coordinate_system") or "global"
     origin = np.asarray(meta.get("origin") or [0.0, 0.0], np.float64)
