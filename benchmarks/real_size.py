@@ -327,6 +327,8 @@ def markdown(record: dict) -> str:
             f"| {r['what']} | {r['slide']} | {r['code']} {r.get('commit') or record.get(r['code'] + '_commit') or ''} | {r['seconds']:.1f} | {r['peak_gb']:.2f} | "
             f"{'; '.join(notes)} |"
         )
+    for note in record.get("notes", []):
+        lines += ["", note]
     lines += [
         "",
         "Slides: "
@@ -346,6 +348,7 @@ def main() -> None:
     gen.add_argument("--slides", default=None, help=f"{','.join(SLIDES)} (default: all)")
     rep = sub.add_parser("report", help="rewrite results/NAME.md from results/NAME.json")
     rep.add_argument("--name", default="real_size")
+    rep.add_argument("--note", action="append", default=[], help="add a note under the table (kept in the JSON)")
     r = sub.add_parser("run")
     r.add_argument("--before-ref", default=None, help="git ref of the 'before' code (default: merge-base with main)")
     r.add_argument("--no-before", action="store_true", help="measure this tree only")
@@ -358,6 +361,9 @@ def main() -> None:
         generate(args)
     elif args.cmd == "report":
         record = json.loads((RESULTS / f"{args.name}.json").read_text())
+        if args.note:
+            record["notes"] = record.get("notes", []) + args.note
+            (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1) + "\n")
         (RESULTS / f"{args.name}.md").write_text(markdown(record))
     else:
         run(args)
