@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
@@ -176,19 +175,23 @@ class KrigingSolver:
         self.kriging = kriging
         self.src = np.asarray(src, dtype=np.float64)
         self.exact = len(self.src) <= MAX_EXACT
-        self._cf = None
+        self._kinv = None
         self._kinv_diag = None
         if self.exact:
             kss = kriging.covariance(self.src, self.src)
             kss[np.diag_indices_from(kss)] += 1.0
-            self._cf = cho_factor(kss, lower=True, check_finite=False)
+            # the inverse once, by numpy (its LAPACK calls release the GIL; scipy's cho_solve holds it, and
+            # with many columns froze the viewer's event loop ~0.5 s while a dock trained in a thread);
+            # K = snr k + I is well conditioned. Every solve is then a matrix product.
+            kinv = np.linalg.inv(kss)
+            self._kinv = (kinv + kinv.T) * 0.5
 
     def predict(self, v: np.ndarray, dst: np.ndarray, block: int = 4096) -> np.ndarray:
         """(t, C) posterior means at ``dst`` of the centred columns ``v`` (m, C)."""
         v = np.asarray(v, dtype=np.float64)
         if not self.exact:
             return _local(self.kriging, self.src, v, dst)
-        alpha = cho_solve(self._cf, v, check_finite=False)
+        alpha = self._kinv @ v
         dst = np.asarray(dst, dtype=np.float64)
         out = np.empty((len(dst), v.shape[1]))
         # cross-covariances in float32 (the targets' weights; the spots' own system stays float64)
@@ -204,8 +207,8 @@ class KrigingSolver:
         if not self.exact:
             return _local(self.kriging, self.src, v, None)
         if self._kinv_diag is None:
-            self._kinv_diag = np.diag(cho_solve(self._cf, np.eye(len(self.src)), check_finite=False)).copy()
-        return v - cho_solve(self._cf, v, check_finite=False) / self._kinv_diag[:, None]
+            self._kinv_diag = np.diag(self._kinv).copy()
+        return v - (self._kinv @ v) / self._kinv_diag[:, None]
 
 
 #: Neighbour offsets are compared on a grid of 2**-30 pitch when weights are shared (below).
