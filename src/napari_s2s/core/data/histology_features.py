@@ -530,19 +530,15 @@ def _working_rgb(img: np.ndarray, shrink: int) -> np.ndarray:
     return rgb
 
 
-def _compute_maps(img: np.ndarray, radius: float, features: str, n_clusters: int) -> _Maps:
-    shrink = max(1, int(np.ceil(radius / MAX_RADIUS_PX)))
-    work_px = -(-img.shape[0] // shrink) * -(-img.shape[1] // shrink)
-    if features == "basic" and work_px > STRIP_ABOVE and img.dtype == np.uint8:
-        return _compute_maps_in_strips(img, radius, shrink)
+def _pixel_channels(rgb: np.ndarray, t_grey: float | None = None, t_h: float | None = None) -> dict:
+    """Per-pixel channels of a working RGB image (colour, stains, texture, tissue and nuclear masks).
+
+    ``t_grey`` / ``t_h``: the tissue (grey below) and nuclear (haematoxylin above, within tissue)
+    thresholds; ``None``: Otsu's over this image (the strip route passes the whole image's).
+    """
     from skimage.color import rgb2gray, rgb2hed
     from skimage.filters import sobel, threshold_otsu
 
-    rgb = _working_rgb(img, shrink)
-    if shrink > 1:
-        radius = radius / shrink
-    sigma = max(radius / 2.0, 0.5)
-    stride = max(1, int(sigma // 2))
     grey = rgb2gray(rgb).astype(np.float32)
     hed = rgb2hed(rgb).astype(np.float32)
     chans = {
@@ -556,10 +552,25 @@ def _compute_maps(img: np.ndarray, radius: float, features: str, n_clusters: int
     }
     chans["gradient"] = sobel(grey).astype(np.float32)
     chans["detail"] = np.abs(grey - ndimage.gaussian_filter(grey, 1.0)).astype(np.float32)
-    tissue = grey < _otsu(grey, threshold_otsu)
+    tissue = grey < (_otsu(grey, threshold_otsu) if t_grey is None else t_grey)
     chans["tissue"] = tissue.astype(np.float32)
-    h_tissue = hed[..., 0][tissue] if tissue.sum() > 16 else hed[..., 0].ravel()
-    chans["nuclear"] = ((hed[..., 0] > _otsu(h_tissue, threshold_otsu)) & tissue).astype(np.float32)
+    if t_h is None:
+        t_h = _otsu(hed[..., 0][tissue] if tissue.sum() > 16 else hed[..., 0].ravel(), threshold_otsu)
+    chans["nuclear"] = ((hed[..., 0] > t_h) & tissue).astype(np.float32)
+    return chans
+
+
+def _compute_maps(img: np.ndarray, radius: float, features: str, n_clusters: int) -> _Maps:
+    shrink = max(1, int(np.ceil(radius / MAX_RADIUS_PX)))
+    work_px = -(-img.shape[0] // shrink) * -(-img.shape[1] // shrink)
+    if features == "basic" and work_px > STRIP_ABOVE and img.dtype == np.uint8:
+        return _compute_maps_in_strips(img, radius, shrink)
+    rgb = _working_rgb(img, shrink)
+    if shrink > 1:
+        radius = radius / shrink
+    sigma = max(radius / 2.0, 0.5)
+    stride = max(1, int(sigma // 2))
+    chans = _pixel_channels(rgb)
 
     def window(a: np.ndarray) -> np.ndarray:
         # Gaussian window with the disk's second moment, cut at one radius (truncate * sigma = r)
@@ -577,7 +588,7 @@ def _compute_maps(img: np.ndarray, radius: float, features: str, n_clusters: int
             out.append(np.sqrt(np.maximum(m2 - m * m, 0.0)))
             names.append(f"sd_{c}")
     if features in ("clusters", "all"):
-        labels = _pixel_clusters(chans, tissue, n_clusters)
+        labels = _pixel_clusters(chans, chans["tissue"] > 0, n_clusters)
         for k in range(n_clusters):
             out.append(window((labels == k).astype(np.float32)))
             names.append(f"cluster_{k}")
@@ -590,7 +601,7 @@ def _compute_maps_in_strips(img: np.ndarray, radius: float, shrink: int) -> _Map
     are those of the whole image), in the memory of a strip plus two float32 planes, and the stored
     maps at most :data:`MAX_MAP_BYTES`."""
     from skimage.color import rgb2gray, rgb2hed
-    from skimage.filters import sobel, threshold_otsu
+    from skimage.filters import threshold_otsu
 
     radius = radius / shrink
     sigma = max(radius / 2.0, 0.5)
@@ -626,22 +637,7 @@ def _compute_maps_in_strips(img: np.ndarray, radius: float, shrink: int) -> _Map
         b = min(h, a + step)
         lo, hi = max(0, a - halo), min(h, b + halo)
         rgb = rows(lo, hi)
-        grey = rgb2gray(rgb).astype(np.float32)
-        hed = rgb2hed(rgb).astype(np.float32)
-        chans = {
-            "R": rgb[..., 0],
-            "G": rgb[..., 1],
-            "B": rgb[..., 2],
-            "grey": grey,
-            "H": hed[..., 0],
-            "E": hed[..., 1],
-            "D": hed[..., 2],
-        }
-        chans["gradient"] = sobel(grey).astype(np.float32)
-        chans["detail"] = np.abs(grey - ndimage.gaussian_filter(grey, 1.0)).astype(np.float32)
-        tissue = grey < t_grey
-        chans["tissue"] = tissue.astype(np.float32)
-        chans["nuclear"] = ((hed[..., 0] > t_h) & tissue).astype(np.float32)
+        chans = _pixel_channels(rgb, t_grey, t_h)
 
         def window(x: np.ndarray, a=a, b=b, lo=lo) -> np.ndarray:
             return ndimage.gaussian_filter(x, sigma, truncate=2.0, mode="nearest")[a - lo : b - lo : stride, ::stride]
