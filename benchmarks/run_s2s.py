@@ -90,7 +90,13 @@ def run_table(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run_benchmark(
-            paths, methods=methods, budget_s=args.budget, seed=args.seed, progress=print, method_options=options
+            paths,
+            methods=methods,
+            budget_s=args.budget,
+            seed=args.seed,
+            progress=print,
+            method_options=options,
+            phase=args.phase,
         )
     wall = time.perf_counter() - t0
     result["run"] = {
@@ -215,6 +221,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=DEFAULT_METHODS)
     ap.add_argument("--budget", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--phase", type=int, default=0, help="measured coset 0-3 (0: the benchmark's; 1-3: more tasks)")
     ap.add_argument("--slides", default=None, help="comma-separated name prefixes (default: every shared slide)")
     ap.add_argument("--options", default=None, help="JSON: method name -> options")
     ap.add_argument("--name", default="s2s")

@@ -20,6 +20,12 @@ from pathlib import Path
 import numpy as np
 
 
+def run_label(run: dict) -> str:
+    """A run's label: its seed, and its measured coset when not the benchmark's (run_s2s.py ``--phase``)."""
+    seed = str(run.get("seed"))
+    return f"{seed}, phase {run['phase']}" if run.get("phase") else seed
+
+
 def load(paths: list[str]) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
@@ -42,7 +48,7 @@ def _fmt(vals: list[float]) -> str:
 
 
 def markdown(runs: list[dict], paths: list[str], methods: list[str], target: str = "s2s") -> str:
-    seeds = [r.get("seed") for r in runs]
+    seeds = [run_label(r) for r in runs]
     pcc = table(runs, methods, "pcc_median")
     rmse = table(runs, methods, "rmse_median")
     slides = list(dict.fromkeys(name for name, _ in pcc))
@@ -110,7 +116,7 @@ def best_of(runs: list[dict], i: int, slide: str, classical: list[str]) -> tuple
 
 def targets(runs: list[dict], target: str, classical: list[str], label: str) -> str:
     """Per slide and seed: ``target`` against the best of ``classical`` on that slide (PCC >=, RMSE <=)."""
-    seeds = [r.get("seed") for r in runs]
+    seeds = [run_label(r) for r in runs]
     slides = [s["name"] for s in runs[0]["slides"]]
     lines = [
         f"### Against the best of {label} ({', '.join(classical)}), per slide",

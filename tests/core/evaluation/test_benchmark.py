@@ -124,6 +124,25 @@ def test_holdout_masks_genes_and_targets(synthetic_slide):
     assert np.all(np.asarray((allg > 0).mean(axis=0)).ravel() >= 0.10)
 
 
+@pytest.mark.parametrize("name", ["st_mouse_olfactory_bulb", "her2st_C2"])
+def test_the_four_measured_cosets_partition_a_real_slide(read_shared, name):
+    """Phases 1-3 give three more hold-out tasks of the benchmark's geometry from one slide: each usable
+    spot is measured in exactly one phase, and every phase's measured spots are a double-pitch
+    sub-lattice the S2S method accepts."""
+    from napari_s2s.core.methods.s2s import to_lattice
+
+    slide = read_shared(name)
+    masks = [holdout_masks(slide, phase)[0] for phase in range(4)]
+    assert np.array_equal(np.sum(masks, axis=0), np.ones(int(slide.usable().sum())))
+    assert all(0.15 < m.mean() < 0.35 for m in masks)
+    task, truth, meta = build_holdout(slide, n_genes=3, phase=2)
+    assert meta["phase"] == 2 and meta["measured"] == masks[2].sum() == len(task.measured_rows)
+    lr, lc, tr, tc = to_lattice(task)  # raises unless the measured spots are one stride-2 sub-lattice
+    assert len(tr) == truth.shape[0]
+    with pytest.raises(ValueError, match="phase"):
+        holdout_masks(slide, 4)
+
+
 def test_holdout_refuses_bad_input(synthetic_slide):
     with pytest.raises(SlideError, match="unknown gene"):
         build_holdout(synthetic_slide, genes=["NoSuchGene"])

@@ -79,6 +79,27 @@ def test_smoothers_reproduce_constants_and_respect_kept_samples():
     assert np.abs(ch).max() < 10
 
 
+def test_the_prior_channel_carries_the_base_prediction_or_else_the_smoother():
+    kind = "square"
+    rng = np.random.default_rng(0)
+    h, w = 12, 14
+    nodes = S.node_mask((h, w), (0, 0), kind)
+    rr, cc = np.mgrid[0:h, 0:w]
+    kept = S.keep_quarter(rr, cc, kind) & nodes
+    vals = rng.normal(size=(2, h, w)).astype(np.float32)
+    prior = rng.normal(size=(2, h, w)).astype(np.float32)
+    n_sig = len(S.DEFAULT_SIGMAS)
+    ch = S.make_channels(vals, kept, nodes, kind, cross_gene=True, use_prior=True, prior=prior)
+    assert ch.shape[1] == S.n_input_channels(n_sig, True, prior=True) == S.n_input_channels(n_sig, True) + 1
+    i = S.channel_index("prior", n_sig, True)
+    np.testing.assert_array_equal(ch[:, i], prior)
+    without = S.make_channels(vals, kept, nodes, kind, cross_gene=True)
+    np.testing.assert_array_equal(np.delete(ch, i, axis=1), without)  # the other channels are unchanged
+    # natural images have no base predictor: the prior is the middle smoother
+    nat = S.make_channels(vals, kept, nodes, kind, cross_gene=True, use_prior=True)
+    np.testing.assert_array_equal(nat[:, i], nat[:, S.channel_index("smooth", n_sig, True)])
+
+
 def test_window_starts_adapt_to_small_images():
     wgt = np.zeros((10, 10), bool)
     wgt[2:5, 2:5] = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from conftest import TINY_NETWORK
 
@@ -27,7 +28,7 @@ def _cfg(**kw):
     return S2SConfig.from_preset("fast", **{**TINY_NETWORK, "max_steps": 6, "patch": 8, **kw})
 
 
-def _problem(cfg, kind="square", n=14, folds=4):
+def _problem(cfg, kind="square", n=14, folds=4, prior=None):
     rng = np.random.default_rng(0)
     rr, cc = np.mgrid[0:n, 0:n]
     rr, cc = rr.ravel(), cc.ravel()
@@ -35,7 +36,7 @@ def _problem(cfg, kind="square", n=14, folds=4):
         keep = (rr + cc) % 2 == 0
         rr, cc = rr[keep], cc[keep]
     z = (np.sin(rr / 3.0)[:, None] + rng.normal(0, 0.3, (len(rr), 3))).astype(np.float32)
-    return build_problem(rr, cc, kind, z, cfg, folds=assign_folds(len(rr), folds, rng))
+    return build_problem(rr, cc, kind, z, cfg, folds=assign_folds(len(rr), folds, rng), prior=prior)
 
 
 def test_cross_gene_reconstruction_denoises_low_rank_data():
@@ -106,6 +107,34 @@ def test_out_of_fold_predictions_and_the_blend_weight():
     assert blend_weight(truth, base, base - 2.0 * (truth - base), w) == 0.0  # wrong way: clipped at 0
     assert blend_weight(truth, base, base, w) == 0.0  # identical: nothing to choose
     assert 0.3 < blend_weight(truth, base, truth + rng.normal(0, 1.0, truth.shape), w) < 0.7  # equally good
+
+
+def test_the_prior_of_each_phase_comes_from_its_kept_spots_only():
+    """Training inputs carry the base predictor's prediction from the phase's kept spots, never from
+    the spots the networks must predict; the cascade starts from that channel."""
+    from napari_s2s.core.s2s.train import make_model
+
+    calls = []
+
+    def prior(sources, r, c):
+        calls.append(np.sort(sources))
+        return np.full((len(r), 3), float(len(calls)))
+
+    cfg = _cfg(base="prior")
+    prob = _problem(cfg, "hex", prior=prior)
+    assert len(calls) == len(prob.channels) > 1
+    i = S.channel_index("prior", len(cfg.sigmas), cfg.cross_gene)
+    assert prob.n_channels == S.n_input_channels(len(cfg.sigmas), cfg.cross_gene, prior=True)
+    nodes = prob.channels[0][0, 2] > 0
+    for p, src in enumerate(calls):
+        np.testing.assert_array_equal(src, kept_sources(prob, p))  # the kept spots, and only them
+        assert (prob.channels[p][:, i][:, nodes] == p + 1).all()
+    assert make_model(prob.n_channels, cfg).spec.base_channel == i
+    with pytest.raises(ValueError, match="prior"):
+        _problem(cfg, "hex")  # base "prior" without the base predictor's function
+    # natural-image crops get the same channel count (their prior is their smoother)
+    ch, _, _ = NaturalSampler(load_natural_images(limit=1), "hex", 8, cfg).sample(np.random.default_rng(0))
+    assert ch.shape[0] == prob.n_channels
 
 
 def test_natural_images_on_the_slide_lattice():

@@ -69,6 +69,11 @@ def test_histology_term_is_chosen_only_when_the_image_explains_the_residual():
     # the term alone at the measured spots is what the image explains there
     t = b.term_loo()
     assert np.corrcoef(t[:, 0], tissue)[0, 1] > 0.8
+    # the smoother's part (what the networks start from) plus the term is the whole prediction
+    dst, f_dst = phys[:30] + 0.5, feats[:30]
+    np.testing.assert_allclose(b.smooth(dst) + b.term_at(dst, f_dst), b.predict(dst, f_dst), atol=1e-5)
+    sub = np.arange(0, m, 3)
+    np.testing.assert_allclose(b.smooth(dst, sources=sub), b2.smooth(dst, sources=sub), atol=1e-5)  # no image
 
 
 def test_predict_from_a_sub_lattice_and_few_spots():

@@ -51,14 +51,23 @@ def physical(rows: np.ndarray, cols: np.ndarray, kind: str) -> np.ndarray:
     return np.stack([rows, cols], axis=1)
 
 
-def measured_mask(rows: np.ndarray, cols: np.ndarray, kind: str) -> np.ndarray:
+#: Array-coordinate shifts of the four cosets of the measured sub-lattice (phase 0 is the benchmark's).
+PHASE_SHIFTS = {"square": ((0, 0), (0, 1), (1, 0), (1, 1)), "hex": ((0, 0), (0, 2), (1, 1), (1, 3))}
+
+
+def measured_mask(rows: np.ndarray, cols: np.ndarray, kind: str, phase: int = 0) -> np.ndarray:
     """The benchmark's measured sub-lattice (1/4 of the spots), in absolute array coordinates.
 
     Square: row and col both even. Hex: row even and ``(row + col) % 4 == 0``, the hex sub-lattice of
-    double pitch, so that each level is the previous one scaled by two.
+    double pitch, so that each level is the previous one scaled by two. ``phase`` 1-3: one of the
+    other three cosets of that sub-lattice (the same geometry, other spots measured).
     """
-    rows = np.asarray(rows, dtype=np.int64)
-    cols = np.asarray(cols, dtype=np.int64)
+    shifts = PHASE_SHIFTS["hex" if kind == "hex" else "square"]
+    if not 0 <= int(phase) < len(shifts):
+        raise ValueError(f"phase must be 0, 1, 2 or 3, not {phase!r}")
+    dr, dc = shifts[int(phase)]
+    rows = np.asarray(rows, dtype=np.int64) - dr
+    cols = np.asarray(cols, dtype=np.int64) - dc
     if kind == "hex":
         return (rows % 2 == 0) & ((rows + cols) % 4 == 0)
     return (rows % 2 == 0) & (cols % 2 == 0)

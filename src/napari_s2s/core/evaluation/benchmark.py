@@ -61,10 +61,11 @@ def _fresh(a: np.ndarray, dtype=None) -> np.ndarray:
     return np.array(a, dtype=dtype, copy=True, order="C")
 
 
-def holdout_masks(slide: Slide) -> tuple[np.ndarray, np.ndarray]:
-    """Measured and hidden masks over the usable spots (in :meth:`Slide.usable` order)."""
+def holdout_masks(slide: Slide, phase: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Measured and hidden masks over the usable spots (in :meth:`Slide.usable` order); ``phase``:
+    which coset of the measured sub-lattice is measured (0: the benchmark's)."""
     use = slide.usable()
-    measured = measured_mask(slide.array_row[use], slide.array_col[use], slide.kind)
+    measured = measured_mask(slide.array_row[use], slide.array_col[use], slide.kind, phase)
     return measured, ~measured
 
 
@@ -74,6 +75,7 @@ def build_holdout(
     n_genes: int = 30,
     seed: int = 0,
     budget_s: float | None = None,
+    phase: int = 0,
 ) -> tuple[ImputationTask, np.ndarray, dict]:
     """Build one slide's hold-out task; the truth stays out of the task.
 
@@ -90,6 +92,9 @@ def build_holdout(
         Seed handed to methods.
     budget_s
         Training time budget handed to learned methods.
+    phase
+        Which of the four cosets of the measured sub-lattice is measured (0, the default, is the
+        benchmark's; 1-3 give three more tasks of the same geometry from one slide).
 
     Returns
     -------
@@ -110,7 +115,7 @@ def build_holdout(
     use = slide.usable()
     rows = slide.array_row[use]
     cols = slide.array_col[use]
-    measured, hidden = holdout_masks(slide)
+    measured, hidden = holdout_masks(slide, phase)
     n_meas = int(measured.sum())
     if n_meas < MIN_MEASURED:
         raise SlideError(
@@ -152,6 +157,7 @@ def build_holdout(
         "name": slide.name,
         "path": slide.source,
         "kind": slide.kind,
+        "phase": int(phase),
         "spots": int(use.sum()),
         "measured": n_meas,
         "hidden": int(hidden.sum()),
@@ -315,6 +321,7 @@ def run_benchmark(
     client=None,
     retries: int = 1,
     read_options: dict | None = None,
+    phase: int = 0,
 ) -> dict:
     """Run the hold-out benchmark on slides and return the JSON record of the CLI contract.
 
@@ -348,11 +355,13 @@ def run_benchmark(
     read_options
         Keyword options of :func:`~napari_s2s.core.data.io.read_slide` (``pitch_um``, ``bin_um``,
         ``counts_from``) for the slides given as paths.
+    phase
+        Which coset of the measured sub-lattice is measured (:func:`build_holdout`).
 
     Returns
     -------
     dict
-        ``{"version", "seed", "budget_s", "slides": [...], "skipped": [...]}``; each slide has
+        ``{"version", "seed", "budget_s", "phase", "slides": [...], "skipped": [...]}``; each slide has
         ``name``, ``path``, ``lattice``, ``spots``, ``measured``, ``hidden``, ``genes`` and
         ``methods`` (name -> ``pcc_median``, ``rmse_median``, ``mae_median``, ``ssim_median``,
         ``seconds``, ``per_gene``; ``error`` instead when the method failed).
@@ -374,6 +383,7 @@ def run_benchmark(
         client=client,
         retries=retries,
         read_options=read_options,
+        phase=phase,
     )[0]
 
 
@@ -389,6 +399,7 @@ def run_benchmarks(
     client=None,
     retries: int = 1,
     read_options: dict | None = None,
+    phase: int = 0,
 ) -> list[dict]:
     """:func:`run_benchmark` for several seeds at once: one record per seed, in the order of ``seeds``.
 
@@ -409,7 +420,10 @@ def run_benchmarks(
     seeds = [int(x) for x in seeds]
     tag = (lambda sd: f"seed {sd}: ") if len(seeds) > 1 else (lambda sd: "")
     calls: dict = {}
-    results = [{"version": __version__, "seed": sd, "budget_s": budget_s, "slides": [], "skipped": []} for sd in seeds]
+    results = [
+        {"version": __version__, "seed": sd, "budget_s": budget_s, "phase": int(phase), "slides": [], "skipped": []}
+        for sd in seeds
+    ]
     for path in paths:
         slide, skipped = _load(path, progress, read_options)
         if slide is None:
@@ -417,7 +431,9 @@ def run_benchmarks(
                 result["skipped"].append(skipped)
             continue
         try:
-            task, truth, meta = build_holdout(slide, genes=genes, n_genes=n_genes, seed=seeds[0], budget_s=budget_s)
+            task, truth, meta = build_holdout(
+                slide, genes=genes, n_genes=n_genes, seed=seeds[0], budget_s=budget_s, phase=phase
+            )
         except SlideError as exc:
             warnings.warn(f"{exc}; slide skipped", stacklevel=2)
             for result in results:

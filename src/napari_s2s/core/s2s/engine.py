@@ -197,8 +197,8 @@ class S2SConfig:
             raise ValueError(f"loss must be 'mse' or 'l1', not {self.loss!r}")
         if self.dc not in ("soft", "hard", "none"):
             raise ValueError(f"dc must be 'soft', 'hard' or 'none', not {self.dc!r}")
-        if self.base not in ("smooth", "pca", "zero"):
-            raise ValueError(f"base must be 'smooth', 'pca' or 'zero', not {self.base!r}")
+        if self.base not in ("prior", "smooth", "pca", "zero"):
+            raise ValueError(f"base must be 'prior', 'smooth', 'pca' or 'zero', not {self.base!r}")
         if not 0.0 <= float(self.natural_share) < 1.0:
             raise ValueError(f"natural_share must be in [0, 1), not {self.natural_share!r}")
         if not 0.0 <= self.ema < 1.0:
@@ -495,7 +495,8 @@ class S2SImputer:
             )
             folds = assign_folds(m, cfg.folds, rng)
             try:
-                prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds)
+                prior = _prior_function(base, kind, mu, sd, level="lattice") if cfg.base == "prior" else None
+                prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior)
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
                 why = str(exc)
@@ -811,7 +812,8 @@ class S2SImputer:
             recon = None
             if cfg.cross_gene:
                 recon = (cross_gene_reconstruction(net_values, all_genes, cfg.pca_components) - mu) / sd
-            ch, (r0, c0) = dense_channels(rows, cols, kind, z, cfg, tr, tc, recon, covariates)
+            prior = _prior_function(base, kind, mu, sd, level="dense") if cfg.base == "prior" else None
+            ch, (r0, c0) = dense_channels(rows, cols, kind, z, cfg, tr, tc, recon, covariates, prior)
         models = self._models() if models is None else list(models)
         syms = symmetries(kind)
         acc = None
@@ -1028,7 +1030,28 @@ def make_model_channels(cfg: S2SConfig) -> int:
     """Input channels without covariates for a config."""
     from .sampling import n_input_channels
 
-    return n_input_channels(len(cfg.sigmas), cfg.cross_gene, 0)
+    return n_input_channels(len(cfg.sigmas), cfg.cross_gene, 0, cfg.base == "prior")
+
+
+def _prior_function(base: BasePredictor, kind: str, mu: np.ndarray, sd: np.ndarray, level: str) -> Callable:
+    """The networks' prior channel: the base predictor's smoother part, standardised like their
+    values (``(x - mu) / sd``).
+
+    ``level="lattice"`` (training): ``f(sources, r, c)`` at measured-lattice coordinates from the
+    measured spots ``sources`` (one phase's kept spots); ``level="dense"`` (imputation):
+    ``f(R, C)`` at dense-grid coordinates from every measured spot.
+    """
+    if level == "lattice":
+
+        def at_lattice(sources, r, c):
+            return (base.smooth(physical(r, c, kind), sources=sources) - mu) / sd
+
+        return at_lattice
+
+    def at_dense(R, C):
+        return (base.smooth(physical(np.asarray(R) / 2.0, np.asarray(C) / 2.0, kind)) - mu) / sd
+
+    return at_dense
 
 
 __all__ = [

@@ -38,9 +38,12 @@ def dense_channels(
     target_cols: np.ndarray,
     recon: np.ndarray | None = None,
     covariates: Callable | None = None,
+    prior: Callable | None = None,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Network input on the dense grid covering the measured spots and the targets.
 
+    ``prior(R, C) -> (n, G)``: the base predictor's standardised prediction at dense-grid
+    coordinates from every measured spot (needed when ``config.base == "prior"``).
     Returns (G, Cin, H, W) channels and the dense ``(R, C)`` of pixel ``(0, 0)``.
     """
     R = 2 * np.asarray(rows, dtype=np.int64)
@@ -71,7 +74,17 @@ def dense_channels(
         f = np.asarray(covariates(rr + r0, cc + c0), dtype=np.float32)
         cov = np.zeros((f.shape[1], h, w), np.float32)
         cov[:, rr, cc] = f.T
-    ch = S.make_channels(vals, kept, nodes, kind, rec, config.cross_gene, config.sigmas, cov, config.adaptive)
+    use_prior = config.base == "prior"
+    pr = None
+    if use_prior:
+        if prior is None:
+            raise ValueError("base 'prior' needs the base predictor's prior function")
+        rr, cc = np.nonzero(nodes)
+        pr = np.zeros((g, h, w), np.float32)
+        pr[:, rr, cc] = np.asarray(prior(rr + r0, cc + c0), np.float32).T
+    ch = S.make_channels(
+        vals, kept, nodes, kind, rec, config.cross_gene, config.sigmas, cov, config.adaptive, use_prior, pr
+    )
     return ch, (r0, c0)
 
 

@@ -265,9 +265,10 @@ def smooth_kept(
     return out, dens
 
 
-def n_input_channels(n_sigmas: int, cross_gene: bool, n_covariates: int = 0) -> int:
-    """Channels of :func:`make_channels`: kept values, mask, nodes, smoothers (+ cross-gene), densities."""
-    return 3 + n_sigmas * (2 if cross_gene else 1) + n_sigmas + n_covariates
+def n_input_channels(n_sigmas: int, cross_gene: bool, n_covariates: int = 0, prior: bool = False) -> int:
+    """Channels of :func:`make_channels`: kept values, mask, nodes, smoothers (+ cross-gene), densities,
+    (the prior), covariates."""
+    return 3 + n_sigmas * (2 if cross_gene else 1) + n_sigmas + int(prior) + n_covariates
 
 
 def make_channels(
@@ -280,14 +281,18 @@ def make_channels(
     sigmas=DEFAULT_SIGMAS,
     covariates: np.ndarray | None = None,
     adaptive: bool = False,
+    use_prior: bool = False,
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
     """Network input for every gene: (G, Cin, H, W) float32.
 
     Channels: kept values (0 elsewhere), kept mask, lattice nodes, the gene's smoothers (one per
     bandwidth), with ``cross_gene`` the smoothers of its cross-gene (PCA) reconstruction ``recon``
-    (or of the gene itself when ``recon`` is ``None``, e.g. natural images), the kept densities, then
-    optional per-position covariates (K, H, W) shared by all genes. ``adaptive``: bandwidths are
-    factors of each gene's leave-one-out bandwidth (see :func:`smooth_kept`).
+    (or of the gene itself when ``recon`` is ``None``, e.g. natural images), the kept densities, with
+    ``use_prior`` the prior (G, H, W): the base predictor's prediction from the kept samples, or the
+    middle smoother when ``prior`` is ``None`` (natural images have no base predictor), then optional
+    per-position covariates (K, H, W) shared by all genes. ``adaptive``: bandwidths are factors of
+    each gene's leave-one-out bandwidth (see :func:`smooth_kept`).
     """
     g = values.shape[0]
     km = kept.astype(np.float32)
@@ -304,6 +309,8 @@ def make_channels(
         else:
             parts.append(smooth_kept(recon, kept, kind, sigmas, adaptive)[0])
     parts.append(np.broadcast_to(dens, (g,) + dens.shape))
+    if use_prior:
+        parts.append(sm[:, len(sm[0]) // 2][:, None] if prior is None else np.asarray(prior, np.float32)[:, None])
     if covariates is not None:
         parts.append(np.broadcast_to(covariates.astype(np.float32), (g,) + covariates.shape))
     return np.concatenate(parts, axis=1).astype(np.float32)
@@ -311,7 +318,8 @@ def make_channels(
 
 def channel_index(name: str, n_sigmas: int, cross_gene: bool) -> int:
     """Index of a named channel of :func:`make_channels` (``"kept"``, ``"mask"``, ``"nodes"``,
-    ``"smooth"`` (middle bandwidth), ``"pca"`` (middle cross-gene smoother))."""
+    ``"smooth"`` (middle bandwidth), ``"pca"`` (middle cross-gene smoother), ``"prior"`` (the base
+    predictor's prediction, when the channels have one))."""
     mid = n_sigmas // 2
     if name == "kept":
         return 0
@@ -323,6 +331,8 @@ def channel_index(name: str, n_sigmas: int, cross_gene: bool) -> int:
         return 3 + mid
     if name == "pca":
         return 3 + n_sigmas + mid if cross_gene else 3 + mid
+    if name == "prior":
+        return n_input_channels(n_sigmas, cross_gene)
     raise ValueError(f"unknown channel {name!r}")
 
 

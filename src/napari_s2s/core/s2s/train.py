@@ -179,12 +179,16 @@ def build_problem(
     recon: np.ndarray | None = None,
     covariates: Callable | None = None,
     folds: np.ndarray | None = None,
+    prior: Callable | None = None,
 ) -> TrainProblem:
     """Lay the (standardised) measured values ``z`` (m, G) out at the sparse level and precompute inputs.
 
     ``rows, cols`` are measured-lattice coordinates; ``covariates(R, C) -> (n, K)`` is evaluated at the
     dense-level coordinates ``(2 row, 2 col)`` of the measured spots; ``folds`` (m,) assigns each spot
-    to a network (default: one fold, one network).
+    to a network (default: one fold, one network). With ``config.base == "prior"``,
+    ``prior(sources, r, c) -> (n, G)`` is the base predictor's standardised prediction at
+    measured-lattice coordinates ``(r, c)`` from the measured spots ``sources`` (indices): each phase's
+    prior channel is predicted from that phase's kept spots only.
     """
     rows = np.asarray(rows, np.int64)
     cols = np.asarray(cols, np.int64)
@@ -205,14 +209,33 @@ def build_problem(
     fold_img = np.full(img.shape, -1, np.int64)
     fold_img[pix[:, 0], pix[:, 1]] = folds
     parity = int((rows[0] + cols[0]) % 2) if kind == "hex" else 0
+    use_prior = config.base == "prior"
+    if use_prior and prior is None:
+        raise ValueError("base 'prior' needs the base predictor's prior function")
+    nr, nc = np.nonzero(img.nodes)
     chans, kept_masks = [], []
     for ph in S.phase_origins(kind, parity):
         kept = S.keep_quarter_image(img, ph)
         if kept.sum() < 2:
             continue
+        pr = None
+        if use_prior:
+            pr = np.zeros((g,) + img.shape, np.float32)
+            src = np.flatnonzero(kept[pix[:, 0], pix[:, 1]])
+            pr[:, nr, nc] = np.asarray(prior(src, nr + img.origin[0], nc + img.origin[1]), np.float32).T
         chans.append(
             S.make_channels(
-                img.values, kept, img.nodes, kind, rec_img, config.cross_gene, config.sigmas, cov_img, config.adaptive
+                img.values,
+                kept,
+                img.nodes,
+                kind,
+                rec_img,
+                config.cross_gene,
+                config.sigmas,
+                cov_img,
+                config.adaptive,
+                use_prior,
+                pr,
             )
         )
         kept_masks.append(kept)
@@ -303,6 +326,7 @@ class NaturalSampler:
             self.config.sigmas,
             cov,
             self.config.adaptive,
+            self.config.base == "prior",
         )[0]
         sl = slice(self.margin, self.margin + self.patch)
         ch = ch[:, sl, sl]
@@ -341,6 +365,8 @@ def spec_of(n_channels: int, config) -> NetSpec:
         base = S.channel_index("smooth", len(config.sigmas), config.cross_gene)
     elif config.base == "pca":
         base = S.channel_index("pca", len(config.sigmas), config.cross_gene)
+    elif config.base == "prior":
+        base = S.channel_index("prior", len(config.sigmas), config.cross_gene)
     return NetSpec(
         in_channels=n_channels,
         cascades=config.cascades,

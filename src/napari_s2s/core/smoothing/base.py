@@ -293,6 +293,16 @@ class BasePredictor:
             self.den[rows], self.mu, solver, self.term, np.asarray(dst, np.float64), rows, features_dst=features_dst
         )
 
+    def smooth(self, dst: np.ndarray, sources: np.ndarray | None = None) -> np.ndarray:
+        """(t, G) the smoother's part of the prediction at ``dst`` (without the H&E term), from the
+        measured spots ``sources`` (default: all) with the fitted denoising and kriging parameters.
+        This is what the networks start from (:mod:`napari_s2s.core.s2s`)."""
+        dst = np.asarray(dst, np.float64)
+        if sources is None:
+            return self.mu + self.solver.predict(self.den - self.mu, dst)
+        rows = np.asarray(sources, dtype=np.int64)
+        return self.mu + self.kriging.on(self.phys[rows]).predict(self.den[rows] - self.mu, dst)
+
     def term_at(self, dst: np.ndarray, features_dst: np.ndarray) -> np.ndarray:
         """(t, G) the H&E term alone at physical positions ``dst`` (zeros without one)."""
         dst = np.asarray(dst, np.float64)

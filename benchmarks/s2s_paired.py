@@ -1,0 +1,211 @@
+"""Paired comparison of S2S levers that act after training: several blend rules and test-time
+averaging, all applied to the SAME trained networks (one training run per slide and seed), so the
+differences between them are not training noise.
+
+Usage (from the repository root; one run per seed, two can run side by side on 2 cores)::
+
+    python benchmarks/s2s_paired.py --seed 0 --out benchmarks/results/paired/default_s0.json
+    python benchmarks/s2s_paired.py --seed 0 --config '{"base": "prior"}' \
+        --out benchmarks/results/paired/prior_s0.json
+    python benchmarks/s2s_paired.py --summarise benchmarks/results/paired/*.json \
+        --md benchmarks/results/s2s_paired.md
+
+Per slide (the hold-out task of ``run_s2s.py``: 1/4 measured, the 30 most variable genes), after
+training the default engine (``fast``, ``--budget`` seconds, one torch thread):
+
+* ``base``, ``net``: the base predictor alone, the networks alone;
+* ``global``: the engine's result (one blend weight over all genes, least squares on the networks'
+  out-of-fold predictions);
+* ``gene``: one weight per gene, least squares per gene on the same out-of-fold predictions;
+* ``gene_eb``: per-gene weights shrunk towards the global one (empirical Bayes: between-gene
+  variance of the weights against their sampling variance);
+* ``pcc``: one weight, the one of ``0, 0.05, ..., 1`` with the highest mean out-of-fold PCC over genes;
+* ``tta``: the global weight, networks averaged over every lattice symmetry (test-time averaging).
+
+Only measured spots choose a weight; hidden spots only score. ``--config`` overrides engine
+settings (JSON), e.g. ``{"base": "prior"}`` for networks whose cascade starts from the base
+predictor's prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from run_benchmark import data_dir  # noqa: E402
+
+SLIDES = (
+    "her2st_B4.h5ad",
+    "her2st_C2.h5ad",
+    "st_breast_cancer_layer2.h5ad",
+    "st_mouse_olfactory_bulb.h5ad",
+    "visium_mouse_brain",
+    "visium_mouse_brain_dg.h5ad",
+)
+RULES = ("base", "net", "global", "gene", "gene_eb", "pcc", "tta")
+
+
+def per_gene_weights(c: dict, shrink: bool) -> np.ndarray:
+    """Per-gene blend weights from the out-of-fold arrays ``c`` (truth, base, net, gw)."""
+    t, b, n, gw = c["truth"], c["base"], c["net"], c["gw"]
+    d, r = n - b, t - b
+    dd, dr = (d * d).sum(0), (d * r).sum(0)
+    ag = np.where(dd > 1e-12, dr / np.maximum(dd, 1e-12), 0.0)
+    if not shrink:
+        return np.clip(ag, 0, 1)
+    res = r - ag * d
+    s2 = (res * res).sum(0) / max(len(t) - 1, 1)
+    se2 = s2 / np.maximum(dd, 1e-12) * 3.0  # a spot's ~3 phases are correlated pairs
+    a0 = np.clip((gw * dr).sum() / max((gw * dd).sum(), 1e-12), 0, 1)
+    tau2 = max(0.0, float(np.var(ag) - np.mean(se2)))
+    return np.clip(a0 + tau2 / (tau2 + se2) * (ag - a0), 0, 1)
+
+
+def pcc_weight(c: dict) -> float:
+    """The weight on a 0.05 grid with the highest mean out-of-fold PCC over genes."""
+    t, b, n = c["truth"], c["base"], c["net"]
+    best, best_a = -np.inf, 0.0
+    for a in np.linspace(0, 1, 21):
+        p = b + a * (n - b)
+        ok = [g for g in range(t.shape[1]) if t[:, g].std() > 0 and p[:, g].std() > 0]
+        v = np.mean([np.corrcoef(t[:, g], p[:, g])[0, 1] for g in ok]) if ok else -np.inf
+        if v > best + 1e-9:
+            best, best_a = v, float(a)
+    return best_a
+
+
+def run(seed: int, budget: float, config: dict, only: list[str] | None) -> dict:
+    import napari_s2s.core.s2s.engine as eng
+    from napari_s2s.core.data.histology_features import feature_function, histology_available
+    from napari_s2s.core.data.io import read_slide
+    from napari_s2s.core.evaluation.benchmark import build_holdout, score, summarise
+    from napari_s2s.core.methods.s2s import S2SMethod, to_lattice
+    from napari_s2s.core.s2s.engine import S2SImputer, cross_gene_matrix
+
+    captured: dict = {}
+    blend_weight = eng.blend_weight
+    oof_genes = eng.oof_genes
+
+    def spy_weight(truth, base, network, gw):  # the out-of-fold arrays the engine weighs
+        captured.update(truth=np.asarray(truth, float), base=np.asarray(base, float))
+        captured.update(net=np.asarray(network, float), gw=np.asarray(gw, float))
+        return blend_weight(truth, base, network, gw)
+
+    def spy_genes(prob, n_members, seed=0):
+        captured["gsel"] = oof_genes(prob, n_members, seed)
+        return captured["gsel"]
+
+    eng.blend_weight, eng.oof_genes = spy_weight, spy_genes
+    out = {}
+    for fname in SLIDES:
+        if only and not any(fname.startswith(o) for o in only):
+            continue
+        slide = read_slide(data_dir() / fname)
+        task, truth, meta = build_holdout(slide, seed=seed, budget_s=budget)
+        cfg = S2SMethod(**config).config_for(task)
+        lr, lc, tr, tc = to_lattice(task)
+        offset = (int(task.measured_rows[0] - 2 * lr[0]), int(task.measured_cols[0] - 2 * lc[0]))
+        feats = None
+        if cfg.histology != "off" and histology_available(task.histology, kind=task.kind):
+            feats = feature_function(task.histology, task.kind, scale=1.0, offset=offset)
+        values = np.asarray(task.measured_values, np.float32)
+        allg = cross_gene_matrix(task.measured_all_genes)
+        captured.clear()
+        imp = S2SImputer(cfg)
+        t0 = time.time()
+        for _ in imp.fit_arrays_iter(lr, lc, task.kind, values, list(task.genes), all_genes=allg, features=feats):
+            pass
+        seconds = time.time() - t0
+        args = (lr, lc, task.kind, values, tr, tc, allg, None, feats)
+        net = imp.predict_arrays(*args, alpha=1.0).astype(float)
+        bas = imp.predict_arrays(*args, alpha=0.0).astype(float)
+        t1 = time.time()
+        net_tta = imp.predict_arrays(*args, tta=True, alpha=1.0).astype(float)
+        tta_s = time.time() - t1
+        g = values.shape[1]
+        weights = {"base": np.zeros(g), "net": np.ones(g), "global": np.full(g, imp.alpha)}
+        weights["tta"] = weights["global"]
+        if "truth" in captured:
+            gsel = captured["gsel"]
+            for lab, shrink in (("gene", False), ("gene_eb", True)):
+                a = np.full(g, imp.alpha)
+                a[gsel] = per_gene_weights(captured, shrink)
+                weights[lab] = a
+            weights["pcc"] = np.full(g, pcc_weight(captured))
+        res = {}
+        for lab, a in weights.items():
+            pred = bas + a[None, :] * ((net_tta if lab == "tta" else net) - bas)
+            s = summarise(score(task, truth, pred, meta), 0)
+            res[lab] = (s["pcc_median"], s["rmse_median"], float(np.mean(a)))
+        name = meta["name"]
+        out[name] = {"res": res, "steps": imp.stats["steps"], "seconds": seconds, "base": imp.stats["base"]}
+        out[name]["tta_s"] = tta_s
+        line = " ".join(f"{k} {p:.3f}/{e:.3f}(a{a:.2f})" for k, (p, e, a) in res.items())
+        print(name, "steps", imp.stats["steps"], f"{seconds:.0f}s tta {tta_s:.1f}s", line, flush=True)
+    return out
+
+
+def summarise_runs(paths: list[str]) -> str:
+    """Markdown: per configuration, rule and slide, PCC / RMSE averaged over the seeds run."""
+    runs: dict[str, list[dict]] = {}
+    for p in paths:
+        stem = Path(p).stem  # CONFIG_sSEED
+        cfg = stem.rsplit("_s", 1)[0]
+        runs.setdefault(cfg, []).append(json.loads(Path(p).read_text()))
+    lines = ["# Paired S2S levers (same trained networks per slide and seed)", ""]
+    lines.append("Made by `python benchmarks/s2s_paired.py` (see its docstring). Each cell: PCC / RMSE, the")
+    lines.append("median over genes on the hidden spots, averaged over the seeds run; last column: mean over slides.")
+    for cfg, rs in runs.items():
+        slides = list(rs[0])
+        lines += ["", f"## `{cfg}` ({len(rs)} seeds)", ""]
+        lines.append("| rule | " + " | ".join(slides) + " | mean |")
+        lines.append("|---|" + "---:|" * (len(slides) + 1))
+        for rule in RULES:
+            cells, ps, es = [], [], []
+            for s in slides:
+                vals = [r[s]["res"][rule] for r in rs if s in r and rule in r[s]["res"]]
+                if not vals:
+                    cells.append("—")
+                    continue
+                p, e = float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals]))
+                ps.append(p)
+                es.append(e)
+                cells.append(f"{p:.3f} / {e:.3f}")
+            mean = f"{np.mean(ps):.4f} / {np.mean(es):.4f}" if len(ps) == len(slides) else "—"
+            lines.append(f"| {rule} | " + " | ".join(cells) + f" | {mean} |")
+        steps = " · ".join(f"{s}: {np.mean([r[s]['steps'] for r in rs]):.0f}" for s in slides)
+        tta = " · ".join(f"{s}: {np.mean([r[s].get('tta_s', np.nan) for r in rs]):.1f}" for s in slides)
+        lines += ["", f"Steps: {steps}.", "", f"Seconds of the test-time averaged pass (networks alone): {tta}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget", type=float, default=120.0)
+    ap.add_argument("--config", default="{}", help="engine overrides as JSON")
+    ap.add_argument("--slides", default=None, help="comma-separated slide name prefixes (default: all six)")
+    ap.add_argument("--out", help="JSON to write")
+    ap.add_argument("--summarise", nargs="+", help="JSON files (CONFIG_sSEED.json) to summarise instead")
+    ap.add_argument("--md", help="Markdown summary to write (with --summarise)")
+    a = ap.parse_args(argv)
+    if a.summarise:
+        text = summarise_runs(a.summarise)
+        if a.md:
+            Path(a.md).write_text(text)
+        print(text)
+        return 0
+    if not a.out:
+        ap.error("--out is required (or --summarise)")
+    res = run(a.seed, a.budget, json.loads(a.config), a.slides.split(",") if a.slides else None)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
