@@ -107,7 +107,8 @@ class S2SConfig:
     Network levers beyond the paper (see ``benchmarks/results/previous_engine/s2s_README.md``): ``loss`` ("mse" or
     "l1"), ``dc`` (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the
     cascade starts from a smoother of the kept samples, "smooth", from the cross-gene smoother,
-    "pca", or from the kept values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times
+    "pca", from the base predictor's prediction given as an extra input channel, "prior" (worse
+    blends than "smooth": ``benchmarks/results/s2s_paired.md``), or from the kept values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times
     the leave-one-out bandwidth of the kept samples at each level), ``cross_gene`` (PCA-denoised
     smoother channels), ``augment`` (lattice-keeping flips/rotations), ``ema`` (moving average of
     the weights; 0 turns it off), ``natural_share`` (fraction of each batch that is natural-image
