@@ -11,6 +11,8 @@ two selection rules, on every shared slide and seed, with the hold-out protocol 
 Usage (from the repository root)::
 
     nice -n 5 python benchmarks/base_choice.py --seeds 0,1,2
+    # the four measured cosets of each slide (phase 0 is the benchmark's), seed 0
+    python benchmarks/base_choice.py --seeds 0 --phases 0,1,2,3 --out benchmarks/results/base_choice_phases.md
 
 Writes ``benchmarks/results/base_choice.md``: per slide and seed, each rule's choice and the hidden
 spots' median PCC / RMSE of the base alone (no network is trained).
@@ -51,6 +53,7 @@ def base_only(task, rule: str):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--phases", default="0", help="measured cosets (build_holdout phase), e.g. 0,1,2,3")
     ap.add_argument("--out", default=str(HERE / "results" / "base_choice.md"))
     args = ap.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_s2s.core.evaluation.benchmark import build_holdout, score, summarise
 
     seeds = [int(s) for s in args.seeds.split(",")]
+    phases = [int(p) for p in args.phases.split(",")]
     paths = sorted(p for p in data_dir().iterdir() if p.suffix == ".h5ad" or (p / "spatial").is_dir())
     rows, means = [], {r: [] for r in RULES}
     t0 = time.time()
@@ -65,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             slide = read_slide(path)
-        for seed in seeds:
-            task, truth, meta = build_holdout(slide, seed=seed)
-            cells = [meta["name"], str(seed)]
+        for seed, phase in [(sd, ph) for sd in seeds for ph in phases]:
+            task, truth, meta = build_holdout(slide, seed=seed, phase=phase)
+            cells = [meta["name"], f"{seed}, phase {phase}" if phase else str(seed)]
             for rule in RULES:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -80,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# The base predictor alone: what each selection rule picks, hidden-spot scores",
         "",
-        f"Command: `python benchmarks/base_choice.py --seeds {args.seeds}` ({time.time() - t0:.0f} s).",
+        f"Command: `python benchmarks/base_choice.py --seeds {args.seeds} --phases {args.phases}` "
+        f"({time.time() - t0:.0f} s).",
         "Base alone (no network), hold-out protocol of `run_s2s.py`; median over genes per slide.",
         "",
         "| slide | seed | one-se: choice | PCC | RMSE | lowest: choice | PCC | RMSE |",
