@@ -166,6 +166,25 @@ def test_save_load_round_trip_and_bad_files(tmp_path, synthetic_slide):
         S2SImputer.load(tmp_path / "missing.pt")
 
 
+def test_networks_that_start_from_the_base_train_save_and_load(tmp_path, read_shared):
+    """``base="prior"`` on a real slide with an H&E term: one more input channel (the base predictor's
+    prediction), the cascade starts from it, and a saved model imputes the same maps again."""
+    slide = read_shared("her2st_C2")
+    genes = slide.top_variable_genes(3)
+    imp = S2SImputer(tiny(base="prior", max_steps=4, histology="on")).fit(slide, genes)
+    from napari_s2s.core.s2s.engine import make_model_channels
+
+    assert imp.n_channels == make_model_channels(tiny()) + 1 and imp.n_covariates == 0
+    assert imp.histology_used  # the networks start from the smoother part; the H&E term is added after
+    res = imp.impute(slide, genes)
+    assert np.isfinite(res.values).all()
+    p = tmp_path / "prior.pt"
+    imp.save(p)
+    back = S2SImputer.load(p)
+    assert back.config.base == "prior"
+    np.testing.assert_allclose(back.impute(slide, genes).values, res.values, atol=1e-5)
+
+
 def test_the_base_alone_and_the_networks_alone(synthetic_slide):
     from napari_s2s.core.data.lattice import physical
     from napari_s2s.core.s2s.engine import slide_training_arrays
