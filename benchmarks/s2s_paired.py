@@ -78,7 +78,7 @@ def pcc_weight(c: dict) -> float:
     return best_a
 
 
-def run(seed: int, budget: float, config: dict, only: list[str] | None) -> dict:
+def run(seed: int, budget: float, config: dict, only: list[str] | None, phase: int = 0) -> dict:
     import napari_s2s.core.s2s.engine as eng
     from napari_s2s.core.data.histology_features import feature_function, histology_available
     from napari_s2s.core.data.io import read_slide
@@ -105,7 +105,7 @@ def run(seed: int, budget: float, config: dict, only: list[str] | None) -> dict:
         if only and not any(fname.startswith(o) for o in only):
             continue
         slide = read_slide(data_dir() / fname)
-        task, truth, meta = build_holdout(slide, seed=seed, budget_s=budget)
+        task, truth, meta = build_holdout(slide, seed=seed, budget_s=budget, phase=phase)
         cfg = S2SMethod(**config).config_for(task)
         lr, lc, tr, tc = to_lattice(task)
         offset = (int(task.measured_rows[0] - 2 * lr[0]), int(task.measured_cols[0] - 2 * lc[0]))
@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=float, default=120.0)
     ap.add_argument("--config", default="{}", help="engine overrides as JSON")
+    ap.add_argument("--phase", type=int, default=0, help="measured coset 0-3 (build_holdout phase)")
     ap.add_argument("--slides", default=None, help="comma-separated slide name prefixes (default: all six)")
     ap.add_argument("--out", help="JSON to write")
     ap.add_argument("--summarise", nargs="+", help="JSON files (CONFIG_sSEED.json) to summarise instead")
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not a.out:
         ap.error("--out is required (or --summarise)")
-    res = run(a.seed, a.budget, json.loads(a.config), a.slides.split(",") if a.slides else None)
+    res = run(a.seed, a.budget, json.loads(a.config), a.slides.split(",") if a.slides else None, a.phase)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
     return 0
