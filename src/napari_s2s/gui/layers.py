@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.data.slide import GeneGrid, Slide
+from ..core.data.slide import GeneGrid, Slide, grid_from_spots
 
 #: Key of the plugin's entry in ``layer.metadata``.
 META_KEY = "napari_s2s"
@@ -208,32 +208,8 @@ def saved_measured_layer(slide: Slide, genes: list[str], limits=None) -> LayerDa
     dense_r, dense_c = slide.array_row[keep], slide.array_col[keep]
     if np.any(dense_r % 2) or np.any(dense_c % 2):
         return None  # not the x2 dense grid of napari-s2s
-    rows, cols = dense_r // 2, dense_c // 2
-    r0, c0 = int(rows.min()), int(cols.min())
-    ii, jj = rows - r0, cols - c0
-    h, w = int(ii.max()) + 1, int(jj.max()) + 1
     vals = slide.lognorm(list(genes))[keep[use]]
-    values = np.full((len(genes), h, w), np.nan, np.float32)
-    values[:, ii, jj] = vals.T
-    tissue = np.zeros((h, w), bool)
-    tissue[ii, jj] = True
-    if slide.kind == "hex":
-        rr, cc = np.mgrid[r0 : r0 + h, c0 : c0 + w]
-        nodes = (rr + cc) % 2 == int((rows[0] + cols[0]) % 2)
-    else:
-        nodes = np.ones((h, w), bool)
-    to_dense = np.array([[2.0, 0.0, 2.0 * r0], [0.0, 2.0, 2.0 * c0], [0.0, 0.0, 1.0]])
-    grid = GeneGrid(
-        values=values,
-        genes=list(genes),
-        kind=slide.kind,
-        origin=(r0, c0),
-        lattice_nodes=nodes,
-        tissue=tissue,
-        index_to_world=slide.geometry.grid_to_world() @ to_dense,
-        units=slide.geometry.units,
-        spot_ij=np.stack([ii, jj], axis=1),
-    )
+    grid = grid_from_spots(dense_r // 2, dense_c // 2, vals, genes, slide.kind, slide.geometry, scale=2.0)
     return gene_stack_layer(
         slide, grid, "measured", name=measured_name(slide.name), limits=limits, side_by_side_only=True
     )

@@ -333,37 +333,15 @@ class Slide:
     def grid(self, genes: list[str]) -> GeneGrid:
         """Lay the log-normalised values of ``genes`` out on the spot grid (see :class:`GeneGrid`)."""
         use = self.usable()
-        rows = self.array_row
-        cols = self.array_col
-        r0, c0 = int(rows.min()), int(cols.min())
-        h = int(rows.max() - r0 + 1)
-        w = int(cols.max() - c0 + 1)
-        ii = rows[use] - r0
-        jj = cols[use] - c0
-        values = np.full((len(genes), h, w), np.nan, dtype=np.float32)
-        if len(genes):
-            values[:, ii, jj] = self.lognorm(list(genes)).T
-        tissue = np.zeros((h, w), dtype=bool)
-        tissue[ii, jj] = True
-        if self.kind == "hex":
-            parity = int((rows[0] + cols[0]) % 2)
-            rr, cc = np.mgrid[r0 : r0 + h, c0 : c0 + w]
-            nodes = (rr + cc) % 2 == parity
-        else:
-            nodes = np.ones((h, w), dtype=bool)
-        shift = np.eye(3)
-        shift[0, 2] = r0
-        shift[1, 2] = c0
-        return GeneGrid(
-            values=values,
-            genes=list(genes),
-            kind=self.kind,
-            origin=(r0, c0),
-            lattice_nodes=nodes,
-            tissue=tissue,
-            index_to_world=self.geometry.grid_to_world() @ shift,
-            units=self.geometry.units,
-            spot_ij=np.stack([ii, jj], axis=1),
+        values = self.lognorm(list(genes)) if len(genes) else np.zeros((int(use.sum()), 0), np.float32)
+        return grid_from_spots(
+            self.array_row[use],
+            self.array_col[use],
+            values,
+            genes,
+            self.kind,
+            self.geometry,
+            box=(self.array_row, self.array_col),
         )
 
     def image_scale(self, name: str) -> float:
@@ -453,3 +431,50 @@ def slide_name(source, library_id: str | None = None) -> str:
             stem = p.parent.name
         return stem
     return library_id or "slide"
+
+
+def grid_from_spots(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    genes: list[str],
+    kind: str,
+    geometry: Geometry,
+    box: tuple[np.ndarray, np.ndarray] | None = None,
+    scale: float = 1.0,
+) -> GeneGrid:
+    """A :class:`GeneGrid` of ``values`` (n, G) at grid coordinates ``(rows, cols)``.
+
+    ``box``: the coordinates whose bounding box the grid covers (default: ``rows, cols``);
+    ``scale``: slide array coordinates per grid step (e.g. 2 for a result's measured lattice, whose
+    spot ``(row, col)`` is the x2 dense grid's ``(2 row, 2 col)``). Cells without a spot are NaN.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    br, bc = (rows, cols) if box is None else (np.asarray(box[0], np.int64), np.asarray(box[1], np.int64))
+    r0, c0 = int(br.min()), int(bc.min())
+    h, w = int(br.max() - r0 + 1), int(bc.max() - c0 + 1)
+    ii, jj = rows - r0, cols - c0
+    values = np.asarray(values)
+    grid = np.full((len(genes), h, w), np.nan, dtype=np.float32)
+    if len(genes):
+        grid[:, ii, jj] = values.T
+    tissue = np.zeros((h, w), dtype=bool)
+    tissue[ii, jj] = True
+    if kind == "hex":
+        rr, cc = np.mgrid[r0 : r0 + h, c0 : c0 + w]
+        nodes = (rr + cc) % 2 == int((br[0] + bc[0]) % 2)
+    else:
+        nodes = np.ones((h, w), dtype=bool)
+    to_array = np.array([[scale, 0.0, scale * r0], [0.0, scale, scale * c0], [0.0, 0.0, 1.0]])
+    return GeneGrid(
+        values=grid,
+        genes=list(genes),
+        kind=kind,
+        origin=(r0, c0),
+        lattice_nodes=nodes,
+        tissue=tissue,
+        index_to_world=geometry.grid_to_world() @ to_array,
+        units=geometry.units,
+        spot_ij=np.stack([ii, jj], axis=1),
+    )
