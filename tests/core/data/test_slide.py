@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from napari_s2s.core.data.slide import Slide
+from napari_s2s.core.data.slide import Slide, grid_from_spots
 
 
 def tiny_square_slide():
@@ -66,6 +66,26 @@ def test_grid_places_every_spot(read_shared):
     world = (g.index_to_world @ pts)[:2].T
     xy = s.pixel_xy[s.usable()] * s.geometry.um_per_px
     assert np.abs(world - xy[:, ::-1]).max() < 0.05 * s.geometry.pitch_um
+
+
+def test_a_coarser_lattice_grid_puts_spots_where_the_slide_grid_does(read_shared):
+    """``grid_from_spots`` with ``scale=2`` (a result's measured lattice): each spot lands on the same
+    world position as on the slide's own grid, with the same values."""
+    slide = read_shared("st_mouse_olfactory_bulb")
+    genes = slide.top_variable_genes(2)
+    full = slide.grid(genes)
+    use = slide.usable()
+    rows, cols = slide.array_row[use], slide.array_col[use]
+    sub = (rows % 2 == 0) & (cols % 2 == 0)
+    vals = slide.lognorm(genes)[sub]
+    coarse = grid_from_spots(rows[sub] // 2, cols[sub] // 2, vals, genes, slide.kind, slide.geometry, scale=2.0)
+    ij = np.c_[coarse.spot_ij, np.ones(int(sub.sum()))]
+    fij = np.c_[full.spot_ij[sub], np.ones(int(sub.sum()))]
+    np.testing.assert_allclose((coarse.index_to_world @ ij.T)[:2], (full.index_to_world @ fij.T)[:2], atol=1e-9)
+    ci, cj = coarse.spot_ij.T
+    fi, fj = full.spot_ij[sub].T
+    np.testing.assert_array_equal(coarse.values[:, ci, cj], full.values[:, fi, fj])
+    assert coarse.tissue.sum() == sub.sum() and np.isnan(coarse.values[:, ~coarse.tissue]).all()
 
 
 def test_hex_display_bricks_keep_true_positions(read_shared):
