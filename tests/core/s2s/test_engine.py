@@ -65,7 +65,9 @@ def test_hex_slide_end_to_end_contract(synthetic_slide):
     assert any("base predictor" in e.message for e in events) and any("out-of-fold" in e.message for e in events)
     train = [e for e in events if e.phase == "train"]
     assert [e.step for e in train] == [1, 2, 3, 4]
-    assert 0.0 <= imp.alpha <= 1.0 and imp.stats["networks"] == 4 and imp.stats["base"].startswith("kriging")
+    assert (
+        0.0 <= imp.alpha <= 1.0 and imp.stats["networks"] == 4 and imp.stats["base"].startswith(("kriging", "stack of"))
+    )
     assert imp.verdict() in events[-1].message
     assert all(e.loss is not None and e.elapsed_s >= 0 and e.eta_s is not None for e in train)
     res = imp.impute(slide)
@@ -182,6 +184,8 @@ def test_networks_that_start_from_the_base_train_save_and_load(tmp_path, read_sh
     imp.save(p)
     back = S2SImputer.load(p)
     assert back.config.base == "prior"
+    # the stacked base predictor (several weighted members on this slide) is saved whole and refitted
+    assert len(imp.base_info["mixture"]) > 1 and back.base_info["mixture"] == imp.base_info["mixture"]
     np.testing.assert_allclose(back.impute(slide, genes).values, res.values, atol=1e-5)
 
 
@@ -196,7 +200,11 @@ def test_the_base_alone_and_the_networks_alone(synthetic_slide):
     res = base_only.impute(slide)
     # blend "base": exactly the base predictor's maps (non-learned), measured values put back
     rows, cols, values, _ = slide_training_arrays(slide, genes)
-    b = np.maximum(base_only.base.predict(physical(res.dense_rows / 2.0, res.dense_cols / 2.0, slide.kind)), 0)
+    base = base_only.base
+    f_dst = None
+    if base.uses_histology:  # the sample slide's image explains part of it: the H&E term at the dense grid
+        f_dst = base_only._slide_features(slide)(res.dense_rows, res.dense_cols)
+    b = np.maximum(base.predict(physical(res.dense_rows / 2.0, res.dense_cols / 2.0, slide.kind), f_dst), 0)
     np.testing.assert_allclose(res.model_values, b, rtol=1e-4, atol=1e-5)  # float32 weights
     nets = S2SImputer(tiny(blend="network")).fit(slide, genes)
     assert nets.alpha == 1.0 and not np.allclose(nets.impute(slide).model_values, res.model_values)

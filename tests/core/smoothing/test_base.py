@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_s2s.core.smoothing.base import MIN_CV_SPOTS, BaseChoice, BasePredictor, candidates, one_se_choice
+from napari_s2s.core.smoothing.base import (
+    MIN_CV_SPOTS,
+    BaseChoice,
+    BasePredictor,
+    candidates,
+    mixture_from,
+    one_se_choice,
+    stack_weights,
+)
 
 
 def _lattice(n=16):
@@ -36,6 +44,51 @@ def test_one_standard_error_rule_prefers_the_simpler_candidate_within_noise():
     assert one_se_choice(cands, mixed.mean(axis=1), mixed) == 1
 
 
+def test_stack_weights_are_the_convex_least_squares_fit():
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=400)
+    # three candidate predictions: two informative with independent errors, one far off
+    p = np.stack([y + rng.normal(0, 0.5, 400), y + rng.normal(0, 0.5, 400), rng.normal(3.0, 1.0, 400)])
+    w = stack_weights(p @ p.T, p @ y)
+    assert np.isclose(w.sum(), 1.0) and (w >= 0).all()
+    assert w[2] == 0.0 and abs(w[0] - 0.5) < 0.1 and abs(w[1] - 0.5) < 0.1  # equal errors: equal shares
+    # against a brute-force search over the simplex
+    grid = [(a, b, 1 - a - b) for a in np.linspace(0, 1, 101) for b in np.linspace(0, 1, 101) if a + b <= 1 + 1e-12]
+    brute = min(grid, key=lambda v: float(((np.asarray(v) @ p - y) ** 2).sum()))
+    assert float(((w @ p - y) ** 2).sum()) <= float(((np.asarray(brute) @ p - y) ** 2).sum()) + 1e-9
+    # a better candidate takes all the weight; identical candidates share it
+    q = np.stack([y + rng.normal(0, 0.01, 400), y + rng.normal(0, 1.0, 400)])
+    assert stack_weights(q @ q.T, q @ y)[0] > 0.98
+    r = np.stack([q[0], q[0]])
+    assert np.allclose(stack_weights(r @ r.T, r @ y), 0.5)
+
+
+def test_a_stack_predicts_the_weighted_sum_of_its_members():
+    """The merged predictor (weighted denoised values, weighted H&E coefficients, one kriging
+    smoother) predicts exactly what its members refitted alone predict, weighted."""
+    rng = np.random.default_rng(6)
+    phys = _lattice(20)
+    m = len(phys)
+    tissue = (rng.random(m) < 0.3).astype(float)
+    feats = np.stack([tissue + rng.normal(0, 0.1, m), rng.normal(size=m)], axis=1)
+    factors = np.stack([np.sin(phys[:, 0] / 3.0), np.cos(phys[:, 1] / 4.0)], axis=1)
+    x = factors @ rng.normal(size=(2, 80)) + tissue[:, None] + rng.normal(0, 0.8, (m, 80))
+    b = BasePredictor(seed=0).fit(phys, x[:, :4], x, np.arange(4), feats)
+    assert len(b.mixture) > 1 and np.isclose(sum(w for _, w in b.mixture), 1.0)
+    assert (
+        b.label.startswith(f"stack of {len(b.mixture)}: ") and b.describe()["mixture"][0]["weight"] == b.mixture[0][1]
+    )
+    dst, f_dst = phys[:50] + 1.0, feats[:50]
+    parts = [
+        w * BasePredictor().refit(phys, x[:, :4], b.kriging, c, x, np.arange(4), feats).predict(dst, f_dst)
+        for c, w in b.mixture
+    ]
+    np.testing.assert_allclose(b.predict(dst, f_dst if b.uses_histology else None), sum(parts), atol=1e-8)
+    # the stack's members are the candidates' refits: its cross-validated choice rules still exist
+    one = BasePredictor(seed=0, selection="one-se").fit(phys, x[:, :4], x, np.arange(4), feats)
+    assert len(one.mixture) == 1 and one.cv_errors == b.cv_errors
+
+
 def test_cross_gene_denoising_is_chosen_when_genes_share_patterns_and_not_otherwise():
     rng = np.random.default_rng(0)
     phys = _lattice(20)
@@ -45,7 +98,7 @@ def test_cross_gene_denoising_is_chosen_when_genes_share_patterns_and_not_otherw
     shared = factors @ rng.normal(size=(2, 200)) + rng.normal(0, 1.0, (m, 200))
     b = BasePredictor(seed=0).fit(phys, shared[:, :5], shared, np.arange(5))
     assert b.choice.components is not None and b.choice.components <= 8
-    assert b.cv_errors[b.label] <= b.cv_errors["kriging"]
+    assert b.cv_errors[b.choice.label] <= b.cv_errors["kriging"]
     # independent genes (each target its own pattern): denoising by other genes cannot help
     alone = rng.normal(size=(m, 200))
     for g in range(5):
@@ -95,9 +148,18 @@ def test_refit_with_a_known_choice_reproduces_the_fit():
     phys = _lattice(20)
     x = rng.normal(size=(len(phys), 50)) + np.sin(phys[:, :1] / 3.0)
     b = BasePredictor(seed=0).fit(phys, x[:, :4], x, np.arange(4))
-    again = BasePredictor().refit(phys, x[:, :4], b.kriging, b.choice, x, np.arange(4))
+    again = BasePredictor().refit(phys, x[:, :4], b.kriging, b.mixture, x, np.arange(4))
     dst = phys + 1.0
     assert np.allclose(b.predict(dst), again.predict(dst))
+    # from the saved summary (what a saved model keeps), and from one of before stacking (one choice)
+    info = b.describe()
+    assert np.allclose(
+        b.predict(dst),
+        BasePredictor().refit(phys, x[:, :4], b.kriging, mixture_from(info), x, np.arange(4)).predict(dst),
+    )
+    old = {k: v for k, v in info.items() if k != "mixture"}
+    single = mixture_from(old)
+    assert single == ((b.choice, 1.0),)
 
 
 def test_a_real_size_gene_matrix_is_used_in_blocks_as_float32(monkeypatch):

@@ -28,7 +28,7 @@ import torch
 from ... import __version__
 from ..data.lattice import physical
 from ..errors import SlideError
-from ..smoothing.base import BaseChoice, BasePredictor
+from ..smoothing.base import BasePredictor, mixture_from
 from ..smoothing.kriging import Kriging
 from .blend import blend_weight, kept_sources, network_oof, oof_genes, weighted_mse
 from .device import DEVICE_NAMES, resolve_device, use_bfloat16
@@ -731,10 +731,10 @@ class S2SImputer:
         x, tcols = gene_matrix_with_targets(all_genes, values)
         if info.get("histology") and f_meas is None:
             raise SlideError(None, "this model uses the H&E term: the slide needs its image")
-        choice = BaseChoice(info.get("components"), bool(info.get("standardised")), f_meas is not None)
+        mixture = mixture_from(info, histology=f_meas is not None)
         k = info["kriging"]
         return BasePredictor(seed=self.config.seed).refit(
-            phys, values, Kriging(float(k["nu"]), float(k["ell"]), float(k["snr"])), choice, x, tcols, f_meas
+            phys, values, Kriging(float(k["nu"]), float(k["ell"]), float(k["snr"])), mixture, x, tcols, f_meas
         )
 
     def impute_arrays(
