@@ -156,5 +156,9 @@ def test_impute_says_how_the_result_was_made(tmp_path, data_dir):
     assert rc == 0
     prov = ad.read_h5ad(out).uns["s2s"]
     assert prov["config"]["tta"] and prov["config"]["histology"] == "auto"
-    assert str(prov["base"]).startswith(("kriging", "stack of")) and 0.0 <= float(prov["alpha"]) <= 1.0
+    assert str(prov["base"]).startswith(("kriging", "stack of"))
+    members = [str(m) for m in prov["base_members"]]  # every member of the base predictor, with its weight
+    assert members and abs(sum(float(m.split()[0]) for m in members) - 1.0) < 0.01
+    assert all(" kriging" in m for m in members) and (len(members) > 1) == str(prov["base"]).startswith("stack of")
+    assert 0.0 <= float(prov["alpha"]) <= 1.0
     assert "base predictor" in str(prov["verdict"])

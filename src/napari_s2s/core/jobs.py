@@ -327,6 +327,7 @@ def run_impute_job(
     """
     from .s2s.device import resolve_device
     from .s2s.engine import S2SImputer, resolve_histology
+    from .smoothing.base import mixture_from
 
     source = None if sample else path
     cfg = check_settings(settings, device=False)
@@ -362,6 +363,8 @@ def run_impute_job(
     adata.uns["s2s"]["histology"] = bool(getattr(imp, "histology_used", False))
     # how the result was made: the base predictor, the networks' weight and why
     adata.uns["s2s"]["base"] = str(imp.stats.get("base", ""))
+    if imp.base_info:  # every member of the base predictor with its weight (one, or a stack)
+        adata.uns["s2s"]["base_members"] = [f"{w:.3f} {c.label}" for c, w in mixture_from(imp.base_info)]
     adata.uns["s2s"]["alpha"] = float(imp.alpha or 0.0)
     adata.uns["s2s"]["verdict"] = imp.verdict()
     adata.uns["s2s"]["genes_requested"] = str(settings.genes)

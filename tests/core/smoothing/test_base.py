@@ -76,7 +76,8 @@ def test_a_stack_predicts_the_weighted_sum_of_its_members():
     b = BasePredictor(seed=0).fit(phys, x[:, :4], x, np.arange(4), feats)
     assert len(b.mixture) > 1 and np.isclose(sum(w for _, w in b.mixture), 1.0)
     assert (
-        b.label.startswith(f"stack of {len(b.mixture)}: ") and b.describe()["mixture"][0]["weight"] == b.mixture[0][1]
+        b.label == f"stack of {len(b.mixture)}, mainly {b.mixture[0][0].label} at {b.mixture[0][1]:.2f}"
+        and b.describe()["mixture"][0]["weight"] == b.mixture[0][1]
     )
     dst, f_dst = phys[:50] + 1.0, feats[:50]
     parts = [

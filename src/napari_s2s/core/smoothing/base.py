@@ -60,9 +60,6 @@ MANY_SPOTS = 1000
 #: Stack weights below this are dropped (and the others rescaled to sum to one).
 MIN_STACK_WEIGHT = 0.02
 
-#: Members of a stack named in its label.
-LABEL_MEMBERS = 3
-
 #: Selection rules of :class:`BasePredictor`.
 SELECTIONS = ("stack", "one-se", "lowest")
 
@@ -456,15 +453,13 @@ class BasePredictor:
 
     @property
     def label(self) -> str:
-        """What the fitted predictor is, e.g. ``kriging + PCA 8 + H&E``, or for a stack its heaviest
-        members with their weights, e.g. ``stack of 5: 0.45 kriging + H&E, 0.25 kriging + PCA 4 +
-        H&E, 0.15 kriging, +2 more`` (:meth:`describe` lists them all)."""
+        """What the fitted predictor is, e.g. ``kriging + PCA 8 + H&E``, or for a stack its size and
+        heaviest member, e.g. ``stack of 3, mainly kriging + H&E at 0.82`` (:attr:`mixture` and
+        :meth:`describe` list every member)."""
+        c, w = self.mixture[0]
         if len(self.mixture) == 1:
-            c = self.choice
             return BaseChoice(c.components, c.standardised, c.histology and self.uses_histology).label
-        shown = [f"{w:.2f} {c.label}" for c, w in self.mixture[:LABEL_MEMBERS]]
-        more = len(self.mixture) - LABEL_MEMBERS
-        return f"stack of {len(self.mixture)}: " + ", ".join(shown + ([f"+{more} more"] if more > 0 else []))
+        return f"stack of {len(self.mixture)}, mainly {c.label} at {w:.2f}"
 
     def describe(self) -> dict:
         """JSON-able summary: the choice (the heaviest member), the mixture, the kriging parameters
