@@ -102,6 +102,8 @@ class FeatureTerm:
     keep: np.ndarray  # (P,) bool, predictors that vary
     design: str
     penalties: list
+    low: np.ndarray | None = None  # (P',) range of the kept standardised predictors at the measured spots:
+    high: np.ndarray | None = None  # targets outside it are clipped to it (no extrapolation); None: no clip
 
     @classmethod
     def fit(
@@ -111,6 +113,7 @@ class FeatureTerm:
         residual: np.ndarray,
         design: str = "both",
         penalty: str = "shared",
+        clip: bool = True,
     ) -> FeatureTerm | None:
         """Fit on the measured spots.
 
@@ -123,6 +126,12 @@ class FeatureTerm:
             (``features - features.mean(0)``) at the measured spots.
         residual
             (m, G) the smoother's leave-one-out residual of the genes.
+        clip
+            At targets, clip each standardised predictor to its range at the measured spots: a
+            linear term is not extrapolated to image features the spots never showed (tissue folds,
+            bubbles, edges of the image). On the shared slides this added 0.002 mean hidden-spot PCC
+            to the base predictor over 24 tasks, +0.007-0.024 on the olfactory bulb
+            (``benchmarks/results/he_clip.md``).
 
         Returns ``None`` when no predictor varies.
         """
@@ -139,7 +148,8 @@ class FeatureTerm:
         z = (x[:, keep] - mean[keep]) / scale[keep]
         beta, _, lam = ridge_gcv(z, residual, shared=penalty == "shared")
         pens = [None if not np.isfinite(v) else float(v) for v in lam]
-        return cls(beta, centre, mean, scale, keep, design, pens)
+        low, high = (z.min(axis=0), z.max(axis=0)) if clip else (None, None)
+        return cls(beta, centre, mean, scale, keep, design, pens, low, high)
 
     @staticmethod
     def _predictors(design: str, fc: np.ndarray, smoothed: np.ndarray, raw: np.ndarray) -> np.ndarray:
@@ -157,6 +167,8 @@ class FeatureTerm:
         fd = np.asarray(features_dst, dtype=np.float64)
         x = self._predictors(self.design, fd - self.centre, smoothed_dst, fd)
         z = (x[:, self.keep] - self.mean[self.keep]) / self.scale[self.keep]
+        if self.low is not None:
+            z = np.clip(z, self.low, self.high)
         return z @ self.beta
 
     @property
