@@ -12,7 +12,9 @@ kriging against kriging + H&E term (no PCA, the kriging parameters fitted once o
 * per gene, whether the cross-validated gain and the gain in hidden-spot PCC agree (correlation over
   genes; median PCC when each gene takes the H&E term only where its own CV error drops);
 * the hidden-spot median PCC when the term's standardised predictors are clipped to the range they
-  span at the measured spots (no extrapolation of the linear term; not what the engine does).
+  span at the measured spots (no extrapolation of the linear term). The engine clips since
+  (``he_clip.py``); here the term is fitted unclipped, as it was when this table was made, and the
+  last column clips it.
 
 This is a diagnostic of the choice rule, run with the hidden spots: nothing here feeds a method.
 """
@@ -20,6 +22,7 @@ This is a diagnostic of the choice rule, run with the hidden spots: nothing here
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -68,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     from napari_s2s.core.data.lattice import physical
     from napari_s2s.core.evaluation.benchmark import build_holdout, score
     from napari_s2s.core.methods.s2s import to_lattice
+    from napari_s2s.core.smoothing import ridge
     from napari_s2s.core.smoothing.base import BaseChoice, BasePredictor
     from napari_s2s.core.smoothing.gaussian import gene_weights
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
+    ridge.FeatureTerm.fit = classmethod(functools.partial(ridge.FeatureTerm.fit.__func__, clip=False))
     lines = [
         "# The H&E term: cross-validated gain vs hidden-spot effect",
         "",
