@@ -36,14 +36,15 @@ from run_benchmark import HERE, data_dir  # noqa: E402  (one place says where th
 RULES = ("stack", "one-se", "lowest")
 
 
-def base_only(task, rule: str):
-    """(prediction, chosen candidate) of the base predictor alone under a selection rule."""
+def base_only(task, rule: str, **options):
+    """(prediction, chosen candidate) of the base predictor alone under a selection rule (and other
+    :class:`~napari_s2s.core.smoothing.base.BasePredictor` ``options``)."""
     from napari_s2s.core.methods.s2s import S2SMethod
     from napari_s2s.core.s2s import engine
     from napari_s2s.core.smoothing.base import BasePredictor
 
     saved = engine.BasePredictor
-    engine.BasePredictor = functools.partial(BasePredictor, selection=rule)  # the engine's base, one rule
+    engine.BasePredictor = functools.partial(BasePredictor, selection=rule, **options)  # the engine's base, one rule
     try:
         m = S2SMethod(blend="base", max_steps=1, budget_s=None)
         pred = m.predict(task)

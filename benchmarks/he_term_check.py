@@ -13,8 +13,8 @@ kriging against kriging + H&E term (no PCA, the kriging parameters fitted once o
   genes; median PCC when each gene takes the H&E term only where its own CV error drops);
 * the hidden-spot median PCC when the term's standardised predictors are clipped to the range they
   span at the measured spots (no extrapolation of the linear term). The engine clips since
-  (``he_clip.py``); here the term is fitted unclipped, as it was when this table was made, and the
-  last column clips it.
+  (``he_clip.py``); the other columns fit the term unclipped (``clip_histology=False``), as it was
+  when this table was made.
 
 This is a diagnostic of the choice rule, run with the hidden spots: nothing here feeds a method.
 """
@@ -22,7 +22,6 @@ This is a diagnostic of the choice rule, run with the hidden spots: nothing here
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from pathlib import Path
 
@@ -53,32 +52,18 @@ def cv_errors(bp, choice, k: int, repeats: int) -> np.ndarray:
     return err / repeats
 
 
-def clipped_term(b, dst: np.ndarray, f_dst: np.ndarray) -> np.ndarray:
-    """The fitted H&E term of base predictor ``b`` at ``dst``, its standardised predictors clipped to
-    their range at the measured spots."""
-    t = b.term
-    f = b.features
-    z_meas = t._predictors(t.design, f - t.centre, b.solver.loo(f - t.centre), f)
-    z_meas = (z_meas[:, t.keep] - t.mean[t.keep]) / t.scale[t.keep]
-    x = t._predictors(t.design, f_dst - t.centre, b.solver.predict(f - t.centre, dst), f_dst)
-    z = (x[:, t.keep] - t.mean[t.keep]) / t.scale[t.keep]
-    return np.clip(z, z_meas.min(axis=0), z_meas.max(axis=0)) @ t.beta
-
-
 def main(argv: list[str] | None = None) -> int:
     from napari_s2s.core.data.histology_features import feature_function
     from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.data.lattice import physical
     from napari_s2s.core.evaluation.benchmark import build_holdout, score
     from napari_s2s.core.methods.s2s import to_lattice
-    from napari_s2s.core.smoothing import ridge
     from napari_s2s.core.smoothing.base import BaseChoice, BasePredictor
     from napari_s2s.core.smoothing.gaussian import gene_weights
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
-    ridge.FeatureTerm.fit = classmethod(functools.partial(ridge.FeatureTerm.fit.__func__, clip=False))
     lines = [
         "# The H&E term: cross-validated gain vs hidden-spot effect",
         "",
@@ -97,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         values = np.asarray(task.measured_values, np.float64)
         phys = physical(lr, lc, task.kind)
         f_meas = np.asarray(feat(2 * lr, 2 * lc), np.float64)
-        bp = BasePredictor(seed=0, components=()).fit(phys, values, None, None, f_meas)
+        bp = BasePredictor(seed=0, components=(), clip_histology=False).fit(phys, values, None, None, f_meas)
         gw = gene_weights(values)
         m = len(values)
         cells = []
@@ -109,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         dst = physical(tr / 2.0, tc / 2.0, task.kind)
         pcc = []
         for choice in (plain, he):
-            b = BasePredictor(seed=0).refit(phys, values, bp.kriging, choice, None, None, f_meas)
+            b = BasePredictor(seed=0, clip_histology=False).refit(phys, values, bp.kriging, choice, None, None, f_meas)
             pred = np.maximum(b.predict(dst, np.asarray(feat(tr, tc), float) if b.uses_histology else None), 0)
             pcc.append(
                 np.array([np.nan if v["pcc"] is None else v["pcc"] for v in score(task, truth, pred, meta).values()])
             )
-        clipped = np.maximum(b.smooth(dst) + clipped_term(b, dst, np.asarray(feat(tr, tc), float)), 0)
+        b = BasePredictor(seed=0).refit(phys, values, bp.kriging, he, None, None, f_meas)  # clipped (default)
+        clipped = np.maximum(b.predict(dst, np.asarray(feat(tr, tc), float)), 0)
         pcc_clip = [np.nan if v["pcc"] is None else v["pcc"] for v in score(task, truth, clipped, meta).values()]
         ok = np.isfinite(pcc[0]) & np.isfinite(pcc[1])
         corr = np.corrcoef(gain[ok], (pcc[1] - pcc[0])[ok])[0, 1]

@@ -117,6 +117,9 @@ def test_histology_term_is_chosen_only_when_the_image_explains_the_residual():
     y = np.stack([np.sin(phys[:, 0] / 4.0) + 2.0 * tissue + rng.normal(0, 0.3, m) for _ in range(3)], axis=1)
     b = BasePredictor(seed=0).fit(phys, y, features=feats)
     assert b.uses_histology and "H&E" in b.label
+    # the term is clipped at targets to what the measured spots showed, unless asked not to be (test_ridge.py)
+    free = BasePredictor(seed=0, clip_histology=False).fit(phys, y, features=feats)
+    assert b.term.low is not None and free.term.low is None
     # the control: the same features shuffled between spots
     b2 = BasePredictor(seed=0).fit(phys, y, features=feats[rng.permutation(m)])
     assert not b2.uses_histology

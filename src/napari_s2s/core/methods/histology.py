@@ -67,6 +67,9 @@ class HeGaussian:
         ``"gaussian"`` (the default) or ``"pca_gaussian"``: the measured spots are first denoised
         as by the ``pca_gaussian`` baseline (components and bandwidth by its cross-validation on
         measured spots) and the histology term models the residual of that smoother instead.
+    clip
+        Clip the term's predictors at targets to their range at the measured spots (the default;
+        see :meth:`~napari_s2s.core.smoothing.ridge.FeatureTerm.fit`).
 
     Attributes
     ----------
@@ -85,6 +88,7 @@ class HeGaussian:
         design: str = "both",
         penalty: str = "shared",
         smoother: str = "gaussian",
+        clip: bool = True,
     ) -> None:
         if smoother not in ("gaussian", "pca_gaussian"):
             raise ValueError(f"smoother must be 'gaussian' or 'pca_gaussian', not {smoother!r}")
@@ -98,6 +102,7 @@ class HeGaussian:
         self.bandwidth = bandwidth
         self.design = design
         self.penalty = penalty
+        self.clip = clip
         self.details_: dict = {}
 
     def __call__(self, task: ImputationTask) -> np.ndarray:
@@ -161,7 +166,7 @@ class HeGaussian:
         f_meas, f_dst = self.task_features(task)
         resid = vals - w_loo @ smooth  # leave-one-out residual of the smoother at measured spots
         fc = f_meas - f_meas.mean(axis=0)
-        term = FeatureTerm.fit(f_meas, w_loo @ fc, resid, self.design, self.penalty)
+        term = FeatureTerm.fit(f_meas, w_loo @ fc, resid, self.design, self.penalty, self.clip)
         if term is None:
             return none
         self.details_ = {"bandwidth": float(h), "penalty": term.penalties, "n_features": int(term.keep.sum())}

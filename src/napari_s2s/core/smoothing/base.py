@@ -163,6 +163,9 @@ class BasePredictor:
         Whether H&E candidates may be tried (when features are given to :meth:`fit`).
     require_histology
         Only H&E candidates (the user asked for the H&E term; needs features).
+    clip_histology
+        Clip the H&E term's predictors at targets to their range at the measured spots (the
+        default; see :meth:`~.ridge.FeatureTerm.fit`).
     selection
         ``"stack"`` (default): convex weights over the candidates (see the module notes);
         ``"one-se"``: the one-standard-error rule; ``"lowest"``: the lowest error (for comparisons,
@@ -187,6 +190,7 @@ class BasePredictor:
     components: tuple = COMPONENTS
     use_histology: bool = True
     require_histology: bool = False
+    clip_histology: bool = True
     selection: str = "stack"
     choice: BaseChoice = field(default_factory=BaseChoice)
     mixture: tuple = ((BaseChoice(), 1.0),)
@@ -258,7 +262,7 @@ class BasePredictor:
         f_loo = getattr(solver, "_features_loo", None)  # the same for every candidate of a fold
         if f_loo is None:
             f_loo = solver._features_loo = solver.loo(f - f.mean(axis=0))
-        return FeatureTerm.fit(f, f_loo, self.values[rows] - (mu + solver.loo(den - mu)))
+        return FeatureTerm.fit(f, f_loo, self.values[rows] - (mu + solver.loo(den - mu)), clip=self.clip_histology)
 
     def _cross_validate(self, cands: list[BaseChoice]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Cross-validated error of every candidate (one value each), and per spot (candidates x
