@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--old", required=True, help="comma-separated run JSONs (before)")
     ap.add_argument("--new", required=True, help="comma-separated run JSONs (after), paired with --old")
     ap.add_argument("--method", default="s2s")
+    ap.add_argument("--new-method", default=None, help="the method's name in the --new runs (default: --method)")
     ap.add_argument("--classical", default=CLASSICAL)
     ap.add_argument("--title", default="Before and after")
     ap.add_argument("--out", required=True)
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--old and --new need the same number of runs")
     classical = args.classical.split(",")
     m = args.method
+    mn = args.new_method or m
     rows, dp, dr, wins = [], [], [], np.zeros(4, int)
     for po, pn in zip(olds, news):
         ro, rn = json.loads(Path(po).read_text()), json.loads(Path(pn).read_text())
@@ -57,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{po} and {pn} are not the same task (seed, phase)")
         so, sn = _slides(ro), _slides(rn)
         for name in sn:
-            if m not in sn[name] or name not in so or m not in so[name]:
+            if mn not in sn[name] or name not in so or m not in so[name]:
                 continue
-            a, b = so[name][m], sn[name][m]
+            a, b = so[name][m], sn[name][mn]
             bp, br = _best(sn[name], classical)
             dp.append(b["pcc_median"] - a["pcc_median"])
             dr.append(b["rmse_median"] - a["rmse_median"])
@@ -76,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         f"# {args.title}",
         "",
         f"Command: `python benchmarks/compare_runs.py --old {args.old} --new {args.new} --method {m} "
-        f'--title "{args.title}" --out {args.out}`',
+        + (f"--new-method {mn} " if mn != m else "")
+        + f'--title "{args.title}" --out {args.out}`',
         "",
-        f"`{m}` per slide and run (seed, measured coset), median over genes on the hidden spots; "
+        (f"`{m}` (before) against `{mn}` (after)" if mn != m else f"`{m}`")
+        + " per slide and run (seed, measured coset), median over genes on the hidden spots; "
         f"best classical = the best of {', '.join(classical)} in that run.",
         "",
         "| slide | run | PCC before | PCC after | change | RMSE before | RMSE after | change | best classical PCC / RMSE |",

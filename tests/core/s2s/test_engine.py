@@ -189,6 +189,28 @@ def test_networks_that_start_from_the_base_train_save_and_load(tmp_path, read_sh
     np.testing.assert_allclose(back.impute(slide, genes).values, res.values, atol=1e-5)
 
 
+def test_auxiliary_genes_by_spatial_signal_train_but_only_the_users_genes_are_imputed(read_shared):
+    """``aux_genes``: genes of the slide with the strongest spatial signal join training (never the
+    user's own), with ``gene_sampling="signal"`` drawing genes by their signal; the result and the
+    saved model cover the user's genes only."""
+    slide = read_shared("her2st_C2")
+    genes = slide.top_variable_genes(3)
+    imp = S2SImputer(tiny(aux_genes=4, gene_sampling="signal", max_steps=4, histology="off")).fit(slide, genes)
+    assert imp.stats["aux_genes"] == 4 and len(set(imp.aux_genes)) == 4
+    from napari_s2s.core.s2s.engine import gene_matrix_with_targets, slide_training_arrays
+
+    rows, cols, values, allg = slide_training_arrays(slide, genes)
+    _, tcols = gene_matrix_with_targets(allg, values)
+    assert not set(imp.aux_genes) & set(int(c) for c in tcols)
+    res = imp.impute(slide, genes)
+    assert res.values.shape[1] == 3 and np.isfinite(res.values).all()
+    meas, truth = _measured_in_slide_order(slide, genes, res)
+    np.testing.assert_array_equal(meas, truth)  # measured values survive exactly
+    for bad in (dict(aux_genes=-1), dict(aux_genes=2.5), dict(gene_sampling="random"), dict(aux_genes=3, base="prior")):
+        with pytest.raises(ValueError):
+            S2SConfig(**bad)
+
+
 def test_the_base_alone_and_the_networks_alone(synthetic_slide):
     from napari_s2s.core.data.lattice import physical
     from napari_s2s.core.s2s.engine import slide_training_arrays

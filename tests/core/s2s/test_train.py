@@ -166,3 +166,26 @@ def test_time_the_consumer_holds_the_loop_is_not_charged_to_the_budget():
     wall = time.perf_counter() - t0
     assert ev.elapsed_s < 0.6 + 0.5 and state.seconds <= wall - held + 0.05
     assert state.steps >= 4, "the pauses ate the training budget"
+
+
+def test_genes_are_drawn_by_their_probabilities_and_auxiliary_genes_are_never_predicted():
+    from napari_s2s.core.s2s.blend import oof_genes
+    from napari_s2s.core.s2s.train import _st_sample
+
+    cfg = _cfg(max_steps=4)
+    prob = _problem(cfg)  # 3 genes
+    rng = np.random.default_rng(0)
+    prob.gene_p = np.array([0.0, 1.0, 0.0])
+    for _ in range(5):
+        ch, tg, lm = _st_sample(prob, rng, augment=False)
+        # the drawn window is gene 1's: its target is gene 1's values at the window
+        assert any(
+            np.array_equal(tg[0], prob.target[1, y : y + 8, x : x + 8]) for per in prob.starts[0] for y, x in per
+        )
+        assert not any(
+            np.array_equal(tg[0], prob.target[0, y : y + 8, x : x + 8]) for per in prob.starts[0] for y, x in per
+        )
+    prob.gene_p, prob.targets = None, 2  # gene 2 is auxiliary: trained on, never predicted or weighed
+    assert prob.n_targets == 2 and list(oof_genes(prob, 4)) == [0, 1]
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
+    assert network_oof(members, prob, CPU).network.shape[1] == 2

@@ -53,12 +53,13 @@ OOF_PIXELS = 4_000_000
 
 
 def oof_genes(prob: TrainProblem, n_members: int, seed: int = 0) -> np.ndarray:
-    """Indices of the genes whose out-of-fold predictions are computed (all, or a seeded subset)."""
+    """Indices of the genes whose out-of-fold predictions are computed (all the predicted genes, or a
+    seeded subset; auxiliary training genes never)."""
     per_gene = n_members * len(prob.channels) * prob.target.shape[1] * prob.target.shape[2]
     cap = max(4, OOF_PIXELS // max(per_gene, 1))
-    if prob.genes <= cap:
-        return np.arange(prob.genes)
-    return np.sort(np.random.default_rng(seed).choice(prob.genes, cap, replace=False))
+    if prob.n_targets <= cap:
+        return np.arange(prob.n_targets)
+    return np.sort(np.random.default_rng(seed).choice(prob.n_targets, cap, replace=False))
 
 
 def network_oof(
@@ -68,7 +69,7 @@ def network_oof(
     (for the genes ``genes``, default all; ``network`` has one column per gene asked for)."""
     spots, phases, preds = [], [], []
     pix = prob.spot_pixels
-    genes = np.arange(prob.genes) if genes is None else np.asarray(genes)
+    genes = np.arange(prob.n_targets) if genes is None else np.asarray(genes)
     for mem in members:
         mine = np.flatnonzero(prob.folds == mem.fold)
         if not mine.size:

@@ -32,6 +32,7 @@ from ..smoothing.base import BasePredictor, mixture_from
 from ..smoothing.kriging import Kriging
 from .blend import blend_weight, kept_sources, network_oof, oof_genes, weighted_mse
 from .device import DEVICE_NAMES, resolve_device, use_bfloat16
+from .genes import auxiliary_genes, sampling_weights, spatial_signal
 from .impute import dense_channels, dense_positions, final_consistency, predict_symmetry, predict_tta
 from .results import ImputedResult  # noqa: F401  (re-exported: the engine's result type)
 from .sampling import symmetries
@@ -158,6 +159,8 @@ class S2SConfig:
     tile: int = 512
     tta: bool = False
     histology: str = "auto"
+    aux_genes: int = 0
+    gene_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -221,6 +224,13 @@ class S2SConfig:
             raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', not {self.precision!r}")
         if self.histology not in ("off", "on", "auto"):
             raise ValueError(f"histology must be 'off', 'on' or 'auto', not {self.histology!r}")
+        if isinstance(self.aux_genes, bool) or not _is_int(self.aux_genes) or not 0 <= self.aux_genes <= 4096:
+            raise ValueError(f"aux_genes must be an integer from 0 to 4096, not {self.aux_genes!r}")
+        self.aux_genes = int(self.aux_genes)
+        if self.aux_genes and self.base == "prior":
+            raise ValueError("aux_genes needs base 'smooth', 'pca' or 'zero' (the prior covers the user's genes only)")
+        if self.gene_sampling not in ("uniform", "signal"):
+            raise ValueError(f"gene_sampling must be 'uniform' or 'signal', not {self.gene_sampling!r}")
 
     @classmethod
     def from_preset(cls, name: str = "fast", **overrides) -> S2SConfig:
@@ -367,6 +377,8 @@ class S2SImputer:
         self._train_values: np.ndarray | None = None
         self._stop = threading.Event()
         self._training: dict | None = None  # what the loop is training now (for previews)
+        #: columns of the cross-gene matrix trained on besides the user's genes (``aux_genes``)
+        self.aux_genes: list[int] = []
         self._features = None  # H&E feature function of the slide being trained
         #: measured seconds: ``base`` (base predictor + inputs of a dense imputation), ``pass`` (one
         #: network over the dense grid), ``oof`` (one network's out-of-fold predictions)
@@ -495,9 +507,11 @@ class S2SImputer:
                 "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "building training windows"
             )
             folds = assign_folds(m, cfg.folds, rng)
+            z_train, recon_train, gene_p = self._training_genes(rows, cols, kind, net_values, z, recon, all_genes)
             try:
                 prior = _prior_function(base, kind, mu, sd, level="lattice") if cfg.base == "prior" else None
-                prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior)
+                prob = build_problem(rows, cols, kind, z_train, cfg, recon_train, covariates, folds, prior)
+                prob.targets, prob.gene_p = values.shape[1], gene_p
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
                 why = str(exc)
@@ -569,6 +583,7 @@ class S2SImputer:
             "why": why,
             "patch": int(prob.patch),
             "device": self.device_used,
+            "aux_genes": len(self.aux_genes),
         }
         phase = "stopped" if state.stopped else "done"
         verdict = self.verdict()
@@ -634,6 +649,32 @@ class S2SImputer:
         else:
             more = f", {100 * gain:.1f} % less held-out error than the base"
         return f"networks weighted {self.alpha:.2f} against the base predictor ({label}){more}"
+
+    def _training_genes(self, rows, cols, kind, net_values, z, recon, all_genes):
+        """The networks' training genes: the user's (standardised ``z``, cross-gene ``recon``), then
+        ``aux_genes`` more of the slide chosen by spatial signal (:mod:`.genes`); and the probability
+        of drawing each (``None``: uniform)."""
+        cfg = self.config
+        if not cfg.aux_genes and cfg.gene_sampling == "uniform":
+            return z, recon, None
+        phys = physical(rows, cols, kind)
+        signal = spatial_signal(phys, net_values)
+        self.aux_genes = []
+        if cfg.aux_genes and all_genes is not None:
+            x, tcols = gene_matrix_with_targets(all_genes, net_values)
+            sig_all = spatial_signal(phys, x)
+            aux = auxiliary_genes(sig_all, tcols, cfg.aux_genes)
+            if aux.size:
+                xa = np.asarray(x[:, aux], np.float32)
+                mu_a, sd_a = standardise(xa)
+                z = np.concatenate([z, (xa - mu_a) / sd_a], axis=1)
+                if recon is not None:
+                    rec_a = (cross_gene_reconstruction(xa, all_genes, cfg.pca_components) - mu_a) / sd_a
+                    recon = np.concatenate([recon, rec_a], axis=1)
+                signal = np.concatenate([signal, sig_all[aux]])
+                self.aux_genes = [int(a) for a in aux]
+        gene_p = sampling_weights(signal) if cfg.gene_sampling == "signal" else None
+        return z.astype(np.float32), None if recon is None else recon.astype(np.float32), gene_p
 
     def _fit_base(self, rows, cols, kind, values, all_genes, features) -> BasePredictor:
         """The base predictor of the measured arrays (choice by cross-validation, or plain kriging)."""

@@ -151,6 +151,13 @@ class TrainProblem:
     n_channels: int
     genes: int
     tile: int = 64
+    targets: int = 0  # the first ``targets`` genes are the user's (predicted); 0: all of them
+    gene_p: np.ndarray | None = None  # (genes,) probability of drawing each gene; None: uniform
+
+    @property
+    def n_targets(self) -> int:
+        """Genes that are predicted (the rest are auxiliary: trained on, never predicted)."""
+        return self.targets or self.genes
 
     def loss_mask(self, phase: int, fold: int) -> np.ndarray:
         """(H, W) targets of network ``fold`` in ``phase``: spots not kept and not in the fold."""
@@ -270,7 +277,7 @@ def _st_sample(prob: TrainProblem, rng: np.random.Generator, augment: bool, fold
     starts = prob.starts[fold]
     valid = [i for i, s in enumerate(starts) if len(s)]
     p = valid[int(rng.integers(len(valid)))]
-    g = int(rng.integers(prob.genes))
+    g = int(rng.integers(prob.genes)) if prob.gene_p is None else int(rng.choice(prob.genes, p=prob.gene_p))
     y, x = starts[p][int(rng.integers(len(starts[p])))]
     P = prob.patch
     ch = prob.channels[p][g, :, y : y + P, x : x + P]
