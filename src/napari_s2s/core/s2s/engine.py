@@ -499,18 +499,14 @@ class S2SImputer:
             term_meas = base.term_loo() if base.uses_histology else None
             net_values = values if term_meas is None else (values - term_meas).astype(np.float32)
             mu, sd = standardise(net_values)
-            z = (net_values - mu) / sd
-            recon = None
-            if cfg.cross_gene:
-                recon = (cross_gene_reconstruction(net_values, all_genes, cfg.pca_components) - mu) / sd
             yield ProgressEvent(
                 "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "building training windows"
             )
             folds = assign_folds(m, cfg.folds, rng)
-            z_train, recon_train, gene_p = self._training_genes(rows, cols, kind, net_values, z, recon, all_genes)
+            z, recon, gene_p = self._training_genes(rows, cols, kind, values, net_values, mu, sd, all_genes)
             try:
                 prior = _prior_function(base, kind, mu, sd, level="lattice") if cfg.base == "prior" else None
-                prob = build_problem(rows, cols, kind, z_train, cfg, recon_train, covariates, folds, prior)
+                prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior)
                 prob.targets, prob.gene_p = values.shape[1], gene_p
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
@@ -650,31 +646,47 @@ class S2SImputer:
             more = f", {100 * gain:.1f} % less held-out error than the base"
         return f"networks weighted {self.alpha:.2f} against the base predictor ({label}){more}"
 
-    def _training_genes(self, rows, cols, kind, net_values, z, recon, all_genes):
-        """The networks' training genes: the user's (standardised ``z``, cross-gene ``recon``), then
-        ``aux_genes`` more of the slide chosen by spatial signal (:mod:`.genes`); and the probability
-        of drawing each (``None``: uniform)."""
+    def _training_genes(self, rows, cols, kind, values, net_values, mu, sd, all_genes):
+        """The networks' training genes (standardised values, cross-gene channels or ``None``) and
+        the probability of drawing each (``None``: uniform).
+
+        First the user's genes (``net_values`` standardised by ``mu, sd``), then ``aux_genes`` more
+        of the slide, the strongest by spatial signal (:mod:`.genes`) outside the user's (matched on
+        their measured ``values``). With ``gene_sampling="uniform"`` the user's genes keep half of
+        the draws whatever their number; with ``"signal"`` every gene is drawn in proportion to its
+        signal.
+        """
         cfg = self.config
-        if not cfg.aux_genes and cfg.gene_sampling == "uniform":
-            return z, recon, None
-        phys = physical(rows, cols, kind)
-        signal = spatial_signal(phys, net_values)
+        n_user = net_values.shape[1]
+        train, mus, sds = np.asarray(net_values, np.float32), mu, sd
+        signal = None
         self.aux_genes = []
+        if cfg.aux_genes or cfg.gene_sampling == "signal":
+            phys = physical(rows, cols, kind)
+            signal = spatial_signal(phys, net_values)
         if cfg.aux_genes and all_genes is not None:
-            x, tcols = gene_matrix_with_targets(all_genes, net_values)
+            x, tcols = gene_matrix_with_targets(all_genes, values)
             sig_all = spatial_signal(phys, x)
             aux = auxiliary_genes(sig_all, tcols, cfg.aux_genes)
             if aux.size:
                 xa = np.asarray(x[:, aux], np.float32)
                 mu_a, sd_a = standardise(xa)
-                z = np.concatenate([z, (xa - mu_a) / sd_a], axis=1)
-                if recon is not None:
-                    rec_a = (cross_gene_reconstruction(xa, all_genes, cfg.pca_components) - mu_a) / sd_a
-                    recon = np.concatenate([recon, rec_a], axis=1)
+                train = np.hstack([train, xa])
+                mus, sds = np.concatenate([mu, mu_a]), np.concatenate([sd, sd_a])
                 signal = np.concatenate([signal, sig_all[aux]])
                 self.aux_genes = [int(a) for a in aux]
-        gene_p = sampling_weights(signal) if cfg.gene_sampling == "signal" else None
-        return z.astype(np.float32), None if recon is None else recon.astype(np.float32), gene_p
+        z = ((train - mus) / sds).astype(np.float32)
+        recon = None
+        if cfg.cross_gene:  # one reconstruction of all the training genes
+            recon = ((cross_gene_reconstruction(train, all_genes, cfg.pca_components) - mus) / sds).astype(np.float32)
+        if cfg.gene_sampling == "signal":
+            gene_p = sampling_weights(signal)
+        elif self.aux_genes:
+            n_aux = len(self.aux_genes)
+            gene_p = np.concatenate([np.full(n_user, 0.5 / n_user), np.full(n_aux, 0.5 / n_aux)])
+        else:
+            gene_p = None
+        return z, recon, gene_p
 
     def _fit_base(self, rows, cols, kind, values, all_genes, features) -> BasePredictor:
         """The base predictor of the measured arrays (choice by cross-validation, or plain kriging)."""
