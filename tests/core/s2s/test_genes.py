@@ -15,7 +15,7 @@ def _grid(n: int = 20) -> np.ndarray:
     return physical(r.ravel(), c.ravel(), "square")
 
 
-def test_signal_separates_a_smooth_field_from_noise_and_constants():
+def test_signal_separates_a_smooth_field_from_noise_and_constants(monkeypatch):
     phys = _grid()
     rng = np.random.default_rng(0)
     smooth = np.sin(phys[:, 0] / 4.0) + np.cos(phys[:, 1] / 5.0)
@@ -25,6 +25,10 @@ def test_signal_separates_a_smooth_field_from_noise_and_constants():
     assert s[0] > 0.9 and abs(s[1]) < 0.15 and s[2] == 0.0
     assert s[1] < s[3] < s[0]  # half-noisy in between
     np.testing.assert_allclose(spatial_signal(phys, sp.csr_matrix(x)), s)  # sparse input: the same
+    import napari_s2s.core.s2s.genes as genes
+
+    monkeypatch.setattr(genes, "GENE_BLOCK_VALUES", len(phys))  # a real-size slide: one gene at a time
+    np.testing.assert_allclose(spatial_signal(phys, sp.csr_matrix(x)), s)
 
 
 def test_signal_of_a_real_slide_drops_to_noise_when_its_spots_are_shuffled(read_shared):

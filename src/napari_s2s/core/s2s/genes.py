@@ -22,6 +22,8 @@ from scipy.spatial import cKDTree
 
 #: Neighbours averaged per spot (the first ring of a hexagonal lattice; a square lattice's 4 + 2).
 NEIGHBOURS = 6
+#: Values (spots x genes) converted to float64 at a time.
+GENE_BLOCK_VALUES = 8_000_000
 #: Sampling weight floor, as a fraction of the largest signal (no gene is never drawn).
 SIGNAL_FLOOR = 0.1
 
@@ -52,12 +54,17 @@ def spatial_signal(phys: np.ndarray, values, neighbours: int = NEIGHBOURS) -> np
     _, nn = cKDTree(phys).query(phys, k=k + 1)
     nn = nn[:, 1:]  # drop the spot itself
     w = sp.csr_matrix((np.full(m * k, 1.0 / k), (np.repeat(np.arange(m), k), nn.ravel())), shape=(m, m))
-    x = values.toarray() if sp.issparse(values) else np.asarray(values)
-    x = np.asarray(x, dtype=np.float64)
-    s = np.asarray(w @ x)
-    xc, sc = x - x.mean(0), s - s.mean(0)
-    den = np.sqrt((xc * xc).sum(0) * (sc * sc).sum(0))
-    return np.where(den > 1e-12, (xc * sc).sum(0) / np.where(den > 1e-12, den, 1.0), 0.0)
+    n = values.shape[1]
+    out = np.zeros(n)
+    step = max(1, GENE_BLOCK_VALUES // max(m, 1))  # a real-size slide: a block of genes at a time
+    for a in range(0, n, step):
+        block = values[:, a : a + step]
+        x = np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
+        s = np.asarray(w @ x)
+        xc, sc = x - x.mean(0), s - s.mean(0)
+        den = np.sqrt((xc * xc).sum(0) * (sc * sc).sum(0))
+        out[a : a + step] = np.where(den > 1e-12, (xc * sc).sum(0) / np.where(den > 1e-12, den, 1.0), 0.0)
+    return out
 
 
 def auxiliary_genes(signal: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
