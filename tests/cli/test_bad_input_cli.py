@@ -306,6 +306,8 @@ def test_outlier_coordinate_in_spaceranger_positions(data_dir, tmp_path, capsys)
         (["--max-steps=-1"], "--max-steps"),
         (["--max-steps", "1.5"], "--max-steps"),
         (["--preset", "huge"], "--preset"),
+        (["--aux-genes=-1"], "--aux-genes"),
+        (["--aux-genes", "many"], "--aux-genes"),
         (["--genes", "top:0"], "top:"),
         (["--genes", "top:x"], "top:"),
         (["--genes", ",,"], "empty"),

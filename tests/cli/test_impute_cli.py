@@ -99,11 +99,14 @@ def test_impute_with_histology_and_reopen(tmp_path, data_dir):
     src = slide_path(data_dir, "her2st_C2")
     out = tmp_path / "he.h5ad"
     rc = main(
-        ["impute", str(src), "--out", str(out), "--genes", "top:3", "--device", "cpu", "--histology", "on"] + FAST
+        ["impute", str(src), "--out", str(out), "--genes", "top:3", "--device", "cpu", "--histology", "on"]
+        + ["--aux-genes", "5"]
+        + FAST
     )
     assert rc == 0
     res = ad.read_h5ad(out)
     assert bool(res.uns["s2s"]["histology"]) is True and res.uns["s2s"]["config"]["histology"] == "on"
+    assert res.uns["s2s"]["config"]["aux_genes"] == 5 and list(res.var_names) == read_slide(src).top_variable_genes(3)
     slide = read_slide(src)
     genes = list(res.var_names)
     meas = res.obs["s2s_measured"].to_numpy().astype(bool)

@@ -50,10 +50,13 @@ def test_settings_round_trip_and_bad_files(tmp_path, monkeypatch):
     store.path.write_text("{not json")
     assert store.load() == WidgetSettings()
     store.path.write_text(
-        json.dumps({"preset": "huge", "device": "tpu", "seed": "x", "budget_s": 12, "histology": "always"})
+        json.dumps(
+            {"preset": "huge", "device": "tpu", "seed": "x", "budget_s": 12, "histology": "always", "aux_genes": -3}
+        )
     )
     got = store.load()
     assert (got.preset, got.device, got.seed, got.budget_s, got.histology) == ("fast", "auto", 0, 12.0, "auto")
+    assert got.aux_genes == WidgetSettings().aux_genes
     over = s.config_overrides()
     assert over["cascades"] == 2 and "features" not in over and over["natural_images"] is False
 
@@ -61,9 +64,9 @@ def test_settings_round_trip_and_bad_files(tmp_path, monkeypatch):
 def test_settings_feed_the_engine_config():
     from napari_s2s.gui.training import make_config
 
-    s = WidgetSettings(preset="fast", features=8, budget_s=5, device="cpu", seed=4)
+    s = WidgetSettings(preset="fast", features=8, budget_s=5, device="cpu", seed=4, aux_genes=12)
     cfg = make_config(s.preset, **s.config_overrides())
-    assert (cfg.features, cfg.budget_s, cfg.device, cfg.seed) == (8, 5.0, "cpu", 4)
+    assert (cfg.features, cfg.budget_s, cfg.device, cfg.seed, cfg.aux_genes) == (8, 5.0, "cpu", 4, 12)
     assert cfg.histology == "auto"  # the default: the H&E term where cross-validation keeps it
     s.histology = "off"
     assert make_config(s.preset, **s.config_overrides()).histology == "off"

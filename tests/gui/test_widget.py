@@ -72,6 +72,8 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
     widget.settings_box.device_combo.setCurrentIndex(widget.settings_box.device_combo.findData("cpu"))
     widget.settings_box.seed_spin.setValue(3)
     assert SettingsStore().load().seed == 3
+    widget.settings_box.aux_spin.setValue(6)  # extra training genes: the dock's setting reaches the engine
+    assert SettingsStore().load().aux_genes == 6
 
     # train in the real thread_worker, stop as soon as it trains
     qtbot.mouseClick(widget.train_box.train_button, Qt.MouseButton.LeftButton)
@@ -85,6 +87,7 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
         qtbot.waitUntil(lambda: not worker.is_running, timeout=10000)
     assert widget.state.phase == "stopped", widget.state.message
     assert widget.last_outcome is not None and widget.last_outcome.stopped
+    assert worker is None or widget._runner.job.imputer.config.aux_genes == 6
     assert widget.state.losses, "no loss reached the plot"
     assert widget.train_box.loss_plot.points()
     assert widget.train_box.train_button.isEnabled()

@@ -12,6 +12,7 @@ import argparse
 import time
 
 from ..core.jobs import ImputeSettings, parse_genes, run_impute_job  # noqa: F401  (parse_genes: re-exported)
+from ..core.s2s.genes import AUX_GENES
 from . import add_slide_argument, commit, say
 
 
@@ -60,6 +61,14 @@ def add_training_options(
         help="average each network over every flip/rotation of the lattice (4x slower on hex lattices, 8x on "
         "square; the networks of the ensemble already use different ones)",
     )
+    p.add_argument(
+        "--aux-genes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="genes of the slide with the strongest spatial signal that the networks also train on, besides "
+        f"the genes imputed (default {AUX_GENES}; 0: none); they are never imputed",
+    )
     p.add_argument("--no-tta", action="store_true", help=argparse.SUPPRESS)  # the old default; kept for scripts
 
 
@@ -80,6 +89,7 @@ def settings_from_args(args) -> ImputeSettings:
         natural_folder=args.natural_folder,
         histology=args.histology,
         tta=bool(args.tta) and not args.no_tta,
+        aux_genes=args.aux_genes,
         pitch_um=getattr(args, "pitch_um", None),
         bin_um=reading["bin_um"],
         counts_from=reading["counts_from"],

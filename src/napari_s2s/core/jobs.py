@@ -52,6 +52,7 @@ OPTION_OF_FIELD = {
     "device": "--device",
     "preset": "--preset",
     "histology": "--histology",
+    "aux_genes": "--aux-genes",
 }
 
 
@@ -87,6 +88,7 @@ class ImputeSettings:
     natural_folder: str | None = None
     histology: str = "auto"
     tta: bool = False
+    aux_genes: int | None = None  # None: the engine's default
     pitch_um: float | None = None
     bin_um: float | None = None
     counts_from: str = "auto"
@@ -113,6 +115,7 @@ class ImputeSettings:
                 natural_folder=self.natural_folder,
                 histology=self.histology,
                 tta=self.tta,
+                **({} if self.aux_genes is None else {"aux_genes": self.aux_genes}),
             )
         except (TypeError, ValueError) as exc:
             msg = str(exc)

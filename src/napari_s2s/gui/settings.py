@@ -12,9 +12,14 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from ..core.s2s.genes import AUX_GENES
+
 PRESETS = ("fast", "paper")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
+
+#: Most auxiliary training genes the dock offers.
+MAX_AUX_GENES = 500
 
 #: H&E guidance choices (see ``S2SConfig.histology``).
 HISTOLOGY_MODES = ("off", "auto", "on")
@@ -36,6 +41,7 @@ class WidgetSettings:
     device: str = "auto"
     natural_images: bool = True
     histology: str = "auto"
+    aux_genes: int = AUX_GENES  # genes of the slide trained on besides the picked ones (never imputed)
     seed: int = 0
     top_n: int = 8
     last_dir: str = ""
@@ -69,6 +75,8 @@ class WidgetSettings:
             out.device = "auto"
         if out.histology not in HISTOLOGY_MODES:
             out.histology = "auto"
+        if not 0 <= out.aux_genes <= MAX_AUX_GENES:
+            out.aux_genes = AUX_GENES
         return out
 
     def config_overrides(self) -> dict:
@@ -78,6 +86,7 @@ class WidgetSettings:
             "device": self.device,
             "natural_images": bool(self.natural_images),
             "histology": self.histology,
+            "aux_genes": int(self.aux_genes),
             "seed": int(self.seed),
         }
         if self.cascades is not None:

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from .settings import DEVICES, HISTOLOGY_MODES, PRESETS, WidgetSettings
+from .settings import DEVICES, HISTOLOGY_MODES, MAX_AUX_GENES, PRESETS, WidgetSettings
 
 
 def available_devices() -> list[str]:
@@ -104,6 +104,14 @@ class SettingsBox(QGroupBox):
         self.seed_spin.setRange(0, 2**31 - 1)
         self.seed_spin.setToolTip("random seed (training and the hold-out split of Validate)")
         adv_form.addRow("Seed", self.seed_spin)
+        self.aux_spin = QSpinBox()
+        self.aux_spin.setRange(0, MAX_AUX_GENES)
+        self.aux_spin.setSpecialValueText("none")
+        self.aux_spin.setToolTip(
+            "genes of the slide with the strongest spatial pattern that the networks also learn from, besides "
+            "the genes picked (they are never imputed; the picked genes keep half of the training)"
+        )
+        adv_form.addRow("Extra genes", self.aux_spin)
         self.cascades_spin = QSpinBox()
         self.cascades_spin.setRange(0, 8)
         self.cascades_spin.setSpecialValueText("preset")
@@ -118,7 +126,7 @@ class SettingsBox(QGroupBox):
         form.addRow(adv)
         for w in (self.preset_combo, self.device_combo, self.histology_combo):
             w.currentIndexChanged.connect(self._changed)
-        for w in (self.budget_spin, self.seed_spin, self.cascades_spin, self.features_spin):
+        for w in (self.budget_spin, self.seed_spin, self.aux_spin, self.cascades_spin, self.features_spin):
             w.valueChanged.connect(self._changed)
         self.natural_check.toggled.connect(self._changed)
         for w in (self.preset_combo, self.device_combo):
@@ -151,6 +159,7 @@ class SettingsBox(QGroupBox):
             "device": self.device_combo.currentData() or "auto",
             "natural_images": self.natural_check.isChecked(),
             "histology": self.histology_combo.currentData() or "auto",
+            "aux_genes": int(self.aux_spin.value()),
             "seed": int(self.seed_spin.value()),
         }
 
@@ -168,5 +177,6 @@ class SettingsBox(QGroupBox):
             self.natural_check.setChecked(s.natural_images)
             self.histology_combo.setCurrentIndex(max(0, self.histology_combo.findData(s.histology)))
             self.seed_spin.setValue(s.seed)
+            self.aux_spin.setValue(s.aux_genes)
         finally:
             self._loading = False

@@ -18,8 +18,10 @@ spot itself: pure noise scores ~0).
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
+#: Auxiliary genes trained on by default (``S2SConfig.aux_genes``; see
+#: ``benchmarks/results/aux_genes.md``).
+AUX_GENES = 30
 #: Neighbours averaged per spot (the first ring of a hexagonal lattice; a square lattice's 4 + 2).
 NEIGHBOURS = 6
 #: Values (spots x genes) converted to float64 at a time.
@@ -45,6 +47,7 @@ def spatial_signal(phys: np.ndarray, values, neighbours: int = NEIGHBOURS) -> np
     (n,) float64 in ``[-1, 1]``; 0 for genes constant over the spots.
     """
     import scipy.sparse as sp
+    from scipy.spatial import cKDTree
 
     phys = np.asarray(phys, dtype=np.float64)
     m = len(phys)
