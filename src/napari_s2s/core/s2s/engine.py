@@ -388,6 +388,7 @@ class S2SImputer:
         self._training: dict | None = None  # what the loop is training now (for previews)
         #: columns of the cross-gene matrix trained on besides the user's genes (``aux_genes``)
         self.aux_genes: list[int] = []
+        self._gene_matrix_memo: tuple | None = None  # (all_genes, values, result) during a fit
         self._features = None  # H&E feature function of the slide being trained
         #: measured seconds: ``base`` (base predictor + inputs of a dense imputation), ``pass`` (one
         #: network over the dense grid), ``oof`` (one network's out-of-fold predictions)
@@ -513,6 +514,7 @@ class S2SImputer:
             )
             folds = assign_folds(m, cfg.folds, rng)
             z, recon, gene_p = self._training_genes(rows, cols, kind, values, net_values, mu, sd, all_genes)
+            self._gene_matrix_memo = None
             try:
                 prior = _prior_function(base, kind, mu, sd, level="lattice") if cfg.base == "prior" else None
                 prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior)
@@ -655,6 +657,16 @@ class S2SImputer:
             more = f", {100 * gain:.1f} % less held-out error than the base"
         return f"networks weighted {self.alpha:.2f} against the base predictor ({label}){more}"
 
+    def _gene_matrix(self, all_genes, values):
+        """:func:`gene_matrix_with_targets` of the arrays being fitted, computed once per fit (the base
+        predictor and the auxiliary genes both need it; on a real-size slide it is a pass over ~1 GB)."""
+        memo = self._gene_matrix_memo
+        if memo is not None and memo[0] is all_genes and memo[1] is values:
+            return memo[2]
+        out = gene_matrix_with_targets(all_genes, values)
+        self._gene_matrix_memo = (all_genes, values, out)
+        return out
+
     def _training_genes(self, rows, cols, kind, values, net_values, mu, sd, all_genes):
         """The networks' training genes (standardised values, cross-gene channels or ``None``) and
         the probability of drawing each (``None``: uniform).
@@ -674,7 +686,7 @@ class S2SImputer:
             phys = physical(rows, cols, kind)
             signal = spatial_signal(phys, net_values)
         if cfg.aux_genes and all_genes is not None:
-            x, tcols = gene_matrix_with_targets(all_genes, values)
+            x, tcols = self._gene_matrix(all_genes, values)
             sig_all = spatial_signal(phys, x)
             aux = auxiliary_genes(sig_all, tcols, cfg.aux_genes)
             if aux.size:
@@ -704,7 +716,7 @@ class S2SImputer:
         f_meas = None if features is None else np.asarray(features(2 * rows, 2 * cols), np.float64)
         if cfg.base_model == "kriging":
             return BasePredictor(seed=cfg.seed, components=(), use_histology=False).fit(phys, values)
-        x, tcols = gene_matrix_with_targets(all_genes, values)
+        x, tcols = self._gene_matrix(all_genes, values)
         return BasePredictor(seed=cfg.seed, require_histology=cfg.histology == "on").fit(phys, values, x, tcols, f_meas)
 
     def _choose_alpha(self, members, prob, base, values, mu, sd, term_meas, rows, cols, kind, features, device):
