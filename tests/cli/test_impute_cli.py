@@ -107,6 +107,8 @@ def test_impute_with_histology_and_reopen(tmp_path, data_dir):
     res = ad.read_h5ad(out)
     assert bool(res.uns["s2s"]["histology"]) is True and res.uns["s2s"]["config"]["histology"] == "on"
     assert res.uns["s2s"]["config"]["aux_genes"] == 5 and list(res.var_names) == read_slide(src).top_variable_genes(3)
+    aux = list(res.uns["s2s"]["aux_genes"])  # the extra training genes, by name: provenance, never imputed
+    assert len(aux) == 5 and not set(aux) & set(res.var_names) and set(aux) <= set(read_slide(src).genes)
     slide = read_slide(src)
     genes = list(res.var_names)
     meas = res.obs["s2s_measured"].to_numpy().astype(bool)

@@ -368,6 +368,7 @@ def run_impute_job(
     adata.uns["s2s"]["base"] = str(imp.stats.get("base", ""))
     if imp.base_info:  # every member of the base predictor with its weight (one, or a stack)
         adata.uns["s2s"]["base_members"] = [f"{w:.3f} {c.label}" for c, w in mixture_from(imp.base_info)]
+    adata.uns["s2s"]["aux_genes"] = list(getattr(imp, "aux_gene_names", []))  # trained on, not imputed
     adata.uns["s2s"]["alpha"] = float(imp.alpha or 0.0)
     adata.uns["s2s"]["verdict"] = imp.verdict()
     adata.uns["s2s"]["genes_requested"] = str(settings.genes)

@@ -197,6 +197,7 @@ def test_auxiliary_genes_by_spatial_signal_train_but_only_the_users_genes_are_im
     genes = slide.top_variable_genes(3)
     imp = S2SImputer(tiny(aux_genes=4, gene_sampling="signal", max_steps=4, histology="off")).fit(slide, genes)
     assert imp.stats["aux_genes"] == 4 and len(set(imp.aux_genes)) == 4
+    assert len(set(imp.aux_gene_names)) == 4 and not set(imp.aux_gene_names) & set(genes)
     from napari_s2s.core.s2s.engine import gene_matrix_with_targets, slide_training_arrays
 
     rows, cols, values, allg = slide_training_arrays(slide, genes)

@@ -279,36 +279,43 @@ def _is_int(v) -> bool:
 
 
 # ---------------------------------------------------------------------- imputer
-def slide_training_arrays(slide, genes: list[str], max_pca_genes: int = 2000):
-    """Measured arrays of a slide: rows, cols, values (n, G), and the cross-gene matrix (n, n')."""
+def slide_training_arrays(slide, genes: list[str], max_pca_genes: int = 2000, names: bool = False):
+    """Measured arrays of a slide: rows, cols, values (n, G), and the cross-gene matrix (n, n');
+    with ``names``, also the gene name of each column of that matrix."""
     use = slide.usable()
     rows = slide.array_row[use]
     cols = slide.array_col[use]
     values = slide.lognorm(list(genes))
-    allg = cross_gene_matrix(slide.lognorm_sparse(), max_pca_genes)
+    allg, which = cross_gene_matrix(slide.lognorm_sparse(), max_pca_genes, columns=True)
+    if names:
+        return rows, cols, values, allg, [str(slide.genes[i]) for i in which]
     return rows, cols, values, allg
 
 
-def cross_gene_matrix(x, max_genes: int = 2000) -> np.ndarray | None:
-    """Dense (m, n') matrix of genes detected in >= 10 % of spots (the ``max_genes`` most variable)."""
+def cross_gene_matrix(x, max_genes: int = 2000, columns: bool = False):
+    """Dense (m, n') matrix of genes detected in >= 10 % of spots (the ``max_genes`` most variable),
+    or ``None``; with ``columns``, also the (n',) column of ``x`` of each."""
+    none = (None, np.zeros(0, np.int64)) if columns else None
     if x is None:
-        return None
+        return none
     import scipy.sparse as sp
 
     x = sp.csr_matrix(x)
     m = x.shape[0]
     if m == 0:
-        return None
+        return none
     det = np.asarray((x > 0).sum(0)).ravel() / m
     keep = np.flatnonzero(det >= 0.10)
     if keep.size == 0:
-        return None
+        return none
     x = x[:, keep]
     if keep.size > max_genes:
         mean = np.asarray(x.mean(0)).ravel()
         var = np.asarray(x.multiply(x).mean(0)).ravel() - mean**2
-        x = x[:, np.sort(np.argsort(-var, kind="stable")[:max_genes])]
-    return x.toarray().astype(np.float32)
+        top = np.sort(np.argsort(-var, kind="stable")[:max_genes])
+        x, keep = x[:, top], keep[top]
+    out = x.toarray().astype(np.float32)
+    return (out, keep) if columns else out
 
 
 def gene_matrix_with_targets(all_genes: np.ndarray | None, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -388,6 +395,7 @@ class S2SImputer:
         self._training: dict | None = None  # what the loop is training now (for previews)
         #: columns of the cross-gene matrix trained on besides the user's genes (``aux_genes``)
         self.aux_genes: list[int] = []
+        self.aux_gene_names: list[str] = []  # their names (training on a slide, not on bare arrays)
         self._gene_matrix_memo: tuple | None = None  # (all_genes, values, result) during a fit
         self._features = None  # H&E feature function of the slide being trained
         #: measured seconds: ``base`` (base predictor + inputs of a dense imputation), ``pass`` (one
@@ -424,9 +432,10 @@ class S2SImputer:
                 f"too few spots to impute ({int(use.sum())} usable in-tissue spots; need {MIN_BASE_SPOTS})",
             )
         yield ProgressEvent("prepare", 0, self.config.max_steps, None, 0.0, None, "reading measured values")
-        rows, cols, values, allg = slide_training_arrays(slide, genes, self.config.max_pca_genes)
+        rows, cols, values, allg, names = slide_training_arrays(slide, genes, self.config.max_pca_genes, names=True)
         features = self._slide_features(slide)
         yield from self.fit_arrays_iter(rows, cols, slide.kind, values, genes, all_genes=allg, features=features)
+        self.aux_gene_names = [names[i] for i in self.aux_genes]
 
     def _slide_features(self, slide):
         """The slide's H&E feature function at dense-grid coordinates, or ``None`` (``histology``)."""
@@ -470,6 +479,7 @@ class S2SImputer:
         """
         cfg = self.config
         self._stop.clear()
+        self.aux_genes, self.aux_gene_names = [], []
         t0 = time.perf_counter()
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
