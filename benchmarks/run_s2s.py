@@ -97,6 +97,7 @@ def run_table(args) -> int:
             progress=print,
             method_options=options,
             phase=args.phase,
+            n_genes=args.genes,
         )
     wall = time.perf_counter() - t0
     result["run"] = {
@@ -222,6 +223,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--phase", type=int, default=0, help="measured coset 0-3 (0: the benchmark's; 1-3: more tasks)")
+    ap.add_argument("--genes", type=int, default=30, help="how many genes (the most variable) each task scores")
     ap.add_argument("--slides", default=None, help="comma-separated name prefixes (default: every shared slide)")
     ap.add_argument("--options", default=None, help="JSON: method name -> options")
     ap.add_argument("--name", default="s2s")
