@@ -207,6 +207,14 @@ def test_auxiliary_genes_by_spatial_signal_train_but_only_the_users_genes_are_im
     assert res.values.shape[1] == 3 and np.isfinite(res.values).all()
     meas, truth = _measured_in_slide_order(slide, genes, res)
     np.testing.assert_array_equal(meas, truth)  # measured values survive exactly
+    # the user's genes enter training with the same cross-gene channels as at imputation (their own
+    # reconstruction: the number of components is chosen over the genes reconstructed together)
+    from napari_s2s.core.s2s.train import cross_gene_reconstruction, standardise
+
+    mu, sd = standardise(values)
+    z, recon, gene_p = imp._training_genes(rows, cols, slide.kind, values, values, mu, sd, allg)
+    assert z.shape[1] == recon.shape[1] == 7 and gene_p.sum() == pytest.approx(1.0)  # drawn by signal here
+    np.testing.assert_allclose(recon[:, :3], (cross_gene_reconstruction(values, allg, 30) - mu) / sd, rtol=1e-5)
     for bad in (dict(aux_genes=-1), dict(aux_genes=2.5), dict(gene_sampling="random"), dict(aux_genes=3, base="prior")):
         with pytest.raises(ValueError):
             S2SConfig(**bad)

@@ -708,8 +708,14 @@ class S2SImputer:
                 self.aux_genes = [int(a) for a in aux]
         z = ((train - mus) / sds).astype(np.float32)
         recon = None
-        if cfg.cross_gene:  # one reconstruction of all the training genes
-            recon = ((cross_gene_reconstruction(train, all_genes, cfg.pca_components) - mus) / sds).astype(np.float32)
+        if cfg.cross_gene:
+            # the user's genes reconstructed on their own, exactly as at imputation (the number of
+            # components is chosen over the genes reconstructed together: a joint reconstruction
+            # with the auxiliary genes would give the networks other inputs in training than in use)
+            parts = [cross_gene_reconstruction(net_values, all_genes, cfg.pca_components)]
+            if self.aux_genes:
+                parts.append(cross_gene_reconstruction(train[:, n_user:], all_genes, cfg.pca_components))
+            recon = ((np.hstack(parts) - mus) / sds).astype(np.float32)
         if cfg.gene_sampling == "signal":
             gene_p = sampling_weights(signal)
         elif self.aux_genes:
