@@ -109,7 +109,8 @@ class SettingsBox(QGroupBox):
         self.aux_spin.setSpecialValueText("none")
         self.aux_spin.setToolTip(
             "genes of the slide with the strongest spatial pattern that the networks also learn from, besides "
-            "the genes picked (they are never imputed; the picked genes keep half of the training)"
+            "the genes picked (never imputed; the picked genes keep half of the training). Off by default: "
+            "with few picked genes they lowered the maps' accuracy on small slides (benchmarks/results/aux_genes.md)"
         )
         adv_form.addRow("Extra genes", self.aux_spin)
         self.cascades_spin = QSpinBox()

@@ -160,7 +160,7 @@ ABLATIONS: dict[str, dict] = {
     "s2s-network": {"blend": "network"},  # the networks alone (no base, no fallback)
     "s2s-kriging": {"base_model": "kriging"},  # plain kriging as the base (no PCA, no H&E)
     "s2s-nohe": {"histology": "off"},
-    "s2s-noaux": {"aux_genes": 0},  # no auxiliary training genes (only the genes imputed)
+    "s2s-aux": {"aux_genes": 30},  # + 30 genes of the slide with the strongest spatial signal, trained on
     "s2s-signal": {"gene_sampling": "signal"},  # genes drawn in proportion to their spatial signal
     "s2s-hechan": {"he_channels": 4},  # + H&E channels as network inputs
     # the networks

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Auxiliary genes trained on by default (``S2SConfig.aux_genes``; see
-#: ``benchmarks/results/aux_genes.md``).
-AUX_GENES = 30
+#: Auxiliary genes trained on by default (``S2SConfig.aux_genes``): none. With 30 user genes, 30 of
+#: them added 0.006 median PCC on the shared slides; with 8 they lowered it on every small slide tried
+#: (``benchmarks/results/aux_genes.md``).
+AUX_GENES = 0
 #: Neighbours averaged per spot (the first ring of a hexagonal lattice; a square lattice's 4 + 2).
 NEIGHBOURS = 6
 #: Values (spots x genes) converted to float64 at a time.
