@@ -91,7 +91,7 @@ class SettingsBox(QGroupBox):
             "cross-validation on the measured spots says it helps; on: always; off: never."
         )
         form.addRow("H&&E guidance", self.histology_combo)  # &&: a literal & (not a mnemonic)
-        adv = QCollapsible("Advanced")
+        adv = self.advanced = QCollapsible("Advanced")
         adv_inner = QWidget()
         adv_form = QFormLayout(adv_inner)
         adv_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
