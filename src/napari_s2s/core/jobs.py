@@ -115,7 +115,7 @@ class ImputeSettings:
                 natural_folder=self.natural_folder,
                 histology=self.histology,
                 tta=self.tta,
-                **({} if self.aux_genes is None else {"aux_genes": self.aux_genes}),
+                aux_genes=self.aux_genes,
             )
         except (TypeError, ValueError) as exc:
             msg = str(exc)

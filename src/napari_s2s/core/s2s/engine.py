@@ -398,7 +398,6 @@ class S2SImputer:
         #: columns of the cross-gene matrix trained on besides the user's genes (``aux_genes``)
         self.aux_genes: list[int] = []
         self.aux_gene_names: list[str] = []  # their names (training on a slide, not on bare arrays)
-        self._gene_matrix_memo: tuple | None = None  # (all_genes, values, result) during a fit
         self._features = None  # H&E feature function of the slide being trained
         #: measured seconds: ``base`` (base predictor + inputs of a dense imputation), ``pass`` (one
         #: network over the dense grid), ``oof`` (one network's out-of-fold predictions)
@@ -517,7 +516,11 @@ class S2SImputer:
                 None,
                 f"choosing the base predictor ({m} measured spots, {cfg.folds}-fold)",
             )
-            base = self._fit_base(rows, cols, kind, values, all_genes, features)
+            # the cross-gene matrix with the targets: the base's PCA candidates and the auxiliary genes
+            # share it (on a real-size slide it is a pass over ~1 GB)
+            needs = cfg.base_model == "cv" or (cfg.aux_genes and all_genes is not None)
+            gm = gene_matrix_with_targets(all_genes, values) if needs else None
+            base = self._fit_base(rows, cols, kind, values, all_genes, features, gm)
             term_meas = base.term_loo() if base.uses_histology else None
             net_values = values if term_meas is None else (values - term_meas).astype(np.float32)
             mu, sd = standardise(net_values)
@@ -525,8 +528,7 @@ class S2SImputer:
                 "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "building training windows"
             )
             folds = assign_folds(m, cfg.folds, rng)
-            z, recon, gene_p = self._training_genes(rows, cols, kind, values, net_values, mu, sd, all_genes)
-            self._gene_matrix_memo = None
+            z, recon, gene_p = self._training_genes(rows, cols, kind, net_values, mu, sd, all_genes, gm)
             try:
                 prior = _prior_function(base, kind, mu, sd, level="lattice") if cfg.base == "prior" else None
                 prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior)
@@ -669,36 +671,24 @@ class S2SImputer:
             more = f", {100 * gain:.1f} % less held-out error than the base"
         return f"networks weighted {self.alpha:.2f} against the base predictor ({label}){more}"
 
-    def _gene_matrix(self, all_genes, values):
-        """:func:`gene_matrix_with_targets` of the arrays being fitted, computed once per fit (the base
-        predictor and the auxiliary genes both need it; on a real-size slide it is a pass over ~1 GB)."""
-        memo = self._gene_matrix_memo
-        if memo is not None and memo[0] is all_genes and memo[1] is values:
-            return memo[2]
-        out = gene_matrix_with_targets(all_genes, values)
-        self._gene_matrix_memo = (all_genes, values, out)
-        return out
-
-    def _training_genes(self, rows, cols, kind, values, net_values, mu, sd, all_genes):
+    def _training_genes(self, rows, cols, kind, net_values, mu, sd, all_genes, gene_matrix):
         """The networks' training genes (standardised values, cross-gene channels or ``None``) and
         the probability of drawing each (``None``: uniform).
 
         First the user's genes (``net_values`` standardised by ``mu, sd``), then ``aux_genes`` more
-        of the slide, the strongest by spatial signal (:mod:`.genes`) outside the user's (matched on
-        their measured ``values``). With ``gene_sampling="uniform"`` the user's genes keep half of
-        the draws whatever their number; with ``"signal"`` every gene is drawn in proportion to its
-        signal.
+        of the slide, the strongest by spatial signal (:mod:`.genes`) outside the user's (columns of
+        ``gene_matrix``, :func:`gene_matrix_with_targets` of the measured values). With
+        ``gene_sampling="uniform"`` the user's genes keep half of the draws whatever their number;
+        with ``"signal"`` every gene is drawn in proportion to its signal.
         """
         cfg = self.config
         n_user = net_values.shape[1]
         train, mus, sds = np.asarray(net_values, np.float32), mu, sd
-        signal = None
+        phys = physical(rows, cols, kind)
+        signal = spatial_signal(phys, net_values) if cfg.gene_sampling == "signal" else None
         self.aux_genes = []
-        if cfg.aux_genes or cfg.gene_sampling == "signal":
-            phys = physical(rows, cols, kind)
-            signal = spatial_signal(phys, net_values)
         if cfg.aux_genes and all_genes is not None:
-            x, tcols = self._gene_matrix(all_genes, values)
+            x, tcols = gene_matrix
             sig_all = spatial_signal(phys, x)
             aux = auxiliary_genes(sig_all, tcols, cfg.aux_genes)
             if aux.size:
@@ -706,7 +696,8 @@ class S2SImputer:
                 mu_a, sd_a = standardise(xa)
                 train = np.hstack([train, xa])
                 mus, sds = np.concatenate([mu, mu_a]), np.concatenate([sd, sd_a])
-                signal = np.concatenate([signal, sig_all[aux]])
+                if signal is not None:
+                    signal = np.concatenate([signal, sig_all[aux]])
                 self.aux_genes = [int(a) for a in aux]
         z = ((train - mus) / sds).astype(np.float32)
         recon = None
@@ -727,14 +718,15 @@ class S2SImputer:
             gene_p = None
         return z, recon, gene_p
 
-    def _fit_base(self, rows, cols, kind, values, all_genes, features) -> BasePredictor:
-        """The base predictor of the measured arrays (choice by cross-validation, or plain kriging)."""
+    def _fit_base(self, rows, cols, kind, values, all_genes, features, gene_matrix=None) -> BasePredictor:
+        """The base predictor of the measured arrays (choice by cross-validation, or plain kriging);
+        ``gene_matrix``: :func:`gene_matrix_with_targets` of the arrays when already computed."""
         cfg = self.config
         phys = physical(rows, cols, kind)
         f_meas = None if features is None else np.asarray(features(2 * rows, 2 * cols), np.float64)
         if cfg.base_model == "kriging":
             return BasePredictor(seed=cfg.seed, components=(), use_histology=False).fit(phys, values)
-        x, tcols = self._gene_matrix(all_genes, values)
+        x, tcols = gene_matrix_with_targets(all_genes, values) if gene_matrix is None else gene_matrix
         return BasePredictor(seed=cfg.seed, require_histology=cfg.histology == "on").fit(phys, values, x, tcols, f_meas)
 
     def _choose_alpha(self, members, prob, base, values, mu, sd, term_meas, rows, cols, kind, features, device):
