@@ -78,7 +78,15 @@ def pcc_weight(c: dict) -> float:
     return best_a
 
 
-def run(seed: int, budget: float, config: dict, only: list[str] | None, phase: int = 0) -> dict:
+def run(
+    seed: int,
+    budget: float,
+    config: dict,
+    only: list[str] | None,
+    phase: int = 0,
+    n_genes: int = 30,
+    arrays: Path | None = None,
+) -> dict:
     import napari_s2s.core.s2s.engine as eng
     from napari_s2s.core.data.histology_features import feature_function, histology_available
     from napari_s2s.core.data.io import read_slide
@@ -89,23 +97,29 @@ def run(seed: int, budget: float, config: dict, only: list[str] | None, phase: i
     captured: dict = {}
     blend_weight = eng.blend_weight
     oof_genes = eng.oof_genes
+    network_oof = eng.network_oof
 
-    def spy_weight(truth, base, network, gw):  # the out-of-fold arrays the engine weighs
+    def spy_weight(truth, base, network, gw, *args, **kwargs):  # the out-of-fold arrays the engine weighs
         captured.update(truth=np.asarray(truth, float), base=np.asarray(base, float))
         captured.update(net=np.asarray(network, float), gw=np.asarray(gw, float))
-        return blend_weight(truth, base, network, gw)
+        return blend_weight(truth, base, network, gw, *args, **kwargs)
 
     def spy_genes(prob, n_members, seed=0):
         captured["gsel"] = oof_genes(prob, n_members, seed)
         return captured["gsel"]
 
-    eng.blend_weight, eng.oof_genes = spy_weight, spy_genes
+    def spy_oof(*args, **kwargs):  # which spot and phase each out-of-fold row is
+        oof = network_oof(*args, **kwargs)
+        captured.update(spots=np.asarray(oof.spots), phases=np.asarray(oof.phases))
+        return oof
+
+    eng.blend_weight, eng.oof_genes, eng.network_oof = spy_weight, spy_genes, spy_oof
     out = {}
     for fname in SLIDES:
         if only and not any(fname.startswith(o) for o in only):
             continue
         slide = read_slide(data_dir() / fname)
-        task, truth, meta = build_holdout(slide, seed=seed, budget_s=budget, phase=phase)
+        task, truth, meta = build_holdout(slide, n_genes=n_genes, seed=seed, budget_s=budget, phase=phase)
         cfg = S2SMethod(**config).config_for(task)
         lr, lc, tr, tc = to_lattice(task)
         offset = (int(task.measured_rows[0] - 2 * lr[0]), int(task.measured_cols[0] - 2 * lc[0]))
@@ -142,6 +156,11 @@ def run(seed: int, budget: float, config: dict, only: list[str] | None, phase: i
             s = summarise(score(task, truth, pred, meta), 0)
             res[lab] = (s["pcc_median"], s["rmse_median"], float(np.mean(a)))
         name = meta["name"]
+        if arrays is not None and "truth" in captured:  # everything a blend rule needs, to study rules offline
+            arrays.mkdir(parents=True, exist_ok=True)
+            oof = {f"oof_{k}": captured[k] for k in ("truth", "base", "net", "gw", "gsel", "spots", "phases")}
+            hidden = {"hidden_truth": np.asarray(truth, float), "hidden_base": bas, "hidden_net": net}
+            np.savez_compressed(arrays / f"{name}_s{seed}_p{phase}_g{n_genes}.npz", alpha=imp.alpha, **oof, **hidden)
         out[name] = {"res": res, "steps": imp.stats["steps"], "seconds": seconds, "base": imp.stats["base"]}
         out[name]["tta_s"] = tta_s
         line = " ".join(f"{k} {p:.3f}/{e:.3f}(a{a:.2f})" for k, (p, e, a) in res.items())
@@ -190,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="{}", help="engine overrides as JSON")
     ap.add_argument("--phase", type=int, default=0, help="measured coset 0-3 (build_holdout phase)")
     ap.add_argument("--slides", default=None, help="comma-separated slide name prefixes (default: all six)")
+    ap.add_argument("--genes", type=int, default=30, help="how many genes (the most variable) each task scores")
+    ap.add_argument("--arrays", help="folder for each task's out-of-fold and hidden-spot arrays (.npz)")
     ap.add_argument("--out", help="JSON to write")
     ap.add_argument("--summarise", nargs="+", help="JSON files (CONFIG_sSEED.json) to summarise instead")
     ap.add_argument("--md", help="Markdown summary to write (with --summarise)")
@@ -202,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not a.out:
         ap.error("--out is required (or --summarise)")
-    res = run(a.seed, a.budget, json.loads(a.config), a.slides.split(",") if a.slides else None, a.phase)
+    only = a.slides.split(",") if a.slides else None
+    arrays = Path(a.arrays) if a.arrays else None
+    res = run(a.seed, a.budget, json.loads(a.config), only, a.phase, a.genes, arrays)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
     return 0

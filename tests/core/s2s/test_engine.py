@@ -340,3 +340,23 @@ def test_test_time_averaging_over_the_lattice_symmetries(synthetic_slide):
     avg = imp.impute(slide, tta=True)  # every network averaged over all of them
     np.testing.assert_array_equal(one.values[one.measured], avg.values[avg.measured])
     assert not np.allclose(one.values[~one.measured], avg.values[~avg.measured])
+
+
+def test_the_blend_weight_is_what_the_held_out_spots_support(synthetic_slide):
+    """The weight is the least-squares one lowered by ``blend_margin`` standard errors (same trained
+    networks for every margin: same seed); a margin the held-out spots cannot clear gives the base,
+    and the verdict says the gain was too uncertain."""
+    slide = synthetic_slide
+    genes = slide.top_variable_genes(6)
+    fits = {m: S2SImputer(tiny(max_steps=40, blend_margin=m)).fit(slide, genes) for m in (0.0, 1.0, 1e6)}
+    oof = fits[0.0].stats["oof"]
+    a, se = oof["weight_ls"], oof["weight_se"]
+    assert a > 0.0 and se > 0.0
+    for m, imp in fits.items():
+        assert imp.stats["oof"]["weight_ls"] == pytest.approx(a) and imp.stats["oof"]["weight_se"] == pytest.approx(se)
+        assert imp.alpha == pytest.approx(float(np.clip(a - m * se, 0.0, 1.0)))
+    assert fits[1e6].alpha == 0.0 and "too uncertain" in fits[1e6].verdict()
+    base = fits[1e6].impute(slide).model_values
+    np.testing.assert_allclose(base, S2SImputer(tiny(blend="base")).fit(slide, genes).impute(slide).model_values)
+    with pytest.raises(ValueError, match="blend_margin"):
+        S2SConfig(blend_margin=-1)

@@ -8,7 +8,7 @@ import torch
 from conftest import TINY_NETWORK
 
 from napari_s2s.core.s2s import sampling as S
-from napari_s2s.core.s2s.blend import blend_weight, kept_sources, network_oof
+from napari_s2s.core.s2s.blend import blend_weight, kept_sources, network_oof, weight_estimate
 from napari_s2s.core.s2s.engine import S2SConfig
 from napari_s2s.core.s2s.natural import load_natural_images
 from napari_s2s.core.s2s.train import (
@@ -107,6 +107,37 @@ def test_out_of_fold_predictions_and_the_blend_weight():
     assert blend_weight(truth, base, base - 2.0 * (truth - base), w) == 0.0  # wrong way: clipped at 0
     assert blend_weight(truth, base, base, w) == 0.0  # identical: nothing to choose
     assert 0.3 < blend_weight(truth, base, truth + rng.normal(0, 1.0, truth.shape), w) < 0.7  # equally good
+
+
+def test_the_weight_standard_error_and_its_margin():
+    """The cluster-robust standard error matches the spread of the weight over repeated draws; a
+    spot repeated in several rows counts once; the margin lowers the weight by that many errors."""
+    rng = np.random.default_rng(1)
+
+    def draw(n, reps=1):
+        truth = rng.normal(size=(n, 4))
+        base = truth + rng.normal(0, 1.0, truth.shape)
+        # network - base = 0.6 (truth - base) + noise of sd 1: the best weight is 0.6 / (0.36 + 1)
+        net = base + 0.6 * (truth - base) + rng.normal(0, 1.0, truth.shape)
+        spots = np.arange(n)
+        if reps > 1:  # the same spot in several rows (phases): the rows are copies, no new evidence
+            truth, base, net, spots = (np.repeat(a, reps, axis=0) for a in (truth, base, net, spots))
+        return truth, base, net, np.ones(4), spots
+
+    est = [weight_estimate(*draw(60)) for _ in range(400)]
+    a, se = np.array(est).T
+    assert abs(a.mean() - 0.6 / 1.36) < 0.03
+    assert 0.8 < se.mean() / a.std() < 1.25  # the error describes the spread across draws
+    t, b, n, w, spots = draw(60, reps=3)
+    a3, se_spots = weight_estimate(t, b, n, w, spots)
+    _, se_rows = weight_estimate(t, b, n, w)
+    assert se_spots > 1.5 * se_rows  # rows of one spot are not independent evidence
+    assert blend_weight(t, b, n, w, spots, margin=0.0) == pytest.approx(np.clip(a3, 0, 1))
+    assert blend_weight(t, b, n, w, spots, margin=2.0) == pytest.approx(np.clip(a3 - 2 * se_spots, 0, 1))
+    # a weight the spots do not support goes to the base: 12 spots, a noisy network
+    t, b, n, w, spots = draw(12)
+    n = b + 0.1 * (t - b) + rng.normal(0, 1.0, t.shape)
+    assert blend_weight(t, b, n, w, spots, margin=2.0) == 0.0
 
 
 def test_the_prior_of_each_phase_comes_from_its_kept_spots_only():

@@ -10,8 +10,13 @@ is chosen on predictions that no network trained on:
   phase of the keep-1/4 sub-lattice where the spot is not kept, from the kept spots);
 * the base predictor predicts the same spots from the same kept spots (its kriging conditioned on
   that sub-lattice, its denoising and H&E coefficients kept);
-* ``alpha`` minimises the squared error of the blend over all those predictions (each gene divided
-  by its variance, so that every gene weighs the same), in closed form, clipped to ``[0, 1]``.
+* the weight that minimises the squared error of the blend over all those predictions (each gene
+  divided by its variance, so that every gene weighs the same), in closed form, is lowered by
+  ``blend_margin`` of its standard errors (cluster-robust over spots), then clipped to ``[0, 1]``:
+  a lower confidence bound. The gain the networks show one lattice level up does not always carry
+  to the dense level (on small, low-count slides it often does not:
+  ``benchmarks/results/blend_margin.md``); a weight the held-out spots barely support is not worth
+  the risk, and the fewer the spots, the wider the margin.
 
 This is the sparser -> sparse step S2S learns from, one level below the dense grid: the same
 geometry (targets one lattice step from the kept spots) that the networks meet when they impute.
@@ -97,17 +102,49 @@ def kept_sources(prob: TrainProblem, phase: int) -> np.ndarray:
     return np.flatnonzero(prob.kept[phase][pix[:, 0], pix[:, 1]])
 
 
-def blend_weight(truth: np.ndarray, base: np.ndarray, network: np.ndarray, gene_weights: np.ndarray) -> float:
-    """``alpha`` in ``[0, 1]`` minimising ``sum_g w_g sum_i (truth - base - alpha (network - base))^2``.
+def weight_estimate(
+    truth: np.ndarray,
+    base: np.ndarray,
+    network: np.ndarray,
+    gene_weights: np.ndarray,
+    clusters: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Least-squares weight ``a`` minimising ``sum_g w_g sum_i (truth - base - a (network - base))^2``
+    (not clipped) and its standard error, with the rows grouped by ``clusters`` (e.g. the spot of each
+    row: a spot's predictions in several phases are not independent; ``None``: every row its own).
 
-    Returns 0 when the networks and the base agree everywhere (nothing to choose).
+    The standard error is the cluster-robust (sandwich) one, ``sqrt(sum_c u_c^2) / sum d^2`` with
+    ``u_c`` the sum over the cluster's rows of ``d (r - a d)``. Returns ``(0, 0)`` when the networks
+    and the base agree everywhere (nothing to choose).
     """
-    d = (np.asarray(network, np.float64) - base) * np.sqrt(gene_weights)[None, :]
-    r = (np.asarray(truth, np.float64) - base) * np.sqrt(gene_weights)[None, :]
+    sw = np.sqrt(np.asarray(gene_weights, np.float64))[None, :]
+    d = (np.asarray(network, np.float64) - base) * sw
+    r = (np.asarray(truth, np.float64) - base) * sw
     den = float((d * d).sum())
     if den <= 1e-12:
-        return 0.0
-    return float(np.clip((d * r).sum() / den, 0.0, 1.0))
+        return 0.0, 0.0
+    a = float((d * r).sum() / den)
+    u = (d * (r - a * d)).sum(1)
+    if clusters is not None:
+        _, inv = np.unique(np.asarray(clusters), return_inverse=True)
+        u = np.bincount(inv, weights=u)
+    return a, float(np.sqrt((u * u).sum()) / den)
+
+
+def blend_weight(
+    truth: np.ndarray,
+    base: np.ndarray,
+    network: np.ndarray,
+    gene_weights: np.ndarray,
+    clusters: np.ndarray | None = None,
+    margin: float = 0.0,
+) -> float:
+    """``alpha`` in ``[0, 1]``: the least-squares weight of :func:`weight_estimate` lowered by
+    ``margin`` standard errors (a lower confidence bound: the networks get the weight the held-out
+    predictions support, not more), clipped to ``[0, 1]``.
+    """
+    a, se = weight_estimate(truth, base, network, gene_weights, clusters)
+    return float(np.clip(a - margin * se, 0.0, 1.0))
 
 
 def weighted_mse(truth: np.ndarray, pred: np.ndarray, gene_weights: np.ndarray) -> float:

@@ -30,7 +30,7 @@ from ..data.lattice import physical
 from ..errors import SlideError
 from ..smoothing.base import BasePredictor, mixture_from
 from ..smoothing.kriging import Kriging
-from .blend import blend_weight, kept_sources, network_oof, oof_genes, weighted_mse
+from .blend import blend_weight, kept_sources, network_oof, oof_genes, weight_estimate, weighted_mse
 from .device import DEVICE_NAMES, resolve_device, use_bfloat16
 from .genes import AUX_GENES, auxiliary_genes, sampling_weights, spatial_signal
 from .impute import dense_channels, dense_positions, final_consistency, predict_symmetry, predict_tta
@@ -115,7 +115,9 @@ class S2SConfig:
     the weights; 0 turns it off), ``natural_share`` (fraction of each batch that is natural-image
     crops), ``tta`` (each network averaged over every lattice-keeping flip/rotation; without it
     network ``k`` uses the ``k``-th one, so the ensemble still averages over several),
-    ``precision`` (inference arithmetic: ``"auto"`` bfloat16 on CPUs that run it natively),
+    ``blend_margin`` (the blend weight is the least-squares weight on the out-of-fold predictions
+    minus this many of its standard errors, clustered by spot; 0: the least-squares weight itself;
+    ``benchmarks/results/blend_margin.md``), ``precision`` (inference arithmetic: ``"auto"`` bfloat16 on CPUs that run it natively),
     ``threads`` (torch CPU threads, set inside the training call, i.e. the worker thread).
 
     Training genes (:mod:`.genes`): ``aux_genes`` genes of the slide with the strongest spatial
@@ -170,6 +172,7 @@ class S2SConfig:
     histology: str = "auto"
     aux_genes: int | None = None
     gene_sampling: str = "uniform"
+    blend_margin: float = 2.0
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -238,6 +241,9 @@ class S2SConfig:
         if isinstance(self.aux_genes, bool) or not _is_int(self.aux_genes) or not 0 <= self.aux_genes <= 4096:
             raise ValueError(f"aux_genes must be an integer from 0 to 4096, not {self.aux_genes!r}")
         self.aux_genes = int(self.aux_genes)
+        if not (_is_real(self.blend_margin) and 0 <= self.blend_margin < float("inf")):
+            raise ValueError(f"blend_margin must be a finite number >= 0, not {self.blend_margin!r}")
+        self.blend_margin = float(self.blend_margin)
         if self.aux_genes and self.base == "prior":
             raise ValueError("aux_genes needs base 'smooth', 'pca' or 'zero' (the prior covers the user's genes only)")
         if self.gene_sampling not in ("uniform", "signal"):
@@ -372,8 +378,10 @@ class S2SImputer:
        natural images), round-robin within the budget; network ``k`` never has the spots of fold
        ``k`` as targets. When the base has an H&E term, the networks learn what it does not explain.
     3. **Blend**: ``alpha`` in ``[0, 1]`` is chosen on the networks' out-of-fold predictions (each at
-       its own fold's spots), against the base's predictions of the same spots. Where training does
-       not help, ``alpha = 0`` and the result is the base; the networks are then not even run.
+       its own fold's spots), against the base's predictions of the same spots: the least-squares
+       weight lowered by ``blend_margin`` of its standard errors (what those spots support, not more).
+       Where training does not help, ``alpha = 0`` and the result is the base; the networks are then
+       not even run.
 
     Parameters
     ----------
@@ -661,6 +669,12 @@ class S2SImputer:
         if self.stats.get("why"):
             return f"{self.stats['why']}: the result is the base predictor ({label})"
         if self.alpha <= 0.0:
+            oof = self.stats.get("oof", {})
+            if oof.get("weight_ls", 0.0) > 0.0:
+                return (
+                    f"the networks' gain over the base predictor ({label}) on held-out spots is too uncertain "
+                    f"to use (weight {oof['weight_ls']:.2f} ± {oof['weight_se']:.2f}): the result is the base"
+                )
             return f"training did not beat the base predictor ({label}) on held-out spots: the result is the base"
         gain = self.stats.get("oof", {}).get("gain")
         if gain is None:
@@ -768,7 +782,8 @@ class S2SImputer:
         truth = values[oof.spots].astype(np.float64)
         net = np.maximum(net, 0.0)
         bas = np.maximum(bas, 0.0)
-        alpha = blend_weight(truth, bas, net, gw)
+        a_ls, a_se = weight_estimate(truth, bas, net, gw, oof.spots)
+        alpha = blend_weight(truth, bas, net, gw, oof.spots, cfg.blend_margin)
         e_base = weighted_mse(truth, bas, gw)
         e_net = weighted_mse(truth, net, gw)
         e_blend = weighted_mse(truth, bas + alpha * (net - bas), gw)
@@ -779,6 +794,8 @@ class S2SImputer:
             "network": e_net,
             "blend": e_blend,
             "gain": float(1.0 - e_blend / e_base) if e_base > 0 else 0.0,
+            "weight_ls": a_ls,
+            "weight_se": a_se,
         }
 
     # ------------------------------------------------------------------ imputation
