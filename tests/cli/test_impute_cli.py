@@ -6,6 +6,7 @@ import hashlib
 
 import anndata as ad
 import numpy as np
+import pytest
 import torch
 from conftest import slide_path
 
@@ -166,4 +167,7 @@ def test_impute_says_how_the_result_was_made(tmp_path, data_dir):
     assert members and abs(sum(float(m.split()[0]) for m in members) - 1.0) < 0.01
     assert all(" kriging" in m for m in members) and (len(members) > 1) == str(prov["base"]).startswith("stack of")
     assert 0.0 <= float(prov["alpha"]) <= 1.0
+    # the weight is the supported one less two of its standard errors (the default margin), in [0, 1]
+    a_ls, a_se = (float(v) for v in prov["alpha_supported"])
+    assert float(prov["alpha"]) == pytest.approx(min(max(a_ls - prov["config"]["blend_margin"] * a_se, 0.0), 1.0))
     assert "base predictor" in str(prov["verdict"])

@@ -370,6 +370,9 @@ def run_impute_job(
         adata.uns["s2s"]["base_members"] = [f"{w:.3f} {c.label}" for c, w in mixture_from(imp.base_info)]
     adata.uns["s2s"]["aux_genes"] = list(getattr(imp, "aux_gene_names", []))  # trained on, not imputed
     adata.uns["s2s"]["alpha"] = float(imp.alpha or 0.0)
+    oof = imp.stats.get("oof", {})
+    if "weight_ls" in oof:  # the weight the held-out spots support, and its standard error
+        adata.uns["s2s"]["alpha_supported"] = [float(oof["weight_ls"]), float(oof["weight_se"])]
     adata.uns["s2s"]["verdict"] = imp.verdict()
     adata.uns["s2s"]["genes_requested"] = str(settings.genes)
     if is_store_output(out_p):  # SpatialData: written to a temporary folder, then moved into place
