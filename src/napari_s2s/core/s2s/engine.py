@@ -117,8 +117,9 @@ class S2SConfig:
     network ``k`` uses the ``k``-th one, so the ensemble still averages over several),
     ``blend_margin`` (the blend weight is the least-squares weight on the out-of-fold predictions
     minus this many of its standard errors, clustered by spot; 0: the least-squares weight itself;
-    ``benchmarks/results/blend_margin.md``), ``precision`` (inference arithmetic: ``"auto"`` bfloat16 on CPUs that run it natively),
-    ``threads`` (torch CPU threads, set inside the training call, i.e. the worker thread).
+    ``benchmarks/results/blend_margin.md``), ``precision`` (inference arithmetic: ``"auto"``
+    bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
+    call, i.e. the worker thread).
 
     Training genes (:mod:`.genes`): ``aux_genes`` genes of the slide with the strongest spatial
     signal outside the user's are trained on too (never imputed), the user's genes keeping half of
