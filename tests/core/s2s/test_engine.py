@@ -357,6 +357,10 @@ def test_the_blend_weight_is_what_the_held_out_spots_support(synthetic_slide):
         assert imp.alpha == pytest.approx(float(np.clip(a - m * se, 0.0, 1.0)))
     assert fits[1e6].alpha == 0.0 and "too uncertain" in fits[1e6].verdict()
     base = fits[1e6].impute(slide).model_values
+    # no network ran: the cost of the final maps is still estimated (a pass costs about one network's
+    # out-of-fold predictions), so the dock can say how long the maps will take
+    t = fits[1e6].timing
+    assert "pass" not in t and fits[1e6].final_cost_s() == pytest.approx(4 * t["oof"] + t["base"] + 4 * t["oof"])
     np.testing.assert_allclose(base, S2SImputer(tiny(blend="base")).fit(slide, genes).impute(slide).model_values)
     with pytest.raises(ValueError, match="blend_margin"):
         S2SConfig(blend_margin=-1)
