@@ -675,8 +675,8 @@ class S2SImputer:
             oof = self.stats.get("oof", {})
             if oof.get("weight_ls", 0.0) > 0.0:
                 return (
-                    f"the networks' gain over the base predictor ({label}) on held-out spots is too uncertain "
-                    f"to use (weight {oof['weight_ls']:.2f} ± {oof['weight_se']:.2f}): the result is the base"
+                    f"networks not used: their gain on held-out spots is too uncertain (weight "
+                    f"{oof['weight_ls']:.2f} ± {oof['weight_se']:.2f}); the result is the base predictor ({label})"
                 )
             return f"training did not beat the base predictor ({label}) on held-out spots: the result is the base"
         gain = self.stats.get("oof", {}).get("gain")
