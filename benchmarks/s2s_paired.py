@@ -95,14 +95,14 @@ def run(
     from napari_s2s.core.s2s.engine import S2SImputer, cross_gene_matrix
 
     captured: dict = {}
-    blend_weight = eng.blend_weight
+    weight_estimate = eng.weight_estimate
     oof_genes = eng.oof_genes
     network_oof = eng.network_oof
 
     def spy_weight(truth, base, network, gw, *args, **kwargs):  # the out-of-fold arrays the engine weighs
         captured.update(truth=np.asarray(truth, float), base=np.asarray(base, float))
         captured.update(net=np.asarray(network, float), gw=np.asarray(gw, float))
-        return blend_weight(truth, base, network, gw, *args, **kwargs)
+        return weight_estimate(truth, base, network, gw, *args, **kwargs)
 
     def spy_genes(prob, n_members, seed=0):
         captured["gsel"] = oof_genes(prob, n_members, seed)
@@ -113,7 +113,7 @@ def run(
         captured.update(spots=np.asarray(oof.spots), phases=np.asarray(oof.phases))
         return oof
 
-    eng.blend_weight, eng.oof_genes, eng.network_oof = spy_weight, spy_genes, spy_oof
+    eng.weight_estimate, eng.oof_genes, eng.network_oof = spy_weight, spy_genes, spy_oof
     out = {}
     for fname in SLIDES:
         if only and not any(fname.startswith(o) for o in only):

@@ -143,8 +143,12 @@ def blend_weight(
     ``margin`` standard errors (a lower confidence bound: the networks get the weight the held-out
     predictions support, not more), clipped to ``[0, 1]``.
     """
-    a, se = weight_estimate(truth, base, network, gene_weights, clusters)
-    return float(np.clip(a - margin * se, 0.0, 1.0))
+    return lower_bound(*weight_estimate(truth, base, network, gene_weights, clusters), margin)
+
+
+def lower_bound(weight: float, se: float, margin: float) -> float:
+    """``weight - margin * se`` clipped to ``[0, 1]``: the blend weight from :func:`weight_estimate`."""
+    return float(np.clip(weight - margin * se, 0.0, 1.0))
 
 
 def weighted_mse(truth: np.ndarray, pred: np.ndarray, gene_weights: np.ndarray) -> float:

@@ -30,7 +30,7 @@ from ..data.lattice import physical
 from ..errors import SlideError
 from ..smoothing.base import BasePredictor, mixture_from
 from ..smoothing.kriging import Kriging
-from .blend import blend_weight, kept_sources, network_oof, oof_genes, weight_estimate, weighted_mse
+from .blend import kept_sources, lower_bound, network_oof, oof_genes, weight_estimate, weighted_mse
 from .device import DEVICE_NAMES, resolve_device, use_bfloat16
 from .genes import AUX_GENES, auxiliary_genes, sampling_weights, spatial_signal
 from .impute import dense_channels, dense_positions, final_consistency, predict_symmetry, predict_tta
@@ -786,7 +786,7 @@ class S2SImputer:
         net = np.maximum(net, 0.0)
         bas = np.maximum(bas, 0.0)
         a_ls, a_se = weight_estimate(truth, bas, net, gw, oof.spots)
-        alpha = blend_weight(truth, bas, net, gw, oof.spots, cfg.blend_margin)
+        alpha = lower_bound(a_ls, a_se, cfg.blend_margin)
         e_base = weighted_mse(truth, bas, gw)
         e_net = weighted_mse(truth, net, gw)
         e_blend = weighted_mse(truth, bas + alpha * (net - bas), gw)
