@@ -88,7 +88,7 @@ def run(
     arrays: Path | None = None,
 ) -> dict:
     import napari_s2s.core.s2s.engine as eng
-    from napari_s2s.core.data.histology_features import feature_function, histology_available
+    from napari_s2s.core.data.histology_features import covariate_function, feature_function, histology_available
     from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.evaluation.benchmark import build_holdout, score, summarise
     from napari_s2s.core.methods.s2s import S2SMethod, to_lattice
@@ -120,21 +120,35 @@ def run(
             continue
         slide = read_slide(data_dir() / fname)
         task, truth, meta = build_holdout(slide, n_genes=n_genes, seed=seed, budget_s=budget, phase=phase)
-        cfg = S2SMethod(**config).config_for(task)
+        method = S2SMethod(**config)
+        cfg = method.config_for(task)
         lr, lc, tr, tc = to_lattice(task)
         offset = (int(task.measured_rows[0] - 2 * lr[0]), int(task.measured_cols[0] - 2 * lc[0]))
         feats = None
         if cfg.histology != "off" and histology_available(task.histology, kind=task.kind):
             feats = feature_function(task.histology, task.kind, scale=1.0, offset=offset)
+        cov = None  # H&E channels as network inputs (the method's ``he_channels``), as S2SMethod.predict
+        if method.he_channels and histology_available(task.histology, kind=task.kind):
+            cov = covariate_function(
+                task.histology,
+                task.kind,
+                task.measured_rows,
+                task.measured_cols,
+                scale=1.0,
+                offset=offset,
+                n_components=method.he_channels,
+            )
         values = np.asarray(task.measured_values, np.float32)
         allg = cross_gene_matrix(task.measured_all_genes)
         captured.clear()
         imp = S2SImputer(cfg)
         t0 = time.time()
-        for _ in imp.fit_arrays_iter(lr, lc, task.kind, values, list(task.genes), all_genes=allg, features=feats):
+        for _ in imp.fit_arrays_iter(
+            lr, lc, task.kind, values, list(task.genes), all_genes=allg, covariates=cov, features=feats
+        ):
             pass
         seconds = time.time() - t0
-        args = (lr, lc, task.kind, values, tr, tc, allg, None, feats)
+        args = (lr, lc, task.kind, values, tr, tc, allg, cov, feats)
         net = imp.predict_arrays(*args, alpha=1.0).astype(float)
         bas = imp.predict_arrays(*args, alpha=0.0).astype(float)
         t1 = time.time()

@@ -8,7 +8,7 @@ import torch
 from conftest import TINY_NETWORK
 
 from napari_s2s.core.s2s import sampling as S
-from napari_s2s.core.s2s.blend import blend_weight, kept_sources, network_oof, weight_estimate
+from napari_s2s.core.s2s.blend import blend_weight, fold_error, kept_sources, network_oof, weight_estimate
 from napari_s2s.core.s2s.engine import S2SConfig
 from napari_s2s.core.s2s.natural import load_natural_images
 from napari_s2s.core.s2s.train import (
@@ -17,6 +17,7 @@ from napari_s2s.core.s2s.train import (
     assign_folds,
     build_problem,
     cross_gene_reconstruction,
+    lr_factor,
     make_members,
     train_loop,
 )
@@ -220,3 +221,54 @@ def test_genes_are_drawn_by_their_probabilities_and_auxiliary_genes_are_never_pr
     assert prob.n_targets == 2 and list(oof_genes(prob, 4)) == [0, 1]
     members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
     assert network_oof(members, prob, CPU).network.shape[1] == 2
+
+
+def test_learning_rate_decays_over_the_budget():
+    assert lr_factor("none", 0.7) == 1.0
+    assert lr_factor("linear", 0.0) == 1.0 and lr_factor("linear", 0.25) == pytest.approx(0.75)
+    assert lr_factor("linear", 1.0) == 0.0 and lr_factor("cosine", 0.5) == pytest.approx(0.5)
+    cfg = _cfg(max_steps=8, lr_decay="linear")
+    prob = _problem(cfg)
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
+    seen = []
+    for _ in train_loop(members, prob, cfg, CPU, TrainState(), lambda: False, max_steps=8):
+        seen.append(members[(len(seen)) % 4].opt.param_groups[0]["lr"])
+    # step k (0-based) is taken at progress k / 8 of the step limit
+    assert seen == pytest.approx([cfg.lr * (1 - k / 8) for k in range(8)])
+    with pytest.raises(ValueError, match="lr_decay"):
+        _cfg(lr_decay="step")
+
+
+def test_checkpoint_selection_keeps_each_members_best_weights():
+    torch.set_num_threads(1)
+    cfg = _cfg(max_steps=16)
+    prob = _problem(cfg)
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
+    scores = {m.fold: iter([3.0, 1.0, 2.0, 5.0, 4.0]) for m in members}  # lowest at the second scoring
+    snapshots = {m.fold: [] for m in members}
+
+    def validate(mem):
+        snapshots[mem.fold].append((mem.steps, {k: v.clone() for k, v in mem.evaluated.state_dict().items()}))
+        return next(scores[mem.fold])
+
+    state = TrainState()
+    list(train_loop(members, prob, cfg, CPU, state, lambda: False, max_steps=16, validate=validate, checkpoints=4))
+    # scored after rounds at 1/4, 2/4, 3/4 of the steps (4 steps each = 1 per member), then at the end
+    assert state.validations == 4 and [s for s, _ in snapshots[0]] == [1, 2, 3, 4]
+    for m in members:
+        step, kept = snapshots[m.fold][1]
+        assert m.best_step == step == 2 and m.best_error == 1.0
+        assert all(torch.equal(v, kept[k]) for k, v in m.evaluated.state_dict().items())
+        assert not all(torch.equal(v, snapshots[m.fold][-1][1][k]) for k, v in m.evaluated.state_dict().items())
+
+
+def test_fold_error_scores_a_member_on_its_own_fold_only():
+    cfg = _cfg(max_steps=4)
+    prob = _problem(cfg)
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
+    list(train_loop(members, prob, cfg, CPU, TrainState(), lambda: False, max_steps=4))
+    oof = network_oof(members[1:2], prob, CPU)
+    assert set(prob.folds[oof.spots]) == {1}
+    pix = prob.spot_pixels[oof.spots]
+    truth = prob.target[:, pix[:, 0], pix[:, 1]].T
+    assert fold_error(members[1], prob, CPU) == pytest.approx(float(np.mean((oof.network - truth) ** 2)), rel=1e-5)

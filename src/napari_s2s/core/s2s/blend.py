@@ -96,6 +96,21 @@ def network_oof(
     return OutOfFold(np.concatenate(spots), np.concatenate(phases), np.concatenate(preds).astype(np.float32))
 
 
+def fold_error(
+    member: Member, prob: TrainProblem, device: torch.device, tile: int = 128, genes: np.ndarray | None = None
+) -> float:
+    """Mean squared error (standardised units) of ``member``'s predictions at its own fold's spots,
+    which it never trained on (:func:`network_oof`); ``nan`` when it has none. The score of checkpoint
+    selection (:func:`~napari_s2s.core.s2s.train.train_loop`)."""
+    oof = network_oof([member], prob, device, tile, genes)
+    if not len(oof.spots):
+        return float("nan")
+    genes = np.arange(prob.n_targets) if genes is None else np.asarray(genes)
+    pix = prob.spot_pixels[oof.spots]
+    truth = prob.target[genes][:, pix[:, 0], pix[:, 1]].T
+    return float(np.mean((oof.network.astype(np.float64) - truth) ** 2))
+
+
 def kept_sources(prob: TrainProblem, phase: int) -> np.ndarray:
     """Indices of the measured spots kept as input in ``phase``."""
     pix = prob.spot_pixels

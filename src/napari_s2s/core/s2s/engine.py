@@ -30,7 +30,7 @@ from ..data.lattice import physical
 from ..errors import SlideError
 from ..smoothing.base import BasePredictor, mixture_from
 from ..smoothing.kriging import Kriging
-from .blend import kept_sources, lower_bound, network_oof, oof_genes, weight_estimate, weighted_mse
+from .blend import fold_error, kept_sources, lower_bound, network_oof, oof_genes, weight_estimate, weighted_mse
 from .device import DEVICE_NAMES, resolve_device, use_bfloat16
 from .genes import AUX_GENES, auxiliary_genes, sampling_weights, spatial_signal
 from .impute import dense_channels, dense_positions, final_consistency, predict_symmetry, predict_tta
@@ -174,6 +174,8 @@ class S2SConfig:
     aux_genes: int | None = None
     gene_sampling: str = "uniform"
     blend_margin: float = 2.0
+    lr_decay: str = "none"
+    checkpoints: int = 0
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -247,6 +249,11 @@ class S2SConfig:
         self.blend_margin = float(self.blend_margin)
         if self.aux_genes and self.base == "prior":
             raise ValueError("aux_genes needs base 'smooth', 'pca' or 'zero' (the prior covers the user's genes only)")
+        if isinstance(self.checkpoints, bool) or not _is_int(self.checkpoints) or not 0 <= self.checkpoints <= 64:
+            raise ValueError(f"checkpoints must be an integer from 0 to 64, not {self.checkpoints!r}")
+        self.checkpoints = int(self.checkpoints)
+        if self.lr_decay not in ("none", "linear", "cosine"):
+            raise ValueError(f"lr_decay must be 'none', 'linear' or 'cosine', not {self.lr_decay!r}")
         if self.gene_sampling not in ("uniform", "signal"):
             raise ValueError(f"gene_sampling must be 'uniform' or 'signal', not {self.gene_sampling!r}")
 
@@ -574,8 +581,24 @@ class S2SImputer:
             "features": features,
         }
         base_el = time.perf_counter() - t0
+        vgenes = oof_genes(prob, len(members), cfg.seed)
+
+        def validate(member):
+            return fold_error(member, prob, device, cfg.tile, vgenes)
+
         for ev in train_loop(
-            members, prob, cfg, device, state, self._stop.is_set, natural, cfg.budget_s, cfg.max_steps, rng
+            members,
+            prob,
+            cfg,
+            device,
+            state,
+            self._stop.is_set,
+            natural,
+            cfg.budget_s,
+            cfg.max_steps,
+            rng,
+            validate=validate if cfg.checkpoints else None,
+            checkpoints=cfg.checkpoints,
         ):
             yield dataclasses.replace(ev, elapsed_s=base_el + ev.elapsed_s)
         yield ProgressEvent(
@@ -614,6 +637,8 @@ class S2SImputer:
             "patch": int(prob.patch),
             "device": self.device_used,
             "aux_genes": len(self.aux_genes),
+            "best_steps": [m.best_step for m in members],
+            "validation_s": float(state.validation_s),
         }
         phase = "stopped" if state.stopped else "done"
         verdict = self.verdict()

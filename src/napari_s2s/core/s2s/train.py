@@ -401,6 +401,10 @@ class Member:
     ema: CDCIN | None = None
     steps: int = 0
     last_loss: float | None = None
+    #: checkpoint selection: the lowest held-out error seen, the weights and the step it was seen at
+    best_error: float = float("inf")
+    best_state: dict | None = None
+    best_step: int | None = None
 
     @property
     def evaluated(self) -> CDCIN:
@@ -431,6 +435,9 @@ class TrainState:
     losses: list = field(default_factory=list)
     #: the members being trained while the loop runs (for previews), else ``None``
     live: Any = None
+    #: checkpoint selection: rounds of validation and the seconds they took
+    validations: int = 0
+    validation_s: float = 0.0
 
 
 def train_loop(
@@ -444,6 +451,8 @@ def train_loop(
     budget_s: float | None = None,
     max_steps: int | None = None,
     rng: np.random.Generator | None = None,
+    validate: Callable[[Member], float] | None = None,
+    checkpoints: int = 0,
 ) -> Iterator[ProgressEvent]:
     """Optimise the members in turn (one batch each, round-robin); yields a :class:`ProgressEvent`
     after every step.
@@ -451,6 +460,12 @@ def train_loop(
     Stops at the time budget, the step limit (steps of all members together) or when
     ``should_stop()`` turns true. The time the consumer holds the loop between two events (e.g. to
     compute a preview) is not charged to the budget.
+
+    Checkpoint selection (``validate`` given, ``checkpoints`` > 0): each time training passes another
+    ``1 / checkpoints`` of its budget (time or steps), and when it ends (stopped included), every
+    member's evaluated weights are scored by ``validate(member)`` (an error on spots the member never
+    trained on); each member ends with the weights of its lowest score. Validation is skipped while
+    it has taken more than :data:`VALIDATION_SHARE` of the time so far (the end is always scored).
     """
     rng = rng or np.random.default_rng(config.seed)
     bs = config.batch_size
@@ -460,6 +475,7 @@ def train_loop(
     paused = 0.0
     step = 0
     state.live = members
+    next_check = 1
     while True:
         el = time.perf_counter() - t0 - paused
         if should_stop():
@@ -479,6 +495,9 @@ def train_loop(
         loss = masked_loss(outs, tg, lm, config.loss)
         mem.opt.zero_grad(set_to_none=True)
         loss.backward()
+        lr = config.lr * lr_factor(getattr(config, "lr_decay", "none"), _progress(el, step, budget_s, max_steps))
+        for group in mem.opt.param_groups:
+            group["lr"] = lr
         mem.opt.step()
         mem.steps += 1
         if mem.ema is not None:
@@ -491,6 +510,13 @@ def train_loop(
         mem.last_loss = state.last_loss = float(loss.detach())
         state.losses.append(state.last_loss)
         el = time.perf_counter() - t0 - paused
+        if validate is not None and checkpoints > 0 and step % len(members) == 0:
+            prog = _progress(el, step, budget_s, max_steps)
+            if prog * checkpoints >= next_check:
+                next_check = int(prog * checkpoints) + 1
+                if prog < 1.0 and state.validation_s <= VALIDATION_SHARE * el:
+                    _validate_members(members, validate, state)
+                    el = time.perf_counter() - t0 - paused
         eta = None
         if budget_s is not None:
             eta = max(budget_s - el, 0.0)
@@ -502,8 +528,51 @@ def train_loop(
             "train", state.steps, max_steps, state.last_loss, el, eta, f"step {state.steps} loss {state.last_loss:.4f}"
         )
         paused += time.perf_counter() - ty
+    if validate is not None and checkpoints > 0 and step > 0:
+        _validate_members(members, validate, state)
+        for m in members:
+            if m.best_state is not None:
+                m.evaluated.load_state_dict(m.best_state)
     state.seconds += time.perf_counter() - t0 - paused
     state.live = None
+
+
+#: Checkpoint validation may take this share of the training time (beyond it, checkpoints are skipped).
+VALIDATION_SHARE = 0.1
+
+
+def _validate_members(members: list[Member], validate: Callable[[Member], float], state: TrainState) -> None:
+    """Score every member's evaluated weights; keep a copy of each member's best."""
+    t = time.perf_counter()
+    for m in members:
+        err = float(validate(m))
+        if np.isfinite(err) and err < m.best_error:
+            m.best_error, m.best_state, m.best_step = err, _copy_state(m.evaluated), m.steps
+    state.validations += 1
+    state.validation_s += time.perf_counter() - t
+
+
+def _progress(elapsed: float, step: int, budget_s: float | None, max_steps: int | None) -> float:
+    """How far training is, in [0, 1]: the larger of the time and the step fractions used."""
+    p = 0.0
+    if budget_s:
+        p = max(p, elapsed / budget_s)
+    if max_steps:
+        p = max(p, step / max_steps)
+    return float(min(max(p, 0.0), 1.0))
+
+
+def lr_factor(kind: str, progress: float) -> float:
+    """The learning rate's multiplier at ``progress`` (0: start, 1: end of the budget).
+
+    ``"none"``: constant; ``"linear"``: down to 0 at the end (the schedule that suits a training
+    budget known in advance, Li et al. 2020, "Budgeted training"); ``"cosine"``: half a cosine to 0.
+    """
+    if kind == "linear":
+        return max(1.0 - progress, 0.0)
+    if kind == "cosine":
+        return 0.5 * (1.0 + float(np.cos(np.pi * progress)))
+    return 1.0
 
 
 def _copy_state(model: torch.nn.Module) -> dict:
@@ -521,6 +590,7 @@ __all__ = [
     "cross_gene_reconstruction",
     "make_members",
     "make_model",
+    "lr_factor",
     "masked_loss",
     "spec_of",
     "standardise",

@@ -1,0 +1,105 @@
+"""Levers of the networks' training, each against the default: paired tasks, the engine's blend rule.
+
+Every configuration is trained once per task (slide x seed x gene count) by ``s2s_paired.py
+--arrays DIR`` with the same step limit, so runs can share the CPU without changing their result.
+This script reads those arrays and compares each configuration with the reference one *task by task*
+(same slide, seed, genes and base predictor): the networks alone, and the engine's result (the blend
+with the weight lowered by two standard errors, as :mod:`napari_s2s.core.s2s.blend` does). Only the
+out-of-fold arrays choose a weight; the hidden spots only score.
+
+Usage (from the repository root)::
+
+    python benchmarks/s2s_paired.py --seed 0 --genes 30 --budget 1000 \\
+        --config '{"max_steps": 2000, "lr_decay": "linear"}' --arrays ARRAYS/lrlin_g30 --out PAIRED/lrlin_s0.json
+    python benchmarks/network_levers.py ARRAYS/default_g30 ARRAYS/lrlin_g30 ARRAYS/hechan_g30 \\
+        --md benchmarks/results/network_levers.md
+
+The first folder is the reference. Tasks are paired by file name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from blend_margin import study  # noqa: E402
+
+MARGIN = 2.0  # the engine's default blend_margin
+RULE = f"margin {MARGIN:g}"
+
+
+def paired(ref: dict[str, dict], new: dict[str, dict]) -> dict:
+    """Differences (new - reference) over the tasks both have, for the networks alone and the blend."""
+    common = sorted(set(ref) & set(new))
+    out = {"tasks": common}
+    for what in ("net", RULE):
+        d = np.array([new[t][what][0] - ref[t][what][0] for t in common])
+        e = np.array([new[t][what][1] - ref[t][what][1] for t in common])
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out[what] = {"pcc": float(d.mean()), "se": se, "up": int((d > 0.0005).sum()), "down": int((d < -0.0005).sum())}
+        out[what]["rmse"] = float(e.mean())
+        out[what]["per_task"] = d
+    return out
+
+
+def report(names: list[str], recs: dict[str, dict[str, dict]]) -> str:
+    ref = names[0]
+    lines = ["# Network training levers against the default (paired tasks)", ""]
+    lines.append(
+        "Made by `python benchmarks/network_levers.py` (see its docstring). Reference: "
+        f"`{ref}`. Per task: median over genes"
+    )
+    lines.append("of the hidden-spot PCC; *blend* is the engine's result (weight = least-squares weight on the")
+    lines.append(f"out-of-fold predictions minus {MARGIN:g} standard errors). Differences are new - reference;")
+    lines.append("± is the standard error over tasks; up / down: tasks above / below by more than 0.0005.")
+    lines += [
+        "",
+        "| configuration | tasks | networks alone: PCC diff | blend: PCC diff | blend: up / down | blend: RMSE diff |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for n in names[1:]:
+        p = paired(recs[ref], recs[n])
+        net, bl = p["net"], p[RULE]
+        lines.append(
+            f"| `{n}` | {len(p['tasks'])} | {net['pcc']:+.4f} ± {net['se']:.4f} | {bl['pcc']:+.4f} ± {bl['se']:.4f} | "
+            f"{bl['up']} / {bl['down']} | {bl['rmse']:+.4f} |"
+        )
+    for n in names[1:]:
+        p = paired(recs[ref], recs[n])
+        lines += ["", f"## `{n}` against `{ref}`", ""]
+        lines.append("| task | base | networks: ref -> new | blend: ref -> new (weight) |")
+        lines.append("|---|---:|---:|---:|")
+        for t in p["tasks"]:
+            a, b = recs[ref][t], recs[n][t]
+            lines.append(
+                f"| {t} | {a['base'][0]:.3f} | {a['net'][0]:.3f} -> {b['net'][0]:.3f} | "
+                f"{a[RULE][0]:.3f} -> {b[RULE][0]:.3f} ({a[RULE][2]:.2f} -> {b[RULE][2]:.2f}) |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dirs", nargs="+", help="folders of task arrays; the first is the reference")
+    ap.add_argument("--md", help="Markdown report to write")
+    a = ap.parse_args(argv)
+    if len(a.dirs) < 2:
+        ap.error("give the reference folder and at least one configuration to compare")
+    names, recs = [], {}
+    for d in a.dirs:
+        files = sorted(Path(d).glob("*.npz"))
+        if not files:
+            ap.error(f"no task arrays (*.npz) in {d}")
+        names.append(Path(d).name)
+        recs[names[-1]] = {f.stem: study(f, margins=(MARGIN,)) for f in files}
+    text = report(names, recs)
+    if a.md:
+        Path(a.md).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
