@@ -170,4 +170,8 @@ def test_impute_says_how_the_result_was_made(tmp_path, data_dir):
     # the weight is the supported one less two of its standard errors (the default margin), in [0, 1]
     a_ls, a_se = (float(v) for v in prov["alpha_supported"])
     assert float(prov["alpha"]) == pytest.approx(min(max(a_ls - prov["config"]["blend_margin"] * a_se, 0.0), 1.0))
+    # checkpoint selection (on by default): the step of each network's kept weights, within its steps
+    best = [int(s) for s in prov["best_steps"]]
+    assert prov["config"]["checkpoints"] > 0 and len(best) == prov["config"]["folds"]
+    assert all(0 <= s <= -(-int(prov["steps"]) // len(best)) for s in best)  # round-robin: ceil(steps / networks)
     assert "base predictor" in str(prov["verdict"])

@@ -373,6 +373,9 @@ def run_impute_job(
     oof = imp.stats.get("oof", {})
     if "weight_ls" in oof:  # the weight the held-out spots support, and its standard error
         adata.uns["s2s"]["alpha_supported"] = [float(oof["weight_ls"]), float(oof["weight_se"])]
+    best = [s for s in imp.stats.get("best_steps", []) if s is not None]
+    if best:  # checkpoint selection: the step of each network's kept weights (its own steps)
+        adata.uns["s2s"]["best_steps"] = [int(s) for s in best]
     adata.uns["s2s"]["verdict"] = imp.verdict()
     adata.uns["s2s"]["genes_requested"] = str(settings.genes)
     if is_store_output(out_p):  # SpatialData: written to a temporary folder, then moved into place

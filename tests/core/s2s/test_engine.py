@@ -364,3 +364,21 @@ def test_the_blend_weight_is_what_the_held_out_spots_support(synthetic_slide):
     np.testing.assert_allclose(base, S2SImputer(tiny(blend="base")).fit(slide, genes).impute(slide).model_values)
     with pytest.raises(ValueError, match="blend_margin"):
         S2SConfig(blend_margin=-1)
+
+
+def test_each_network_keeps_its_checkpoint_with_the_lowest_own_fold_error(synthetic_slide):
+    """Same seed with and without checkpoint selection: the same training run (scoring draws no random
+    numbers); each network ends with the weights of its best-scored checkpoint, the last ones where
+    those scored best."""
+    genes = synthetic_slide.top_variable_genes(3)
+    last = S2SImputer(tiny(max_steps=48, checkpoints=0)).fit(synthetic_slide, genes)
+    best = S2SImputer(tiny(max_steps=48, checkpoints=4)).fit(synthetic_slide, genes)
+    assert last.stats["best_steps"] == [None] * 4 and last.stats["validation_s"] == 0.0
+    steps = best.stats["best_steps"]
+    assert all(s in (3, 6, 9, 12) for s in steps)  # scored at each quarter of the 12 steps per network
+    for s, a, b in zip(steps, last.states, best.states):
+        same = all(torch.equal(a[k], b[k]) for k in a)
+        assert same == (s == 12)
+    assert any(s < 12 for s in steps)  # on this tiny run some network scored best before the end
+    with pytest.raises(ValueError, match="checkpoints"):
+        S2SConfig(checkpoints=-1)

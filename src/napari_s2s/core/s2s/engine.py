@@ -117,7 +117,12 @@ class S2SConfig:
     network ``k`` uses the ``k``-th one, so the ensemble still averages over several),
     ``blend_margin`` (the blend weight is the least-squares weight on the out-of-fold predictions
     minus this many of its standard errors, clustered by spot; 0: the least-squares weight itself;
-    ``benchmarks/results/blend_margin.md``), ``precision`` (inference arithmetic: ``"auto"``
+    ``benchmarks/results/blend_margin.md``), ``checkpoints`` (each network keeps the weights, among
+    those scored at every ``1 / checkpoints`` of the budget and at the end, with the lowest error on
+    its own fold's spots, which it never trained on; 0: the last weights; trained longer, the networks
+    fit the slide's measured spots ever more closely and predict held-out spots worse:
+    ``benchmarks/results/network_levers.md``), ``lr_decay`` (learning rate over the budget: "none",
+    "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
     call, i.e. the worker thread).
 
@@ -175,7 +180,7 @@ class S2SConfig:
     gene_sampling: str = "uniform"
     blend_margin: float = 2.0
     lr_decay: str = "none"
-    checkpoints: int = 0
+    checkpoints: int = 8
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
