@@ -651,8 +651,9 @@ class S2SImputer:
         yield ProgressEvent(phase, state.steps, cfg.max_steps, state.last_loss, seconds, 0.0, msg, oof.get("blend"))
 
     def final_cost_s(self, tta: bool | None = None) -> float | None:
-        """Seconds the rest of a run should take once training stops: the networks' out-of-fold
-        predictions and the final dense maps (``tta``: every network over every symmetry), from the
+        """Seconds the rest of a run should take once training stops: the last checkpoint scoring
+        (with ``checkpoints``), the networks' out-of-fold predictions and the final dense maps
+        (``tta``: every network over every symmetry), from the
         costs measured by the last :meth:`preview`; ``None`` before one. A preview whose networks did
         not clear the blend margin (the base alone) ran no network pass: one pass is then taken to cost
         one network's out-of-fold predictions (four phases of a quarter-size image: as many pixels)."""
@@ -662,7 +663,8 @@ class S2SImputer:
         tta = self.config.tta if tta is None else bool(tta)
         n = self.config.folds
         syms = len(symmetries(self._training["prob"].kind)) if tta and self._training else (4 if tta else 1)
-        return n * t["oof"] + t["base"] + n * syms * t.get("pass", t["oof"])
+        scoring = n * t["oof"] if self.config.checkpoints else 0.0  # about one out-of-fold pass per network
+        return scoring + n * t["oof"] + t["base"] + n * syms * t.get("pass", t["oof"])
 
     def _base_only(self, rows, cols, kind, values, genes, all_genes, features, t0, why: str) -> Iterator[ProgressEvent]:
         """No networks: the result is the base predictor, and the last event says why."""
