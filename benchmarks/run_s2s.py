@@ -115,7 +115,7 @@ def run_table(args) -> int:
     md = [
         f"# {args.name}: hold-out benchmark on the shared slides",
         "",
-        f"Command: `nice -n 5 {result['run']['command']}` (seed {args.seed}, budget {args.budget} s, "
+        f"Command: `{_niceness()}{result['run']['command']}` (seed {args.seed}, budget {args.budget} s, "
         f"wall {wall:.0f} s, peak RSS {result['run']['peak_rss_mb']:.0f} MB, load average "
         f"{load0[0]:.1f} -> {result['run']['loadavg_end'][0]:.1f} on {os.cpu_count()} shared cores).",
         "",
@@ -200,7 +200,7 @@ def run_speed(args) -> int:
     md = [
         f"# {args.name}: S2S training speed and memory (1 torch thread, shared 2-core CPU)",
         "",
-        f"Command: `nice -n 5 python benchmarks/run_s2s.py --speed --speed-seconds {args.speed_seconds} "
+        f"Command: `{_niceness()}python benchmarks/run_s2s.py --speed --speed-seconds {args.speed_seconds} "
         f"--speed-slides {args.speed_slides} --name {args.name}` (one subprocess per row; peak RSS of that process; "
         "training without validation; impute = one pass over the slide's hold-out targets without test-time averaging).",
         "",
@@ -215,6 +215,12 @@ def run_speed(args) -> int:
     (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
+
+
+def _niceness() -> str:
+    """``"nice -n N "`` when this process runs at a lower priority, else ``""`` (for the recorded command)."""
+    n = os.nice(0) if hasattr(os, "nice") else 0
+    return f"nice -n {n} " if n > 0 else ""
 
 
 def main(argv=None) -> int:
