@@ -88,10 +88,9 @@ def run(
     arrays: Path | None = None,
 ) -> dict:
     import napari_s2s.core.s2s.engine as eng
-    from napari_s2s.core.data.histology_features import covariate_function, feature_function, histology_available
     from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.evaluation.benchmark import build_holdout, score, summarise
-    from napari_s2s.core.methods.s2s import S2SMethod, to_lattice
+    from napari_s2s.core.methods.s2s import S2SMethod
     from napari_s2s.core.s2s.engine import S2SImputer, cross_gene_matrix
 
     captured: dict = {}
@@ -120,24 +119,8 @@ def run(
             continue
         slide = read_slide(data_dir() / fname)
         task, truth, meta = build_holdout(slide, n_genes=n_genes, seed=seed, budget_s=budget, phase=phase)
-        method = S2SMethod(**config)
-        cfg = method.config_for(task)
-        lr, lc, tr, tc = to_lattice(task)
-        offset = (int(task.measured_rows[0] - 2 * lr[0]), int(task.measured_cols[0] - 2 * lc[0]))
-        feats = None
-        if cfg.histology != "off" and histology_available(task.histology, kind=task.kind):
-            feats = feature_function(task.histology, task.kind, scale=1.0, offset=offset)
-        cov = None  # H&E channels as network inputs (the method's ``he_channels``), as S2SMethod.predict
-        if method.he_channels and histology_available(task.histology, kind=task.kind):
-            cov = covariate_function(
-                task.histology,
-                task.kind,
-                task.measured_rows,
-                task.measured_cols,
-                scale=1.0,
-                offset=offset,
-                n_components=method.he_channels,
-            )
+        # the engine's inputs as the benchmark's s2s makes them (H&E term, and channels with ``he_channels``)
+        cfg, lr, lc, tr, tc, feats, cov = S2SMethod(**config).task_inputs(task)
         values = np.asarray(task.measured_values, np.float32)
         allg = cross_gene_matrix(task.measured_all_genes)
         captured.clear()

@@ -82,7 +82,10 @@ class S2SMethod:
         kw.setdefault("threads", 1)  # benchmark machines are shared; one thread is also the fair comparison
         return S2SConfig.from_preset(self.preset, **kw)
 
-    def predict(self, task: ImputationTask) -> np.ndarray:
+    def task_inputs(self, task: ImputationTask) -> tuple:
+        """What :meth:`predict` gives the engine for a task: ``(config, rows, cols, target_rows,
+        target_cols, features, covariates)`` (lattice coordinates as :func:`to_lattice`; the H&E feature
+        function of the base's term and the H&E channels of the networks, ``None`` where unused)."""
         from ..data.histology_features import covariate_function, feature_function, histology_available
 
         cfg = self.config_for(task)
@@ -105,6 +108,10 @@ class S2SMethod:
                 offset=offset,
                 n_components=self.he_channels,
             )
+        return cfg, lr, lc, tr, tc, features, covariates
+
+    def predict(self, task: ImputationTask) -> np.ndarray:
+        cfg, lr, lc, tr, tc, features, covariates = self.task_inputs(task)
         imp = S2SImputer(cfg)
         values = np.asarray(task.measured_values, np.float32)
         allg = cross_gene_matrix(task.measured_all_genes) if task.measured_all_genes is not None else None
