@@ -602,7 +602,7 @@ class S2SImputer:
             cfg.budget_s,
             cfg.max_steps,
             rng,
-            validate=validate if cfg.checkpoints else None,
+            validate=validate,
             checkpoints=cfg.checkpoints,
         ):
             yield dataclasses.replace(ev, elapsed_s=base_el + ev.elapsed_s)

@@ -495,7 +495,7 @@ def train_loop(
         loss = masked_loss(outs, tg, lm, config.loss)
         mem.opt.zero_grad(set_to_none=True)
         loss.backward()
-        lr = config.lr * lr_factor(getattr(config, "lr_decay", "none"), _progress(el, step, budget_s, max_steps))
+        lr = config.lr * lr_factor(config.lr_decay, _progress(el, step, budget_s, max_steps))
         for group in mem.opt.param_groups:
             group["lr"] = lr
         mem.opt.step()
