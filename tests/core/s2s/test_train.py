@@ -262,6 +262,30 @@ def test_checkpoint_selection_keeps_each_members_best_weights():
         assert not all(torch.equal(v, snapshots[m.fold][-1][1][k]) for k, v in m.evaluated.state_dict().items())
 
 
+def test_shared_checkpoint_selection_keeps_every_members_weights_of_one_scoring():
+    torch.set_num_threads(1)
+    cfg = _cfg(max_steps=16, checkpoint_scope="shared")
+    prob = _problem(cfg)
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
+    # member 0 alone is best at the first scoring; the members' mean is lowest at the third
+    table = {0: [0.5, 3.0, 2.0, 3.0], 1: [3.0, 2.0, 1.0, 3.0], 2: [3.0, 2.0, 1.0, 3.0], 3: [3.0, 2.0, 1.0, 3.0]}
+    scores = {f: iter(v) for f, v in table.items()}
+    snapshots = {m.fold: [] for m in members}
+
+    def validate(mem):
+        snapshots[mem.fold].append({k: v.clone() for k, v in mem.evaluated.state_dict().items()})
+        return next(scores[mem.fold])
+
+    state = TrainState()
+    list(train_loop(members, prob, cfg, CPU, state, lambda: False, max_steps=16, validate=validate, checkpoints=4))
+    assert state.validations == 4 and state.best_shared_error == pytest.approx(np.mean([2.0, 1.0, 1.0, 1.0]))
+    for m in members:
+        assert m.best_step == 3 and m.best_error == table[m.fold][2]
+        assert all(torch.equal(v, snapshots[m.fold][2][k]) for k, v in m.evaluated.state_dict().items())
+    with pytest.raises(ValueError, match="checkpoint_scope"):
+        _cfg(checkpoint_scope="fold")
+
+
 def test_fold_error_scores_a_member_on_its_own_fold_only():
     cfg = _cfg(max_steps=4)
     prob = _problem(cfg)

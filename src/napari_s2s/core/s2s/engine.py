@@ -181,6 +181,7 @@ class S2SConfig:
     blend_margin: float = 2.0
     lr_decay: str = "none"
     checkpoints: int = 8
+    checkpoint_scope: str = "member"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -257,6 +258,8 @@ class S2SConfig:
         if isinstance(self.checkpoints, bool) or not _is_int(self.checkpoints) or not 0 <= self.checkpoints <= 64:
             raise ValueError(f"checkpoints must be an integer from 0 to 64, not {self.checkpoints!r}")
         self.checkpoints = int(self.checkpoints)
+        if self.checkpoint_scope not in ("member", "shared"):
+            raise ValueError(f"checkpoint_scope must be 'member' or 'shared', not {self.checkpoint_scope!r}")
         if self.lr_decay not in ("none", "linear", "cosine"):
             raise ValueError(f"lr_decay must be 'none', 'linear' or 'cosine', not {self.lr_decay!r}")
         if self.gene_sampling not in ("uniform", "signal"):

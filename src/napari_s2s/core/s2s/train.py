@@ -438,6 +438,8 @@ class TrainState:
     #: checkpoint selection: rounds of validation and the seconds they took
     validations: int = 0
     validation_s: float = 0.0
+    #: shared checkpoint selection: the lowest mean error of the members scored together
+    best_shared_error: float = float("inf")
 
 
 def train_loop(
@@ -471,6 +473,7 @@ def train_loop(
     bs = config.batch_size
     n_nat = int(round(bs * config.natural_share)) if natural is not None else 0
     n_st = max(1, bs - n_nat)
+    scope = config.checkpoint_scope
     t0 = time.perf_counter()
     paused = 0.0
     step = 0
@@ -515,7 +518,7 @@ def train_loop(
             if prog * checkpoints >= next_check:
                 next_check = int(prog * checkpoints) + 1
                 if prog < 1.0 and state.validation_s <= VALIDATION_SHARE * el:
-                    _validate_members(members, validate, state)
+                    _validate_members(members, validate, state, scope)
                     el = time.perf_counter() - t0 - paused
         eta = None
         if budget_s is not None:
@@ -529,7 +532,7 @@ def train_loop(
         )
         paused += time.perf_counter() - ty
     if validate is not None and checkpoints > 0 and step > 0:
-        _validate_members(members, validate, state)
+        _validate_members(members, validate, state, scope)
         for m in members:
             if m.best_state is not None:
                 m.evaluated.load_state_dict(m.best_state)
@@ -541,13 +544,25 @@ def train_loop(
 VALIDATION_SHARE = 0.1
 
 
-def _validate_members(members: list[Member], validate: Callable[[Member], float], state: TrainState) -> None:
-    """Score every member's evaluated weights; keep a copy of each member's best."""
+def _validate_members(
+    members: list[Member], validate: Callable[[Member], float], state: TrainState, scope: str = "member"
+) -> None:
+    """Score every member's evaluated weights; keep a copy of each member's best (``scope="member"``),
+    or of every member's weights where the members' mean score is the lowest (``"shared"``: one
+    choice among the checkpoints for the whole ensemble, made on all the folds' spots together)."""
     t = time.perf_counter()
-    for m in members:
-        err = float(validate(m))
-        if np.isfinite(err) and err < m.best_error:
-            m.best_error, m.best_state, m.best_step = err, _copy_state(m.evaluated), m.steps
+    errs = [float(validate(m)) for m in members]
+    if scope == "shared":
+        fin = [e for e in errs if np.isfinite(e)]
+        mean = float(np.mean(fin)) if fin else float("nan")
+        if np.isfinite(mean) and mean < state.best_shared_error:
+            state.best_shared_error = mean
+            for m, err in zip(members, errs):
+                m.best_error, m.best_state, m.best_step = err, _copy_state(m.evaluated), m.steps
+    else:
+        for m, err in zip(members, errs):
+            if np.isfinite(err) and err < m.best_error:
+                m.best_error, m.best_state, m.best_step = err, _copy_state(m.evaluated), m.steps
     state.validations += 1
     state.validation_s += time.perf_counter() - t
 
