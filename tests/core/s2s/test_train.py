@@ -223,6 +223,38 @@ def test_genes_are_drawn_by_their_probabilities_and_auxiliary_genes_are_never_pr
     assert network_oof(members, prob, CPU).network.shape[1] == 2
 
 
+def test_gene_mixing_draws_a_convex_mixture_of_two_genes_with_consistent_channels():
+    from napari_s2s.core.s2s.train import _st_sample
+
+    cfg = _cfg(max_steps=4)
+    prob = _problem(cfg)  # 3 genes
+    for seed in range(6):
+        ch, tg, lm = _st_sample(prob, np.random.default_rng(seed), augment=False, mix=1.0)
+        # replay the draws: phase, gene, window, the coin, the second gene, the weight
+        rng = np.random.default_rng(seed)
+        valid = [i for i, s in enumerate(prob.starts[0]) if len(s)]
+        p = valid[int(rng.integers(len(valid)))]
+        g = int(rng.integers(prob.genes))
+        y, x = prob.starts[0][p][int(rng.integers(len(prob.starts[0][p])))]
+        assert rng.random() < 1.0
+        h, w = int(rng.integers(prob.genes)), float(rng.random())
+        win = (slice(y, y + 8), slice(x, x + 8))
+        want_ch = w * prob.channels[p][g][(slice(None), *win)] + (1 - w) * prob.channels[p][h][(slice(None), *win)]
+        np.testing.assert_allclose(ch, want_ch, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(tg[0], w * prob.target[g][win] + (1 - w) * prob.target[h][win], rtol=1e-6)
+        np.testing.assert_array_equal(lm[0], prob.loss_mask(p, 0)[win])
+    # without mixing, a sample is one gene's window
+    ch, tg, _ = _st_sample(prob, np.random.default_rng(0), augment=False, mix=0.0)
+    assert any(
+        np.array_equal(tg[0], prob.target[k, y : y + 8, x : x + 8])
+        for k in range(3)
+        for per in prob.starts[0]
+        for y, x in per
+    )
+    with pytest.raises(ValueError, match="gene_mix"):
+        _cfg(gene_mix=1.5)
+
+
 def test_learning_rate_decays_over_the_budget():
     assert lr_factor("none", 0.7) == 1.0
     assert lr_factor("linear", 0.0) == 1.0 and lr_factor("linear", 0.25) == pytest.approx(0.75)

@@ -121,7 +121,11 @@ class S2SConfig:
     those scored at every ``1 / checkpoints`` of the budget and at the end, with the lowest error on
     its own fold's spots, which it never trained on; 0: the last weights; trained longer, the networks
     fit the slide's measured spots ever more closely and predict held-out spots worse:
-    ``benchmarks/results/network_levers.md``), ``lr_decay`` (learning rate over the budget: "none",
+    ``benchmarks/results/network_levers.md``), ``checkpoint_scope`` ("member": each network its own
+    best checkpoint; "shared": one scoring for the whole ensemble, the members' mean error; measured,
+    not better), ``gene_mix`` (share of training samples that are a convex mixture of two genes at the
+    same place, whose channels stay consistent as they are linear in the values; measured, not
+    better), ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
     call, i.e. the worker thread).
@@ -182,6 +186,7 @@ class S2SConfig:
     lr_decay: str = "none"
     checkpoints: int = 8
     checkpoint_scope: str = "member"
+    gene_mix: float = 0.0
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -258,6 +263,9 @@ class S2SConfig:
         if isinstance(self.checkpoints, bool) or not _is_int(self.checkpoints) or not 0 <= self.checkpoints <= 64:
             raise ValueError(f"checkpoints must be an integer from 0 to 64, not {self.checkpoints!r}")
         self.checkpoints = int(self.checkpoints)
+        if not (_is_real(self.gene_mix) and 0 <= self.gene_mix <= 1):
+            raise ValueError(f"gene_mix must be a number from 0 to 1, not {self.gene_mix!r}")
+        self.gene_mix = float(self.gene_mix)
         if self.checkpoint_scope not in ("member", "shared"):
             raise ValueError(f"checkpoint_scope must be 'member' or 'shared', not {self.checkpoint_scope!r}")
         if self.lr_decay not in ("none", "linear", "cosine"):

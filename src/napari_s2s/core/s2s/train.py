@@ -273,15 +273,26 @@ def build_problem(
     return prob
 
 
-def _st_sample(prob: TrainProblem, rng: np.random.Generator, augment: bool, fold: int = 0):
+def _st_sample(prob: TrainProblem, rng: np.random.Generator, augment: bool, fold: int = 0, mix: float = 0.0):
     starts = prob.starts[fold]
     valid = [i for i, s in enumerate(starts) if len(s)]
     p = valid[int(rng.integers(len(valid)))]
-    g = int(rng.integers(prob.genes)) if prob.gene_p is None else int(rng.choice(prob.genes, p=prob.gene_p))
+
+    def draw():
+        return int(rng.integers(prob.genes)) if prob.gene_p is None else int(rng.choice(prob.genes, p=prob.gene_p))
+
+    g = draw()
     y, x = starts[p][int(rng.integers(len(starts[p])))]
     P = prob.patch
     ch = prob.channels[p][g, :, y : y + P, x : x + P]
     tg = prob.target[g, y : y + P, x : x + P][None]
+    if mix > 0 and prob.genes > 1 and rng.random() < mix:
+        # a new "gene": a convex mixture of two genes at the same place. The input channels are
+        # linear in the values (or the same for both genes), so the mixture's channels and target
+        # stay consistent with each other.
+        h, w = draw(), float(rng.random())
+        ch = w * ch + (1.0 - w) * prob.channels[p][h, :, y : y + P, x : x + P]
+        tg = w * tg + (1.0 - w) * prob.target[h, y : y + P, x : x + P][None]
     lm = prob.loss_mask(p, fold)[y : y + P, x : x + P][None]
     if augment:
         syms = S.symmetries(prob.kind)
@@ -489,7 +500,7 @@ def train_loop(
         if budget_s is not None and el >= budget_s:
             break
         mem = members[step % len(members)]
-        samples = [_st_sample(prob, rng, config.augment, mem.fold) for _ in range(n_st)]
+        samples = [_st_sample(prob, rng, config.augment, mem.fold, config.gene_mix) for _ in range(n_st)]
         samples += [natural.sample(rng) for _ in range(n_nat)]
         ch = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
         tg = torch.from_numpy(np.stack([s[1] for s in samples])).to(device)
