@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from blend_margin import study  # noqa: E402
+from blend_margin import medians, study  # noqa: E402
 
 MARGIN = 2.0  # the engine's default blend_margin
 RULE = f"margin {MARGIN:g}"
@@ -44,7 +44,20 @@ def paired(ref: dict[str, dict], new: dict[str, dict]) -> dict:
     return out
 
 
-def report(names: list[str], recs: dict[str, dict[str, dict]]) -> str:
+GRID = np.linspace(0.0, 1.0, 21)
+
+
+def headroom(path: Path, grid: np.ndarray = GRID) -> tuple[float, float]:
+    """A diagnosis, never a rule: the fixed blend weight with the highest median hidden-spot PCC (on a
+    0.05 grid) and that PCC, i.e. what the best possible single weight could reach with these networks."""
+    z = np.load(path)
+    t, b, n = z["hidden_truth"], z["hidden_base"], z["hidden_net"]
+    scores = [medians(t, b + w * (n - b))[0] for w in grid]
+    k = int(np.argmax(scores))
+    return float(grid[k]), float(scores[k])
+
+
+def report(names: list[str], recs: dict[str, dict[str, dict]], heads: dict[str, tuple] | None = None) -> str:
     ref = names[0]
     lines = ["# Network training levers against the default (paired tasks)", ""]
     lines.append(
@@ -77,6 +90,15 @@ def report(names: list[str], recs: dict[str, dict[str, dict]]) -> str:
                 f"| {t} | {a['base'][0]:.3f} | {a['net'][0]:.3f} -> {b['net'][0]:.3f} | "
                 f"{a[RULE][0]:.3f} -> {b[RULE][0]:.3f} ({a[RULE][2]:.2f} -> {b[RULE][2]:.2f}) |"
             )
+    if heads:
+        gap = np.mean([heads[t][1] - recs[ref][t][RULE][0] for t in heads])
+        lines += ["", f"## Headroom of the blend (`{ref}`)", ""]
+        lines.append("The best single weight *chosen on the hidden spots* (a diagnosis of what any weight rule could")
+        lines.append(f"reach with these networks, never a rule): mean gain over the engine's weight {gap:+.4f} PCC.")
+        lines += ["", "| task | engine: weight, PCC | best weight, PCC |", "|---|---:|---:|"]
+        for t, (w, sc) in heads.items():
+            r = recs[ref][t][RULE]
+            lines.append(f"| {t} | {r[2]:.2f}, {r[0]:.3f} | {w:.2f}, {sc:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -84,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dirs", nargs="+", help="folders of task arrays; the first is the reference")
     ap.add_argument("--md", help="Markdown report to write")
+    ap.add_argument(
+        "--headroom", action="store_true", help="add the best hidden-spot weight of the reference (diagnosis)"
+    )
     a = ap.parse_args(argv)
     if len(a.dirs) < 2:
         ap.error("give the reference folder and at least one configuration to compare")
@@ -94,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"no task arrays (*.npz) in {d}")
         names.append(Path(d).name)
         recs[names[-1]] = {f.stem: study(f, margins=(MARGIN,)) for f in files}
-    text = report(names, recs)
+    heads = None
+    if a.headroom:
+        heads = {f.stem: headroom(f) for f in sorted(Path(a.dirs[0]).glob("*.npz"))}
+    text = report(names, recs, heads)
     if a.md:
         Path(a.md).write_text(text)
     print(text)
