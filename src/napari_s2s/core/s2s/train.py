@@ -566,14 +566,15 @@ def _validate_members(
     if scope == "shared":
         fin = [e for e in errs if np.isfinite(e)]
         mean = float(np.mean(fin)) if fin else float("nan")
-        if np.isfinite(mean) and mean < state.best_shared_error:
+        keep = np.isfinite(mean) and mean < state.best_shared_error
+        if keep:
             state.best_shared_error = mean
-            for m, err in zip(members, errs):
-                m.best_error, m.best_state, m.best_step = err, _copy_state(m.evaluated), m.steps
+        better = [keep] * len(members)
     else:
-        for m, err in zip(members, errs):
-            if np.isfinite(err) and err < m.best_error:
-                m.best_error, m.best_state, m.best_step = err, _copy_state(m.evaluated), m.steps
+        better = [np.isfinite(e) and e < m.best_error for m, e in zip(members, errs)]
+    for m, err, b in zip(members, errs, better):
+        if b:
+            m.best_error, m.best_state, m.best_step = err, _copy_state(m.evaluated), m.steps
     state.validations += 1
     state.validation_s += time.perf_counter() - t
 
