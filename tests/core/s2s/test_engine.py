@@ -49,6 +49,9 @@ def test_config_presets_validation_and_round_trip():
         dict(blend="half"),
         dict(base_model="gp"),
         dict(precision="fp8"),
+        dict(bandwidth_genes=-1),
+        dict(bandwidth_genes=2.5),
+        dict(bandwidth_genes=True),
     ):
         with pytest.raises(ValueError):
             S2SConfig(**bad)

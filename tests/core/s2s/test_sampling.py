@@ -145,3 +145,54 @@ def test_hidden_positions_never_reach_a_training_batch(kind):
         kept = prob.channels[p][0, 1] > 0
         for f in range(4):
             assert not (prob.loss_mask(p, f) & kept).any()
+
+
+def test_a_level_bandwidth_given_beforehand_scales_the_smoothers():
+    """With ``adaptive``, a bandwidth chosen beforehand replaces the leave-one-out bandwidth of the
+    values: the gene smoothers are the fixed-bandwidth smoothers at ``sigmas`` times it."""
+    rr, cc = _nodes("square", 20, 20)
+    rng = np.random.default_rng(0)
+    vals = np.zeros((3, 20, 20), np.float32)
+    vals[:, rr, cc] = rng.normal(size=(3, rr.size))
+    kept = np.zeros((20, 20), bool)
+    kept[::2, ::2] = True
+    given = S.smooth_kept(vals, kept, "square", (0.5, 1.0, 2.0), adaptive=True, bandwidth=2.0)[0]
+    fixed = S.smooth_kept(vals, kept, "square", (1.0, 2.0, 4.0), adaptive=False)[0]
+    np.testing.assert_allclose(given, fixed, rtol=1e-6)
+    assert S.level_bandwidth(None, kept, "square") is None
+    assert S.level_bandwidth(vals, kept, "square") == S.loo_bandwidth(vals, kept, "square")[0]
+
+
+def test_reference_genes_make_each_genes_channels_independent_of_the_users_pick(read_shared):
+    """``bandwidth_genes``: the smoothers' bandwidth at each level comes from the slide's strongest
+    genes, so a gene's input channels are the same whether the user picked 8 genes or 30 (with the
+    user's genes setting it, as by default, they differ on this real slide), at the training level
+    and at the dense level."""
+    from napari_s2s.core.evaluation.benchmark import build_holdout
+    from napari_s2s.core.methods.s2s import to_lattice
+    from napari_s2s.core.s2s.engine import S2SImputer, cross_gene_matrix, gene_matrix_with_targets
+    from napari_s2s.core.s2s.impute import dense_channels
+    from napari_s2s.core.s2s.train import standardise
+
+    task = build_holdout(read_shared("her2st_C2"), n_genes=30, seed=0)[0]
+    lr, lc, tr, tc = to_lattice(task)
+    values = np.asarray(task.measured_values, np.float32)
+    mu, sd = standardise(values)
+    z = (values - mu) / sd
+    cfg = S2SConfig.from_preset("fast", cross_gene=False, bandwidth_genes=100)
+    folds = assign_folds(len(lr), 4, np.random.default_rng(0))
+    gm = gene_matrix_with_targets(cross_gene_matrix(task.measured_all_genes), values)
+    ref = S2SImputer(cfg)._bandwidth_reference(lr, lc, task.kind, gm)
+    assert ref.shape == (len(lr), 100) and np.allclose(ref.mean(0), 0, atol=1e-4)
+
+    def training(zz, bw_ref):
+        return build_problem(lr, lc, task.kind, zz, cfg, folds=folds, bandwidth_ref=bw_ref).channels
+
+    def dense(zz, bw_ref):
+        return dense_channels(lr, lc, task.kind, zz, cfg, tr, tc, bandwidth_ref=bw_ref)[0]
+
+    for a, b in zip(training(z[:, :8], ref), training(z, ref)):
+        np.testing.assert_array_equal(a, b[:8])
+    np.testing.assert_array_equal(dense(z[:, :8], ref), dense(z, ref)[:8])
+    own_few, own_many = training(z[:, :8], None), training(z, None)
+    assert any(not np.array_equal(a, b[:8]) for a, b in zip(own_few, own_many))

@@ -61,6 +61,38 @@ def test_folds_keep_each_network_off_its_own_spots():
             assert len(prob.starts[f][p]) > 0
 
 
+def _same_fold_neighbours(phys, folds):
+    """Share of each spot's 6 nearest spots in its own fold, averaged over the spots."""
+    from scipy.spatial import cKDTree
+
+    _, nn = cKDTree(phys).query(phys, k=7)
+    return float(np.mean(folds[nn[:, 1:]] == folds[:, None]))
+
+
+@pytest.mark.parametrize("name", ["her2st_C2", "visium_mouse_brain_dg"])
+def test_spatial_block_folds_are_contiguous_balanced_and_seeded(read_shared, name):
+    """``fold_layout="blocks"``: each network's held-out spots are whole regions of the slide (most of
+    a spot's neighbours share its fold, against about a quarter for random folds), the folds are near
+    equal, and the same seed gives the same folds."""
+    from napari_s2s.core.data.lattice import measured_mask, physical
+
+    slide = read_shared(name)
+    use = slide.usable()
+    r, c = slide.array_row[use], slide.array_col[use]
+    meas = measured_mask(r, c, slide.kind)
+    phys = physical(r[meas] // 2, c[meas] // 2, slide.kind)
+    m = len(phys)
+    blocks = assign_folds(m, 4, np.random.default_rng(0), phys)
+    random = assign_folds(m, 4, np.random.default_rng(0))
+    assert sorted(set(blocks.tolist())) == [0, 1, 2, 3]
+    assert np.bincount(blocks).min() >= 0.6 * m / 4 and np.bincount(blocks).max() <= 1.4 * m / 4
+    assert _same_fold_neighbours(phys, blocks) > 0.6 > 0.35 > _same_fold_neighbours(phys, random)
+    np.testing.assert_array_equal(blocks, assign_folds(m, 4, np.random.default_rng(0), phys))
+    for bad in ("stripes", ""):
+        with pytest.raises(ValueError):
+            S2SConfig(fold_layout=bad)
+
+
 def test_loop_trains_the_members_in_turn_and_honours_max_steps():
     torch.set_num_threads(1)
     cfg = _cfg(max_steps=8)

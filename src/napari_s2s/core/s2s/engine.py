@@ -110,7 +110,9 @@ class S2SConfig:
     cascade starts from a smoother of the kept samples, "smooth", from the cross-gene smoother,
     "pca", from the base predictor's prediction given as an extra input channel, "prior" (worse
     blends than "smooth": ``benchmarks/results/s2s_paired.md``), or from the kept values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times
-    the leave-one-out bandwidth of the kept samples at each level), ``cross_gene`` (PCA-denoised
+    the leave-one-out bandwidth of the kept samples at each level, one for all the user's genes;
+    ``bandwidth_genes`` > 0: of that many genes of the slide with the strongest spatial signal
+    instead, the same whatever genes the user picked), ``cross_gene`` (PCA-denoised
     smoother channels), ``augment`` (lattice-keeping flips/rotations), ``ema`` (moving average of
     the weights; 0 turns it off), ``natural_share`` (fraction of each batch that is natural-image
     crops), ``tta`` (each network averaged over every lattice-keeping flip/rotation; without it
@@ -187,6 +189,8 @@ class S2SConfig:
     checkpoints: int = 8
     checkpoint_scope: str = "member"
     gene_mix: float = 0.0
+    bandwidth_genes: int = 0
+    fold_layout: str = "random"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -266,8 +270,17 @@ class S2SConfig:
         if not (_is_real(self.gene_mix) and 0 <= self.gene_mix <= 1):
             raise ValueError(f"gene_mix must be a number from 0 to 1, not {self.gene_mix!r}")
         self.gene_mix = float(self.gene_mix)
+        if (
+            isinstance(self.bandwidth_genes, bool)
+            or not _is_int(self.bandwidth_genes)
+            or not 0 <= self.bandwidth_genes <= 4096
+        ):
+            raise ValueError(f"bandwidth_genes must be an integer from 0 to 4096, not {self.bandwidth_genes!r}")
+        self.bandwidth_genes = int(self.bandwidth_genes)
         if self.checkpoint_scope not in ("member", "shared"):
             raise ValueError(f"checkpoint_scope must be 'member' or 'shared', not {self.checkpoint_scope!r}")
+        if self.fold_layout not in ("random", "blocks"):
+            raise ValueError(f"fold_layout must be 'random' or 'blocks', not {self.fold_layout!r}")
         if self.lr_decay not in ("none", "linear", "cosine"):
             raise ValueError(f"lr_decay must be 'none', 'linear' or 'cosine', not {self.lr_decay!r}")
         if self.gene_sampling not in ("uniform", "signal"):
@@ -550,7 +563,7 @@ class S2SImputer:
             )
             # the cross-gene matrix with the targets: the base's PCA candidates and the auxiliary genes
             # share it (on a real-size slide it is a pass over ~1 GB)
-            needs = cfg.base_model == "cv" or (cfg.aux_genes and all_genes is not None)
+            needs = cfg.base_model == "cv" or bool(cfg.aux_genes or cfg.bandwidth_genes) and all_genes is not None
             gm = gene_matrix_with_targets(all_genes, values) if needs else None
             base = self._fit_base(rows, cols, kind, values, all_genes, features, gm)
             term_meas = base.term_loo() if base.uses_histology else None
@@ -559,11 +572,12 @@ class S2SImputer:
             yield ProgressEvent(
                 "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "building training windows"
             )
-            folds = assign_folds(m, cfg.folds, rng)
+            folds = assign_folds(m, cfg.folds, rng, physical(rows, cols, kind) if cfg.fold_layout == "blocks" else None)
             z, recon, gene_p = self._training_genes(rows, cols, kind, net_values, mu, sd, all_genes, gm)
             try:
                 prior = _prior_function(base, kind, mu, sd, level="lattice") if cfg.base == "prior" else None
-                prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior)
+                bw_ref = self._bandwidth_reference(rows, cols, kind, gm)
+                prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior, bw_ref)
                 prob.targets, prob.gene_p = values.shape[1], gene_p
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
@@ -778,6 +792,23 @@ class S2SImputer:
             gene_p = None
         return z, recon, gene_p
 
+    def _bandwidth_reference(self, rows, cols, kind, gene_matrix) -> np.ndarray | None:
+        """(m, N) standardised values of the ``bandwidth_genes`` genes of the slide with the strongest
+        spatial signal (columns of ``gene_matrix``), whose leave-one-out bandwidth sets the smoothers'
+        at each level; ``None``: the user's genes set it (``bandwidth_genes == 0``, not ``adaptive``,
+        or no gene with signal)."""
+        cfg = self.config
+        if not cfg.bandwidth_genes or not cfg.adaptive or gene_matrix is None:
+            return None
+        x = gene_matrix[0]
+        top = auxiliary_genes(spatial_signal(physical(rows, cols, kind), x), np.zeros(0, np.int64), cfg.bandwidth_genes)
+        if top.size == 0:
+            return None
+        xr = x[:, top]
+        xr = np.asarray(xr.toarray() if hasattr(xr, "toarray") else xr, np.float32)
+        mu, sd = standardise(xr)
+        return ((xr - mu) / sd).astype(np.float32)
+
     def _fit_base(self, rows, cols, kind, values, all_genes, features, gene_matrix=None) -> BasePredictor:
         """The base predictor of the measured arrays (choice by cross-validation, or plain kriging);
         ``gene_matrix``: :func:`gene_matrix_with_targets` of the arrays when already computed."""
@@ -961,7 +992,10 @@ class S2SImputer:
             if cfg.cross_gene:
                 recon = (cross_gene_reconstruction(net_values, all_genes, cfg.pca_components) - mu) / sd
             prior = _prior_function(base, kind, mu, sd, level="dense") if cfg.base == "prior" else None
-            ch, (r0, c0) = dense_channels(rows, cols, kind, z, cfg, tr, tc, recon, covariates, prior)
+            bw_ref = None
+            if cfg.bandwidth_genes and cfg.adaptive:
+                bw_ref = self._bandwidth_reference(rows, cols, kind, gene_matrix_with_targets(all_genes, values))
+            ch, (r0, c0) = dense_channels(rows, cols, kind, z, cfg, tr, tc, recon, covariates, prior, bw_ref)
         models = self._models() if models is None else list(models)
         syms = symmetries(kind)
         acc = None

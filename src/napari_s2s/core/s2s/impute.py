@@ -39,11 +39,14 @@ def dense_channels(
     recon: np.ndarray | None = None,
     covariates: Callable | None = None,
     prior: Callable | None = None,
+    bandwidth_ref: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Network input on the dense grid covering the measured spots and the targets.
 
     ``prior(R, C) -> (n, G)``: the base predictor's standardised prediction at dense-grid
     coordinates from every measured spot (needed when ``config.base == "prior"``).
+    ``bandwidth_ref`` (m, N): reference genes setting the smoothers' bandwidth, as in
+    :func:`~napari_s2s.core.s2s.train.build_problem`.
     Returns (G, Cin, H, W) channels and the dense ``(R, C)`` of pixel ``(0, 0)``.
     """
     R = 2 * np.asarray(rows, dtype=np.int64)
@@ -82,8 +85,13 @@ def dense_channels(
         rr, cc = np.nonzero(nodes)
         pr = np.zeros((g, h, w), np.float32)
         pr[:, rr, cc] = np.asarray(prior(rr + r0, cc + c0), np.float32).T
+    bw = None
+    if bandwidth_ref is not None and config.adaptive:
+        ref = np.zeros((bandwidth_ref.shape[1], h, w), np.float32)
+        ref[:, R - r0, C - c0] = np.asarray(bandwidth_ref, np.float32).T
+        bw = S.level_bandwidth(ref, kept, kind)
     ch = S.make_channels(
-        vals, kept, nodes, kind, rec, config.cross_gene, config.sigmas, cov, config.adaptive, use_prior, pr
+        vals, kept, nodes, kind, rec, config.cross_gene, config.sigmas, cov, config.adaptive, use_prior, pr, bw
     )
     return ch, (r0, c0)
 

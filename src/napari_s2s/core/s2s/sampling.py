@@ -218,8 +218,21 @@ def loo_bandwidth(values: np.ndarray, kept: np.ndarray, kind: str, grid=LOO_GRID
     return np.asarray(grid, dtype=np.float64)[best]
 
 
+def level_bandwidth(reference: np.ndarray | None, kept: np.ndarray, kind: str) -> float | None:
+    """The leave-one-out bandwidth (:func:`loo_bandwidth`, shared) of ``reference`` (N, H, W) genes
+    at the ``kept`` samples; ``None`` without a reference."""
+    if reference is None or len(reference) == 0:
+        return None
+    return float(loo_bandwidth(reference, kept, kind)[0])
+
+
 def smooth_kept(
-    values: np.ndarray, kept: np.ndarray, kind: str, sigmas=DEFAULT_SIGMAS, adaptive: bool = False
+    values: np.ndarray,
+    kept: np.ndarray,
+    kind: str,
+    sigmas=DEFAULT_SIGMAS,
+    adaptive: bool = False,
+    bandwidth: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised-convolution smoothers of the kept samples, one per bandwidth.
 
@@ -244,7 +257,12 @@ def smooth_kept(
     m = kept.astype(np.float32)
     out = np.zeros((g, len(sigmas), h, w), dtype=np.float32)
     dens = np.zeros((len(sigmas), h, w), dtype=np.float32)
-    base = loo_bandwidth(values, kept, kind) if adaptive else np.ones(g)
+    if not adaptive:
+        base = np.ones(g)
+    elif bandwidth is None:
+        base = loo_bandwidth(values, kept, kind)
+    else:
+        base = np.full(g, float(bandwidth))
     cache: dict = {}
 
     def den_of(sigma: float) -> np.ndarray:
@@ -283,6 +301,7 @@ def make_channels(
     adaptive: bool = False,
     use_prior: bool = False,
     prior: np.ndarray | None = None,
+    bandwidth: float | None = None,
 ) -> np.ndarray:
     """Network input for every gene: (G, Cin, H, W) float32.
 
@@ -292,11 +311,11 @@ def make_channels(
     ``use_prior`` the prior (G, H, W): the base predictor's prediction from the kept samples, or the
     middle smoother when ``prior`` is ``None`` (natural images have no base predictor), then optional
     per-position covariates (K, H, W) shared by all genes. ``adaptive``: bandwidths are factors of
-    each gene's leave-one-out bandwidth (see :func:`smooth_kept`).
+    each gene's leave-one-out bandwidth, or of ``bandwidth`` (see :func:`smooth_kept`).
     """
     g = values.shape[0]
     km = kept.astype(np.float32)
-    sm, dens = smooth_kept(values, kept, kind, sigmas, adaptive)
+    sm, dens = smooth_kept(values, kept, kind, sigmas, adaptive, bandwidth)
     parts = [
         (values * km)[:, None],
         np.broadcast_to(km, (g, 1) + km.shape),
@@ -307,7 +326,7 @@ def make_channels(
         if recon is None:
             parts.append(sm)
         else:
-            parts.append(smooth_kept(recon, kept, kind, sigmas, adaptive)[0])
+            parts.append(smooth_kept(recon, kept, kind, sigmas, adaptive, bandwidth)[0])
     parts.append(np.broadcast_to(dens, (g,) + dens.shape))
     if use_prior:
         parts.append(sm[:, len(sm[0]) // 2][:, None] if prior is None else np.asarray(prior, np.float32)[:, None])

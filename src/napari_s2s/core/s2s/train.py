@@ -164,9 +164,35 @@ class TrainProblem:
         return self.present & ~self.kept[phase] & (self.fold_img != fold)
 
 
-def assign_folds(m: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
-    """(m,) fold of each measured spot: a seeded random partition into ``n_folds`` near-equal folds."""
-    return (rng.permutation(m) % max(1, int(n_folds))).astype(np.int64)
+#: Measured spots per spatial block of :func:`assign_folds` (about 8 x 8 lattice steps).
+SPOTS_PER_BLOCK = 64
+
+
+def assign_folds(m: int, n_folds: int, rng: np.random.Generator, positions: np.ndarray | None = None) -> np.ndarray:
+    """(m,) fold of each measured spot.
+
+    Without ``positions``: a seeded random partition into ``n_folds`` near-equal folds. With
+    ``positions`` (m, 2): spatial blocks, so that a network's held-out spots are not surrounded by
+    its training targets. The spots are clustered (k-means on the positions) into ``n_folds`` blocks, or
+    one per :data:`SPOTS_PER_BLOCK` spots on larger slides, and whole blocks go to the folds, largest
+    first to the fold with the fewest spots.
+    """
+    n_folds = max(1, int(n_folds))
+    if positions is None or m < 2 * n_folds:
+        return (rng.permutation(m) % n_folds).astype(np.int64)
+    from scipy.cluster.vq import kmeans2
+
+    pos = np.asarray(positions, np.float64)
+    n_blocks = min(m, max(n_folds, int(round(m / SPOTS_PER_BLOCK))))
+    _, block = kmeans2(pos, n_blocks, minit="++", seed=rng)
+    sizes = np.bincount(block, minlength=n_blocks)
+    fold_of_block = np.zeros(n_blocks, np.int64)
+    load = np.zeros(n_folds)
+    for b in np.argsort(-sizes + rng.random(n_blocks) * 0.5, kind="stable"):
+        f = int(np.argmin(load + rng.random(n_folds) * 1e-6))
+        fold_of_block[b] = f
+        load[f] += sizes[b]
+    return fold_of_block[block]
 
 
 def standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +213,7 @@ def build_problem(
     covariates: Callable | None = None,
     folds: np.ndarray | None = None,
     prior: Callable | None = None,
+    bandwidth_ref: np.ndarray | None = None,
 ) -> TrainProblem:
     """Lay the (standardised) measured values ``z`` (m, G) out at the sparse level and precompute inputs.
 
@@ -195,7 +222,9 @@ def build_problem(
     to a network (default: one fold, one network). With ``config.base == "prior"``,
     ``prior(sources, r, c) -> (n, G)`` is the base predictor's standardised prediction at
     measured-lattice coordinates ``(r, c)`` from the measured spots ``sources`` (indices): each phase's
-    prior channel is predicted from that phase's kept spots only.
+    prior channel is predicted from that phase's kept spots only. ``bandwidth_ref`` (m, N): standardised
+    values of reference genes whose leave-one-out bandwidth at each phase's kept spots sets the
+    smoothers' bandwidth (``config.adaptive``; default: the bandwidth of ``z`` itself).
     """
     rows = np.asarray(rows, np.int64)
     cols = np.asarray(cols, np.int64)
@@ -212,6 +241,9 @@ def build_problem(
     if covariates is not None:
         cov = np.asarray(covariates(2 * rows, 2 * cols), dtype=np.float32)
         cov_img = S.lattice_image(rows, cols, cov, kind, min_shape=patch).values
+    ref_img = None
+    if bandwidth_ref is not None and config.adaptive:
+        ref_img = S.lattice_image(rows, cols, np.asarray(bandwidth_ref, np.float32), kind, min_shape=patch).values
     pix = np.stack([rows - img.origin[0], cols - img.origin[1]], axis=1)
     fold_img = np.full(img.shape, -1, np.int64)
     fold_img[pix[:, 0], pix[:, 1]] = folds
@@ -243,6 +275,7 @@ def build_problem(
                 config.adaptive,
                 use_prior,
                 pr,
+                S.level_bandwidth(ref_img, kept, kind),
             )
         )
         kept_masks.append(kept)
