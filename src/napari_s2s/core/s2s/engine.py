@@ -112,7 +112,7 @@ class S2SConfig:
     blends than "smooth": ``benchmarks/results/s2s_paired.md``), or from the kept values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times
     the leave-one-out bandwidth of the kept samples at each level, one for all the user's genes;
     ``bandwidth_genes`` > 0: of that many genes of the slide with the strongest spatial signal
-    instead, the same whatever genes the user picked), ``cross_gene`` (PCA-denoised
+    instead, the same whatever genes the user picked; measured, not better), ``cross_gene`` (PCA-denoised
     smoother channels), ``augment`` (lattice-keeping flips/rotations), ``ema`` (moving average of
     the weights; 0 turns it off), ``natural_share`` (fraction of each batch that is natural-image
     crops), ``tta`` (each network averaged over every lattice-keeping flip/rotation; without it
@@ -127,7 +127,10 @@ class S2SConfig:
     best checkpoint; "shared": one scoring for the whole ensemble, the members' mean error; measured,
     not better), ``gene_mix`` (share of training samples that are a convex mixture of two genes at the
     same place, whose channels stay consistent as they are linear in the values; measured, not
-    better), ``lr_decay`` (learning rate over the budget: "none",
+    better), ``fold_layout`` (which measured spots each network holds out: "random" spots, or
+    "blocks", whole regions of the slide (:func:`~.train.assign_folds`), so that a network is not
+    scored on spots surrounded by its own training targets; measured, not better overall:
+    ``benchmarks/results/network_levers.md``), ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
     call, i.e. the worker thread).
