@@ -88,6 +88,9 @@ def test_spatial_block_folds_are_contiguous_balanced_and_seeded(read_shared, nam
     assert np.bincount(blocks).min() >= 0.6 * m / 4 and np.bincount(blocks).max() <= 1.4 * m / 4
     assert _same_fold_neighbours(phys, blocks) > 0.6 > 0.35 > _same_fold_neighbours(phys, random)
     np.testing.assert_array_equal(blocks, assign_folds(m, 4, np.random.default_rng(0), phys))
+    # all spots at one place: no blocks to make, random folds (never an empty fold)
+    same = assign_folds(12, 4, np.random.default_rng(0), np.zeros((12, 2)))
+    assert np.bincount(same, minlength=4).min() == 3
     for bad in ("stripes", ""):
         with pytest.raises(ValueError):
             S2SConfig(fold_layout=bad)

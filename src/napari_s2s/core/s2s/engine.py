@@ -566,7 +566,7 @@ class S2SImputer:
             )
             # the cross-gene matrix with the targets: the base's PCA candidates and the auxiliary genes
             # share it (on a real-size slide it is a pass over ~1 GB)
-            needs = cfg.base_model == "cv" or bool(cfg.aux_genes or cfg.bandwidth_genes) and all_genes is not None
+            needs = cfg.base_model == "cv" or (bool(cfg.aux_genes or cfg.bandwidth_genes) and all_genes is not None)
             gm = gene_matrix_with_targets(all_genes, values) if needs else None
             base = self._fit_base(rows, cols, kind, values, all_genes, features, gm)
             term_meas = base.term_loo() if base.uses_histology else None

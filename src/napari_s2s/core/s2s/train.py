@@ -175,8 +175,10 @@ def assign_folds(m: int, n_folds: int, rng: np.random.Generator, positions: np.n
     ``positions`` (m, 2): spatial blocks, so that a network's held-out spots are not surrounded by
     its training targets. The spots are clustered (k-means on the positions) into ``n_folds`` blocks, or
     one per :data:`SPOTS_PER_BLOCK` spots on larger slides, and whole blocks go to the folds, largest
-    first to the fold with the fewest spots.
+    first to the fold with the fewest spots (random folds when a fold would be left empty).
     """
+    import warnings
+
     n_folds = max(1, int(n_folds))
     if positions is None or m < 2 * n_folds:
         return (rng.permutation(m) % n_folds).astype(np.int64)
@@ -184,7 +186,9 @@ def assign_folds(m: int, n_folds: int, rng: np.random.Generator, positions: np.n
 
     pos = np.asarray(positions, np.float64)
     n_blocks = min(m, max(n_folds, int(round(m / SPOTS_PER_BLOCK))))
-    _, block = kmeans2(pos, n_blocks, minit="++", seed=rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty cluster: handled below
+        _, block = kmeans2(pos, n_blocks, minit="++", seed=rng)
     sizes = np.bincount(block, minlength=n_blocks)
     fold_of_block = np.zeros(n_blocks, np.int64)
     load = np.zeros(n_folds)
@@ -192,7 +196,10 @@ def assign_folds(m: int, n_folds: int, rng: np.random.Generator, positions: np.n
         f = int(np.argmin(load + rng.random(n_folds) * 1e-6))
         fold_of_block[b] = f
         load[f] += sizes[b]
-    return fold_of_block[block]
+    folds = fold_of_block[block]
+    if np.bincount(folds, minlength=n_folds).min() == 0:
+        return (rng.permutation(m) % n_folds).astype(np.int64)
+    return folds
 
 
 def standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
