@@ -363,3 +363,49 @@ def test_fold_error_scores_a_member_on_its_own_fold_only():
     pix = prob.spot_pixels[oof.spots]
     truth = prob.target[:, pix[:, 0], pix[:, 1]].T
     assert fold_error(members[1], prob, CPU) == pytest.approx(float(np.mean((oof.network - truth) ** 2)), rel=1e-5)
+
+
+def test_kept_dropout_rebuilds_a_window_from_fewer_kept_spots(read_shared):
+    """``kept_dropout``: a window's inputs rebuilt from a subset of the phase's kept spots. With none
+    dropped they are the precomputed inputs (the same bandwidths; only the density channels are
+    normalised over the window's context instead of the whole image); dropped spots vanish from the
+    kept channels and become targets, never of their own fold's network (HER2ST C2, cross-gene
+    channels on)."""
+    from napari_s2s.core.evaluation.benchmark import build_holdout
+    from napari_s2s.core.methods.s2s import to_lattice
+    from napari_s2s.core.s2s.engine import cross_gene_matrix
+    from napari_s2s.core.s2s.train import _dropped_window, standardise
+
+    task = build_holdout(read_shared("her2st_C2"), n_genes=8, seed=0)[0]
+    lr, lc, _, _ = to_lattice(task)
+    values = np.asarray(task.measured_values, np.float32)
+    mu, sd = standardise(values)
+    recon = (cross_gene_reconstruction(values, cross_gene_matrix(task.measured_all_genes), 30) - mu) / sd
+    cfg = S2SConfig.from_preset("fast", kept_dropout=0.3)
+    folds = assign_folds(len(lr), 4, np.random.default_rng(0))
+    prob = build_problem(lr, lc, task.kind, (values - mu) / sd, cfg, recon.astype(np.float32), folds=folds)
+    n_sig = len(cfg.sigmas)
+    dens = slice(3 + 2 * n_sig, 3 + 3 * n_sig)
+    others = [c for c in range(prob.n_channels) if not dens.start <= c < dens.stop]
+    rng = np.random.default_rng(1)
+    P, checked, dropped = prob.patch, 0, 0
+    for f in range(4):
+        for p in range(len(prob.channels)):
+            for y, x in prob.starts[f][p][:3]:
+                g = int(rng.integers(8))
+                full = prob.channels[p][g][:, y : y + P, x : x + P]
+                ch, lm = _dropped_window(prob, rng, p, g, y, x, f, 0.0)
+                np.testing.assert_allclose(ch[others], full[others], rtol=1e-5, atol=1e-5)
+                np.testing.assert_array_equal(lm[0], prob.loss_mask(p, f)[y : y + P, x : x + P])
+                ch, lm = _dropped_window(prob, rng, p, g, y, x, f, 0.5)
+                was, now = full[1] > 0, ch[1] > 0
+                assert not (now & ~was).any()  # only ever fewer kept spots
+                gone = was & ~now
+                assert (ch[0][gone] == 0).all()
+                own = prob.fold_img[y : y + P, x : x + P] == f
+                np.testing.assert_array_equal(lm[0], prob.loss_mask(p, f)[y : y + P, x : x + P] | (gone & ~own))
+                checked, dropped = checked + 1, dropped + int(gone.sum())
+    assert checked >= 8 and dropped > 0
+    for bad in (dict(kept_dropout=0.95), dict(kept_dropout=-0.1), dict(kept_dropout=0.2, base="prior")):
+        with pytest.raises(ValueError):
+            S2SConfig(**bad)

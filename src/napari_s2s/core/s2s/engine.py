@@ -130,7 +130,10 @@ class S2SConfig:
     better), ``fold_layout`` (which measured spots each network holds out: "random" spots, or
     "blocks", whole regions of the slide (:func:`~.train.assign_folds`), so that a network is not
     scored on spots surrounded by its own training targets; measured, not better overall:
-    ``benchmarks/results/network_levers.md``), ``lr_decay`` (learning rate over the budget: "none",
+    ``benchmarks/results/network_levers.md``), ``weight_decay`` (decoupled weight decay, AdamW; 0: Adam),
+    ``kept_dropout`` (half of the slide's training windows have this share of their kept spots dropped
+    from the inputs, their smoothers rebuilt at the phase's bandwidths, the dropped spots becoming
+    targets: the networks never see the same few input images again and again), ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
     call, i.e. the worker thread).
@@ -194,6 +197,8 @@ class S2SConfig:
     gene_mix: float = 0.0
     bandwidth_genes: int = 0
     fold_layout: str = "random"
+    weight_decay: float = 0.0
+    kept_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -282,6 +287,16 @@ class S2SConfig:
         self.bandwidth_genes = int(self.bandwidth_genes)
         if self.checkpoint_scope not in ("member", "shared"):
             raise ValueError(f"checkpoint_scope must be 'member' or 'shared', not {self.checkpoint_scope!r}")
+        if not (_is_real(self.weight_decay) and 0 <= self.weight_decay <= 10):
+            raise ValueError(f"weight_decay must be a number from 0 to 10, not {self.weight_decay!r}")
+        self.weight_decay = float(self.weight_decay)
+        if not (_is_real(self.kept_dropout) and 0 <= self.kept_dropout <= 0.9):
+            raise ValueError(f"kept_dropout must be a number from 0 to 0.9, not {self.kept_dropout!r}")
+        self.kept_dropout = float(self.kept_dropout)
+        if self.kept_dropout and self.base == "prior":
+            raise ValueError(
+                "kept_dropout needs base 'smooth', 'pca' or 'zero' (the prior is made from all kept spots)"
+            )
         if self.fold_layout not in ("random", "blocks"):
             raise ValueError(f"fold_layout must be 'random' or 'blocks', not {self.fold_layout!r}")
         if self.lr_decay not in ("none", "linear", "cosine"):

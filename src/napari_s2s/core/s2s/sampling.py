@@ -302,6 +302,7 @@ def make_channels(
     use_prior: bool = False,
     prior: np.ndarray | None = None,
     bandwidth: float | None = None,
+    recon_bandwidth: float | None = None,
 ) -> np.ndarray:
     """Network input for every gene: (G, Cin, H, W) float32.
 
@@ -311,7 +312,8 @@ def make_channels(
     ``use_prior`` the prior (G, H, W): the base predictor's prediction from the kept samples, or the
     middle smoother when ``prior`` is ``None`` (natural images have no base predictor), then optional
     per-position covariates (K, H, W) shared by all genes. ``adaptive``: bandwidths are factors of
-    each gene's leave-one-out bandwidth, or of ``bandwidth`` (see :func:`smooth_kept`).
+    each gene's leave-one-out bandwidth, or of ``bandwidth`` (see :func:`smooth_kept`); the cross-gene
+    smoothers' of ``recon_bandwidth`` when given.
     """
     g = values.shape[0]
     km = kept.astype(np.float32)
@@ -326,7 +328,8 @@ def make_channels(
         if recon is None:
             parts.append(sm)
         else:
-            parts.append(smooth_kept(recon, kept, kind, sigmas, adaptive, bandwidth)[0])
+            rbw = bandwidth if recon_bandwidth is None else recon_bandwidth
+            parts.append(smooth_kept(recon, kept, kind, sigmas, adaptive, rbw)[0])
     parts.append(np.broadcast_to(dens, (g,) + dens.shape))
     if use_prior:
         parts.append(sm[:, len(sm[0]) // 2][:, None] if prior is None else np.asarray(prior, np.float32)[:, None])

@@ -153,6 +153,10 @@ class TrainProblem:
     tile: int = 64
     targets: int = 0  # the first ``targets`` genes are the user's (predicted); 0: all of them
     gene_p: np.ndarray | None = None  # (genes,) probability of drawing each gene; None: uniform
+    #: what :func:`_st_sample` needs to rebuild a window's inputs with some kept spots dropped
+    #: (``config.kept_dropout``): nodes, cross-gene and covariate images, each phase's bandwidths
+    #: (values, cross-gene) and the context margin in pixels; ``None``: off
+    resample: dict | None = None
 
     @property
     def n_targets(self) -> int:
@@ -310,10 +314,42 @@ def build_problem(
         )
     if all(len(s) == 0 for per in prob.starts for s in per):
         raise ValueError("too few measured spots to build a training problem")
+    if getattr(config, "kept_dropout", 0.0) > 0:
+        prob.resample = _resample_inputs(img, rec_img, cov_img, ref_img, kept_masks, kind, config)
     return prob
 
 
-def _st_sample(prob: TrainProblem, rng: np.random.Generator, augment: bool, fold: int = 0, mix: float = 0.0):
+def _resample_inputs(img, rec_img, cov_img, ref_img, kept_masks, kind: str, config) -> dict:
+    """What a window needs to rebuild its inputs from a subset of the kept spots: the bandwidths the
+    phase's channels were made with (so the rebuilt smoothers mean the same), and a context margin
+    beyond which the smoothers' kernels (truncated at 3 sigma) do not reach."""
+    bws = []
+    for kept in kept_masks:
+        if not config.adaptive:
+            bws.append((None, None))
+            continue
+        bw = S.level_bandwidth(ref_img, kept, kind)
+        bv = bw if bw is not None else float(S.loo_bandwidth(img.values, kept, kind)[0])
+        br = bw if bw is not None or rec_img is None else float(S.loo_bandwidth(rec_img, kept, kind)[0])
+        bws.append((bv, br))
+    widest = max(config.sigmas) * max([max(b for b in pair if b is not None) for pair in bws if pair[0]] or [1.0])
+    widest *= 2.0 if config.adaptive else 1.0  # the density channels use twice the nominal bandwidths
+    sy, sx = S._sigma_px(kind, widest)
+    margin = int(np.ceil(3.0 * max(sy, sx))) + 1
+    return {
+        "nodes": img.nodes,
+        "recon": rec_img,
+        "cov": cov_img,
+        "bandwidths": bws,
+        "margin": margin,
+        "sigmas": config.sigmas,
+        "cross_gene": config.cross_gene,
+    }
+
+
+def _st_sample(
+    prob: TrainProblem, rng: np.random.Generator, augment: bool, fold: int = 0, mix: float = 0.0, dropout: float = 0.0
+):
     starts = prob.starts[fold]
     valid = [i for i, s in enumerate(starts) if len(s)]
     p = valid[int(rng.integers(len(valid)))]
@@ -334,11 +370,51 @@ def _st_sample(prob: TrainProblem, rng: np.random.Generator, augment: bool, fold
         ch = w * ch + (1.0 - w) * prob.channels[p][h, :, y : y + P, x : x + P]
         tg = w * tg + (1.0 - w) * prob.target[h, y : y + P, x : x + P][None]
     lm = prob.loss_mask(p, fold)[y : y + P, x : x + P][None]
+    if dropout > 0 and prob.resample is not None and rng.random() < 0.5:
+        ch, lm = _dropped_window(prob, rng, p, g, y, x, fold, dropout)
     if augment:
         syms = S.symmetries(prob.kind)
         sym = syms[int(rng.integers(len(syms)))]
         ch, tg, lm = (S.apply_symmetry(a, sym) for a in (ch, tg, lm))
     return ch, tg, lm
+
+
+def _dropped_window(
+    prob: TrainProblem, rng: np.random.Generator, p: int, g: int, y: int, x: int, fold: int, rate: float
+):
+    """Gene ``g``'s inputs in the window at ``(y, x)`` of phase ``p`` rebuilt with a share ``rate`` of
+    the kept spots dropped (a different input image at every draw, so that the networks cannot learn
+    the slide's few fixed inputs by heart); the dropped spots become targets unless they are in the
+    network's own fold."""
+    rs = prob.resample
+    P, M = prob.patch, rs["margin"]
+    h, w = prob.target.shape[1:]
+    r0, c0 = max(0, y - M), max(0, x - M)
+    r1, c1 = min(h, y + P + M), min(w, x + P + M)
+    kept = prob.kept[p][r0:r1, c0:c1]
+    drop = kept & (rng.random(kept.shape) < rate)
+    bv, br = rs["bandwidths"][p]
+    rec, cov = rs["recon"], rs["cov"]
+    ch = S.make_channels(
+        prob.target[g : g + 1, r0:r1, c0:c1],
+        kept & ~drop,
+        rs["nodes"][r0:r1, c0:c1],
+        prob.kind,
+        None if rec is None else rec[g : g + 1, r0:r1, c0:c1],
+        rs["cross_gene"],
+        rs["sigmas"],
+        None if cov is None else cov[:, r0:r1, c0:c1],
+        bv is not None,
+        False,
+        None,
+        bv,
+        br,
+    )[0]
+    wy, wx = y - r0, x - c0
+    ch = ch[:, wy : wy + P, wx : wx + P]
+    extra = drop & (prob.fold_img[r0:r1, c0:c1] != fold)
+    lm = prob.loss_mask(p, fold)[y : y + P, x : x + P] | extra[wy : wy + P, wx : wx + P]
+    return ch, lm[None]
 
 
 class NaturalSampler:
@@ -469,7 +545,11 @@ def make_members(n_channels: int, n_folds: int, config, device: torch.device, se
     for f in range(n_folds):
         torch.manual_seed(int(seed) + f)
         model = make_model(n_channels, config).to(device).train()
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+        wd = float(getattr(config, "weight_decay", 0.0))
+        if wd > 0:  # decoupled weight decay (AdamW): each step shrinks the weights by lr * wd
+            opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999), weight_decay=wd)
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
         ema = copy.deepcopy(model) if config.ema else None
         out.append(Member(f, model, opt, ema))
     return out
@@ -540,7 +620,8 @@ def train_loop(
         if budget_s is not None and el >= budget_s:
             break
         mem = members[step % len(members)]
-        samples = [_st_sample(prob, rng, config.augment, mem.fold, config.gene_mix) for _ in range(n_st)]
+        dropout = float(getattr(config, "kept_dropout", 0.0))
+        samples = [_st_sample(prob, rng, config.augment, mem.fold, config.gene_mix, dropout) for _ in range(n_st)]
         samples += [natural.sample(rng) for _ in range(n_nat)]
         ch = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
         tg = torch.from_numpy(np.stack([s[1] for s in samples])).to(device)
