@@ -130,10 +130,12 @@ class S2SConfig:
     better), ``fold_layout`` (which measured spots each network holds out: "random" spots, or
     "blocks", whole regions of the slide (:func:`~.train.assign_folds`), so that a network is not
     scored on spots surrounded by its own training targets; measured, not better overall:
-    ``benchmarks/results/network_levers.md``), ``weight_decay`` (decoupled weight decay, AdamW; 0: Adam),
+    ``benchmarks/results/network_levers.md``), ``weight_decay`` (decoupled weight decay, AdamW; 0: Adam;
+    measured, no effect),
     ``kept_dropout`` (half of the slide's training windows have this share of their kept spots dropped
     from the inputs, their smoothers rebuilt at the phase's bandwidths, the dropped spots becoming
-    targets: the networks never see the same few input images again and again), ``lr_decay`` (learning rate over the budget: "none",
+    targets: the networks never see the same few input images again and again; measured, not
+    better), ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
     call, i.e. the worker thread).
