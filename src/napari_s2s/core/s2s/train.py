@@ -314,7 +314,7 @@ def build_problem(
         )
     if all(len(s) == 0 for per in prob.starts for s in per):
         raise ValueError("too few measured spots to build a training problem")
-    if getattr(config, "kept_dropout", 0.0) > 0:
+    if config.kept_dropout > 0:
         prob.resample = _resample_inputs(img, rec_img, cov_img, ref_img, kept_masks, kind, config)
     return prob
 
@@ -332,8 +332,8 @@ def _resample_inputs(img, rec_img, cov_img, ref_img, kept_masks, kind: str, conf
         bv = bw if bw is not None else float(S.loo_bandwidth(img.values, kept, kind)[0])
         br = bw if bw is not None or rec_img is None else float(S.loo_bandwidth(rec_img, kept, kind)[0])
         bws.append((bv, br))
-    widest = max(config.sigmas) * max([max(b for b in pair if b is not None) for pair in bws if pair[0]] or [1.0])
-    widest *= 2.0 if config.adaptive else 1.0  # the density channels use twice the nominal bandwidths
+    scale = max((b for pair in bws for b in pair if b is not None), default=1.0)
+    widest = max(config.sigmas) * scale * (2.0 if config.adaptive else 1.0)  # densities: twice the nominal
     sy, sx = S._sigma_px(kind, widest)
     margin = int(np.ceil(3.0 * max(sy, sx))) + 1
     return {
@@ -362,7 +362,8 @@ def _st_sample(
     P = prob.patch
     ch = prob.channels[p][g, :, y : y + P, x : x + P]
     tg = prob.target[g, y : y + P, x : x + P][None]
-    if mix > 0 and prob.genes > 1 and rng.random() < mix:
+    mixed = mix > 0 and prob.genes > 1 and rng.random() < mix
+    if mixed:
         # a new "gene": a convex mixture of two genes at the same place. The input channels are
         # linear in the values (or the same for both genes), so the mixture's channels and target
         # stay consistent with each other.
@@ -370,7 +371,7 @@ def _st_sample(
         ch = w * ch + (1.0 - w) * prob.channels[p][h, :, y : y + P, x : x + P]
         tg = w * tg + (1.0 - w) * prob.target[h, y : y + P, x : x + P][None]
     lm = prob.loss_mask(p, fold)[y : y + P, x : x + P][None]
-    if dropout > 0 and prob.resample is not None and rng.random() < 0.5:
+    if dropout > 0 and not mixed and prob.resample is not None and rng.random() < 0.5:
         ch, lm = _dropped_window(prob, rng, p, g, y, x, fold, dropout)
     if augment:
         syms = S.symmetries(prob.kind)
@@ -545,7 +546,7 @@ def make_members(n_channels: int, n_folds: int, config, device: torch.device, se
     for f in range(n_folds):
         torch.manual_seed(int(seed) + f)
         model = make_model(n_channels, config).to(device).train()
-        wd = float(getattr(config, "weight_decay", 0.0))
+        wd = float(config.weight_decay)
         if wd > 0:  # decoupled weight decay (AdamW): each step shrinks the weights by lr * wd
             opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999), weight_decay=wd)
         else:
@@ -620,7 +621,7 @@ def train_loop(
         if budget_s is not None and el >= budget_s:
             break
         mem = members[step % len(members)]
-        dropout = float(getattr(config, "kept_dropout", 0.0))
+        dropout = float(config.kept_dropout)
         samples = [_st_sample(prob, rng, config.augment, mem.fold, config.gene_mix, dropout) for _ in range(n_st)]
         samples += [natural.sample(rng) for _ in range(n_nat)]
         ch = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
