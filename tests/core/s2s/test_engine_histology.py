@@ -72,3 +72,36 @@ def test_guided_preview_and_model_output(read_shared):
         assert np.all(np.isfinite(res.values)) and np.all(res.values >= 0)
     np.testing.assert_array_equal(final.model_values[~final.measured], final.values[~final.measured])
     assert np.all(final.model_values >= 0)
+
+
+def test_networks_can_learn_the_values_while_the_base_keeps_the_h_and_e_term(read_shared):
+    """``network_target="values"``: the base still has its H&E term, the networks train on the values
+    themselves (not on what the term leaves) and their predictions get no term added; measured values
+    stay exact (HER2ST C2)."""
+    s = read_shared("her2st_C2")
+    genes = s.top_variable_genes(2)
+    cfg = S2SConfig.from_preset(
+        "fast",
+        max_steps=2,
+        budget_s=None,
+        natural_images=False,
+        threads=1,
+        device="cpu",
+        histology="on",
+        tta=False,
+        network_target="values",
+        blend="network",
+    )
+    imp = S2SImputer(cfg)
+    seen = 0
+    for ev in imp.fit_iter(s, genes):
+        if ev.phase == "train":  # while training: what the networks learn from
+            tr = imp._training
+            assert tr["term"] is None
+            np.testing.assert_allclose(tr["mu"], tr["values"].mean(axis=0), rtol=1e-5)
+            seen += 1
+    assert seen and imp.histology_used
+    res = imp.impute(s, genes)
+    assert np.array_equal(res.values[res.measured], _measured_in_dense_order(s, res, s.lognorm(genes)))
+    with pytest.raises(ValueError, match="network_target"):
+        S2SConfig(network_target="both")

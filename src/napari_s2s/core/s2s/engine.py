@@ -135,7 +135,9 @@ class S2SConfig:
     ``kept_dropout`` (half of the slide's training windows have this share of their kept spots dropped
     from the inputs, their smoothers rebuilt at the phase's bandwidths, the dropped spots becoming
     targets: the networks never see the same few input images again and again; measured, not
-    better), ``lr_decay`` (learning rate over the budget: "none",
+    better), ``network_target`` (when the base has an H&E term: "residual", the networks learn what the
+    term leaves and the term is added to their predictions; "values", they learn the values themselves),
+    ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
     call, i.e. the worker thread).
@@ -201,6 +203,7 @@ class S2SConfig:
     fold_layout: str = "random"
     weight_decay: float = 0.0
     kept_dropout: float = 0.0
+    network_target: str = "residual"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -299,6 +302,8 @@ class S2SConfig:
             raise ValueError(
                 "kept_dropout needs base 'smooth', 'pca' or 'zero' (the prior is made from all kept spots)"
             )
+        if self.network_target not in ("residual", "values"):
+            raise ValueError(f"network_target must be 'residual' or 'values', not {self.network_target!r}")
         if self.fold_layout not in ("random", "blocks"):
             raise ValueError(f"fold_layout must be 'random' or 'blocks', not {self.fold_layout!r}")
         if self.lr_decay not in ("none", "linear", "cosine"):
@@ -586,7 +591,7 @@ class S2SImputer:
             needs = cfg.base_model == "cv" or (bool(cfg.aux_genes or cfg.bandwidth_genes) and all_genes is not None)
             gm = gene_matrix_with_targets(all_genes, values) if needs else None
             base = self._fit_base(rows, cols, kind, values, all_genes, features, gm)
-            term_meas = base.term_loo() if base.uses_histology else None
+            term_meas = base.term_loo() if base.uses_histology and cfg.network_target == "residual" else None
             net_values = values if term_meas is None else (values - term_meas).astype(np.float32)
             mu, sd = standardise(net_values)
             yield ProgressEvent(
@@ -1004,7 +1009,7 @@ class S2SImputer:
             if alpha <= 0.0:
                 self.timing["base"] = time.perf_counter() - t0
                 return np.maximum(b, 0.0).astype(np.float32)
-            term_meas = base.term_loo() if base.uses_histology else None
+            term_meas = base.term_loo() if base.uses_histology and cfg.network_target == "residual" else None
             net_values = values if term_meas is None else (values - term_meas).astype(np.float32)
             mu, sd = standardise(net_values)
             z = (net_values - mu) / sd
