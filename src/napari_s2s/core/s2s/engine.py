@@ -136,7 +136,8 @@ class S2SConfig:
     from the inputs, their smoothers rebuilt at the phase's bandwidths, the dropped spots becoming
     targets: the networks never see the same few input images again and again; measured, not
     better), ``network_target`` (when the base has an H&E term: "residual", the networks learn what the
-    term leaves and the term is added to their predictions; "values", they learn the values themselves),
+    term leaves and the term is added to their predictions; "values", they learn the values themselves;
+    measured, better on HER2ST with 8 genes and worse with 30),
     ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
