@@ -263,11 +263,12 @@ def build_problem(
     if use_prior and prior is None:
         raise ValueError("base 'prior' needs the base predictor's prior function")
     nr, nc = np.nonzero(img.nodes)
-    chans, kept_masks = [], []
+    chans, kept_masks, bandwidths = [], [], []
     for ph in S.phase_origins(kind, parity):
         kept = S.keep_quarter_image(img, ph)
         if kept.sum() < 2:
             continue
+        bv, br = _phase_bandwidths(img.values, rec_img, ref_img, kept, kind, config.adaptive)
         pr = None
         if use_prior:
             pr = np.zeros((g,) + img.shape, np.float32)
@@ -286,10 +287,12 @@ def build_problem(
                 config.adaptive,
                 use_prior,
                 pr,
-                S.level_bandwidth(ref_img, kept, kind),
+                bv,
+                br,
             )
         )
         kept_masks.append(kept)
+        bandwidths.append((bv, br))
     if not chans:
         raise ValueError("too few measured spots to build a training problem")
     prob = TrainProblem(
@@ -315,23 +318,26 @@ def build_problem(
     if all(len(s) == 0 for per in prob.starts for s in per):
         raise ValueError("too few measured spots to build a training problem")
     if config.kept_dropout > 0:
-        prob.resample = _resample_inputs(img, rec_img, cov_img, ref_img, kept_masks, kind, config)
+        prob.resample = _resample_inputs(img, rec_img, cov_img, bandwidths, kind, config)
     return prob
 
 
-def _resample_inputs(img, rec_img, cov_img, ref_img, kept_masks, kind: str, config) -> dict:
+def _phase_bandwidths(values, rec_img, ref_img, kept, kind: str, adaptive: bool) -> tuple:
+    """A phase's smoother bandwidths (values, cross-gene), chosen once: those of the reference genes
+    when given, else each image's own leave-one-out bandwidth; ``None`` without ``adaptive``."""
+    if not adaptive:
+        return None, None
+    bw = S.level_bandwidth(ref_img, kept, kind)
+    if bw is not None:
+        return bw, bw
+    rec = None if rec_img is None else float(S.loo_bandwidth(rec_img, kept, kind)[0])
+    return float(S.loo_bandwidth(values, kept, kind)[0]), rec
+
+
+def _resample_inputs(img, rec_img, cov_img, bws: list, kind: str, config) -> dict:
     """What a window needs to rebuild its inputs from a subset of the kept spots: the bandwidths the
     phase's channels were made with (so the rebuilt smoothers mean the same), and a context margin
     beyond which the smoothers' kernels (truncated at 3 sigma) do not reach."""
-    bws = []
-    for kept in kept_masks:
-        if not config.adaptive:
-            bws.append((None, None))
-            continue
-        bw = S.level_bandwidth(ref_img, kept, kind)
-        bv = bw if bw is not None else float(S.loo_bandwidth(img.values, kept, kind)[0])
-        br = bw if bw is not None or rec_img is None else float(S.loo_bandwidth(rec_img, kept, kind)[0])
-        bws.append((bv, br))
     scale = max((b for pair in bws for b in pair if b is not None), default=1.0)
     widest = max(config.sigmas) * scale * (2.0 if config.adaptive else 1.0)  # densities: twice the nominal
     sy, sx = S._sigma_px(kind, widest)
