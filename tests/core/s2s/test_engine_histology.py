@@ -105,3 +105,58 @@ def test_networks_can_learn_the_values_while_the_base_keeps_the_h_and_e_term(rea
     assert np.array_equal(res.values[res.measured], _measured_in_dense_order(s, res, s.lognorm(genes)))
     with pytest.raises(ValueError, match="network_target"):
         S2SConfig(network_target="both")
+
+
+def test_phase_targets_take_the_h_and_e_term_from_the_kept_spots(read_shared):
+    """``term_sources="kept"``: in each phase the residual networks' targets are what the H&E term
+    leaves with its features smoothed from that phase's kept spots (the term the base's own
+    out-of-fold prediction adds), while their inputs keep the leave-one-out term (HER2ST C2)."""
+    s = read_shared("her2st_C2")
+    genes = s.top_variable_genes(3)
+    probs = {}
+    for mode in ("all", "kept"):
+        cfg = S2SConfig.from_preset(
+            "fast",
+            max_steps=2,
+            budget_s=None,
+            natural_images=False,
+            threads=1,
+            device="cpu",
+            histology="on",
+            tta=False,
+            term_sources=mode,
+        )
+        imp = S2SImputer(cfg)
+        for ev in imp.fit_iter(s, genes):
+            if ev.phase == "train":
+                probs[mode] = imp._training
+        assert imp.histology_used
+    a, k = probs["all"], probs["kept"]
+    assert a["prob"].phase_targets is None and k["prob"].phase_targets is not None
+    for ca, ck in zip(a["prob"].channels, k["prob"].channels):  # the same inputs
+        np.testing.assert_array_equal(ca, ck)
+    from napari_s2s.core.s2s.blend import kept_sources
+
+    prob, base, values = k["prob"], k["base"], k["values"]
+    pix, phys, f = prob.spot_pixels, base.phys, base.features
+    changed = 0
+    for p in range(len(prob.channels)):
+        src = kept_sources(prob, p)
+        held = np.setdiff1d(np.arange(len(values)), src)
+        term = base.term_at(phys, f, sources=src)
+        # the term the base's out-of-fold prediction adds: predict = smoother + term, same sources
+        np.testing.assert_allclose(
+            base.predict(phys[held], f[held], sources=src),
+            base.smooth(phys[held], sources=src) + term[held],
+            atol=1e-5,
+        )
+        want = (values - term - k["mu"]) / k["sd"]
+        got = prob.target_of(p)[:, pix[:, 0], pix[:, 1]].T
+        np.testing.assert_allclose(got[held], want[held], atol=1e-4)
+        np.testing.assert_allclose(k["term"][p], term, atol=1e-5)
+        changed += np.abs(got[held] - a["prob"].target[:, pix[held, 0], pix[held, 1]].T).mean() > 1e-3
+    assert changed == len(prob.channels)  # conditioned on fewer spots, the term differs in every phase
+    with pytest.raises(ValueError, match="term_sources"):
+        S2SConfig(term_sources="some")
+    with pytest.raises(ValueError, match="kept_dropout"):
+        S2SConfig(term_sources="kept", kept_dropout=0.2)

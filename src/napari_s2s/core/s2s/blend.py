@@ -107,7 +107,10 @@ def fold_error(
         return float("nan")
     genes = np.arange(prob.n_targets) if genes is None else np.asarray(genes)
     pix = prob.spot_pixels[oof.spots]
-    truth = prob.target[genes][:, pix[:, 0], pix[:, 1]].T
+    truth = np.empty(oof.network.shape, np.float32)
+    for p in np.unique(oof.phases):
+        sel = oof.phases == p
+        truth[sel] = prob.target_of(int(p))[genes][:, pix[sel, 0], pix[sel, 1]].T
     return float(np.mean((oof.network.astype(np.float64) - truth) ** 2))
 
 

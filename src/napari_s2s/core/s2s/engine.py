@@ -137,7 +137,12 @@ class S2SConfig:
     targets: the networks never see the same few input images again and again; measured, not
     better), ``network_target`` (when the base has an H&E term: "residual", the networks learn what the
     term leaves and the term is added to their predictions; "values", they learn the values themselves;
-    measured, better on HER2ST with 8 genes and worse with 30),
+    measured, better on HER2ST with 8 genes and worse with 30), ``term_sources`` (with residual
+    networks, where the H&E term at a measured spot takes its smoothed features from: "all", every
+    other measured spot (its leave-one-out term), in the inputs, the targets and the out-of-fold
+    predictions; "kept", in each phase the targets and the out-of-fold predictions take the term
+    conditioned on that phase's kept spots, as the base's own out-of-fold prediction does and as the
+    dense level conditions it on the measured spots; the inputs keep the leave-one-out term),
     ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
@@ -205,6 +210,7 @@ class S2SConfig:
     weight_decay: float = 0.0
     kept_dropout: float = 0.0
     network_target: str = "residual"
+    term_sources: str = "all"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -305,6 +311,10 @@ class S2SConfig:
             )
         if self.network_target not in ("residual", "values"):
             raise ValueError(f"network_target must be 'residual' or 'values', not {self.network_target!r}")
+        if self.term_sources not in ("all", "kept"):
+            raise ValueError(f"term_sources must be 'all' or 'kept', not {self.term_sources!r}")
+        if self.term_sources == "kept" and self.kept_dropout:
+            raise ValueError("term_sources 'kept' and kept_dropout cannot be combined (a dropped spot's target)")
         if self.fold_layout not in ("random", "blocks"):
             raise ValueError(f"fold_layout must be 'random' or 'blocks', not {self.fold_layout!r}")
         if self.lr_decay not in ("none", "linear", "cosine"):
@@ -605,6 +615,7 @@ class S2SImputer:
                 bw_ref = self._bandwidth_reference(rows, cols, kind, gm)
                 prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior, bw_ref)
                 prob.targets, prob.gene_p = values.shape[1], gene_p
+                terms = self._phase_terms(base, prob, rows, cols, kind, term_meas, values, mu, sd)
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
                 why = str(exc)
@@ -633,7 +644,7 @@ class S2SImputer:
             "mu": mu,
             "sd": sd,
             "values": values,
-            "term": term_meas,
+            "term": terms,
             "features": features,
         }
         base_el = time.perf_counter() - t0
@@ -668,7 +679,7 @@ class S2SImputer:
         )
         with _blas_threads(cfg.threads), _precision(device, cfg.precision):
             alpha, oof = self._choose_alpha(
-                members, prob, base, values, mu, sd, term_meas, rows, cols, kind, features, device
+                members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device
             )
         self._training = None
         self.base = base
@@ -846,8 +857,31 @@ class S2SImputer:
         x, tcols = gene_matrix_with_targets(all_genes, values) if gene_matrix is None else gene_matrix
         return BasePredictor(seed=cfg.seed, require_histology=cfg.histology == "on").fit(phys, values, x, tcols, f_meas)
 
-    def _choose_alpha(self, members, prob, base, values, mu, sd, term_meas, rows, cols, kind, features, device):
-        """The blend weight from out-of-fold predictions, and the held-out errors behind it."""
+    def _phase_terms(self, base, prob, rows, cols, kind, term_meas, values, mu, sd) -> list | None:
+        """Per phase, (m, G) the H&E term the residual networks' targets and out-of-fold predictions
+        take at the measured spots (``None`` without one): the leave-one-out term ``term_meas`` in
+        every phase, or (``term_sources="kept"``) the term with the features smoothed from the phase's
+        kept spots, whose targets then replace the problem's in that phase."""
+        if term_meas is None:
+            return None
+        n_phases = len(prob.channels)
+        if self.config.term_sources == "all":
+            return [term_meas] * n_phases
+        phys = physical(rows, cols, kind)
+        terms, targets = [], []
+        pix = prob.spot_pixels
+        for p in range(n_phases):
+            t = base.term_at(phys, base.features, sources=kept_sources(prob, p)).astype(np.float32)
+            img = prob.target.copy()
+            img[: values.shape[1], pix[:, 0], pix[:, 1]] = ((values - t - mu) / sd).T
+            terms.append(t)
+            targets.append(img)
+        prob.phase_targets = targets
+        return terms
+
+    def _choose_alpha(self, members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device):
+        """The blend weight from out-of-fold predictions, and the held-out errors behind it.
+        ``terms``: per phase the (m, G) H&E term of the residual networks (:meth:`_phase_terms`)."""
         from ..smoothing.gaussian import gene_weights
 
         cfg = self.config
@@ -856,7 +890,6 @@ class S2SImputer:
         oof = network_oof(members, prob, device, cfg.tile, gsel)
         self.timing["oof"] = (time.perf_counter() - t0) / max(len(members), 1)
         values, mu, sd = values[:, gsel], mu[gsel], sd[gsel]
-        term_meas = None if term_meas is None else term_meas[:, gsel]
         gw = gene_weights(values)
         if not len(oof.spots) or cfg.blend != "cv":
             alpha = {"cv": 0.0, "network": 1.0, "base": 0.0}[cfg.blend]
@@ -867,8 +900,11 @@ class S2SImputer:
                 "why": f"too few held-out predictions ({len(oof.spots)}) to judge the networks",
             }
         net = oof.network * sd + mu
-        if term_meas is not None:
-            net = net + term_meas[oof.spots]
+        if terms is not None:
+            net = net.astype(np.float64)
+            for p in np.unique(oof.phases):
+                sel = oof.phases == p
+                net[sel] = net[sel] + terms[int(p)][oof.spots[sel]][:, gsel]
         phys = physical(rows, cols, kind)
         f_meas = (
             None

@@ -157,6 +157,14 @@ class TrainProblem:
     #: (``config.kept_dropout``): nodes, cross-gene and covariate images, each phase's bandwidths
     #: (values, cross-gene) and the context margin in pixels; ``None``: off
     resample: dict | None = None
+    #: per phase: (G, H, W) the targets of that phase when they differ from ``target`` (the inputs'
+    #: values), e.g. what the base's H&E term leaves with the term conditioned on the phase's kept
+    #: spots (``config.term_sources``); ``None``: ``target`` in every phase
+    phase_targets: list | None = None
+
+    def target_of(self, phase: int) -> np.ndarray:
+        """(G, H, W) the standardised values the networks learn in ``phase``."""
+        return self.target if self.phase_targets is None else self.phase_targets[phase]
 
     @property
     def n_targets(self) -> int:
@@ -367,7 +375,8 @@ def _st_sample(
     y, x = starts[p][int(rng.integers(len(starts[p])))]
     P = prob.patch
     ch = prob.channels[p][g, :, y : y + P, x : x + P]
-    tg = prob.target[g, y : y + P, x : x + P][None]
+    tgt = prob.target_of(p)
+    tg = tgt[g, y : y + P, x : x + P][None]
     mixed = mix > 0 and prob.genes > 1 and rng.random() < mix
     if mixed:
         # a new "gene": a convex mixture of two genes at the same place. The input channels are
@@ -375,7 +384,7 @@ def _st_sample(
         # stay consistent with each other.
         h, w = draw(), float(rng.random())
         ch = w * ch + (1.0 - w) * prob.channels[p][h, :, y : y + P, x : x + P]
-        tg = w * tg + (1.0 - w) * prob.target[h, y : y + P, x : x + P][None]
+        tg = w * tg + (1.0 - w) * tgt[h, y : y + P, x : x + P][None]
     lm = prob.loss_mask(p, fold)[y : y + P, x : x + P][None]
     if dropout > 0 and not mixed and prob.resample is not None and rng.random() < 0.5:
         ch, lm = _dropped_window(prob, rng, p, g, y, x, fold, dropout)

@@ -405,12 +405,18 @@ class BasePredictor:
         rows = np.asarray(sources, dtype=np.int64)
         return self.mu + self.kriging.on(self.phys[rows]).predict(self.den[rows] - self.mu, dst)
 
-    def term_at(self, dst: np.ndarray, features_dst: np.ndarray) -> np.ndarray:
-        """(t, G) the H&E term alone at physical positions ``dst`` (zeros without one)."""
+    def term_at(self, dst: np.ndarray, features_dst: np.ndarray, sources: np.ndarray | None = None) -> np.ndarray:
+        """(t, G) the H&E term alone at physical positions ``dst`` (zeros without one), with the
+        features smoothed from the measured spots ``sources`` (indices; default: all), as
+        :meth:`predict` with the same ``sources`` adds it."""
         dst = np.asarray(dst, np.float64)
         if self.term is None:
             return np.zeros((len(dst), self.values.shape[1]))
-        sm = self.solver.predict(self.features - self.term.centre, dst)
+        if sources is None:
+            sm = self.solver.predict(self.features - self.term.centre, dst)
+        else:
+            rows = np.asarray(sources, dtype=np.int64)
+            sm = self.kriging.on(self.phys[rows]).predict(self.features[rows] - self.term.centre, dst)
         return self.term.at(features_dst, sm)
 
     def term_loo(self) -> np.ndarray:
