@@ -155,10 +155,10 @@ def test_impute_histology_on_without_image_is_bad_input(tmp_path, data_dir, caps
 
 def test_impute_says_how_the_result_was_made(tmp_path, data_dir):
     """Provenance and the last progress line: the base predictor, the networks' weight, the verdict;
-    --tta asks for every network averaged over the lattice's flips."""
+    --tta asks for every network averaged over the lattice's flips; -o is --out."""
     src = slide_path(data_dir, "her2st_C2")
     out = tmp_path / "v.h5ad"
-    rc = main(["impute", str(src), "--out", str(out), "--genes", "top:2", "--device", "cpu", "--tta"] + FAST)
+    rc = main(["impute", str(src), "-o", str(out), "--genes", "top:2", "--device", "cpu", "--tta"] + FAST)
     assert rc == 0
     prov = ad.read_h5ad(out).uns["s2s"]
     assert prov["config"]["tta"] and prov["config"]["histology"] == "auto"

@@ -76,7 +76,11 @@ def add_parser(sub):
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="slides (.h5ad, Space Ranger outs/) or folders of slides")
     p.add_argument(
-        "--out-dir", required=True, metavar="DIR", help="folder for the results and manifest.csv (created when missing)"
+        "-o",
+        "--out-dir",
+        required=True,
+        metavar="DIR",
+        help="folder for the results and manifest.csv (created when missing)",
     )
     add_training_options(p, threads=1, threads_help="torch CPU threads per task (default 1)")
     add_cluster_options(p, local_default="default: one per core")

@@ -20,6 +20,7 @@ def add_parser(sub):
     p = sub.add_parser("impute", help="train S2S-ST on a slide and write the imputed x2 dense grid (.h5ad or .zarr)")
     add_slide_argument(p)
     p.add_argument(
+        "-o",
         "--out",
         required=True,
         help="output .h5ad (AnnData, the default format), or .zarr (SpatialData, with the measured values and the "

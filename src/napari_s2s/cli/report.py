@@ -23,7 +23,7 @@ def add_parser(sub):
         metavar="ANSWERS.json",
         help="readers' answer files (default: every file in the session's _answers folder)",
     )
-    p.add_argument("--out", required=True, metavar="REPORT.html", help="report file to write")
+    p.add_argument("-o", "--out", required=True, metavar="REPORT.html", help="report file to write")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 

@@ -48,7 +48,7 @@ def add_parser(sub):
         metavar="M[,N]",
         help="hold-out run: METHOD vs the measured values of the hidden spots, or two methods' predictions",
     )
-    c.add_argument("--out", required=True, metavar="S.json", help="session file to write")
+    c.add_argument("-o", "--out", required=True, metavar="S.json", help="session file to write")
     c.add_argument(
         "--genes",
         default=None,
