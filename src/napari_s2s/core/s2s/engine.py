@@ -115,7 +115,8 @@ class S2SConfig:
     instead, the same whatever genes the user picked; measured, not better), ``cross_gene`` (PCA-denoised
     smoother channels), ``augment`` (lattice-keeping flips/rotations), ``ema`` (moving average of
     the weights; 0 turns it off), ``natural_share`` (fraction of each batch that is natural-image
-    crops), ``tta`` (each network averaged over every lattice-keeping flip/rotation; without it
+    crops), ``natural_sizes`` (the natural images' longest side in pixels, downscaled to it; several:
+    every image at each size, i.e. the same structures at several scales per lattice pitch), ``tta`` (each network averaged over every lattice-keeping flip/rotation; without it
     network ``k`` uses the ``k``-th one, so the ensemble still averages over several),
     ``blend_margin`` (the blend weight is the least-squares weight on the out-of-fold predictions
     minus this many of its standard errors, clustered by spot; 0: the least-squares weight itself;
@@ -179,6 +180,7 @@ class S2SConfig:
     seed: int = 0
     natural_images: bool = True
     natural_folder: str | None = None
+    natural_sizes: tuple = (160,)
     loss: str = "mse"
     dc: str = "soft"
     base: str = "smooth"
@@ -218,6 +220,12 @@ class S2SConfig:
         for k, v in PRESETS[self.preset].items():
             if getattr(self, k) is None:
                 setattr(self, k, v)
+        self.natural_sizes = tuple(self.natural_sizes) if isinstance(self.natural_sizes, (list, tuple)) else ()
+        if not self.natural_sizes or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and 32 <= v <= 4096 for v in self.natural_sizes
+        ):
+            raise ValueError("natural_sizes must be one or more whole numbers of pixels from 32 to 4096")
+        self.natural_sizes = tuple(int(v) for v in self.natural_sizes)
         if self.sigmas is None:
             self.sigmas = (0.5, 1.0, 2.0) if self.adaptive else (1.0, 2.0, 4.0)
         self.sigmas = tuple(float(s) for s in self.sigmas)
@@ -333,6 +341,7 @@ class S2SConfig:
         """Plain dict (JSON- and checkpoint-safe)."""
         d = dataclasses.asdict(self)
         d["sigmas"] = list(self.sigmas)
+        d["natural_sizes"] = list(self.natural_sizes)
         return d
 
     @classmethod
@@ -342,6 +351,8 @@ class S2SConfig:
         kw = {k: v for k, v in dict(d).items() if k in names}
         if "sigmas" in kw:
             kw["sigmas"] = tuple(kw["sigmas"])
+        if "natural_sizes" in kw:
+            kw["natural_sizes"] = tuple(kw["natural_sizes"])
         return cls(**kw)
 
     @property
@@ -630,7 +641,8 @@ class S2SImputer:
                 "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "loading natural images"
             )
             n_cov = prob.n_channels - make_model_channels(cfg)
-            natural = NaturalSampler(load_natural_images(cfg.natural_folder), kind, prob.patch, cfg, n_cov)
+            sizes = cfg.natural_sizes[0] if len(cfg.natural_sizes) == 1 else cfg.natural_sizes
+            natural = NaturalSampler(load_natural_images(cfg.natural_folder, sizes), kind, prob.patch, cfg, n_cov)
         self.genes = list(genes)
         self.n_channels = prob.n_channels
         self.n_covariates = prob.n_channels - make_model_channels(cfg)

@@ -58,7 +58,14 @@ def _downscale(img: np.ndarray, max_side: int) -> np.ndarray:
     return rescale(img, max_side / side, anti_aliasing=True).astype(np.float32)
 
 
-def load_natural_images(folder: str | None = None, max_side: int = 160, limit: int | None = None) -> list[np.ndarray]:
+def _at_sizes(img: np.ndarray, max_side: int | tuple) -> list[np.ndarray]:
+    sizes = (max_side,) if np.isscalar(max_side) else tuple(max_side)
+    return [_downscale(img, int(m)) for m in sizes]
+
+
+def load_natural_images(
+    folder: str | None = None, max_side: int | tuple = 160, limit: int | None = None
+) -> list[np.ndarray]:
     """Grayscale natural images in [0, 1].
 
     Parameters
@@ -66,7 +73,8 @@ def load_natural_images(folder: str | None = None, max_side: int = 160, limit: i
     folder
         A folder of image files (png, jpg, tif, bmp); ``None`` for scikit-image's bundled images.
     max_side
-        Downscale so that the longest side is at most this.
+        Downscale so that the longest side is at most this; several sizes: every image at each of
+        them, in that order per image (structures of one image at several scales per pixel).
     limit
         Keep at most this many images.
 
@@ -83,7 +91,7 @@ def load_natural_images(folder: str | None = None, max_side: int = 160, limit: i
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES) if p.is_dir() else []
         for f in files:
             try:
-                out.append(_downscale(_gray(imread(str(f))), max_side))
+                out += _at_sizes(_gray(imread(str(f))), max_side)
             except Exception:  # unreadable image files are skipped
                 continue
             if limit and len(out) >= limit:
@@ -98,7 +106,7 @@ def load_natural_images(folder: str | None = None, max_side: int = 160, limit: i
             img = getattr(data, name)()
         except Exception:  # loaders needing a download are skipped
             continue
-        out.append(_downscale(_gray(img), max_side))
+        out += _at_sizes(_gray(img), max_side)
         if limit and len(out) >= limit:
             break
     return out
