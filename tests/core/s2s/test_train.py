@@ -217,6 +217,23 @@ def test_natural_images_on_the_slide_lattice():
     assert 0.15 < kept.sum() / nodes.sum() < 0.35
 
 
+def test_natural_images_at_several_sizes():
+    """``natural_sizes``: every image at each size (its longest side), the same picture at several
+    scales per lattice pitch; one size gives what the default loader gives."""
+    one = load_natural_images(limit=2)
+    two = load_natural_images(max_side=(80, 160), limit=2)
+    assert len(two) == 2 * len(one)
+    assert [max(im.shape) for im in two] == [80, 160] * len(one)
+    for small, large, ref in zip(two[::2], two[1::2], one):
+        np.testing.assert_array_equal(large, ref)
+        assert abs(small.mean() - large.mean()) < 0.02  # the same picture, downscaled further
+    assert S2SConfig(natural_sizes=[80, 160]).natural_sizes == (80, 160)
+    assert S2SConfig.from_dict(S2SConfig(natural_sizes=(80, 320)).to_dict()).natural_sizes == (80, 320)
+    for bad in ((), (16,), (160.5,), "160", (True,)):
+        with pytest.raises(ValueError, match="natural_sizes"):
+            S2SConfig(natural_sizes=bad)
+
+
 def test_time_the_consumer_holds_the_loop_is_not_charged_to_the_budget():
     import time
 

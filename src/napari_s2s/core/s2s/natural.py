@@ -76,7 +76,7 @@ def load_natural_images(
         Downscale so that the longest side is at most this; several sizes: every image at each of
         them, in that order per image (structures of one image at several scales per pixel).
     limit
-        Keep at most this many images.
+        Keep at most this many images (each at every size).
 
     Raises
     ------
@@ -84,6 +84,7 @@ def load_natural_images(
         When ``folder`` is given but holds no readable image.
     """
     out: list[np.ndarray] = []
+    n_sizes = 1 if np.isscalar(max_side) else len(tuple(max_side))
     if folder is not None:
         from skimage.io import imread
 
@@ -94,7 +95,7 @@ def load_natural_images(
                 out += _at_sizes(_gray(imread(str(f))), max_side)
             except Exception:  # unreadable image files are skipped
                 continue
-            if limit and len(out) >= limit:
+            if limit and len(out) >= limit * n_sizes:
                 break
         if not out:
             raise SlideError(folder, "no readable natural images (png, jpg, tif, bmp) in this folder")
@@ -107,6 +108,6 @@ def load_natural_images(
         except Exception:  # loaders needing a download are skipped
             continue
         out += _at_sizes(_gray(img), max_side)
-        if limit and len(out) >= limit:
+        if limit and len(out) >= limit * n_sizes:
             break
     return out
