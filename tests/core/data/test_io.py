@@ -195,6 +195,14 @@ def test_folder_that_is_not_spaceranger(tmp_path):
     _expect_error(tmp_path, "not a space ranger output")
 
 
+def test_folder_of_slides_names_them(formats_dir, data_dir):
+    """A folder of samples (two Xenium crops; the shared data folder) says which slides it holds."""
+    with pytest.raises(SlideError, match=r"holds 2 slides \(sample1, sample2\), not one.*napari-s2s batch"):
+        read_slide(formats_dir / "xenium_mouse_brain_crops")
+    with pytest.raises(SlideError, match=r"holds \d+ slides \(her2st_B4.h5ad, her2st_C2.h5ad, .* and \d+ more\)"):
+        read_slide(data_dir)
+
+
 def test_corrupt_matrix_in_folder(data_dir, tmp_path):
     dst = _copy_visium(data_dir, tmp_path)
     (dst / "filtered_feature_bc_matrix.h5").write_bytes(b"garbage" * 1000)

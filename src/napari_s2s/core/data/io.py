@@ -74,6 +74,15 @@ def _platform(p: Path, strict: bool = False) -> str | None:
     return None
 
 
+def _slides_inside(folder: Path) -> list[str]:
+    """Names of the entries directly in ``folder`` that are slides (a folder of samples)."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    return [e.name for e in entries if not e.name.startswith(".") and is_slide_path(e)]
+
+
 def read_slide(
     path: str | Path, pitch_um: float | None = None, *, bin_um: float | None = None, counts_from: str = "auto"
 ) -> Slide:
@@ -116,6 +125,14 @@ def read_slide(
     elif p.is_dir():
         root = _spaceranger_root(p)
         if root is None:
+            inside = _slides_inside(p)
+            if inside:
+                names = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
+                raise NotASlide(
+                    p,
+                    f"folder holds {len(inside)} slide{'s' if len(inside) > 1 else ''} ({names}), not one: "
+                    "open one of them, or impute them all with `napari-s2s batch`",
+                )
             raise NotASlide(
                 p,
                 "folder is not a Space Ranger output (expected filtered_feature_bc_matrix.h5 or "
