@@ -116,7 +116,8 @@ class S2SConfig:
     smoother channels), ``augment`` (lattice-keeping flips/rotations), ``ema`` (moving average of
     the weights; 0 turns it off), ``natural_share`` (fraction of each batch that is natural-image
     crops), ``natural_sizes`` (the natural images' longest side in pixels, downscaled to it; several:
-    every image at each size, i.e. the same structures at several scales per lattice pitch), ``tta`` (each network averaged over every lattice-keeping flip/rotation; without it
+    every image at each size, i.e. the same structures at several scales per lattice pitch; measured,
+    not better), ``tta`` (each network averaged over every lattice-keeping flip/rotation; without it
     network ``k`` uses the ``k``-th one, so the ensemble still averages over several),
     ``blend_margin`` (the blend weight is the least-squares weight on the out-of-fold predictions
     minus this many of its standard errors, clustered by spot; 0: the least-squares weight itself;
@@ -143,7 +144,8 @@ class S2SConfig:
     other measured spot (its leave-one-out term), in the inputs, the targets and the out-of-fold
     predictions; "kept", in each phase the targets and the out-of-fold predictions take the term
     conditioned on that phase's kept spots, as the base's own out-of-fold prediction does and as the
-    dense level conditions it on the measured spots; the inputs keep the leave-one-out term),
+    dense level conditions it on the measured spots; the inputs keep the leave-one-out term; measured,
+    no effect),
     ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
