@@ -9,11 +9,23 @@ from napari_s2s.core.errors import SlideError
 from napari_s2s.core.s2s.engine import S2SConfig, S2SImputer, resolve_histology
 
 
-def _run(slide, genes, mode):
-    cfg = S2SConfig.from_preset(
-        "fast", max_steps=2, budget_s=None, natural_images=False, threads=1, device="cpu", histology=mode, tta=False
+def _tiny(histology="on", **kw) -> S2SConfig:
+    """A two-step CPU config (no natural images, no test-time passes) for engine tests."""
+    return S2SConfig.from_preset(
+        "fast",
+        max_steps=2,
+        budget_s=None,
+        natural_images=False,
+        threads=1,
+        device="cpu",
+        histology=histology,
+        tta=False,
+        **kw,
     )
-    imp = S2SImputer(cfg)
+
+
+def _run(slide, genes, mode):
+    imp = S2SImputer(_tiny(mode))
     imp.fit(slide, genes)
     return imp, imp.impute(slide, genes)
 
@@ -59,10 +71,7 @@ def test_guided_preview_and_model_output(read_shared):
     """Previews and the model-output layer include the H&E term too; X stays exact."""
     s = read_shared("her2st_C2")
     genes = s.top_variable_genes(2)
-    cfg = S2SConfig.from_preset(
-        "fast", max_steps=2, budget_s=None, natural_images=False, threads=1, device="cpu", histology="on", tta=False
-    )
-    imp = S2SImputer(cfg)
+    imp = S2SImputer(_tiny())
     previews = [imp.preview(s, genes) for ev in imp.fit_iter(s, genes) if ev.phase == "train"]
     assert imp.histology_used and len(previews) == 2
     final = imp.impute(s, genes)
@@ -80,19 +89,7 @@ def test_networks_can_learn_the_values_while_the_base_keeps_the_h_and_e_term(rea
     stay exact (HER2ST C2)."""
     s = read_shared("her2st_C2")
     genes = s.top_variable_genes(2)
-    cfg = S2SConfig.from_preset(
-        "fast",
-        max_steps=2,
-        budget_s=None,
-        natural_images=False,
-        threads=1,
-        device="cpu",
-        histology="on",
-        tta=False,
-        network_target="values",
-        blend="network",
-    )
-    imp = S2SImputer(cfg)
+    imp = S2SImputer(_tiny(network_target="values", blend="network"))
     seen = 0
     for ev in imp.fit_iter(s, genes):
         if ev.phase == "train":  # while training: what the networks learn from
@@ -115,18 +112,7 @@ def test_phase_targets_take_the_h_and_e_term_from_the_kept_spots(read_shared):
     genes = s.top_variable_genes(3)
     probs = {}
     for mode in ("all", "kept"):
-        cfg = S2SConfig.from_preset(
-            "fast",
-            max_steps=2,
-            budget_s=None,
-            natural_images=False,
-            threads=1,
-            device="cpu",
-            histology="on",
-            tta=False,
-            term_sources=mode,
-        )
-        imp = S2SImputer(cfg)
+        imp = S2SImputer(_tiny(term_sources=mode))
         for ev in imp.fit_iter(s, genes):
             if ev.phase == "train":
                 probs[mode] = imp._training
