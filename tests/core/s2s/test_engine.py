@@ -72,6 +72,10 @@ def test_hex_slide_end_to_end_contract(synthetic_slide):
         0.0 <= imp.alpha <= 1.0 and imp.stats["networks"] == 4 and imp.stats["base"].startswith(("kriging", "stack of"))
     )
     assert imp.verdict() in events[-1].message
+    # the seconds said to be training's are training's, the rest is named as such
+    st = imp.stats
+    assert st["train_seconds"] < st["seconds"]
+    assert f"4 steps in {st['train_seconds']:.1f} s ({st['seconds']:.1f} s with preparing" in events[-1].message
     assert all(e.loss is not None and e.elapsed_s >= 0 and e.eta_s is not None for e in train)
     res = imp.impute(slide)
     assert res.genes == genes and res.values.dtype == np.float32

@@ -121,3 +121,18 @@ def test_kriging_beats_the_gaussian_smoother_on_the_small_shared_slides(read_sha
             pcc[m] = summarise(score(task, truth, pred, meta), 0.0)["pcc_median"]
         diff.append(pcc["kriging"] - pcc["gaussian"])
     assert np.mean(diff) > 0.0
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_unique_rows_groups_rows_as_numpy_unique_does(monkeypatch, collide):
+    """The hashed grouping of neighbourhoods: the same distinct rows as ``np.unique(axis=0)``, each
+    row mapped to its own key; with every hash colliding it falls back to ``np.unique``."""
+    rng = np.random.default_rng(5)
+    pool = rng.integers(-(2**40), 2**40, size=(37, 24))
+    rows = pool[rng.integers(0, len(pool), 5000)]
+    if collide:
+        monkeypatch.setattr(K, "_HASH", np.zeros_like(K._HASH))
+    keys, inv = K._unique_rows(rows)
+    np.testing.assert_array_equal(keys[inv], rows)
+    assert len(keys) == len(np.unique(rows, axis=0)) == 37
+    assert inv.shape == (len(rows),)

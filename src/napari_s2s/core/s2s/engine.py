@@ -723,7 +723,10 @@ class S2SImputer:
         }
         phase = "stopped" if state.stopped else "done"
         verdict = self.verdict()
-        msg = f"{'stopped' if state.stopped else 'trained'}: {state.steps} steps in {seconds:.1f} s; {verdict}"
+        msg = (
+            f"{'stopped' if state.stopped else 'trained'}: {state.steps} steps in {state.seconds:.1f} s "
+            f"({seconds:.1f} s with preparing and weighing); {verdict}"
+        )
         yield ProgressEvent(phase, state.steps, cfg.max_steps, state.last_loss, seconds, 0.0, msg, oof.get("blend"))
 
     def final_cost_s(self, tta: bool | None = None) -> float | None:
