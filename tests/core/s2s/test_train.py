@@ -382,6 +382,36 @@ def test_fold_error_scores_a_member_on_its_own_fold_only():
     assert fold_error(members[1], prob, CPU) == pytest.approx(float(np.mean((oof.network - truth) ** 2)), rel=1e-5)
 
 
+def test_very_large_images_score_each_network_in_fewer_phases(monkeypatch):
+    """A slide whose network passes would cost more than the out-of-fold pixel budget (Visium HD)
+    keeps its spots and the minimum genes, and each network predicts in its own phases instead of all
+    four: the rows still cover every phase, and checkpoint scores use the same phases every time."""
+    from napari_s2s.core.s2s import blend
+
+    cfg = _cfg(max_steps=4)
+    prob = _problem(cfg)  # 3 genes, 4 phases, 4 folds
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, seed=0)
+    list(train_loop(members, prob, cfg, CPU, TrainState(), lambda: False, max_steps=4))
+    n_ph = len(prob.channels)
+    assert blend.oof_phase_count(prob, 4) == n_ph  # small slides: every phase, as before
+    pixels = prob.target.shape[1] * prob.target.shape[2]
+    monkeypatch.setattr(blend, "OOF_PIXELS", 4 * blend.OOF_MIN_GENES * pixels)  # room for one phase each
+    assert blend.oof_phase_count(prob, 4) == 1 and len(blend.oof_genes(prob, 4)) == 3
+    oof = network_oof(members, prob, CPU, n_phases=1)
+    for mem in members:
+        mine = prob.folds[oof.spots] == mem.fold
+        assert mine.any() and set(oof.phases[mine]) == {mem.fold % n_ph}
+    assert set(oof.phases) == set(range(min(4, n_ph)))
+    full = network_oof(members, prob, CPU)
+    assert len(oof.spots) < len(full.spots) and set(oof.spots) <= set(full.spots)
+    one = network_oof(members[2:3], prob, CPU, n_phases=1)
+    pix = prob.spot_pixels[one.spots]
+    truth = prob.target[:, pix[:, 0], pix[:, 1]].T
+    err = float(np.mean((one.network - truth) ** 2))
+    assert fold_error(members[2], prob, CPU, n_phases=1) == pytest.approx(err, rel=1e-5)
+    assert fold_error(members[2], prob, CPU, n_phases=1) != pytest.approx(fold_error(members[2], prob, CPU), rel=1e-6)
+
+
 def test_kept_dropout_rebuilds_a_window_from_fewer_kept_spots(read_shared):
     """``kept_dropout``: a window's inputs rebuilt from a subset of the phase's kept spots. With none
     dropped they are the precomputed inputs (the same bandwidths; only the density channels are

@@ -55,23 +55,53 @@ class OutOfFold:
 #: Pixels the out-of-fold predictions may cost (networks x phases x genes x image pixels); beyond,
 #: a seeded subset of the genes is predicted (one shared weight needs far fewer than all of them).
 OOF_PIXELS = 4_000_000
+#: Genes the out-of-fold predictions keep at least; on images so large that even these, in every
+#: phase, cost more than :data:`OOF_PIXELS`, each network predicts in fewer phases instead.
+OOF_MIN_GENES = 4
+
+
+def oof_phase_count(prob: TrainProblem, n_members: int) -> int:
+    """Phases in which each network of an ensemble of ``n_members`` predicts its fold's spots: all of
+    them, or on a very large image (a Visium HD slide: every network pass covers the whole slide) as
+    many as :data:`OOF_PIXELS` allows with :data:`OOF_MIN_GENES` genes, at least one. The spots stay
+    all of them: a network's fold is spread over the slide, and the networks take turns over the
+    phases (:func:`member_phases`), so the rows still come from every phase."""
+    n_ph = len(prob.channels)
+    per_phase = n_members * OOF_MIN_GENES * prob.target.shape[1] * prob.target.shape[2]
+    return int(min(n_ph, max(1, OOF_PIXELS // max(per_phase, 1))))
+
+
+def member_phases(prob: TrainProblem, fold: int, count: int | None = None) -> list[int]:
+    """The phases in which the network of ``fold`` predicts its spots: all, or ``count`` of them
+    starting from phase ``fold`` (the same ones at every checkpoint, so that its scores compare)."""
+    n_ph = len(prob.channels)
+    if count is None or count >= n_ph:
+        return list(range(n_ph))
+    return [(int(fold) + j) % n_ph for j in range(max(1, int(count)))]
 
 
 def oof_genes(prob: TrainProblem, n_members: int, seed: int = 0) -> np.ndarray:
     """Indices of the genes whose out-of-fold predictions are computed (all the predicted genes, or a
-    seeded subset; auxiliary training genes never)."""
-    per_gene = n_members * len(prob.channels) * prob.target.shape[1] * prob.target.shape[2]
-    cap = max(4, OOF_PIXELS // max(per_gene, 1))
+    seeded subset; auxiliary training genes never), with each network in
+    :func:`oof_phase_count` phases."""
+    per_gene = n_members * oof_phase_count(prob, n_members) * prob.target.shape[1] * prob.target.shape[2]
+    cap = max(OOF_MIN_GENES, OOF_PIXELS // max(per_gene, 1))
     if prob.n_targets <= cap:
         return np.arange(prob.n_targets)
     return np.sort(np.random.default_rng(seed).choice(prob.n_targets, cap, replace=False))
 
 
 def network_oof(
-    members: list[Member], prob: TrainProblem, device: torch.device, tile: int = 128, genes: np.ndarray | None = None
+    members: list[Member],
+    prob: TrainProblem,
+    device: torch.device,
+    tile: int = 128,
+    genes: np.ndarray | None = None,
+    n_phases: int | None = None,
 ) -> OutOfFold:
     """Each network's predictions at its own fold's spots, in every phase where they are not kept
-    (for the genes ``genes``, default all; ``network`` has one column per gene asked for)."""
+    (for the genes ``genes``, default all; ``network`` has one column per gene asked for), or in
+    ``n_phases`` phases of each network (:func:`member_phases`; default all)."""
     spots, phases, preds = [], [], []
     pix = prob.spot_pixels
     genes = np.arange(prob.n_targets) if genes is None else np.asarray(genes)
@@ -81,7 +111,8 @@ def network_oof(
             continue
         model = mem.evaluated
         was = model.training
-        for p, ch in enumerate(prob.channels):
+        for p in member_phases(prob, mem.fold, n_phases):
+            ch = prob.channels[p]
             idx = mine[~prob.kept[p][pix[mine, 0], pix[mine, 1]]]
             if not idx.size:
                 continue
@@ -97,12 +128,17 @@ def network_oof(
 
 
 def fold_error(
-    member: Member, prob: TrainProblem, device: torch.device, tile: int = 128, genes: np.ndarray | None = None
+    member: Member,
+    prob: TrainProblem,
+    device: torch.device,
+    tile: int = 128,
+    genes: np.ndarray | None = None,
+    n_phases: int | None = None,
 ) -> float:
     """Mean squared error (standardised units) of ``member``'s predictions at its own fold's spots,
-    which it never trained on (:func:`network_oof`); ``nan`` when it has none. The score of checkpoint
-    selection (:func:`~napari_s2s.core.s2s.train.train_loop`)."""
-    oof = network_oof([member], prob, device, tile, genes)
+    which it never trained on (:func:`network_oof`, with its ``genes`` and ``n_phases``); ``nan`` when it
+    has none. The score of checkpoint selection (:func:`~napari_s2s.core.s2s.train.train_loop`)."""
+    oof = network_oof([member], prob, device, tile, genes, n_phases)
     if not len(oof.spots):
         return float("nan")
     genes = np.arange(prob.n_targets) if genes is None else np.asarray(genes)

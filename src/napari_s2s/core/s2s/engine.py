@@ -30,7 +30,16 @@ from ..data.lattice import physical
 from ..errors import SlideError
 from ..smoothing.base import BasePredictor, mixture_from
 from ..smoothing.kriging import Kriging
-from .blend import fold_error, kept_sources, lower_bound, network_oof, oof_genes, weight_estimate, weighted_mse
+from .blend import (
+    fold_error,
+    kept_sources,
+    lower_bound,
+    network_oof,
+    oof_genes,
+    oof_phase_count,
+    weight_estimate,
+    weighted_mse,
+)
 from .device import DEVICE_NAMES, resolve_device, use_bfloat16
 from .genes import AUX_GENES, auxiliary_genes, sampling_weights, spatial_signal
 from .impute import dense_channels, dense_positions, final_consistency, predict_symmetry, predict_tta
@@ -663,9 +672,10 @@ class S2SImputer:
         }
         base_el = time.perf_counter() - t0
         vgenes = oof_genes(prob, len(members), cfg.seed)
+        vphases = oof_phase_count(prob, len(members))
 
         def validate(member):
-            return fold_error(member, prob, device, cfg.tile, vgenes)
+            return fold_error(member, prob, device, cfg.tile, vgenes, vphases)
 
         for ev in train_loop(
             members,
@@ -735,7 +745,8 @@ class S2SImputer:
         (``tta``: every network over every symmetry), from the
         costs measured by the last :meth:`preview`; ``None`` before one. A preview whose networks did
         not clear the blend margin (the base alone) ran no network pass: one pass is then taken to cost
-        one network's out-of-fold predictions (four phases of a quarter-size image: as many pixels)."""
+        one network's out-of-fold predictions in every phase (four phases of a quarter-size image: as many
+        pixels)."""
         t = self.timing
         if not {"base", "oof"} <= set(t):
             return None
@@ -743,7 +754,7 @@ class S2SImputer:
         n = self.config.folds
         syms = len(symmetries(self._training["prob"].kind)) if tta and self._training else (4 if tta else 1)
         scoring = n * t["oof"] if self.config.checkpoints else 0.0  # about one out-of-fold pass per network
-        return scoring + n * t["oof"] + t["base"] + n * syms * t.get("pass", t["oof"])
+        return scoring + n * t["oof"] + t["base"] + n * syms * t.get("pass", t.get("oof_pass", t["oof"]))
 
     def _base_only(self, rows, cols, kind, values, genes, all_genes, features, t0, why: str) -> Iterator[ProgressEvent]:
         """No networks: the result is the base predictor, and the last event says why."""
@@ -904,8 +915,10 @@ class S2SImputer:
         cfg = self.config
         gsel = oof_genes(prob, len(members), cfg.seed)
         t0 = time.perf_counter()
-        oof = network_oof(members, prob, device, cfg.tile, gsel)
+        nph = oof_phase_count(prob, len(members))
+        oof = network_oof(members, prob, device, cfg.tile, gsel, nph)
         self.timing["oof"] = (time.perf_counter() - t0) / max(len(members), 1)
+        self.timing["oof_pass"] = self.timing["oof"] * len(prob.channels) / nph  # every phase: ~ a dense pass
         values, mu, sd = values[:, gsel], mu[gsel], sd[gsel]
         gw = gene_weights(values)
         if not len(oof.spots) or cfg.blend != "cv":
