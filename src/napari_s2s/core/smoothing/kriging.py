@@ -254,9 +254,9 @@ _HASH = np.random.default_rng(20261201).integers(1, 2**63, size=1024, dtype=np.u
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of an int64 matrix and each row's index among them (as ``np.unique(rows,
-    axis=0, return_inverse=True)``, in another order), ~10x faster: rows are grouped by a 64-bit
-    hash, and the grouping is checked against the rows themselves (a collision falls back to
-    ``np.unique``)."""
+    axis=0, return_inverse=True)``, in another order), ~50x faster on 96-column rows: rows are
+    grouped by a 64-bit hash, and the grouping is checked against the rows themselves (a collision
+    falls back to ``np.unique``)."""
     h = rows.view(np.uint64) if rows.dtype == np.int64 else rows.astype(np.uint64)
     mult = _HASH[: rows.shape[1]] if rows.shape[1] <= len(_HASH) else None
     if mult is not None:
