@@ -126,8 +126,17 @@ def run(
         captured.clear()
         imp = S2SImputer(cfg)
         t0 = time.time()
+        sizes = slide.size_factors()[meta["measured_mask"]] if cfg.loss == "poisson" else None
         for _ in imp.fit_arrays_iter(
-            lr, lc, task.kind, values, list(task.genes), all_genes=allg, covariates=cov, features=feats
+            lr,
+            lc,
+            task.kind,
+            values,
+            list(task.genes),
+            all_genes=allg,
+            covariates=cov,
+            features=feats,
+            size_factors=sizes,
         ):
             pass
         seconds = time.time() - t0

@@ -50,6 +50,7 @@ from .train import (
     ProgressEvent,
     TrainState,
     assign_folds,
+    attach_counts,
     build_problem,
     cross_gene_reconstruction,
     make_members,
@@ -114,8 +115,9 @@ class S2SConfig:
     networks alone, ``"base"`` the base alone). ``histology``: the H&E term may enter the base
     (``"auto"``: when the slide has a usable image, ``"on"``: required, ``"off"``: never).
 
-    Network levers beyond the paper (see ``benchmarks/results/previous_engine/s2s_README.md``): ``loss`` ("mse" or
-    "l1"), ``dc`` (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the
+    Network levers beyond the paper (see ``benchmarks/results/previous_engine/s2s_README.md``): ``loss`` ("mse",
+    "l1", or "poisson": the Poisson deviance of the counts with the library size as offset, measured in
+    ``benchmarks/results/network_levers.md``), ``dc`` (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the
     cascade starts from a smoother of the kept samples, "smooth", from the cross-gene smoother,
     "pca", from the base predictor's prediction given as an extra input channel, "prior" (worse
     blends than "smooth": ``benchmarks/results/s2s_paired.md``), or from the kept values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times
@@ -266,8 +268,10 @@ class S2SConfig:
             raise ValueError("give a time budget (budget_s) and/or a step limit (max_steps)")
         if self.device not in DEVICE_NAMES:
             raise ValueError(f"device must be one of {', '.join(DEVICE_NAMES)}, not {self.device!r}")
-        if self.loss not in ("mse", "l1"):
-            raise ValueError(f"loss must be 'mse' or 'l1', not {self.loss!r}")
+        if self.loss not in ("mse", "l1", "poisson"):
+            raise ValueError(f"loss must be 'mse', 'l1' or 'poisson', not {self.loss!r}")
+        if self.loss == "poisson" and self.gene_mix:
+            raise ValueError("loss 'poisson' needs gene_mix 0 (a mixture of two genes has no counts)")
         if self.dc not in ("soft", "hard", "none"):
             raise ValueError(f"dc must be 'soft', 'hard' or 'none', not {self.dc!r}")
         if self.base not in ("prior", "smooth", "pca", "zero"):
@@ -538,7 +542,10 @@ class S2SImputer:
         yield ProgressEvent("prepare", 0, self.config.max_steps, None, 0.0, None, "reading measured values")
         rows, cols, values, allg, names = slide_training_arrays(slide, genes, self.config.max_pca_genes, names=True)
         features = self._slide_features(slide)
-        yield from self.fit_arrays_iter(rows, cols, slide.kind, values, genes, all_genes=allg, features=features)
+        sizes = slide.size_factors() if self.config.loss == "poisson" else None
+        yield from self.fit_arrays_iter(
+            rows, cols, slide.kind, values, genes, all_genes=allg, features=features, size_factors=sizes
+        )
         self.aux_gene_names = [names[i] for i in self.aux_genes]
 
     def _slide_features(self, slide):
@@ -559,6 +566,7 @@ class S2SImputer:
         all_genes: np.ndarray | None = None,
         covariates: Callable | None = None,
         features: Callable | None = None,
+        size_factors: np.ndarray | None = None,
     ) -> Iterator[ProgressEvent]:
         """Train on measured arrays (the benchmark's entry point); yields progress events.
 
@@ -580,6 +588,9 @@ class S2SImputer:
         features
             Optional ``f(R, C) -> (n, F)`` per-position image features (H&E) at dense-grid
             coordinates, offered to the base predictor (its H&E term).
+        size_factors
+            (m,) each spot's size factor (median library size over the spot's: ``Slide.size_factors``),
+            the offset of ``loss="poisson"`` (``None``: 1, values normalised upstream).
         """
         cfg = self.config
         self._stop.clear()
@@ -638,6 +649,8 @@ class S2SImputer:
                 prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior, bw_ref)
                 prob.targets, prob.gene_p = values.shape[1], gene_p
                 terms = self._phase_terms(base, prob, rows, cols, kind, term_meas, values, mu, sd)
+                if cfg.loss == "poisson":
+                    attach_counts(prob, *self._train_standard, terms, size_factors)
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
                 why = str(exc)
@@ -839,6 +852,7 @@ class S2SImputer:
                     signal = np.concatenate([signal, sig_all[aux]])
                 self.aux_genes = [int(a) for a in aux]
         z = ((train - mus) / sds).astype(np.float32)
+        self._train_standard = (mus, sds)
         recon = None
         if cfg.cross_gene:
             # the user's genes reconstructed on their own, exactly as at imputation (the number of

@@ -161,6 +161,11 @@ class TrainProblem:
     #: values), e.g. what the base's H&E term leaves with the term conditioned on the phase's kept
     #: spots (``config.term_sources``); ``None``: ``target`` in every phase
     phase_targets: list | None = None
+    #: what the count loss (``config.loss == "poisson"``) needs, from :func:`attach_counts`: per phase
+    #: the (G, H, W) offset that turns a standardised value back into a log-normalised one, the (H, W)
+    #: library-size weight of each measured spot and per gene the standard deviation and the loss's
+    #: scale; ``None``: the loss is on the standardised values
+    counts: dict | None = None
 
     def target_of(self, phase: int) -> np.ndarray:
         """(G, H, W) the standardised values the networks learn in ``phase``."""
@@ -220,6 +225,78 @@ def standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mu = v.mean(0)
     sd = np.maximum(v.std(0), 1e-3)
     return mu.astype(np.float32), sd.astype(np.float32)
+
+
+def attach_counts(
+    prob: TrainProblem,
+    mu: np.ndarray,
+    sd: np.ndarray,
+    terms: list | None = None,
+    size_factors: np.ndarray | None = None,
+) -> None:
+    """Give ``prob`` what a Poisson loss on the counts needs (:attr:`TrainProblem.counts`).
+
+    A standardised value ``z`` of gene ``g`` is the log-normalised value ``v = z sd_g + mu_g (+ the
+    phase's H&E term at that spot, ``terms[p]`` (m, n_targets), for residual networks)``, and
+    ``y = expm1(v)`` the spot's count scaled by its size factor ``s`` (median library size over the
+    spot's). A spot's count ``y / s`` is Poisson with mean ``r / s`` for a predicted scaled rate ``r``,
+    so its deviance is the scaled-rate deviance weighted by ``1 / s``: spots with more counts weigh
+    more (the library size as offset). ``size_factors`` (m,) ``s`` of the measured spots (``None``:
+    all 1, e.g. values that were log-normalised upstream). Each gene's deviance is divided by its
+    curvature in ``z`` at the gene's mean rate, so that genes weigh as they do under the squared
+    error on ``z``.
+    """
+    g_all = prob.genes
+    pix = prob.spot_pixels
+    mu = np.asarray(mu, np.float32)
+    sd = np.asarray(sd, np.float32)
+    shape = prob.target.shape[1:]
+    plain = np.broadcast_to(mu[:, None, None], (g_all,) + shape).astype(np.float32)
+    offsets, made = [], {}
+    for p in range(len(prob.channels)):
+        t = None if terms is None else terms[p]
+        if id(t) not in made:
+            off = plain.copy() if t is not None else plain
+            if t is not None:
+                t = np.asarray(t, np.float32)
+                off[: t.shape[1], pix[:, 0], pix[:, 1]] += t.T
+            made[id(t)] = off
+        offsets.append(made[id(t)])
+    m = len(pix)
+    s = np.ones(m) if size_factors is None else np.asarray(size_factors, np.float64)
+    if s.shape != (m,) or not np.all(np.isfinite(s) & (s > 0)):
+        raise ValueError(f"size_factors must be {m} finite numbers > 0")
+    w = 1.0 / s
+    weight = np.zeros(shape, np.float32)
+    weight[pix[:, 0], pix[:, 1]] = w / w.mean()
+    tg = prob.target_of(0)[:, pix[:, 0], pix[:, 1]]
+    y = np.maximum(np.expm1(tg * sd[:, None] + offsets[0][:, pix[:, 0], pix[:, 1]]), 0.0)
+    ybar = np.maximum(y.mean(1), 0.05)
+    kappa = (sd.astype(np.float64) ** 2 * (1.0 + ybar) ** 2 / ybar).astype(np.float32)
+    prob.counts = {"offset": offsets, "weight": weight, "sd": sd, "kappa": kappa}
+
+
+def count_window(prob: TrainProblem, p: int, g: int, y: int, x: int) -> np.ndarray:
+    """(4, P, P) what the count loss needs beside a window's target (:func:`masked_loss`)."""
+    c, P = prob.counts, prob.patch
+    win = (slice(y, y + P), slice(x, x + P))
+    return np.stack(
+        [
+            c["offset"][p][g][win],
+            c["weight"][win],
+            np.full((P, P), c["sd"][g], np.float32),
+            np.full((P, P), c["kappa"][g], np.float32),
+        ]
+    )
+
+
+def natural_count_channels(patch: int) -> np.ndarray:
+    """(4, P, P) a natural sample's count channels under the count loss: a negative weight marks a
+    sample without counts (its error is the squared one)."""
+    out = np.zeros((4, patch, patch), np.float32)
+    out[1] = -1.0
+    out[2:] = 1.0
+    return out
 
 
 def build_problem(
@@ -385,6 +462,8 @@ def _st_sample(
         h, w = draw(), float(rng.random())
         ch = w * ch + (1.0 - w) * prob.channels[p][h, :, y : y + P, x : x + P]
         tg = w * tg + (1.0 - w) * tgt[h, y : y + P, x : x + P][None]
+    if prob.counts is not None:
+        tg = np.concatenate([tg, count_window(prob, p, g, y, x)])
     lm = prob.loss_mask(p, fold)[y : y + P, x : x + P][None]
     if dropout > 0 and not mixed and prob.resample is not None and rng.random() < 0.5:
         ch, lm = _dropped_window(prob, rng, p, g, y, x, fold, dropout)
@@ -489,18 +568,39 @@ class NaturalSampler:
 
 # ---------------------------------------------------------------------- loss and model
 def masked_loss(outs: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor, kind: str = "mse") -> torch.Tensor:
-    """Deep-supervised loss: cascade ``c`` (1-based) weighted ``c / C``; per-sample masked mean."""
+    """Deep-supervised loss: cascade ``c`` (1-based) weighted ``c / C``; per-sample masked mean.
+
+    ``kind``: ``"mse"``, ``"l1"``, or ``"poisson"``: ``target`` (B, 5, P, P) is the standardised value
+    and the count channels of :func:`count_window` (offset, weight, sd, scale), and a sample's error
+    is the weighted Poisson deviance of its counts (:func:`attach_counts`); samples with a negative
+    weight (natural images) take the squared error.
+    """
     n = len(outs)
     total = 0.0
     wsum = 0.0
     m = mask.float()
     denom = m.sum().clamp_min(1.0)
     for c, out in enumerate(outs, start=1):
-        d = out - target
-        err = d * d if kind == "mse" else d.abs()
+        if kind == "poisson":
+            err = _count_error(out, target)
+        else:
+            d = out - target
+            err = d * d if kind == "mse" else d.abs()
         total = total + (c / n) * (err * m).sum() / denom
         wsum += c / n
     return total / wsum
+
+
+def _count_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, 1, P, P) Poisson deviance of the scaled counts (weighted, per gene scaled), or the squared
+    error of samples without counts."""
+    z, off, w, sd, kap = (target[:, i : i + 1] for i in range(5))
+    y = torch.expm1(z * sd + off).clamp_min(0.0)
+    v = (out * sd + off).clamp(max=20.0)
+    r = torch.nn.functional.softplus(torch.expm1(v), beta=50.0) + 1e-4
+    dev = 2.0 * (torch.special.xlogy(y, y) - y * torch.log(r) - (y - r))
+    d = out - z
+    return torch.where(w >= 0, w * dev / kap, d * d)
 
 
 def make_model(n_channels: int, config) -> CDCIN:
@@ -638,7 +738,11 @@ def train_loop(
         mem = members[step % len(members)]
         dropout = float(config.kept_dropout)
         samples = [_st_sample(prob, rng, config.augment, mem.fold, config.gene_mix, dropout) for _ in range(n_st)]
-        samples += [natural.sample(rng) for _ in range(n_nat)]
+        nat = [natural.sample(rng) for _ in range(n_nat)]
+        if prob.counts is not None:
+            extra = natural_count_channels(prob.patch)
+            nat = [(c, np.concatenate([t, extra]), m) for c, t, m in nat]
+        samples += nat
         ch = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
         tg = torch.from_numpy(np.stack([s[1] for s in samples])).to(device)
         lm = torch.from_numpy(np.stack([s[2] for s in samples])).to(device)
@@ -750,6 +854,7 @@ __all__ = [
     "TrainProblem",
     "TrainState",
     "assign_folds",
+    "attach_counts",
     "build_problem",
     "cross_gene_reconstruction",
     "make_members",
