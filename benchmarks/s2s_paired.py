@@ -126,7 +126,7 @@ def run(
         captured.clear()
         imp = S2SImputer(cfg)
         t0 = time.time()
-        sizes = slide.size_factors()[meta["measured_mask"]] if cfg.loss == "poisson" else None
+        sizes = slide.size_factors()[meta["measured_mask"]] if cfg.loss in ("poisson", "nb") else None
         for _ in imp.fit_arrays_iter(
             lr,
             lc,

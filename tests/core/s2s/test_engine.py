@@ -196,6 +196,31 @@ def test_networks_that_start_from_the_base_train_save_and_load(tmp_path, read_sh
     np.testing.assert_allclose(back.impute(slide, genes).values, res.values, atol=1e-5)
 
 
+def test_networks_on_the_count_loss_are_shifted_to_the_measured_log_scale(tmp_path, read_shared):
+    """``loss="nb"`` on a real slide: the networks learn mean counts (``log1p`` of a mean is above the
+    mean of ``log1p``); their out-of-fold excess over the measured values is subtracted, per gene, and
+    saved with the model. The squared error needs no shift."""
+    slide = read_shared("her2st_C2")
+    genes = slide.top_variable_genes(3)
+    imp = S2SImputer(tiny(loss="nb", max_steps=40, blend="network", histology="off")).fit(slide, genes)
+    assert imp.net_shift.shape == (3,) and np.all(imp.net_shift != 0)
+    raw = imp.impute(slide, genes).values
+    p = tmp_path / "nb.pt"
+    imp.save(p)
+    back = S2SImputer.load(p)
+    np.testing.assert_array_equal(back.net_shift, imp.net_shift)
+    np.testing.assert_allclose(back.impute(slide, genes).values, raw, atol=1e-5)
+    imp.net_shift = np.zeros(3, np.float32)
+    unshifted = imp.impute(slide, genes)
+    res = back.impute(slide, genes)
+    free = ~res.measured
+    # where the networks predict (not the exact measured values), the shift is what separates them
+    diff = (unshifted.values[free] - res.values[free]).mean(0)
+    assert np.all(np.sign(diff) == np.sign(back.net_shift))
+    mse = S2SImputer(tiny(max_steps=4)).fit(slide, genes)
+    assert not mse.net_shift.any()
+
+
 def test_auxiliary_genes_by_spatial_signal_train_but_only_the_users_genes_are_imputed(read_shared):
     """``aux_genes``: genes of the slide with the strongest spatial signal join training (never the
     user's own), with ``gene_sampling="signal"`` drawing genes by their signal; the result and the

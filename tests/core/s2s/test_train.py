@@ -461,52 +461,66 @@ def test_kept_dropout_rebuilds_a_window_from_fewer_kept_spots(read_shared):
             S2SConfig(**bad)
 
 
-def _count_problem(read_shared, **kw):
-    """HER2ST C2's measured spots (its 4 most variable genes) as a Poisson training problem."""
+def _count_problem(read_shared, loss="poisson", **kw):
+    """HER2ST C2's measured spots (its 4 most variable genes) as a count-loss training problem."""
     from napari_s2s.core.s2s.train import standardise
 
     slide = read_shared("her2st_C2")
     use = slide.usable()
     v = slide.lognorm(slide.top_variable_genes(4))
     mu, sd = standardise(v)
-    cfg = _cfg(loss="poisson", **kw)
+    cfg = _cfg(loss=loss, **kw)
     rng = np.random.default_rng(0)
     prob = build_problem(
         slide.array_row[use], slide.array_col[use], slide.kind, (v - mu) / sd, cfg, folds=assign_folds(len(v), 2, rng)
     )
-    attach_counts(prob, mu, sd, size_factors=slide.size_factors())
+    attach_counts(prob, mu, sd, size_factors=slide.size_factors(), dispersion=loss == "nb")
     return slide, v, mu, sd, cfg, prob
 
 
-def test_the_count_loss_sees_counts_and_library_sizes(read_shared):
-    slide, v, mu, sd, cfg, prob = _count_problem(read_shared)
+@pytest.mark.parametrize("loss", ["poisson", "nb"])
+def test_the_count_loss_sees_counts_and_library_sizes(read_shared, loss):
+    slide, v, mu, sd, cfg, prob = _count_problem(read_shared, loss)
     c, pix = prob.counts, prob.spot_pixels
     # the offset turns the standardised targets back into the measured log-normalised values
     back = prob.target[:, pix[:, 0], pix[:, 1]] * sd[:, None] + c["offset"][0][:, pix[:, 0], pix[:, 1]]
     np.testing.assert_allclose(back.T, v, atol=1e-5)
-    w = c["weight"][pix[:, 0], pix[:, 1]]
-    assert w.mean() == pytest.approx(1.0) and (c["weight"][~prob.present] == 0).all()
-    totals = np.asarray(slide.counts[slide.usable()].sum(1)).ravel()
-    assert np.corrcoef(w, totals)[0, 1] > 0.999  # a spot weighs as its library size
-    assert (c["kappa"] > 0).all()
+    np.testing.assert_allclose(c["size"][pix[:, 0], pix[:, 1]], slide.size_factors(), rtol=1e-6)
+    assert (c["size"][~prob.present] == 0).all() and (c["kappa"] > 0).all()
+    # the measured counts come back as integers: value = log1p(count * size factor)
+    counts = np.expm1(v) / slide.size_factors()[:, None]
+    np.testing.assert_allclose(counts, np.round(counts), atol=2e-3 * max(1.0, counts.max()))
+    if loss == "nb":  # real counts are over-dispersed around a constant rate
+        assert (c["theta"] < 100).all()
     ch, tg, lm = _st_sample(prob, np.random.default_rng(1), True)
-    assert tg.shape == (5, prob.patch, prob.patch)
+    assert tg.shape == (6, prob.patch, prob.patch)
     # the deviance is ~0 at the measured counts and grows away from them, as the squared error does
     t = torch.from_numpy(tg[None])
     m = torch.from_numpy(lm[None])
-    at = float(masked_loss([t[:, :1]], t, m, "poisson"))
-    off = [float(masked_loss([t[:, :1] + d], t, m, "poisson")) for d in (0.3, -0.3, 1.0)]
+    at = float(masked_loss([t[:, :1]], t, m, loss))
+    off = [float(masked_loss([t[:, :1] + d], t, m, loss)) for d in (0.3, -0.3, 1.0)]
     assert at < 0.05 * min(off) and off[2] > off[0]
-    # a natural sample (negative weight) takes the squared error
+    # a natural sample (no size factor) takes the squared error
     nat = t.clone()
     nat[:, 2] = -1.0
-    assert float(masked_loss([t[:, :1] + 0.5], nat, m, "poisson")) == pytest.approx(0.25, rel=1e-5)
+    assert float(masked_loss([t[:, :1] + 0.5], nat, m, loss)) == pytest.approx(0.25, rel=1e-5)
     with pytest.raises(ValueError, match="size_factors"):
         attach_counts(prob, mu, sd, size_factors=np.zeros(len(v)))
 
 
+def test_the_negative_binomial_deviance_tends_to_the_poisson_one():
+    from napari_s2s.core.s2s.train import POISSON_THETA, count_deviance
+
+    c = torch.tensor([0.0, 1.0, 3.0, 10.0, 40.0])
+    mean = torch.tensor([0.5, 2.0, 3.0, 6.0, 50.0])
+    poisson = 2 * (torch.special.xlogy(c, c / mean) - (c - mean))
+    np.testing.assert_allclose(count_deviance(c, mean, torch.tensor(POISSON_THETA)), poisson, rtol=1e-3, atol=1e-4)
+    # over-dispersion: a far-off mean costs less than under Poisson
+    assert (count_deviance(c, mean, torch.tensor(2.0)) <= poisson + 1e-6).all()
+
+
 def test_networks_train_on_the_count_loss(read_shared):
-    *_, cfg, prob = _count_problem(read_shared, natural_share=0.25)
+    *_, cfg, prob = _count_problem(read_shared, "nb", natural_share=0.25)
     members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, 0)
     nat = NaturalSampler(load_natural_images(limit=2), prob.kind, prob.patch, cfg)
     state = TrainState()

@@ -61,6 +61,10 @@ from .train import (
 )
 
 #: Architecture and optimiser settings of the presets (anything else comes from the field defaults).
+#: Training losses: on the standardised values, or deviances of the counts (:func:`attach_counts`).
+LOSSES = ("mse", "l1", "poisson", "nb")
+COUNT_LOSSES = ("poisson", "nb")
+
 PRESETS: dict[str, dict] = {
     # the paper's CDCIN: 3 cascades of RDN(G0=32, D=8, C=4, G=32) with HAB window 8; Adam lr 1e-4,
     # betas (0.5, 0.999), batch 16 + 16 natural-image crops, 32x32 windows of the measured lattice
@@ -116,8 +120,8 @@ class S2SConfig:
     (``"auto"``: when the slide has a usable image, ``"on"``: required, ``"off"``: never).
 
     Network levers beyond the paper (see ``benchmarks/results/previous_engine/s2s_README.md``): ``loss`` ("mse",
-    "l1", or "poisson": the Poisson deviance of the counts with the library size as offset, measured in
-    ``benchmarks/results/network_levers.md``), ``dc`` (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the
+    "l1", or the deviance of the counts with the library size as offset, "poisson" or "nb" (negative
+    binomial), measured in ``benchmarks/results/network_levers.md``), ``dc`` (data consistency inside the cascade: "soft", "hard", "none"), ``base`` (the
     cascade starts from a smoother of the kept samples, "smooth", from the cross-gene smoother,
     "pca", from the base predictor's prediction given as an extra input channel, "prior" (worse
     blends than "smooth": ``benchmarks/results/s2s_paired.md``), or from the kept values, "zero"), ``adaptive`` (smoother bandwidths are ``sigmas`` times
@@ -268,10 +272,10 @@ class S2SConfig:
             raise ValueError("give a time budget (budget_s) and/or a step limit (max_steps)")
         if self.device not in DEVICE_NAMES:
             raise ValueError(f"device must be one of {', '.join(DEVICE_NAMES)}, not {self.device!r}")
-        if self.loss not in ("mse", "l1", "poisson"):
-            raise ValueError(f"loss must be 'mse', 'l1' or 'poisson', not {self.loss!r}")
-        if self.loss == "poisson" and self.gene_mix:
-            raise ValueError("loss 'poisson' needs gene_mix 0 (a mixture of two genes has no counts)")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.loss in COUNT_LOSSES and self.gene_mix:
+            raise ValueError(f"loss {self.loss!r} needs gene_mix 0 (a mixture of two genes has no counts)")
         if self.dc not in ("soft", "hard", "none"):
             raise ValueError(f"dc must be 'soft', 'hard' or 'none', not {self.dc!r}")
         if self.base not in ("prior", "smooth", "pca", "zero"):
@@ -494,6 +498,10 @@ class S2SImputer:
         self.states: list[dict] = []
         self.n_channels: int | None = None
         self.alpha: float | None = None
+        #: (G,) what is subtracted from the networks' log-normalised predictions (count losses: their
+        #: mean excess over the measured values out of fold, ``log1p`` of a mean count being above the
+        #: mean of ``log1p`` of counts); zeros otherwise
+        self.net_shift: np.ndarray | None = None
         self.base: BasePredictor | None = None
         self.base_info: dict = {}
         self.stats: dict = {}
@@ -542,7 +550,7 @@ class S2SImputer:
         yield ProgressEvent("prepare", 0, self.config.max_steps, None, 0.0, None, "reading measured values")
         rows, cols, values, allg, names = slide_training_arrays(slide, genes, self.config.max_pca_genes, names=True)
         features = self._slide_features(slide)
-        sizes = slide.size_factors() if self.config.loss == "poisson" else None
+        sizes = slide.size_factors() if self.config.loss in COUNT_LOSSES else None
         yield from self.fit_arrays_iter(
             rows, cols, slide.kind, values, genes, all_genes=allg, features=features, size_factors=sizes
         )
@@ -590,7 +598,7 @@ class S2SImputer:
             coordinates, offered to the base predictor (its H&E term).
         size_factors
             (m,) each spot's size factor (median library size over the spot's: ``Slide.size_factors``),
-            the offset of ``loss="poisson"`` (``None``: 1, values normalised upstream).
+            the offset of the count losses (``None``: 1, values normalised upstream).
         """
         cfg = self.config
         self._stop.clear()
@@ -649,8 +657,8 @@ class S2SImputer:
                 prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior, bw_ref)
                 prob.targets, prob.gene_p = values.shape[1], gene_p
                 terms = self._phase_terms(base, prob, rows, cols, kind, term_meas, values, mu, sd)
-                if cfg.loss == "poisson":
-                    attach_counts(prob, *self._train_standard, terms, size_factors)
+                if cfg.loss in COUNT_LOSSES:
+                    attach_counts(prob, *self._train_standard, terms, size_factors, cfg.loss == "nb")
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
                 why = str(exc)
@@ -721,6 +729,7 @@ class S2SImputer:
         self._training = None
         self.base = base
         self.alpha = alpha
+        self.net_shift = oof.pop("shift", np.zeros(values.shape[1], np.float32))
         why = oof.pop("why", None)
         self.states = [_copy_state(mem.evaluated) for mem in members]
         self._train_values = values
@@ -779,6 +788,7 @@ class S2SImputer:
             base = self._fit_base(rows, cols, kind, values, all_genes, features)
         self.genes = list(genes)
         self.base, self.alpha, self.states, self._train_values = base, 0.0, [], values
+        self.net_shift = np.zeros(values.shape[1], np.float32)
         self.histology_used = base.uses_histology
         self.base_info = base.describe()
         seconds = time.perf_counter() - t0
@@ -933,22 +943,31 @@ class S2SImputer:
         oof = network_oof(members, prob, device, cfg.tile, gsel, nph)
         self.timing["oof"] = (time.perf_counter() - t0) / max(len(members), 1)
         self.timing["oof_pass"] = self.timing["oof"] * len(prob.channels) / nph  # every phase: ~ a dense pass
+        sd_all = sd
         values, mu, sd = values[:, gsel], mu[gsel], sd[gsel]
         gw = gene_weights(values)
-        if not len(oof.spots) or cfg.blend != "cv":
-            alpha = {"cv": 0.0, "network": 1.0, "base": 0.0}[cfg.blend]
-            return alpha, {"pairs": int(len(oof.spots))}
-        if len(oof.spots) < MIN_OOF_PAIRS:
-            return 0.0, {
-                "pairs": int(len(oof.spots)),
-                "why": f"too few held-out predictions ({len(oof.spots)}) to judge the networks",
-            }
         net = oof.network * sd + mu
         if terms is not None:
             net = net.astype(np.float64)
             for p in np.unique(oof.phases):
                 sel = oof.phases == p
                 net[sel] = net[sel] + terms[int(p)][oof.spots[sel]][:, gsel]
+        truth = values[oof.spots].astype(np.float64)
+        shift = np.zeros(len(sd_all), np.float32)
+        if cfg.loss in COUNT_LOSSES and len(oof.spots):
+            est = (np.maximum(net, 0.0) - truth).mean(0)
+            shift[:] = np.median(est)
+            shift[gsel] = est
+            net = net - shift[gsel]
+        if not len(oof.spots) or cfg.blend != "cv":
+            alpha = {"cv": 0.0, "network": 1.0, "base": 0.0}[cfg.blend]
+            return alpha, {"shift": shift, "pairs": int(len(oof.spots))}
+        if len(oof.spots) < MIN_OOF_PAIRS:
+            return 0.0, {
+                "shift": shift,
+                "pairs": int(len(oof.spots)),
+                "why": f"too few held-out predictions ({len(oof.spots)}) to judge the networks",
+            }
         phys = physical(rows, cols, kind)
         f_meas = (
             None
@@ -962,7 +981,6 @@ class S2SImputer:
             bas[sel] = base.predict(
                 phys[idx], None if f_meas is None else f_meas[idx], sources=kept_sources(prob, int(p))
             )[:, gsel]
-        truth = values[oof.spots].astype(np.float64)
         net = np.maximum(net, 0.0)
         bas = np.maximum(bas, 0.0)
         a_ls, a_se = weight_estimate(truth, bas, net, gw, oof.spots)
@@ -971,6 +989,7 @@ class S2SImputer:
         e_net = weighted_mse(truth, net, gw)
         e_blend = weighted_mse(truth, bas + alpha * (net - bas), gw)
         return alpha, {
+            "shift": shift,
             "pairs": int(len(oof.spots)),
             "genes": int(len(gsel)),
             "base": e_base,
@@ -1120,6 +1139,8 @@ class S2SImputer:
         net = (acc / len(models))[:, tr - r0, tc - c0].T * sd + mu
         if term_meas is not None:
             net = net + term_t
+        if self.net_shift is not None:
+            net = net - self.net_shift
         net = np.maximum(net, 0.0)
         net[:, silent] = 0.0
         b = np.maximum(b, 0.0)
@@ -1142,7 +1163,7 @@ class S2SImputer:
         try:
             rows, cols, values, allg = slide_training_arrays(slide, self.genes, self.config.max_pca_genes)
             with _blas_threads(self.config.threads), _precision(device, self.config.precision):
-                alpha, _ = self._choose_alpha(
+                alpha, info = self._choose_alpha(
                     [mem],
                     tr["prob"],
                     tr["base"],
@@ -1156,12 +1177,13 @@ class S2SImputer:
                     tr["features"],
                     device,
                 )
-            saved = (self.base, self._train_values, self.base_info)
+            saved = (self.base, self._train_values, self.base_info, self.net_shift)
             self.base, self._train_values, self.base_info = tr["base"], tr["values"], tr["base"].describe()
+            self.net_shift = info.get("shift")
             try:
                 return self.impute(slide, genes, tta=False, models=[model], alpha=alpha)
             finally:
-                self.base, self._train_values, self.base_info = saved
+                self.base, self._train_values, self.base_info, self.net_shift = saved
         finally:
             model.train(was)
 
@@ -1229,6 +1251,7 @@ class S2SImputer:
             "n_channels": int(self.n_channels),
             "states": self.states,
             "alpha": float(self.alpha),
+            "net_shift": torch.as_tensor(np.asarray(self.net_shift if self.net_shift is not None else [], np.float32)),
             "base": _plain(self.base_info),
             "stats": _plain(self.stats),
         }
@@ -1261,6 +1284,8 @@ class S2SImputer:
             imp.n_channels = int(blob["n_channels"])
             imp.states = list(blob["states"])
             imp.alpha = float(blob["alpha"])
+            shift = np.asarray(blob.get("net_shift", []), np.float32)
+            imp.net_shift = shift if shift.shape == (len(imp.genes),) else np.zeros(len(imp.genes), np.float32)
             imp.base_info = dict(blob["base"])
             imp.histology_used = bool(imp.base_info.get("histology"))
             imp.stats = dict(blob.get("stats", {}))

@@ -227,24 +227,30 @@ def standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu.astype(np.float32), sd.astype(np.float32)
 
 
+#: The largest NB dispersion (the Poisson limit: ``loss="poisson"``).
+POISSON_THETA = 1e6
+
+
 def attach_counts(
     prob: TrainProblem,
     mu: np.ndarray,
     sd: np.ndarray,
     terms: list | None = None,
     size_factors: np.ndarray | None = None,
+    dispersion: bool = False,
 ) -> None:
-    """Give ``prob`` what a Poisson loss on the counts needs (:attr:`TrainProblem.counts`).
+    """Give ``prob`` what a count loss needs (:attr:`TrainProblem.counts`).
 
     A standardised value ``z`` of gene ``g`` is the log-normalised value ``v = z sd_g + mu_g (+ the
     phase's H&E term at that spot, ``terms[p]`` (m, n_targets), for residual networks)``, and
-    ``y = expm1(v)`` the spot's count scaled by its size factor ``s`` (median library size over the
-    spot's). A spot's count ``y / s`` is Poisson with mean ``r / s`` for a predicted scaled rate ``r``,
-    so its deviance is the scaled-rate deviance weighted by ``1 / s``: spots with more counts weigh
-    more (the library size as offset). ``size_factors`` (m,) ``s`` of the measured spots (``None``:
-    all 1, e.g. values that were log-normalised upstream). Each gene's deviance is divided by its
-    curvature in ``z`` at the gene's mean rate, so that genes weigh as they do under the squared
-    error on ``z``.
+    ``expm1(v) / s`` the spot's count, ``s`` its size factor (median library size over the spot's;
+    ``size_factors`` (m,), ``None``: all 1, e.g. values normalised upstream). A prediction ``v'``
+    gives the mean count ``expm1(v') / s`` (the library size as offset), and the loss is the count's
+    deviance: Poisson, or (``dispersion``) negative binomial with a per-gene dispersion ``theta``
+    from the moments of the counts around a constant rate (spatial structure left in: an
+    over-estimate of the noise, i.e. a cautious one). Each gene's deviance is divided by its null
+    deviance (of that constant rate) over the measured spots, so that genes weigh as under the
+    squared error on ``z``, whose null loss is 1 for every gene.
     """
     g_all = prob.genes
     pix = prob.spot_pixels
@@ -266,36 +272,51 @@ def attach_counts(
     s = np.ones(m) if size_factors is None else np.asarray(size_factors, np.float64)
     if s.shape != (m,) or not np.all(np.isfinite(s) & (s > 0)):
         raise ValueError(f"size_factors must be {m} finite numbers > 0")
-    w = 1.0 / s
-    weight = np.zeros(shape, np.float32)
-    weight[pix[:, 0], pix[:, 1]] = w / w.mean()
+    size = np.zeros(shape, np.float32)
+    size[pix[:, 0], pix[:, 1]] = s
     tg = prob.target_of(0)[:, pix[:, 0], pix[:, 1]]
     y = np.maximum(np.expm1(tg * sd[:, None] + offsets[0][:, pix[:, 0], pix[:, 1]]), 0.0)
-    ybar = np.maximum(y.mean(1), 0.05)
-    kappa = (sd.astype(np.float64) ** 2 * (1.0 + ybar) ** 2 / ybar).astype(np.float32)
-    prob.counts = {"offset": offsets, "weight": weight, "sd": sd, "kappa": kappa}
+    c = y / s  # (G, m) counts
+    rate = c.sum(1) / (1.0 / s).sum()  # the constant scaled rate of each gene
+    lam = rate[:, None] / s
+    theta = np.full(g_all, POISSON_THETA)
+    if dispersion:
+        excess = ((c - lam) ** 2 - lam).sum(1)
+        theta = np.where(excess > 0, (lam**2).sum(1) / np.maximum(excess, 1e-12), POISSON_THETA)
+        theta = np.clip(theta, 0.05, POISSON_THETA)
+    null = count_deviance(torch.from_numpy(c), torch.from_numpy(lam), torch.from_numpy(theta[:, None]))
+    kappa = np.maximum(null.mean(1).numpy(), 1e-6)
+    prob.counts = {
+        "offset": offsets,
+        "size": size,
+        "sd": sd,
+        "theta": theta.astype(np.float32),
+        "kappa": kappa.astype(np.float32),
+    }
+
+
+def count_deviance(c: torch.Tensor, mean: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Negative-binomial deviance of counts ``c`` at ``mean`` with dispersion ``theta`` (the Poisson
+    deviance as ``theta`` grows: :data:`POISSON_THETA`)."""
+    xlogy = torch.special.xlogy
+    return 2.0 * (xlogy(c, c) - xlogy(c, mean) - (c + theta) * (torch.log1p(c / theta) - torch.log1p(mean / theta)))
 
 
 def count_window(prob: TrainProblem, p: int, g: int, y: int, x: int) -> np.ndarray:
-    """(4, P, P) what the count loss needs beside a window's target (:func:`masked_loss`)."""
+    """(5, P, P) what the count loss needs beside a window's target (:func:`masked_loss`): offset,
+    size factor, and the gene's sd, dispersion and null deviance."""
     c, P = prob.counts, prob.patch
     win = (slice(y, y + P), slice(x, x + P))
-    return np.stack(
-        [
-            c["offset"][p][g][win],
-            c["weight"][win],
-            np.full((P, P), c["sd"][g], np.float32),
-            np.full((P, P), c["kappa"][g], np.float32),
-        ]
-    )
+    const = [np.full((P, P), c[k][g], np.float32) for k in ("sd", "theta", "kappa")]
+    return np.stack([c["offset"][p][g][win], c["size"][win], *const])
 
 
 def natural_count_channels(patch: int) -> np.ndarray:
-    """(4, P, P) a natural sample's count channels under the count loss: a negative weight marks a
-    sample without counts (its error is the squared one)."""
-    out = np.zeros((4, patch, patch), np.float32)
+    """(5, P, P) a natural sample's count channels under the count loss: a negative size factor marks
+    a sample without counts (its error is the squared one)."""
+    out = np.ones((5, patch, patch), np.float32)
+    out[0] = 0.0
     out[1] = -1.0
-    out[2:] = 1.0
     return out
 
 
@@ -315,7 +336,8 @@ def build_problem(
 
     ``rows, cols`` are measured-lattice coordinates; ``covariates(R, C) -> (n, K)`` is evaluated at the
     dense-level coordinates ``(2 row, 2 col)`` of the measured spots; ``folds`` (m,) assigns each spot
-    to a network (default: one fold, one network). With ``config.base == "prior"``,
+    to a network, which never has its own fold's spots as targets (``None``: one fold, so no
+    target at all: give two folds or more). With ``config.base == "prior"``,
     ``prior(sources, r, c) -> (n, G)`` is the base predictor's standardised prediction at
     measured-lattice coordinates ``(r, c)`` from the measured spots ``sources`` (indices): each phase's
     prior channel is predicted from that phase's kept spots only. ``bandwidth_ref`` (m, N): standardised
@@ -570,10 +592,10 @@ class NaturalSampler:
 def masked_loss(outs: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor, kind: str = "mse") -> torch.Tensor:
     """Deep-supervised loss: cascade ``c`` (1-based) weighted ``c / C``; per-sample masked mean.
 
-    ``kind``: ``"mse"``, ``"l1"``, or ``"poisson"``: ``target`` (B, 5, P, P) is the standardised value
-    and the count channels of :func:`count_window` (offset, weight, sd, scale), and a sample's error
-    is the weighted Poisson deviance of its counts (:func:`attach_counts`); samples with a negative
-    weight (natural images) take the squared error.
+    ``kind``: ``"mse"``, ``"l1"``, or ``"poisson"`` / ``"nb"``: ``target`` (B, 6, P, P) is the
+    standardised value and the count channels of :func:`count_window`, and a spot's error is its
+    count deviance (:func:`attach_counts`); samples without counts (natural images) take the
+    squared error.
     """
     n = len(outs)
     total = 0.0
@@ -581,7 +603,7 @@ def masked_loss(outs: list[torch.Tensor], target: torch.Tensor, mask: torch.Tens
     m = mask.float()
     denom = m.sum().clamp_min(1.0)
     for c, out in enumerate(outs, start=1):
-        if kind == "poisson":
+        if kind in ("poisson", "nb"):
             err = _count_error(out, target)
         else:
             d = out - target
@@ -592,15 +614,16 @@ def masked_loss(outs: list[torch.Tensor], target: torch.Tensor, mask: torch.Tens
 
 
 def _count_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B, 1, P, P) Poisson deviance of the scaled counts (weighted, per gene scaled), or the squared
-    error of samples without counts."""
-    z, off, w, sd, kap = (target[:, i : i + 1] for i in range(5))
-    y = torch.expm1(z * sd + off).clamp_min(0.0)
+    """(B, 1, P, P) each spot's count deviance over its gene's null deviance, or the squared error
+    where there are no counts (natural samples, no spot)."""
+    z, off, size, sd, theta, kap = (target[:, i : i + 1] for i in range(6))
+    has = size > 0
+    s = torch.where(has, size, torch.ones_like(size))
+    c = torch.expm1(z * sd + off).clamp_min(0.0) / s
     v = (out * sd + off).clamp(max=20.0)
-    r = torch.nn.functional.softplus(torch.expm1(v), beta=50.0) + 1e-4
-    dev = 2.0 * (torch.special.xlogy(y, y) - y * torch.log(r) - (y - r))
+    mean = (torch.nn.functional.softplus(torch.expm1(v), beta=50.0) + 1e-4) / s
     d = out - z
-    return torch.where(w >= 0, w * dev / kap, d * d)
+    return torch.where(has, count_deviance(c, mean, theta) / kap, d * d)
 
 
 def make_model(n_channels: int, config) -> CDCIN:
