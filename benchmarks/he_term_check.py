@@ -3,8 +3,10 @@
 Usage (from the repository root)::
 
     python benchmarks/he_term_check.py --out benchmarks/results/he_term_check.md
+    python benchmarks/he_term_check.py --slides her2st --phases 0,1,2,3 --out benchmarks/results/he_term_phases.md
 
-For every shared slide with an H&E image (the hold-out task of ``run_s2s.py``, phase 0), plain
+For every shared slide with an H&E image (the hold-out task of ``run_s2s.py``, phase 0; ``--phases``:
+the other cosets of the measured lattice too, the same geometry with other spots measured), plain
 kriging against kriging + H&E term (no PCA, the kriging parameters fitted once on the measured spots):
 
 * the cross-validated error (each gene divided by its variance) with K = 2, 5, 10 folds and
@@ -63,19 +65,25 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
+    ap.add_argument("--slides", default=None, help="comma-separated slide name prefixes (default: all five)")
+    ap.add_argument("--phases", default="0", help="comma-separated measured cosets, 0-3 (default: 0)")
     a = ap.parse_args(argv)
+    only = a.slides.split(",") if a.slides else None
+    phases = [int(x) for x in a.phases.split(",")]
+    cmd = " ".join(["python benchmarks/he_term_check.py", *(sys.argv[1:] if argv is None else argv)])
     lines = [
         "# The H&E term: cross-validated gain vs hidden-spot effect",
         "",
-        "`python benchmarks/he_term_check.py` (see its docstring). CV error: mean over spots and genes of the",
+        f"`{cmd}` (see its docstring). CV error: mean over spots and genes of the",
         "squared error, each gene divided by its variance; change = kriging + H&E against kriging.",
         "",
         "| slide (measured) | K=2 | K=5 | K=10 | leave-one-out | hidden median PCC kriging -> + H&E | genes CV says help | corr(CV gain, PCC gain) over genes | median PCC, per-gene choice by CV | + H&E, predictors clipped |",
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     plain, he = BaseChoice(), BaseChoice(histology=True)
-    for fname in SLIDES:
-        task, truth, meta = build_holdout(read_slide(data_dir() / fname), seed=0)
+    tasks = [(fname, ph) for fname in SLIDES if not only or any(fname.startswith(o) for o in only) for ph in phases]
+    for fname, phase in tasks:
+        task, truth, meta = build_holdout(read_slide(data_dir() / fname), seed=0, phase=phase)
         lr, lc, tr, tc = to_lattice(task)
         offset = (int(task.measured_rows[0] - 2 * lr[0]), int(task.measured_cols[0] - 2 * lc[0]))
         feat = feature_function(task.histology, task.kind, scale=1.0, offset=offset)
@@ -106,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         corr = np.corrcoef(gain[ok], (pcc[1] - pcc[0])[ok])[0, 1]
         mixed = np.where(gain > 0, pcc[1], pcc[0])
         lines.append(
-            f"| {meta['name']} ({m}) | " + " | ".join(cells) + f" | {np.nanmedian(pcc[0]):.3f} -> "
+            f"| {meta['name']}{f' phase {phase}' if phases != [0] else ''} ({m}) | "
+            + " | ".join(cells)
+            + f" | {np.nanmedian(pcc[0]):.3f} -> "
             f"{np.nanmedian(pcc[1]):.3f} | {(gain > 0).sum()}/{len(gain)} | {corr:.2f} | {np.nanmedian(mixed):.3f} | {np.nanmedian(pcc_clip):.3f} |"
         )
         print(lines[-1], flush=True)
