@@ -60,11 +60,11 @@ from .train import (
     train_loop,
 )
 
-#: Architecture and optimiser settings of the presets (anything else comes from the field defaults).
 #: Training losses: on the standardised values, or deviances of the counts (:func:`attach_counts`).
 LOSSES = ("mse", "l1", "poisson", "nb")
 COUNT_LOSSES = ("poisson", "nb")
 
+#: Architecture and optimiser settings of the presets (anything else comes from the field defaults).
 PRESETS: dict[str, dict] = {
     # the paper's CDCIN: 3 cascades of RDN(G0=32, D=8, C=4, G=32) with HAB window 8; Adam lr 1e-4,
     # betas (0.5, 0.999), batch 16 + 16 natural-image crops, 32x32 windows of the measured lattice
