@@ -311,6 +311,7 @@ def test_outlier_coordinate_in_spaceranger_positions(data_dir, tmp_path, capsys)
         (["--genes", "top:0"], "top:"),
         (["--genes", "top:x"], "top:"),
         (["--genes", ",,"], "empty"),
+        (["--genes", "8"], "top:8 takes the 8 most variable genes"),
         (["--bogus-option"], "unrecognized"),
     ],
 )

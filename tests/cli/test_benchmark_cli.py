@@ -76,6 +76,7 @@ def test_benchmark_cli_explicit_genes(data_dir, tmp_path, capsys):
     [
         (["--methods", "nearest,bogus"], "unknown method"),
         (["--genes", "top:x"], "top:N"),
+        (["--genes", "8"], "top:8 takes the 8 most variable genes"),
         (["--genes", "NOT_A_GENE"], "no slide could be benchmarked"),
     ],
 )

@@ -84,6 +84,8 @@ def parse_genes(spec: str | None) -> tuple[list[str] | None, int]:
         if n < 1:
             raise SlideError(None, f"--genes {spec!r}: N must be at least 1")
         return None, n
+    if spec.isdigit():  # "--genes 8" meant as a number of genes ("8," names a gene called 8)
+        raise SlideError(None, f"--genes {spec}: gene names or top:N; top:{spec} takes the {spec} most variable genes")
     genes = split_gene_list(spec)
     if not genes:
         raise SlideError(None, f"--genes {spec!r}: no gene names")

@@ -267,6 +267,10 @@ def parse_genes(spec: str, slide) -> list[str]:
         return genes
     if spec in set(map(str, slide.genes)):
         return [spec]
+    if spec.isdigit():  # "--genes 8" meant as a number of genes
+        raise SlideError(
+            slide.source, f"--genes {spec}: no gene of that name; top:{spec} takes the {spec} most variable genes"
+        )
     genes = split_gene_list(spec)
     if not genes:
         raise SlideError(slide.source, "--genes is empty")
