@@ -170,3 +170,19 @@ def test_a_stop_during_a_preview_makes_that_preview_the_final_maps(synthetic_sli
     assert isinstance(last, TrainingOutcome) and last.stopped and last.config.tta is False
     assert last.result is preview.result and last.impute_s < 0.1
     np.testing.assert_array_equal(last.layers["imputed"][0], preview.layers["imputed"][0])
+
+
+def test_a_preview_that_uses_up_the_budget_says_it_is_the_final_maps(synthetic_slide):
+    """A budget that preparing nearly spends: the first preview (after one step) leaves no room for
+    another pass, so it is the final maps, and it says so (training does not go on)."""
+    genes = synthetic_slide.top_variable_genes(3)
+    job = TrainingJob(
+        synthetic_slide, genes, preset="fast", overrides={"budget_s": 0.5, "device": "cpu"}, preview_after_s=0.0
+    )
+    previews = []
+    for item in job.run():
+        if isinstance(item, TrainingPreview):
+            previews.append(item)
+        last = item
+    assert len(previews) == 1 and previews[0].final
+    assert isinstance(last, TrainingOutcome) and not last.stopped and last.result is previews[0].result

@@ -74,6 +74,9 @@ class TrainingPreview:
     elapsed_s: float
     seconds: float  # what computing the preview took
     layers: dict = field(default_factory=dict)
+    #: whether these maps end the run (the preview used up the budget, or Stop came while it was
+    #: computed): the final maps are this preview, training does not go on
+    final: bool = False
 
 
 @dataclass
@@ -337,9 +340,10 @@ class TrainingJob(_Job):
                 if preview is None:
                     next_at = None
                     continue
+                preview.final = self._stop.is_set() or self._budget_spent()
                 yield preview
                 next_at = next_preview_at(ev.elapsed_s, preview.seconds)
-                if self._stop.is_set() or self._budget_spent():
+                if preview.final or self._stop.is_set() or self._budget_spent():
                     # Stop came during the preview, or the preview used up the budget: another pass now
                     # would only repeat it (one pass, the weights of this very step): it is the final maps
                     final = preview

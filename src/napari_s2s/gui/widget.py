@@ -557,7 +557,8 @@ class S2SWidget(QWidget):
         self.previews_shown += 1
         if self.first_map_s is None:
             self.first_map_s = time.perf_counter() - self._t_click
-        self.state.message = f"preview at step {out.step} (training goes on)"
+        goes_on = "the final maps: the budget is used" if out.final else "training goes on"
+        self.state.message = f"preview at step {out.step} ({goes_on})"
         self._update_buttons()
 
     def _show_training(self, out: TrainingOutcome) -> None:
