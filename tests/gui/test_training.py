@@ -168,7 +168,7 @@ def test_a_stop_during_a_preview_makes_that_preview_the_final_maps(synthetic_sli
             job.stop()  # the click reaches the job while the GUI draws the preview
         last = item
     assert isinstance(last, TrainingOutcome) and last.stopped and last.config.tta is False
-    assert last.result is preview.result and last.impute_s < 0.1
+    assert last.result is preview.result and last.impute_s < 0.1 and last.preview_step == preview.step
     np.testing.assert_array_equal(last.layers["imputed"][0], preview.layers["imputed"][0])
 
 
@@ -186,3 +186,4 @@ def test_a_preview_that_uses_up_the_budget_says_it_is_the_final_maps(synthetic_s
         last = item
     assert len(previews) == 1 and previews[0].final
     assert isinstance(last, TrainingOutcome) and not last.stopped and last.result is previews[0].result
+    assert last.preview_step == previews[0].step

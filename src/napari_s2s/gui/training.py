@@ -59,6 +59,9 @@ class TrainingOutcome:
     impute_estimate_s: float | None = None  # what the final imputation was expected to take
     impute_s: float | None = None  # what it took
     verdict: str = ""  # how much of the maps the networks made (S2SImputer.verdict)
+    #: the training step of the preview whose maps are the final ones (one network, provisional
+    #: weight: the budget was used up or Stop came during it); ``None``: the ensemble's maps
+    preview_step: int | None = None
 
 
 @dataclass
@@ -386,6 +389,7 @@ class TrainingJob(_Job):
             impute_estimate_s=est,
             impute_s=impute_s,
             verdict=verdict,
+            preview_step=None if final is None else final.step,
         )
         out.layers = result_layers(self.slide, out, self.source)  # built here, off the GUI thread
         yield out

@@ -580,6 +580,12 @@ class S2SWidget(QWidget):
             f"{fmt_seconds(out.seconds)} after Train"
             + ("" if budget is None or out.stopped else f" (budget {budget:.0f} s)")
             + (f"; {out.verdict}" if out.verdict else "")
+            + (
+                ""
+                if out.preview_step is None
+                else f"; the preview's maps (step {out.preview_step}, one network)"
+                + ("" if out.stopped else ": the budget left no time for more")
+            )
         )
         self.state.phase = "stopped" if out.stopped else "done"
         self._update_buttons()
