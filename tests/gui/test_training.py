@@ -187,3 +187,5 @@ def test_a_preview_that_uses_up_the_budget_says_it_is_the_final_maps(synthetic_s
     assert len(previews) == 1 and previews[0].final
     assert isinstance(last, TrainingOutcome) and not last.stopped and last.result is previews[0].result
     assert last.preview_step == previews[0].step
+    # the saved provenance says where the maps come from, not the ensemble's blend they do not show
+    assert "maps_from" in last.provenance and "alpha" not in last.provenance and last.provenance["steps"] >= 1

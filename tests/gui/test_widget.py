@@ -161,6 +161,13 @@ def test_whole_path_on_a_real_slide(widget, qtbot, data_dir, tmp_path, notes):
         ad = anndata.read_h5ad(path)
         assert list(ad.var_names) == genes
         assert "s2s" in ad.uns and ad.uns["s2s"]["genes"] is not None
+        # how the maps were made, as the CLI writes it: base predictor, networks' weight, verdict
+        prov, out = ad.uns["s2s"], widget.last_outcome
+        assert {"steps", "histology", "base", "base_members"} <= set(prov) and prov["steps"] > 0 and prov["base"]
+        if out.preview_step is None:  # the ensemble's maps: their weight and verdict
+            assert prov["verdict"] == out.verdict and "alpha" in prov
+        else:  # Stop came during a preview: those maps are the result, and the file says so
+            assert f"step {out.preview_step}" in prov["maps_from"] and "alpha" not in prov
         assert ad.obs["s2s_measured"].sum() == int(slide.usable().sum())
         m = ad.obs["s2s_measured"].to_numpy()
         x = np.asarray(ad.X[m])

@@ -334,7 +334,6 @@ def run_impute_job(
     """
     from .s2s.device import resolve_device
     from .s2s.engine import S2SImputer, resolve_histology
-    from .smoothing.base import mixture_from
 
     source = None if sample else path
     cfg = check_settings(settings, device=False)
@@ -365,22 +364,7 @@ def run_impute_job(
         raise
     seconds = time.perf_counter() - t0
     adata = result.to_anndata(slide, cfg, seconds, device=str(device))
-    steps = int(imp.stats.get("steps", 0))
-    adata.uns["s2s"]["steps"] = steps
-    adata.uns["s2s"]["histology"] = bool(getattr(imp, "histology_used", False))
-    # how the result was made: the base predictor, the networks' weight and why
-    adata.uns["s2s"]["base"] = str(imp.stats.get("base", ""))
-    if imp.base_info:  # every member of the base predictor with its weight (one, or a stack)
-        adata.uns["s2s"]["base_members"] = [f"{w:.3f} {c.label}" for c, w in mixture_from(imp.base_info)]
-    adata.uns["s2s"]["aux_genes"] = list(getattr(imp, "aux_gene_names", []))  # trained on, not imputed
-    adata.uns["s2s"]["alpha"] = float(imp.alpha or 0.0)
-    oof = imp.stats.get("oof", {})
-    if "weight_ls" in oof:  # the weight the held-out spots support, and its standard error
-        adata.uns["s2s"]["alpha_supported"] = [float(oof["weight_ls"]), float(oof["weight_se"])]
-    best = [s for s in imp.stats.get("best_steps", []) if s is not None]
-    if best:  # checkpoint selection: the step of each network's kept weights (its own steps)
-        adata.uns["s2s"]["best_steps"] = [int(s) for s in best]
-    adata.uns["s2s"]["verdict"] = imp.verdict()
+    adata.uns["s2s"].update(imp.provenance())  # how the result was made: base, networks' weight and why
     adata.uns["s2s"]["genes_requested"] = str(settings.genes)
     if is_store_output(out_p):  # SpatialData: written to a temporary folder, then moved into place
         from .data.spatialdata_zarr import write_spatialdata
@@ -400,7 +384,7 @@ def run_impute_job(
         n_measured=int(result.measured.sum()),
         device=str(device),
         seconds=seconds,
-        steps=steps,
+        steps=int(imp.stats.get("steps", 0)),
         model=model_p,
     )
 

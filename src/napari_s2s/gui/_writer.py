@@ -16,7 +16,8 @@ def save_imputed(entry: dict, path: str | Path) -> str:
     """Write the imputed result held in a layer's ``metadata["napari_s2s"]`` entry to ``path``.
 
     The entry must carry ``result`` (the engine's ``ImputedResult``), ``slide``, ``config`` and
-    ``seconds``; the AnnData is the one ``napari-s2s impute`` writes (``uns['s2s']`` provenance).
+    ``seconds``, and may carry ``provenance`` (``S2SImputer.provenance``); the AnnData is the one
+    ``napari-s2s impute`` writes (``uns['s2s']`` provenance).
     """
     if entry and entry.get("kind") == "imputed" and entry.get("preview"):
         raise NotImputed("these are preview maps of a training still running: save the final maps")
@@ -31,6 +32,7 @@ def save_imputed(entry: dict, path: str | Path) -> str:
     adata = entry["result"].to_anndata(
         slide, entry.get("config"), float(entry.get("seconds") or 0.0), device=entry.get("device")
     )
+    adata.uns["s2s"].update(entry.get("provenance") or {})  # base, networks' weight, verdict: as the CLI
     _write_adata(adata, path)
     return str(path)
 

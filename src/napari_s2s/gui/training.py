@@ -62,6 +62,8 @@ class TrainingOutcome:
     #: the training step of the preview whose maps are the final ones (one network, provisional
     #: weight: the budget was used up or Stop came during it); ``None``: the ensemble's maps
     preview_step: int | None = None
+    #: how the maps were made, for ``uns['s2s']`` of a saved result (``S2SImputer.provenance``)
+    provenance: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -390,9 +392,23 @@ class TrainingJob(_Job):
             impute_s=impute_s,
             verdict=verdict,
             preview_step=None if final is None else final.step,
+            provenance=self._provenance(final),
         )
         out.layers = result_layers(self.slide, out, self.source)  # built here, off the GUI thread
         yield out
+
+    def _provenance(self, final: TrainingPreview | None) -> dict:
+        """The imputer's provenance; when a preview's maps are the final ones, what describes the
+        ensemble's blend (its weight, the verdict) gives way to where the maps come from."""
+        prov = self.imputer.provenance()
+        if final is not None:
+            for key in ("alpha", "alpha_supported", "verdict"):
+                prov.pop(key, None)
+            prov["maps_from"] = (
+                f"the preview at step {final.step}: the first network only, blended with a provisional weight "
+                "(Stop came, or the budget was used up, while it was computed)"
+            )
+        return prov
 
     def _budget_spent(self) -> bool:
         """Whether the budget has no room left for another pass of the network (``False`` without one)."""
@@ -542,6 +558,7 @@ def result_layers(slide: Slide, out: TrainingOutcome | TrainingPreview, source: 
             seconds=out.seconds,
             stopped=out.stopped,
             device=out.device,
+            provenance=out.provenance,
             source=source,
         )
     return {

@@ -833,6 +833,29 @@ class S2SImputer:
             more = f", {100 * gain:.1f} % less held-out error than the base"
         return f"networks weighted {self.alpha:.2f} against the base predictor ({label}){more}"
 
+    def provenance(self) -> dict:
+        """How the result was made, for ``uns['s2s']`` of a saved result (CLI and widget alike): training
+        steps, whether the H&E term was used, the base predictor and its members, the auxiliary genes,
+        the networks' weight (and the weight the held-out spots support), each network's kept
+        checkpoint step and the verdict."""
+        out = {
+            "steps": int(self.stats.get("steps", 0)),
+            "histology": bool(self.histology_used),
+            "base": str(self.stats.get("base", "")),
+        }
+        if self.base_info:  # every member of the base predictor with its weight (one, or a stack)
+            out["base_members"] = [f"{w:.3f} {c.label}" for c, w in mixture_from(self.base_info)]
+        out["aux_genes"] = list(self.aux_gene_names)  # trained on, not imputed
+        out["alpha"] = float(self.alpha or 0.0)
+        oof = self.stats.get("oof", {})
+        if "weight_ls" in oof:  # the weight the held-out spots support, and its standard error
+            out["alpha_supported"] = [float(oof["weight_ls"]), float(oof["weight_se"])]
+        best = [s for s in self.stats.get("best_steps", []) if s is not None]
+        if best:  # checkpoint selection: the step of each network's kept weights (its own steps)
+            out["best_steps"] = [int(s) for s in best]
+        out["verdict"] = self.verdict()
+        return out
+
     def _training_genes(self, rows, cols, kind, net_values, mu, sd, all_genes, gene_matrix):
         """The networks' training genes (standardised values, cross-gene channels or ``None``) and
         the probability of drawing each (``None``: uniform).
