@@ -127,17 +127,8 @@ def run(
         imp = S2SImputer(cfg)
         t0 = time.time()
         sizes = slide.size_factors()[meta["measured_mask"]] if cfg.loss in ("poisson", "nb") else None
-        for _ in imp.fit_arrays_iter(
-            lr,
-            lc,
-            task.kind,
-            values,
-            list(task.genes),
-            all_genes=allg,
-            covariates=cov,
-            features=feats,
-            size_factors=sizes,
-        ):
+        inputs = dict(all_genes=allg, covariates=cov, features=feats, size_factors=sizes)
+        for _ in imp.fit_arrays_iter(lr, lc, task.kind, values, list(task.genes), **inputs):
             pass
         seconds = time.time() - t0
         args = (lr, lc, task.kind, values, tr, tc, allg, cov, feats)
