@@ -557,8 +557,7 @@ class S2SWidget(QWidget):
         self.previews_shown += 1
         if self.first_map_s is None:
             self.first_map_s = time.perf_counter() - self._t_click
-        goes_on = "the final maps: the budget is used" if out.final else "training goes on"
-        self.state.message = f"preview at step {out.step} ({goes_on})"
+        self.state.message = f"preview at step {out.step} ({'the final maps' if out.final else 'training goes on'})"
         self._update_buttons()
 
     def _show_training(self, out: TrainingOutcome) -> None:

@@ -245,7 +245,7 @@ def test_auxiliary_genes_by_spatial_signal_train_but_only_the_users_genes_are_im
 
     mu, sd = standardise(values)
     gm = gene_matrix_with_targets(allg, values)
-    z, recon, gene_p = imp._training_genes(rows, cols, slide.kind, values, mu, sd, allg, gm)
+    z, recon, gene_p, _ = imp._training_genes(rows, cols, slide.kind, values, mu, sd, allg, gm)
     assert z.shape[1] == recon.shape[1] == 7 and gene_p.sum() == pytest.approx(1.0)  # drawn by signal here
     np.testing.assert_allclose(recon[:, :3], (cross_gene_reconstruction(values, allg, 30) - mu) / sd, rtol=1e-5)
     for bad in (dict(aux_genes=-1), dict(aux_genes=2.5), dict(gene_sampling="random"), dict(aux_genes=3, base="prior")):

@@ -650,7 +650,7 @@ class S2SImputer:
                 "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "building training windows"
             )
             folds = assign_folds(m, cfg.folds, rng, physical(rows, cols, kind) if cfg.fold_layout == "blocks" else None)
-            z, recon, gene_p = self._training_genes(rows, cols, kind, net_values, mu, sd, all_genes, gm)
+            z, recon, gene_p, standard = self._training_genes(rows, cols, kind, net_values, mu, sd, all_genes, gm)
             try:
                 prior = _prior_function(base, kind, mu, sd, level="lattice") if cfg.base == "prior" else None
                 bw_ref = self._bandwidth_reference(rows, cols, kind, gm)
@@ -658,7 +658,7 @@ class S2SImputer:
                 prob.targets, prob.gene_p = values.shape[1], gene_p
                 terms = self._phase_terms(base, prob, rows, cols, kind, term_meas, values, mu, sd)
                 if cfg.loss in COUNT_LOSSES:
-                    attach_counts(prob, *self._train_standard, terms, size_factors, cfg.loss == "nb")
+                    attach_counts(prob, *standard, terms, size_factors, cfg.loss == "nb")
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
                 why = str(exc)
@@ -858,7 +858,8 @@ class S2SImputer:
 
     def _training_genes(self, rows, cols, kind, net_values, mu, sd, all_genes, gene_matrix):
         """The networks' training genes (standardised values, cross-gene channels or ``None``) and
-        the probability of drawing each (``None``: uniform).
+        the probability of drawing each (``None``: uniform), and the mean and standard deviation of
+        every training gene (what standardised them).
 
         First the user's genes (``net_values`` standardised by ``mu, sd``), then ``aux_genes`` more
         of the slide, the strongest by spatial signal (:mod:`.genes`) outside the user's (columns of
@@ -885,7 +886,6 @@ class S2SImputer:
                     signal = np.concatenate([signal, sig_all[aux]])
                 self.aux_genes = [int(a) for a in aux]
         z = ((train - mus) / sds).astype(np.float32)
-        self._train_standard = (mus, sds)
         recon = None
         if cfg.cross_gene:
             # the user's genes reconstructed on their own, exactly as at imputation (the number of
@@ -902,7 +902,7 @@ class S2SImputer:
             gene_p = np.concatenate([np.full(n_user, 0.5 / n_user), np.full(n_aux, 0.5 / n_aux)])
         else:
             gene_p = None
-        return z, recon, gene_p
+        return z, recon, gene_p, (mus, sds)
 
     def _bandwidth_reference(self, rows, cols, kind, gene_matrix) -> np.ndarray | None:
         """(m, N) standardised values of the ``bandwidth_genes`` genes of the slide with the strongest

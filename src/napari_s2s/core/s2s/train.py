@@ -161,10 +161,10 @@ class TrainProblem:
     #: values), e.g. what the base's H&E term leaves with the term conditioned on the phase's kept
     #: spots (``config.term_sources``); ``None``: ``target`` in every phase
     phase_targets: list | None = None
-    #: what the count loss (``config.loss == "poisson"``) needs, from :func:`attach_counts`: per phase
-    #: the (G, H, W) offset that turns a standardised value back into a log-normalised one, the (H, W)
-    #: library-size weight of each measured spot and per gene the standard deviation and the loss's
-    #: scale; ``None``: the loss is on the standardised values
+    #: what the count losses (``config.loss`` "poisson" / "nb") need, from :func:`attach_counts`: per
+    #: phase the (G, H, W) offset that turns a standardised value back into a log-normalised one, the
+    #: (H, W) size factor of each measured spot (0 elsewhere) and per gene the standard deviation, the
+    #: dispersion and the null deviance; ``None``: the loss is on the standardised values
     counts: dict | None = None
 
     def target_of(self, phase: int) -> np.ndarray:
