@@ -528,3 +528,72 @@ def test_networks_train_on_the_count_loss(read_shared):
     assert state.steps == 6 and all(np.isfinite(state.losses))
     with pytest.raises(ValueError, match="gene_mix"):
         _cfg(loss="poisson", gene_mix=0.5)
+
+
+def test_coarse_problems_are_the_cosets_of_the_measured_lattice_at_double_pitch(read_shared):
+    """``coarse_share``: each coset of the measured lattice's keep-1/4 sub-lattice becomes a slide of
+    its own (the Visium dentate gyrus crop, a hex lattice): its spots are exactly that coset's, with
+    their values and folds, on a lattice of the same kind (every spot a node of it), in windows of the
+    slide's size; the four cosets together hold every measured spot once."""
+    from napari_s2s.core.evaluation.benchmark import build_holdout
+    from napari_s2s.core.methods.s2s import to_lattice
+    from napari_s2s.core.s2s.train import coarse_problems, standardise
+
+    task = build_holdout(read_shared("visium_mouse_brain_dg"), n_genes=4, seed=0)[0]
+    lr, lc, _, _ = to_lattice(task)
+    assert task.kind == "hex"
+    values = np.asarray(task.measured_values, np.float32)
+    mu, sd = standardise(values)
+    z = (values - mu) / sd
+    cfg = _cfg(coarse_share=0.25)
+    folds = assign_folds(len(lr), 4, np.random.default_rng(0))
+    prob = build_problem(lr, lc, task.kind, z, cfg, folds=folds)
+    coarse = coarse_problems(lr, lc, task.kind, z, cfg, None, None, folds, None, prob.patch)
+    assert len(coarse) == 4
+    parity = int((lr[0] + lc[0]) % 2)
+    seen = np.zeros(len(lr), int)
+    nodes = S.channel_index("nodes", len(cfg.sigmas), cfg.cross_gene)
+    for (r0, c0), cp in zip(S.phase_origins("hex", parity), coarse):
+        sel = S.keep_quarter(lr, lc, "hex", (r0, c0))
+        seen += sel
+        r2, c2 = (lr[sel] - r0) // 2, (lc[sel] - c0) // 2
+        assert len(set((r2 + c2) % 2)) == 1  # a hex lattice again
+        assert cp.patch == prob.patch and cp.genes == prob.genes
+        assert int(cp.present.sum()) == int(sel.sum())
+        py, px = cp.spot_pixels[:, 0], cp.spot_pixels[:, 1]
+        np.testing.assert_array_equal(cp.target[:, py, px].T, z[sel])
+        np.testing.assert_array_equal(cp.fold_img[py, px], folds[sel])
+        assert (cp.channels[0][0, nodes][py, px] == 1).all()
+        for p, kept in enumerate(cp.kept):  # a quarter of the coset kept, never a spot outside it
+            assert not (kept & ~cp.present).any() and 0 < kept.sum() < cp.present.sum()
+            for f in range(4):
+                assert not (cp.loss_mask(p, f) & (cp.fold_img == f)).any()
+        assert any(len(s) for per in cp.starts for s in per)
+    np.testing.assert_array_equal(seen, 1)
+
+
+def test_the_coarse_share_of_windows_and_its_settings():
+    """A slide window comes from the coarser level with probability ``coarse_share``; at 0 no random
+    number is drawn (the default's stream is unchanged); training with it runs and the settings it
+    cannot combine with are refused."""
+    from napari_s2s.core.s2s.train import _source, coarse_problems
+
+    cfg = _cfg(coarse_share=0.5)
+    prob = _problem(cfg, n=20)
+    rr, cc = np.nonzero(prob.present)
+    z = prob.target[:, rr, cc].T
+    prob.coarse = coarse_problems(rr, cc, "square", z, cfg, None, None, prob.folds, None, prob.patch)
+    assert len(prob.coarse) == 4
+    rng = np.random.default_rng(3)
+    picks = [_source(prob, prob.coarse, 0.5, rng) is not prob for _ in range(4000)]
+    assert 0.46 < np.mean(picks) < 0.54
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert _source(prob, prob.coarse, 0.0, a) is prob
+    assert a.random() == b.random()
+    members = make_members(prob.n_channels, prob.n_folds, cfg, CPU, 0)
+    state = TrainState()
+    list(train_loop(members, prob, cfg, CPU, state, lambda: False, max_steps=8))
+    assert state.steps == 8 and np.isfinite(state.losses).all()
+    for bad in (dict(coarse_share=1.0), dict(coarse_share=-0.1), dict(coarse_share=0.2, loss="nb")):
+        with pytest.raises(ValueError):
+            S2SConfig(**bad)

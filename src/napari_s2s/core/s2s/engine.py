@@ -52,6 +52,7 @@ from .train import (
     assign_folds,
     attach_counts,
     build_problem,
+    coarse_problems,
     cross_gene_reconstruction,
     make_members,
     make_model,
@@ -161,6 +162,9 @@ class S2SConfig:
     conditioned on that phase's kept spots, as the base's own out-of-fold prediction does and as the
     dense level conditions it on the measured spots; the inputs keep the leave-one-out term; measured,
     no effect),
+    ``coarse_share`` (share of the slide's training windows drawn one level sparser: each coset of
+    the measured lattice's sub-lattice as a slide of its own, so that the networks learn the sparser
+    -> sparse mapping at two pitches instead of one; :func:`~.train.coarse_problems`),
     ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
@@ -230,6 +234,7 @@ class S2SConfig:
     kept_dropout: float = 0.0
     network_target: str = "residual"
     term_sources: str = "all"
+    coarse_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -342,6 +347,13 @@ class S2SConfig:
             raise ValueError(f"term_sources must be 'all' or 'kept', not {self.term_sources!r}")
         if self.term_sources == "kept" and self.kept_dropout:
             raise ValueError("term_sources 'kept' and kept_dropout cannot be combined (a dropped spot's target)")
+        if not (_is_real(self.coarse_share) and 0 <= self.coarse_share < 1):
+            raise ValueError(f"coarse_share must be a number in [0, 1), not {self.coarse_share!r}")
+        self.coarse_share = float(self.coarse_share)
+        if self.coarse_share and (self.base == "prior" or self.loss in COUNT_LOSSES or self.term_sources == "kept"):
+            raise ValueError(
+                "coarse_share needs base 'smooth', 'pca' or 'zero', loss 'mse' or 'l1' and term_sources 'all'"
+            )
         if self.fold_layout not in ("random", "blocks"):
             raise ValueError(f"fold_layout must be 'random' or 'blocks', not {self.fold_layout!r}")
         if self.lr_decay not in ("none", "linear", "cosine"):
@@ -656,6 +668,12 @@ class S2SImputer:
                 bw_ref = self._bandwidth_reference(rows, cols, kind, gm)
                 prob = build_problem(rows, cols, kind, z, cfg, recon, covariates, folds, prior, bw_ref)
                 prob.targets, prob.gene_p = values.shape[1], gene_p
+                if cfg.coarse_share:
+                    prob.coarse = coarse_problems(
+                        rows, cols, kind, z, cfg, recon, covariates, folds, bw_ref, prob.patch
+                    )
+                    for c in prob.coarse:
+                        c.targets, c.gene_p = prob.targets, gene_p
                 terms = self._phase_terms(base, prob, rows, cols, kind, term_meas, values, mu, sd)
                 if cfg.loss in COUNT_LOSSES:
                     attach_counts(prob, *standard, terms, size_factors, cfg.loss == "nb")

@@ -166,6 +166,10 @@ class TrainProblem:
     #: (H, W) size factor of each measured spot (0 elsewhere) and per gene the standard deviation, the
     #: dispersion and the null deviance; ``None``: the loss is on the standardised values
     counts: dict | None = None
+    #: the same slide one level sparser (``config.coarse_share``): each coset of the measured lattice's
+    #: keep-1/4 sub-lattice laid out on a lattice of its own, as a problem with the same genes, folds
+    #: and window size (:func:`coarse_problems`); empty: off
+    coarse: list = field(default_factory=list)
 
     def target_of(self, phase: int) -> np.ndarray:
         """(G, H, W) the standardised values the networks learn in ``phase``."""
@@ -331,6 +335,7 @@ def build_problem(
     folds: np.ndarray | None = None,
     prior: Callable | None = None,
     bandwidth_ref: np.ndarray | None = None,
+    patch: int | None = None,
 ) -> TrainProblem:
     """Lay the (standardised) measured values ``z`` (m, G) out at the sparse level and precompute inputs.
 
@@ -342,7 +347,8 @@ def build_problem(
     measured-lattice coordinates ``(r, c)`` from the measured spots ``sources`` (indices): each phase's
     prior channel is predicted from that phase's kept spots only. ``bandwidth_ref`` (m, N): standardised
     values of reference genes whose leave-one-out bandwidth at each phase's kept spots sets the
-    smoothers' bandwidth (``config.adaptive``; default: the bandwidth of ``z`` itself).
+    smoothers' bandwidth (``config.adaptive``; default: the bandwidth of ``z`` itself). ``patch``:
+    the training windows' size (default: ``config.patch``, or the image's size when it is smaller).
     """
     rows = np.asarray(rows, np.int64)
     cols = np.asarray(cols, np.int64)
@@ -350,7 +356,7 @@ def build_problem(
     folds = np.zeros(m, np.int64) if folds is None else np.asarray(folds, np.int64)
     n_folds = int(folds.max()) + 1 if m else 1
     img = S.lattice_image(rows, cols, z, kind, pad=0, min_shape=1)
-    patch = int(min(config.patch, max(img.shape)))
+    patch = int(min(config.patch, max(img.shape))) if patch is None else int(patch)
     img = S.lattice_image(rows, cols, z, kind, pad=0, min_shape=patch)
     rec_img = None
     if config.cross_gene and recon is not None:
@@ -427,6 +433,68 @@ def build_problem(
     if config.kept_dropout > 0:
         prob.resample = _resample_inputs(img, rec_img, cov_img, bandwidths, kind, config)
     return prob
+
+
+def coarse_problems(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    kind: str,
+    z: np.ndarray,
+    config,
+    recon: np.ndarray | None,
+    covariates: Callable | None,
+    folds: np.ndarray,
+    bandwidth_ref: np.ndarray | None,
+    patch: int,
+) -> list[TrainProblem]:
+    """The measured spots one level sparser, as training problems (``config.coarse_share``).
+
+    Each of the four cosets of the measured lattice's keep-1/4 sub-lattice is itself a lattice of the
+    same kind at double pitch; re-indexed to its own coordinates (``(row - r0) / 2``, ``(col - c0) /
+    2``) it is a slide of a quarter of the spots, and :func:`build_problem` makes its sparser -> sparse
+    pairs (keep 1/4 of the coset, predict the coset). The networks then see the mapping at two pitches
+    of the same tissue, not one. Spots keep their fold (a network never has its own fold's spots as
+    targets at either level); covariates are evaluated at the spots' true dense-grid positions.
+    Cosets too small for a problem are left out.
+    """
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    parity = int((rows[0] + cols[0]) % 2) if kind == "hex" else 0
+    out = []
+    for r0, c0 in S.phase_origins(kind, parity):
+        sel = S.keep_quarter(rows, cols, kind, (r0, c0))
+        if sel.sum() < 4:
+            continue
+        cov = None
+        if covariates is not None:
+
+            def cov(R, C, r0=r0, c0=c0):  # (2 row', 2 col') -> the spot's dense position 2 (2 row' + r0)
+                return covariates(2 * np.asarray(R) + 2 * r0, 2 * np.asarray(C) + 2 * c0)
+
+        try:
+            out.append(
+                build_problem(
+                    (rows[sel] - r0) // 2,
+                    (cols[sel] - c0) // 2,
+                    kind,
+                    z[sel],
+                    config,
+                    None if recon is None else recon[sel],
+                    cov,
+                    folds[sel],
+                    None,
+                    None if bandwidth_ref is None else bandwidth_ref[sel],
+                    patch=patch,
+                )
+            )
+        except ValueError:
+            continue
+    return out
+
+
+def _coarse_choices(prob: TrainProblem, n_folds: int) -> list[list[TrainProblem]]:
+    """Per fold: the coarse problems that hold a training window for that fold's network."""
+    return [[c for c in prob.coarse if f < len(c.starts) and any(len(s) for s in c.starts[f])] for f in range(n_folds)]
 
 
 def _phase_bandwidths(values, rec_img, ref_img, kept, kind: str, adaptive: bool) -> tuple:
@@ -749,6 +817,8 @@ def train_loop(
     step = 0
     state.live = members
     next_check = 1
+    share = float(getattr(config, "coarse_share", 0.0))
+    coarse = _coarse_choices(prob, max(m.fold for m in members) + 1)
     while True:
         el = time.perf_counter() - t0 - paused
         if should_stop():
@@ -760,7 +830,12 @@ def train_loop(
             break
         mem = members[step % len(members)]
         dropout = float(config.kept_dropout)
-        samples = [_st_sample(prob, rng, config.augment, mem.fold, config.gene_mix, dropout) for _ in range(n_st)]
+        samples = [
+            _st_sample(
+                _source(prob, coarse[mem.fold], share, rng), rng, config.augment, mem.fold, config.gene_mix, dropout
+            )
+            for _ in range(n_st)
+        ]
         nat = [natural.sample(rng) for _ in range(n_nat)]
         if prob.counts is not None:
             extra = natural_count_channels(prob.patch)
@@ -813,6 +888,15 @@ def train_loop(
                 m.evaluated.load_state_dict(m.best_state)
     state.seconds += time.perf_counter() - t0 - paused
     state.live = None
+
+
+def _source(prob: TrainProblem, coarse: list, share: float, rng: np.random.Generator) -> TrainProblem:
+    """Where a slide window comes from: one of ``coarse`` (the slide one level sparser) with
+    probability ``share``, else ``prob``. Draws nothing when there is no choice (same stream as
+    without the option)."""
+    if share <= 0 or not coarse or rng.random() >= share:
+        return prob
+    return coarse[int(rng.integers(len(coarse)))]
 
 
 #: Checkpoint validation may take this share of the training time (beyond it, checkpoints are skipped).
