@@ -78,6 +78,51 @@ def pcc_weight(c: dict) -> float:
     return best_a
 
 
+def coarse_oof(members, prob, base, values, mu, sd, terms, features, device, captured: dict) -> dict:
+    """The trained networks and the base one level *sparser* than they were trained (a diagnosis of
+    how their gain moves with the lattice's pitch; ``--coarse``): each coset of the measured lattice
+    as a slide of its own (:func:`~napari_s2s.core.s2s.train.coarse_problems`), a quarter of it kept,
+    each network scored at its own fold's spots (which it never trained on), the base conditioned on
+    the same kept spots. Rows as the out-of-fold arrays: ``coarse_truth``, ``coarse_base``,
+    ``coarse_net`` (the scored genes ``gsel``), ``coarse_spots``."""
+    from napari_s2s.core.data.lattice import physical
+    from napari_s2s.core.s2s.blend import kept_sources, network_oof
+    from napari_s2s.core.s2s.train import coarse_problems
+
+    args, kwargs = captured["build"]
+    rows, cols, kind, z, cfg = args[:5]
+    recon, cov, folds, _prior, bw_ref = (list(args[5:]) + [None] * 5)[:5]
+    recon, cov = kwargs.get("recon", recon), kwargs.get("covariates", cov)
+    folds, bw_ref = kwargs.get("folds", folds), kwargs.get("bandwidth_ref", bw_ref)
+    gsel = captured["gsel"]
+    phys = physical(rows, cols, kind)
+    f_meas = None if features is None or not base.uses_histology else np.asarray(features(2 * rows, 2 * cols), float)
+    truth, bas, net, spots = [], [], [], []
+    for cp in coarse_problems(rows, cols, kind, z, cfg, recon, cov, folds, bw_ref, prob.patch):
+        idx = cp.sources
+        cp.targets = prob.targets
+        oof = network_oof(members, cp, device, cfg.tile, gsel)
+        if not len(oof.spots):
+            continue
+        g = idx[oof.spots]
+        n = oof.network * sd[gsel] + mu[gsel]
+        if terms is not None:
+            n = n + terms[0][g][:, gsel]
+        b = np.empty_like(n, dtype=float)
+        for p in np.unique(oof.phases):
+            sel = oof.phases == p
+            src = idx[kept_sources(cp, int(p))]
+            b[sel] = base.predict(phys[g[sel]], None if f_meas is None else f_meas[g[sel]], sources=src)[:, gsel]
+        truth.append(values[g][:, gsel])
+        bas.append(np.maximum(b, 0.0))
+        net.append(np.maximum(n, 0.0))
+        spots.append(g)
+    if not truth:
+        return {}
+    cat = np.concatenate
+    return {"coarse_truth": cat(truth), "coarse_base": cat(bas), "coarse_net": cat(net), "coarse_spots": cat(spots)}
+
+
 def run(
     seed: int,
     budget: float,
@@ -86,6 +131,7 @@ def run(
     phase: int = 0,
     n_genes: int = 30,
     arrays: Path | None = None,
+    coarse: bool = False,
 ) -> dict:
     import napari_s2s.core.s2s.engine as eng
     from napari_s2s.core.data.io import read_slide
@@ -112,7 +158,21 @@ def run(
         captured.update(spots=np.asarray(oof.spots), phases=np.asarray(oof.phases))
         return oof
 
+    build_problem = eng.build_problem
+    choose_alpha = S2SImputer._choose_alpha
+
+    def spy_build(*args, **kwargs):  # the training problem's inputs, for the coarse level below
+        captured["build"] = (args, kwargs)
+        return build_problem(*args, **kwargs)
+
+    def spy_choose(self, members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device):
+        out = choose_alpha(self, members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device)
+        if coarse and "gsel" in captured:
+            captured.update(coarse_oof(members, prob, base, values, mu, sd, terms, features, device, captured))
+        return out
+
     eng.weight_estimate, eng.oof_genes, eng.network_oof = spy_weight, spy_genes, spy_oof
+    eng.build_problem, S2SImputer._choose_alpha = spy_build, spy_choose
     out = {}
     for fname in SLIDES:
         if only and not any(fname.startswith(o) for o in only):
@@ -156,6 +216,7 @@ def run(
         if arrays is not None and "truth" in captured:  # everything a blend rule needs, to study rules offline
             arrays.mkdir(parents=True, exist_ok=True)
             oof = {f"oof_{k}": captured[k] for k in ("truth", "base", "net", "gw", "gsel", "spots", "phases")}
+            oof.update({k: v for k, v in captured.items() if k.startswith("coarse_")})
             hidden = {"hidden_truth": np.asarray(truth, float), "hidden_base": bas, "hidden_net": net}
             np.savez_compressed(arrays / f"{name}_s{seed}_p{phase}_g{n_genes}.npz", alpha=imp.alpha, **oof, **hidden)
         out[name] = {"res": res, "steps": imp.stats["steps"], "seconds": seconds, "base": imp.stats["base"]}
@@ -209,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--genes", type=int, default=30, help="how many genes (the most variable) each task scores")
     ap.add_argument("--arrays", help="folder for each task's out-of-fold and hidden-spot arrays (.npz)")
     ap.add_argument("--out", help="JSON to write")
+    ap.add_argument(
+        "--coarse", action="store_true", help="with --arrays: also the networks' gain one level sparser (a diagnosis)"
+    )
     ap.add_argument("--summarise", nargs="+", help="JSON files (CONFIG_sSEED.json) to summarise instead")
     ap.add_argument("--md", help="Markdown summary to write (with --summarise)")
     a = ap.parse_args(argv)
@@ -222,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--out is required (or --summarise)")
     only = a.slides.split(",") if a.slides else None
     arrays = Path(a.arrays) if a.arrays else None
-    res = run(a.seed, a.budget, json.loads(a.config), only, a.phase, a.genes, arrays)
+    res = run(a.seed, a.budget, json.loads(a.config), only, a.phase, a.genes, arrays, a.coarse)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
     return 0

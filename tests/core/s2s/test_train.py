@@ -563,6 +563,7 @@ def test_coarse_problems_are_the_cosets_of_the_measured_lattice_at_double_pitch(
         py, px = cp.spot_pixels[:, 0], cp.spot_pixels[:, 1]
         np.testing.assert_array_equal(cp.target[:, py, px].T, z[sel])
         np.testing.assert_array_equal(cp.fold_img[py, px], folds[sel])
+        np.testing.assert_array_equal(cp.sources, np.flatnonzero(sel))
         assert (cp.channels[0][0, nodes][py, px] == 1).all()
         for p, kept in enumerate(cp.kept):  # a quarter of the coset kept, never a spot outside it
             assert not (kept & ~cp.present).any() and 0 < kept.sum() < cp.present.sum()

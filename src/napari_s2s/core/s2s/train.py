@@ -170,6 +170,8 @@ class TrainProblem:
     #: keep-1/4 sub-lattice laid out on a lattice of its own, as a problem with the same genes, folds
     #: and window size (:func:`coarse_problems`); empty: off
     coarse: list = field(default_factory=list)
+    #: of a coarse problem: the indices of its spots among the slide's measured spots; ``None``: the slide's
+    sources: np.ndarray | None = None
 
     def target_of(self, phase: int) -> np.ndarray:
         """(G, H, W) the standardised values the networks learn in ``phase``."""
@@ -472,23 +474,23 @@ def coarse_problems(
                 return covariates(2 * np.asarray(R) + 2 * r0, 2 * np.asarray(C) + 2 * c0)
 
         try:
-            out.append(
-                build_problem(
-                    (rows[sel] - r0) // 2,
-                    (cols[sel] - c0) // 2,
-                    kind,
-                    z[sel],
-                    config,
-                    None if recon is None else recon[sel],
-                    cov,
-                    folds[sel],
-                    None,
-                    None if bandwidth_ref is None else bandwidth_ref[sel],
-                    patch=patch,
-                )
+            cp = build_problem(
+                (rows[sel] - r0) // 2,
+                (cols[sel] - c0) // 2,
+                kind,
+                z[sel],
+                config,
+                None if recon is None else recon[sel],
+                cov,
+                folds[sel],
+                None,
+                None if bandwidth_ref is None else bandwidth_ref[sel],
+                patch=patch,
             )
         except ValueError:
             continue
+        cp.sources = np.flatnonzero(sel)
+        out.append(cp)
     return out
 
 
