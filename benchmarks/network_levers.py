@@ -70,15 +70,26 @@ def _gene_pcc(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.where(den > 0, (t * p).sum(0) / np.where(den > 0, den, 1.0), 0.0)
 
 
-def transfer(path: Path) -> tuple[float, float, float]:
+def transfer(path: Path) -> tuple[float, ...]:
     """A diagnosis: the networks' gain over the base one lattice level up (out-of-fold rows, what the
     weight is chosen on) and at the dense level (hidden spots), each the median over genes of the
-    per-gene PCC difference; and the least-squares weight before the margin."""
+    per-gene PCC difference; and the least-squares weight before the margin. With the arrays of
+    ``s2s_paired.py --coarse`` also the gain two levels up (the networks applied one level sparser
+    than they were trained), and the least-squares weight at each of the three levels (``nan``
+    without them; the dense level's is a diagnosis, chosen on hidden spots)."""
     z = np.load(path)
     up = _gene_pcc(z["oof_truth"], z["oof_net"]) - _gene_pcc(z["oof_truth"], z["oof_base"])
     down = _gene_pcc(z["hidden_truth"], z["hidden_net"]) - _gene_pcc(z["hidden_truth"], z["hidden_base"])
     a, _ = weight_estimate(z["oof_truth"], z["oof_base"], z["oof_net"], z["oof_gw"], z["oof_spots"])
-    return float(np.median(up)), float(np.median(down)), float(a)
+    gsel = z["oof_gsel"]
+    t, b, n = z["hidden_truth"][:, gsel], z["hidden_base"][:, gsel], z["hidden_net"][:, gsel]
+    a_dense, _ = weight_estimate(t, b, n, z["oof_gw"], np.arange(len(t)))
+    coarse, a_coarse = float("nan"), float("nan")
+    if "coarse_truth" in z.files:
+        ct, cb, cn = z["coarse_truth"], z["coarse_base"], z["coarse_net"]
+        coarse = float(np.median(_gene_pcc(ct, cn) - _gene_pcc(ct, cb)))
+        a_coarse, _ = weight_estimate(ct, cb, cn, z["oof_gw"], z["coarse_spots"])
+    return float(np.median(up)), float(np.median(down)), float(a), coarse, float(a_coarse), float(a_dense)
 
 
 def report(
@@ -134,10 +145,13 @@ def report(
         lines.append("Median over genes of the networks' PCC minus the base's: on the out-of-fold rows (measured")
         lines.append("spots predicted from each phase's kept spots, where the weight is chosen) and on the hidden")
         lines.append(f"spots (a diagnosis, never a rule). Mean change from one level to the other: {loss:+.4f}.")
-        lines += ["", "| task | weight (least squares) | gain one level up | gain at the dense level |"]
-        lines.append("|---|---:|---:|---:|")
-        for t, (up, down, a) in gaps.items():
-            lines.append(f"| {t} | {a:.2f} | {up:+.3f} | {down:+.3f} |")
+        lines.append("Two levels up (`s2s_paired.py --coarse`): the same networks applied one level sparser than")
+        lines.append("they were trained, each coset of the measured lattice a slide of its own; weights: least squares")
+        lines.append("on each level's rows (two levels up / one level up / dense, the last on hidden spots).")
+        lines += ["", "| task | gain two levels up | gain one level up | gain at the dense level | weights |"]
+        lines.append("|---|---:|---:|---:|---:|")
+        for t, (up, down, a, coarse, a_c, a_d) in gaps.items():
+            lines.append(f"| {t} | {coarse:+.3f} | {up:+.3f} | {down:+.3f} | {a_c:.2f} / {a:.2f} / {a_d:.2f} |")
     return "\n".join(lines) + "\n"
 
 
