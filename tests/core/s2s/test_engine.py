@@ -416,3 +416,26 @@ def test_each_network_keeps_its_checkpoint_with_the_lowest_own_fold_error(synthe
     assert any(s < 12 for s in steps)  # on this tiny run some network scored best before the end
     with pytest.raises(ValueError, match="checkpoints"):
         S2SConfig(checkpoints=-1)
+
+
+def test_training_windows_one_level_sparser_reach_the_loop(read_shared, monkeypatch):
+    """``coarse_share``: the engine builds the four coarse slides of HER2ST C2 (its spots, its folds,
+    its window size) and the loop draws windows from them; the result keeps the measured values."""
+    import napari_s2s.core.s2s.train as T
+
+    drawn = []
+    sample = T._st_sample
+
+    def spy(prob, *args, **kwargs):
+        drawn.append(prob.sources is not None)
+        return sample(prob, *args, **kwargs)
+
+    monkeypatch.setattr(T, "_st_sample", spy)
+    slide = read_shared("her2st_C2")
+    genes = slide.top_variable_genes(3)
+    imp = S2SImputer(tiny(coarse_share=0.5, max_steps=8))
+    imp.fit(slide, genes)
+    assert any(drawn) and not all(drawn)
+    got, want = _measured_in_slide_order(slide, genes, imp.impute(slide))
+    assert np.array_equal(got, want)
+    assert S2SConfig.from_dict(imp.config.to_dict()).coarse_share == 0.5
