@@ -146,6 +146,28 @@ def test_batch_on_a_running_scheduler(tmp_path, data_dir, capsys):
     assert _rows(out)["st_breast_cancer_layer2.h5ad"]["status"] == "done"
 
 
+def test_batch_takes_the_reading_options_and_resumes_only_the_same_reading(tmp_path, data_dir, capsys):
+    """``--pitch-um`` / ``--bin-um`` / ``--bin-from`` reach every slide of a batch, as with ``impute``; a
+    result read another way is imputed again, not skipped."""
+    src = slide_path(data_dir, "her2st_C2")
+    out = tmp_path / "out"
+    base = ["batch", str(src), "--out-dir", str(out), "--workers", "1"] + OPTS
+    assert main(base + ["--pitch-um", "150"]) == 0, capsys.readouterr().err
+    res = ad.read_h5ad(out / "her2st_C2_s2s.h5ad")
+    assert dict(res.uns["s2s"]["reading"]) == {"counts_from": "auto", "pitch_um": 150.0}
+    assert float(res.uns["s2s"]["pitch_um"]) == 150.0
+    capsys.readouterr()
+    assert main(base + ["--pitch-um", "150"]) == 0
+    assert _rows(out)["her2st_C2.h5ad"]["status"] == "skipped"
+    assert main(base) == 0
+    err = capsys.readouterr().err
+    assert "existing result not kept (read with other options (pitch_um 150.0 != None)); imputing again" in err
+    assert _rows(out)["her2st_C2.h5ad"]["status"] == "done"
+    assert "pitch_um" not in dict(ad.read_h5ad(out / "her2st_C2_s2s.h5ad").uns["s2s"]["reading"])
+    assert main(base + ["--bin-um", "-3"]) == 2
+    assert "error: bin size must be a positive number" in capsys.readouterr().err
+
+
 def test_batch_ctrl_c_stops_cleanly_with_the_manifest_written(tmp_path, data_dir):
     cohort = _cohort(tmp_path, data_dir)
     out = tmp_path / "out"

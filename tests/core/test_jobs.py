@@ -31,6 +31,14 @@ def test_result_matches_only_the_same_source_genes_and_settings(tmp_path, data_d
     assert result_matches(out, src, SETTINGS.replace(genes="top:3")).startswith("other genes asked")
     assert result_matches(out, src, SETTINGS.replace(genes=",".join(done.genes))).startswith("other genes asked")
     assert result_matches(out, slide_path(data_dir, "her2st_C2"), SETTINGS).startswith("made from another source")
+    assert dict(res.uns["s2s"]["reading"]) == {"counts_from": "auto"}  # how the slide was read
+    for other in (dict(pitch_um=150.0), dict(bin_um=20.0), dict(counts_from="transcripts")):
+        assert result_matches(out, src, SETTINGS.replace(**other)).startswith("read with other options (")
+    del res.uns["s2s"]["reading"]  # a result made before the reading options were recorded: the defaults
+    old = tmp_path / "old_s2s.h5ad"
+    res.write_h5ad(old)
+    assert result_matches(old, src, SETTINGS) is None
+    assert result_matches(old, src, SETTINGS.replace(bin_um=20.0)) == "read with other options (bin_um None != 20.0)"
 
     explicit = SETTINGS.replace(genes=",".join(done.genes))
     out2 = tmp_path / "r2_s2s.h5ad"

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import SlideError
-from . import commit, say
+from . import add_reading_options, commit, say
 from .impute import add_training_options, settings_from_args
 
 
@@ -82,6 +82,7 @@ def add_parser(sub):
         metavar="DIR",
         help="folder for the results and manifest.csv (created when missing)",
     )
+    add_reading_options(p)
     add_training_options(p, threads=1, threads_help="torch CPU threads per task (default 1)")
     add_cluster_options(p, local_default="default: one per core")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -366,6 +366,7 @@ def run_impute_job(
     adata = result.to_anndata(slide, cfg, seconds, device=str(device))
     adata.uns["s2s"].update(imp.provenance())  # how the result was made: base, networks' weight and why
     adata.uns["s2s"]["genes_requested"] = str(settings.genes)
+    adata.uns["s2s"]["reading"] = reading_record(settings)
     if is_store_output(out_p):  # SpatialData: written to a temporary folder, then moved into place
         from .data.spatialdata_zarr import write_spatialdata
 
@@ -395,8 +396,8 @@ def result_matches(out: str | Path, source: str | Path, settings: ImputeSettings
 
     A result matches when the whole file reads back as AnnData, its provenance (``uns['s2s']``) names
     the same source, the same gene request (and, for a gene list, those genes; for ``top:N``, N
-    genes), and the same training config apart from :data:`RUNTIME_KEYS`, and ``X`` has one column
-    per gene.
+    genes), the same reading options (:func:`reading_record`: pitch, bin size, what is binned) and
+    the same training config apart from :data:`RUNTIME_KEYS`, and ``X`` has one column per gene.
     """
     import anndata as ad
 
@@ -425,12 +426,30 @@ def result_matches(out: str | Path, source: str | Path, settings: ImputeSettings
             return "other genes"
     elif len(genes) > int(asked[4:]):
         return "other genes"
+    have_r = _plain(dict(prov.get("reading", {"counts_from": "auto"})))  # results made before it was recorded
+    want_r = reading_record(settings)
+    if have_r != want_r:
+        diff = sorted(k for k in set(have_r) | set(want_r) if have_r.get(k) != want_r.get(k))
+        return (
+            "read with other options (" + ", ".join(f"{k} {have_r.get(k)!r} != {want_r.get(k)!r}" for k in diff) + ")"
+        )
     have = _plain(dict(prov["config"]))
     want_cfg = _plain(_config_record(settings))
     diff = sorted(k for k in set(have) | set(want_cfg) if k not in RUNTIME_KEYS and have.get(k) != want_cfg.get(k))
     if diff:
         return "other settings (" + ", ".join(f"{k} {have.get(k)!r} != {want_cfg.get(k)!r}" for k in diff[:3]) + ")"
     return None
+
+
+def reading_record(settings: ImputeSettings) -> dict:
+    """How the slide is read (``--pitch-um``, ``--bin-um``, ``--bin-from``), as the provenance records it:
+    the options given, so that a result read another way (another bin size) is not taken for this one."""
+    rec = {"counts_from": str(settings.counts_from)}
+    if settings.pitch_um is not None:
+        rec["pitch_um"] = float(settings.pitch_um)
+    if settings.bin_um is not None:
+        rec["bin_um"] = float(settings.bin_um)
+    return rec
 
 
 def _config_record(settings: ImputeSettings) -> dict:

@@ -1,8 +1,8 @@
 """The slides a batch's paths name, and the output file of each.
 
-A path is a slide (an ``.h5ad`` file, a Space Ranger ``outs/`` folder or its parent) or a folder of
-slides: every ``.h5ad`` and Space Ranger folder inside, at any depth (a Space Ranger folder counts once,
-as one slide). Hidden entries and the batch's own output folder are left out.
+A path is a slide (an ``.h5ad`` file, a Space Ranger ``outs/`` folder or its parent, a Visium HD or
+Xenium folder, a SpatialData store) or a folder of slides: every slide inside, at any depth (a slide's
+folder counts once, as one slide). Hidden entries and the batch's own output folder are left out.
 """
 
 from __future__ import annotations
