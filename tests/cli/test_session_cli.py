@@ -122,3 +122,17 @@ def test_bad_input(review_results, tmp_path, capsys):
     rc = main(["report", str(out), "--out", str(out)])
     assert rc == 2 and out.read_bytes() == before
     _one_line_error(capsys, out, "is an input")
+
+
+def test_create_takes_the_reading_options(review_results, tmp_path, capsys):
+    """``session create --pitch-um / --bin-um / --bin-from``: the slide is read that way, and the
+    session keeps it for the readers; a bad bin size is one line."""
+    out = tmp_path / "r.json"
+    slide = str(review_results["slide"])
+    args = ["session", "create", slide, "--methods", "gaussian,nearest", "--genes", "SCD", "--quiet", "--out"]
+    assert main(args + [str(out), "--pitch-um", "120"]) == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["slide"]["reading"] == {"pitch_um": 120.0}
+    capsys.readouterr()
+    assert main(args + [str(tmp_path / "b.json"), "--bin-um", "0"]) == 2
+    _one_line_error(capsys, "bin size must be a positive number")
+    assert not (tmp_path / "b.json").exists()

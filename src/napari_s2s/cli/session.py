@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import SessionError
+from . import SLIDE_HELP, add_reading_options
 
 
 def add_parser(sub):
@@ -33,9 +34,10 @@ def add_parser(sub):
     c.add_argument(
         "slide",
         nargs="?",
-        help="the slide (Space Ranger outs/ or .h5ad); with --compare, "
-        "defaults to the slide the first result was imputed from",
+        help=f"the slide ({SLIDE_HELP}); with --compare, defaults to the slide the first result was imputed "
+        "from, read as it was then",
     )
+    add_reading_options(c)
     what = c.add_mutually_exclusive_group(required=True)
     what.add_argument("--compare", metavar="A.h5ad,B.h5ad", help="two napari-s2s result files of the slide")
     what.add_argument(
@@ -115,12 +117,23 @@ def _create(args) -> int:
         question=args.question,
         overwrite=args.force,
         progress=say,
+        reading=_reading(args),
     )
     print(
         f'napari-s2s: wrote {session.path} ({session.describe()}); readers open it in the "Blinded reading" dock',
         file=sys.stderr,
     )
     return 0
+
+
+def _reading(args) -> dict | None:
+    """The reading options given on the command line (``None``: none, so a ``--compare`` session reads
+    the slide as its first result's was read)."""
+    from . import reading_options
+
+    opts = reading_options(args, args.slide)
+    given = opts["pitch_um"] is not None or opts["bin_um"] is not None or opts["counts_from"] != "auto"
+    return opts if given else None
 
 
 def _stats(args) -> int:

@@ -132,3 +132,37 @@ def test_a_result_moved_after_the_session_was_made(review_results, tmp_path):
         load_maps(ReviewSession.load(s.path))
     assert "a.h5ad" in str(e.value) and "not found" in str(e.value) and str(s.path) in str(e.value)
     assert set(REVIEW_GENES) >= set(s.genes)
+
+
+def test_a_session_reads_the_slide_as_its_results_were_read(review_results, data_dir, tmp_path):
+    """Reading options (a pitch override, a Xenium bin size) travel with the session: a ``--compare``
+    session takes them from its first result's provenance, a ``--methods`` session from the caller,
+    and the readers' maps read the slide the same way."""
+    import anndata as ad
+    from conftest import slide_path
+
+    from napari_s2s.core.review.create import slide_reading
+
+    copies = []
+    for key in ("gaussian", "he_gaussian"):
+        a = ad.read_h5ad(review_results[key])
+        a.uns["s2s"]["reading"] = {"counts_from": "auto", "pitch_um": 150.0}
+        a.write_h5ad(tmp_path / f"{key}.h5ad")
+        copies.append(tmp_path / f"{key}.h5ad")
+    s = create_session(tmp_path / "c.json", compare=copies, genes="SCD")
+    assert s.slide["reading"] == {"pitch_um": 150.0}
+    maps = load_maps(ReviewSession.load(s.path))
+    assert maps.slide.geometry.pitch_um == 150.0
+    assert _read(review_results["slide"]).geometry.pitch_um != 150.0
+
+    slide = slide_path(data_dir, "her2st_C2")
+    m = create_session(
+        tmp_path / "m.json", slide, methods=["gaussian", "nearest"], genes="SCD", reading={"pitch_um": 120}
+    )
+    assert ReviewSession.load(m.path).slide["reading"] == {"pitch_um": 120.0}
+    assert load_maps(ReviewSession.load(m.path)).slide.geometry.pitch_um == 120.0
+    plain = create_session(tmp_path / "p.json", slide, methods=["gaussian", "nearest"], genes="SCD")
+    assert "reading" not in plain.slide  # the defaults are not written
+    assert slide_reading({"counts_from": "auto", "bin_um": None, "other": 1}) == {}
+    with pytest.raises(SessionError, match="bin_um must be a number"):
+        slide_reading({"bin_um": "wide"})

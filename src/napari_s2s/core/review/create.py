@@ -246,6 +246,7 @@ def create_session(
     question: str | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    reading: dict | None = None,
 ) -> ReviewSession:
     """Make a session file (and, for ``methods`` / ``holdout``, its maps) at ``out``.
 
@@ -274,6 +275,10 @@ def create_session(
         Replace an existing session file and maps.
     progress
         Called with one-line progress messages.
+    reading
+        How to read the slide (``pitch_um``, ``bin_um``, ``counts_from``: e.g. a Xenium section's bin
+        size); kept in the session so that readers see the slide read the same way. Default: with
+        ``compare``, how the first result's slide was read (its provenance), else the reader's defaults.
 
     Raises
     ------
@@ -309,6 +314,8 @@ def create_session(
             if not p.exists():
                 raise SessionError(p, "no such result file")
         results = [read_result(p) for p in paths]
+        if reading is None:
+            reading = results[0].metadata["s2s"].get("reading")
         if slide is None:
             slide = results[0].metadata["s2s"].get("source") or None
             if not slide or not Path(slide).exists():
@@ -327,7 +334,8 @@ def create_session(
             genes = [g for g in results[0].result_genes() if g in second]
             if not genes:
                 raise SessionError(paths[1], f"no gene in common with {paths[0].name}")
-        gene_list = _gene_list(genes, read_slide(slide_path) if isinstance(genes, str) else None)
+        reading = slide_reading(reading)
+        gene_list = _gene_list(genes, read_slide(slide_path, **reading) if isinstance(genes, str) else None)
         for p in paths:
             read_result(p, gene_list)  # genes missing from a result: naming it
         _check_out(out, slide_path, check_output_path)
@@ -339,17 +347,18 @@ def create_session(
             names,
         )
         session.genes = gene_list
-        session.slide = stored_path(slide_path, session.folder)
+        session.slide = _slide_entry(slide_path, session.folder, reading)
         return _finish(session, overwrite)
 
     if slide is None:
         raise SessionError(None, "give the slide's path")
     slide_path = Path(slide).expanduser()
     _check_out(out, slide_path, check_output_path)
+    reading = slide_reading(reading)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s = read_slide(slide_path)
-    session.slide = stored_path(slide_path, session.folder)
+        s = read_slide(slide_path, **reading)
+    session.slide = _slide_entry(slide_path, session.folder, reading)
 
     if methods is not None:
         if len(methods) != 2 or methods[0] == methods[1]:
@@ -399,6 +408,32 @@ def create_session(
         "metrics": {m: _jsonable(run["metrics"][m]) for m in holdout},
     }
     return _finish(session, overwrite)
+
+
+def slide_reading(reading: dict | None) -> dict:
+    """``read_slide`` keyword arguments from reading options (a result's ``uns['s2s']['reading']``, a
+    session's, or the command line's): those that differ from the reader's defaults, as plain numbers
+    and strings; unknown keys are dropped."""
+    out = {}
+    for key, value in dict(reading or {}).items():
+        if key in ("pitch_um", "bin_um") and value is not None:
+            try:
+                out[key] = float(value)
+            except (TypeError, ValueError):
+                raise SessionError(
+                    None, f"reading option {key} must be a number of micrometres, not {value!r}"
+                ) from None
+        elif key == "counts_from" and value is not None and str(value) != "auto":
+            out[key] = str(value)
+    return out
+
+
+def _slide_entry(slide_path: Path, folder: Path, reading: dict) -> dict:
+    """The session's slide: where it is (:func:`stored_path`) and, when not the defaults, how to read it."""
+    entry = stored_path(slide_path, folder)
+    if reading:
+        entry["reading"] = dict(reading)
+    return entry
 
 
 def _finish(session: ReviewSession, overwrite: bool) -> ReviewSession:

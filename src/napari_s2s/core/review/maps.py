@@ -87,6 +87,7 @@ def load_maps(session: ReviewSession) -> SessionMaps:
         The slide itself is unreadable (naming it).
     """
     from ..data.io import read_slide
+    from .create import slide_reading
 
     slide_path = session.slide_path()
     for arm in session.arms:  # every file's existence and hash before the slow reads
@@ -94,7 +95,7 @@ def load_maps(session: ReviewSession) -> SessionMaps:
             session.arm_path(arm)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        slide = read_slide(slide_path)
+        slide = read_slide(slide_path, **slide_reading(session.slide.get("reading")))
     genes = list(session.genes)
     try:
         measured = slide.grid(genes)
