@@ -33,6 +33,9 @@ def save_imputed(entry: dict, path: str | Path) -> str:
         slide, entry.get("config"), float(entry.get("seconds") or 0.0), device=entry.get("device")
     )
     adata.uns["s2s"].update(entry.get("provenance") or {})  # base, networks' weight, verdict: as the CLI
+    # how the slide was read (e.g. a Xenium bin size asked by the Open menu): a review session of this
+    # result reads the slide the same way
+    adata.uns["s2s"].setdefault("reading", {"counts_from": "auto", **slide.reading()})
     _write_adata(adata, path)
     return str(path)
 

@@ -219,6 +219,17 @@ class Slide:
             return (0, 0)
         return (int(r.max() - r.min() + 1), int(c.max() - c.min() + 1))
 
+    def reading(self) -> dict:
+        """How this slide was read, as :func:`~napari_s2s.core.data.io.read_slide` keywords that read it
+        the same way again: the bin size and what was binned (Xenium, Visium HD, SpatialData cells),
+        ``{}`` for formats without such options."""
+        out = {}
+        if self.metadata.get("bin_um") is not None:
+            out["bin_um"] = float(self.metadata["bin_um"])
+        if self.metadata.get("counts_from") in ("cells", "transcripts"):
+            out["counts_from"] = str(self.metadata["counts_from"])
+        return out
+
     def best_image(self) -> str | None:
         """Name of the highest-resolution image (``hires`` before ``lowres``), or ``None``."""
         if not self.images:
