@@ -47,6 +47,18 @@ def test_bin_size_not_positive(formats_dir, tmp_path, capsys, bad):
     assert not out.exists()
 
 
+def test_too_few_bins_to_train_points_to_the_bin_size(formats_dir, tmp_path, capsys):
+    """A Xenium section too small for 50 um bins: the one-line error says a smaller --bin-um makes more
+    spots (formats without bins keep the plain message: test_bad_input_cli)."""
+    _bad(
+        capsys,
+        tmp_path,
+        formats_dir / "xenium_breast_small",
+        "too few spots to train (1 in tissue with at least one count; need 16); these are 50 um bins: "
+        "a smaller --bin-um makes more of them",
+    )
+
+
 def _bad(capsys, tmp_path, path, expect: str, *extra):
     out = tmp_path / "never.h5ad"
     rc = main(["impute", str(path), "--out", str(out), *extra] + FAST)
