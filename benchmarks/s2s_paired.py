@@ -30,6 +30,7 @@ predictor's prediction.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -87,18 +88,20 @@ def coarse_oof(members, prob, base, values, mu, sd, terms, features, device, cap
     ``coarse_net`` (the scored genes ``gsel``), ``coarse_spots``."""
     from napari_s2s.core.data.lattice import physical
     from napari_s2s.core.s2s.blend import kept_sources, network_oof
-    from napari_s2s.core.s2s.train import coarse_problems
+    from napari_s2s.core.s2s.train import build_problem, coarse_problems
 
     args, kwargs = captured["build"]
-    rows, cols, kind, z, cfg = args[:5]
-    recon, cov, folds, _prior, bw_ref = (list(args[5:]) + [None] * 5)[:5]
-    recon, cov = kwargs.get("recon", recon), kwargs.get("covariates", cov)
-    folds, bw_ref = kwargs.get("folds", folds), kwargs.get("bandwidth_ref", bw_ref)
+    bound = inspect.signature(build_problem).bind(*args, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    rows, cols, kind, z, cfg, folds = a["rows"], a["cols"], a["kind"], a["z"], a["config"], a["folds"]
     gsel = captured["gsel"]
     phys = physical(rows, cols, kind)
     f_meas = None if features is None or not base.uses_histology else np.asarray(features(2 * rows, 2 * cols), float)
     truth, bas, net, spots = [], [], [], []
-    for cp in coarse_problems(rows, cols, kind, z, cfg, recon, cov, folds, bw_ref, prob.patch):
+    for cp in coarse_problems(
+        rows, cols, kind, z, cfg, a["recon"], a["covariates"], folds, a["bandwidth_ref"], prob.patch
+    ):
         idx = cp.sources
         cp.targets = prob.targets
         oof = network_oof(members, cp, device, cfg.tile, gsel)

@@ -35,7 +35,7 @@ def test_the_dock_saves_how_the_slide_was_read(data_dir, tmp_path):
     import numpy as np
 
     from napari_s2s.core.data.io import read_slide
-    from napari_s2s.core.review.create import slide_reading
+    from napari_s2s.core.review.files import slide_reading
 
     src = data_dir / "formats" / "xenium_breast_small"
     slide = read_slide(src, bin_um=5.0)

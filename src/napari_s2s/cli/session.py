@@ -129,11 +129,10 @@ def _create(args) -> int:
 def _reading(args) -> dict | None:
     """The reading options given on the command line (``None``: none, so a ``--compare`` session reads
     the slide as its first result's was read)."""
+    from ..core.review.files import slide_reading
     from . import reading_options
 
-    opts = reading_options(args, args.slide)
-    given = opts["pitch_um"] is not None or opts["bin_um"] is not None or opts["counts_from"] != "auto"
-    return opts if given else None
+    return slide_reading(reading_options(args, args.slide)) or None
 
 
 def _stats(args) -> int:

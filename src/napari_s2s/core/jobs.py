@@ -344,9 +344,9 @@ def run_impute_job(
     )
     n_use = int(slide.usable().sum())
     if n_use < MIN_SPOTS:
-        hint = ""
-        if "counts_from" in slide.reading():  # binned from cells or transcripts: smaller bins, more spots
-            hint = f"; these are {slide.reading()['bin_um']:g} um bins: a smaller --bin-um makes more of them"
+        hint, read = "", slide.reading()
+        if "counts_from" in read:  # binned from cells or transcripts: smaller bins, more spots
+            hint = f"; these are {read['bin_um']:g} um bins: a smaller --bin-um makes more of them"
         raise SlideError(
             slide.source,
             f"too few spots to train ({n_use} in tissue with at least one count; need {MIN_SPOTS}){hint}",

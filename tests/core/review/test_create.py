@@ -141,7 +141,7 @@ def test_a_session_reads_the_slide_as_its_results_were_read(review_results, data
     import anndata as ad
     from conftest import slide_path
 
-    from napari_s2s.core.review.create import slide_reading
+    from napari_s2s.core.review.files import slide_reading
 
     copies = []
     for key in ("gaussian", "he_gaussian"):

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..data.slide import Slide
 from ..errors import SessionError, SlideError
-from .files import stored_path
+from .files import slide_reading, stored_path
 from .maps import HOLDOUT_KEY, read_result
 from .session import Arm, ReviewSession, arm_file
 
@@ -408,24 +408,6 @@ def create_session(
         "metrics": {m: _jsonable(run["metrics"][m]) for m in holdout},
     }
     return _finish(session, overwrite)
-
-
-def slide_reading(reading: dict | None) -> dict:
-    """``read_slide`` keyword arguments from reading options (a result's ``uns['s2s']['reading']``, a
-    session's, or the command line's): those that differ from the reader's defaults, as plain numbers
-    and strings; unknown keys are dropped."""
-    out = {}
-    for key, value in dict(reading or {}).items():
-        if key in ("pitch_um", "bin_um") and value is not None:
-            try:
-                out[key] = float(value)
-            except (TypeError, ValueError):
-                raise SessionError(
-                    None, f"reading option {key} must be a number of micrometres, not {value!r}"
-                ) from None
-        elif key == "counts_from" and value is not None and str(value) != "auto":
-            out[key] = str(value)
-    return out
 
 
 def _slide_entry(slide_path: Path, folder: Path, reading: dict) -> dict:

@@ -95,3 +95,21 @@ def resolve_stored(entry: dict, base: Path) -> Path | None:
     if entry.get("abs") and Path(entry["abs"]).exists():
         return Path(entry["abs"])
     return None
+
+
+def slide_reading(reading: dict | None) -> dict:
+    """``read_slide`` keyword arguments from reading options (a result's ``uns['s2s']['reading']``, a
+    session's, or the command line's): those that differ from the reader's defaults, as plain numbers
+    and strings; unknown keys are dropped."""
+    out = {}
+    for key, value in dict(reading or {}).items():
+        if key in ("pitch_um", "bin_um") and value is not None:
+            try:
+                out[key] = float(value)
+            except (TypeError, ValueError):
+                raise SessionError(
+                    None, f"reading option {key} must be a number of micrometres, not {value!r}"
+                ) from None
+        elif key == "counts_from" and value is not None and str(value) != "auto":
+            out[key] = str(value)
+    return out

@@ -87,7 +87,7 @@ def load_maps(session: ReviewSession) -> SessionMaps:
         The slide itself is unreadable (naming it).
     """
     from ..data.io import read_slide
-    from .create import slide_reading
+    from .files import slide_reading
 
     slide_path = session.slide_path()
     for arm in session.arms:  # every file's existence and hash before the slow reads
