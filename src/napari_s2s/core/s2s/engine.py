@@ -165,6 +165,9 @@ class S2SConfig:
     ``coarse_share`` (share of the slide's training windows drawn one level sparser: each coset of
     the measured lattice's sub-lattice as a slide of its own, so that the networks learn the sparser
     -> sparse mapping at two pitches instead of one; :func:`~.train.coarse_problems`),
+    ``tissue_share`` (share of the natural-image crops taken from the slide's own H&E laid out on the
+    dense grid, at its pitch and half of it, when the slide has a usable image:
+    :func:`~.natural.tissue_images`),
     ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
@@ -235,6 +238,7 @@ class S2SConfig:
     network_target: str = "residual"
     term_sources: str = "all"
     coarse_share: float = 0.0
+    tissue_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -350,6 +354,9 @@ class S2SConfig:
         if not (_is_real(self.coarse_share) and 0 <= self.coarse_share < 1):
             raise ValueError(f"coarse_share must be a number in [0, 1), not {self.coarse_share!r}")
         self.coarse_share = float(self.coarse_share)
+        if not (_is_real(self.tissue_share) and 0 <= self.tissue_share <= 1):
+            raise ValueError(f"tissue_share must be a number in [0, 1], not {self.tissue_share!r}")
+        self.tissue_share = float(self.tissue_share)
         if self.coarse_share and (self.base == "prior" or self.loss in COUNT_LOSSES or self.term_sources == "kept"):
             raise ValueError(
                 "coarse_share needs base 'smooth', 'pca' or 'zero', loss 'mse' or 'l1' and term_sources 'all'"
@@ -692,7 +699,14 @@ class S2SImputer:
             )
             n_cov = prob.n_channels - make_model_channels(cfg)
             sizes = cfg.natural_sizes[0] if len(cfg.natural_sizes) == 1 else cfg.natural_sizes
-            natural = NaturalSampler(load_natural_images(cfg.natural_folder, sizes), kind, prob.patch, cfg, n_cov)
+            tissue = None
+            if cfg.tissue_share > 0 and features is not None:
+                from .natural import tissue_images
+
+                tissue = tissue_images(features, rows, cols)
+            natural = NaturalSampler(
+                load_natural_images(cfg.natural_folder, sizes), kind, prob.patch, cfg, n_cov, tissue, cfg.tissue_share
+            )
         self.genes = list(genes)
         self.n_channels = prob.n_channels
         self.n_covariates = prob.n_channels - make_model_channels(cfg)

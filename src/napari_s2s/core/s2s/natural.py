@@ -1,4 +1,5 @@
-"""Natural images for co-learning: scikit-image's bundled images, or a user folder.
+"""Natural images for co-learning: scikit-image's bundled images, or a user folder; and the
+slide's own H&E laid out on the grid the networks impute (:func:`tissue_images`).
 
 Images are grayscale float32 in [0, 1], downscaled so that their longest side is at most
 ``max_side`` pixels (natural photographs are much finer than a gene map; a moderate downscale keeps
@@ -110,4 +111,57 @@ def load_natural_images(
         out += _at_sizes(_gray(img), max_side)
         if limit and len(out) >= limit * n_sizes:
             break
+    return out
+
+
+def tissue_images(
+    features, rows: np.ndarray, cols: np.ndarray, steps: tuple = (1.0, 0.5), n_components: int = 3
+) -> list[np.ndarray]:
+    """The slide's H&E as co-learning images at the pitch the networks impute.
+
+    The networks learn sparser -> sparse on the measured lattice and are applied one level finer,
+    where nothing is measured; natural photographs show them structure at every scale. The slide's
+    own image shows them *this tissue* at the dense grid's pitch: its H&E features read at every
+    dense-grid coordinate (``step`` 1) and at half of it (``step`` 0.5) over the measured spots'
+    bounding box, reduced to their first ``n_components`` principal components, one image each,
+    laid out in grid index space (so a hexagonal lattice keeps its geometry, as gene windows do).
+
+    Parameters
+    ----------
+    features
+        ``f(R, C) -> (n, F)`` H&E features at dense-grid coordinates (measured spots at
+        ``(2 row, 2 col)``), as the engine receives them.
+    rows, cols
+        The measured spots' lattice coordinates.
+    steps
+        Grid spacings of the images in dense-grid units.
+    n_components
+        Principal components of the standardised features kept (each an image).
+
+    Returns
+    -------
+    list of (h, w) float32 images in [0, 1] (empty when the features carry no variation).
+    """
+    rows = np.asarray(rows, np.float64)
+    cols = np.asarray(cols, np.float64)
+    out: list[np.ndarray] = []
+    for step in steps:
+        r = np.arange(2 * rows.min(), 2 * rows.max() + step / 2, step)
+        c = np.arange(2 * cols.min(), 2 * cols.max() + step / 2, step)
+        rr, cc = np.meshgrid(r, c, indexing="ij")
+        f = np.asarray(features(rr.ravel(), cc.ravel()), np.float64)
+        f = f[:, np.all(np.isfinite(f), axis=0)]
+        if f.size == 0:
+            continue
+        sd = f.std(axis=0)
+        f = (f[:, sd > 1e-9] - f[:, sd > 1e-9].mean(axis=0)) / sd[sd > 1e-9]
+        if f.shape[1] == 0:
+            continue
+        u, s, _ = np.linalg.svd(f, full_matrices=False)
+        for k in range(min(n_components, f.shape[1])):
+            img = (u[:, k] * s[k]).reshape(rr.shape)
+            lo, hi = np.percentile(img, [1, 99])
+            if hi - lo <= 1e-9:
+                continue
+            out.append(np.clip((img - lo) / (hi - lo), 0.0, 1.0).astype(np.float32))
     return out

@@ -607,7 +607,16 @@ def _dropped_window(
 class NaturalSampler:
     """Natural-image crops laid out on the slide's lattice with the same masks and input channels."""
 
-    def __init__(self, images: list[np.ndarray], kind: str, patch: int, config, n_covariates: int = 0):
+    def __init__(
+        self,
+        images: list[np.ndarray],
+        kind: str,
+        patch: int,
+        config,
+        n_covariates: int = 0,
+        tissue: list[np.ndarray] | None = None,
+        tissue_share: float = 0.0,
+    ):
         self.kind = kind
         self.patch = patch
         self.config = config
@@ -615,14 +624,27 @@ class NaturalSampler:
         sig = max(config.sigmas)
         sy, sx = S._sigma_px(kind, sig)
         self.margin = int(np.ceil(3 * max(sy, sx)))
-        need = patch + 2 * self.margin
-        self.images = [im for im in images if min(im.shape) >= need] or [
-            np.pad(im, ((0, max(0, need - im.shape[0])), (0, max(0, need - im.shape[1]))), mode="reflect")
-            for im in images
-        ]
+        self.images = self._fitting(images)
+        #: the slide's own H&E images (:func:`~.natural.tissue_images`), drawn with ``tissue_share``
+        self.tissue = [self._pad(im) for im in tissue or []]
+        self.tissue_share = float(tissue_share) if self.tissue else 0.0
+
+    def _pad(self, im: np.ndarray) -> np.ndarray:
+        need = self.patch + 2 * self.margin
+        return np.pad(im, ((0, max(0, need - im.shape[0])), (0, max(0, need - im.shape[1]))), mode="reflect")
+
+    def _fitting(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        need = self.patch + 2 * self.margin
+        return [im for im in images if min(im.shape) >= need] or [self._pad(im) for im in images]
+
+    def _image(self, rng: np.random.Generator) -> np.ndarray:
+        """One image: a tissue image with probability ``tissue_share`` (no draw without them)."""
+        if self.tissue_share > 0 and rng.random() < self.tissue_share:
+            return self.tissue[int(rng.integers(len(self.tissue)))]
+        return self.images[int(rng.integers(len(self.images)))]
 
     def sample(self, rng: np.random.Generator):
-        im = self.images[int(rng.integers(len(self.images)))]
+        im = self._image(rng)
         n = self.patch + 2 * self.margin
         y = int(rng.integers(im.shape[0] - n + 1))
         x = int(rng.integers(im.shape[1] - n + 1))
