@@ -428,3 +428,44 @@ def test_the_review_panel_opens_the_blinded_reading_dock(plugin_dock, qtbot):
     assert len(docks) == 1
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert len(widget.window().findChildren(BlindedReader)) == 1
+
+
+# ---------------------------------------------------------------------- a micrometre scale bar
+def test_opening_a_slide_in_micrometres_turns_the_scale_bar_on_once(plugin_dock, data_dir):
+    """napari reads the scale bar's unit from the layers (micrometres here); the dock turns the bar on
+    for the first slide in um, not for a slide in lattice pitches, and not again once hidden."""
+    from napari_s2s.gui.widget import scale_bar
+
+    widget = plugin_dock()
+    widget.viewer.open(str(data_dir / "st_breast_cancer_layer2.h5ad"), plugin="napari-s2s")  # grid only
+    assert widget.current_slide().geometry.units == "pitch" and not scale_bar(widget.viewer).visible
+    widget = plugin_dock()
+    viewer = widget.viewer
+    bar = scale_bar(viewer)
+    viewer.open(str(data_dir / "her2st_C2.h5ad"), plugin="napari-s2s")
+    assert widget.current_slide().name == "her2st_C2" and bar.visible
+    assert [str(u) for u in viewer.layers.units[-2:]] == ["micrometer"] * 2  # the bar's unit: the map axes
+    bar.visible = False  # the user hides it
+    viewer.open(str(data_dir / "her2st_B4.h5ad"), plugin="napari-s2s")
+    assert widget.current_slide().name == "her2st_B4" and not bar.visible
+
+
+def test_the_results_come_into_view_when_the_maps_are_done(plugin_dock, data_dir, qtbot, monkeypatch):
+    """On a 1366x768 screen the done line (what the networks added, against which base) takes a few
+    lines and pushed Save and Review table below the panel's fold; the panel now scrolls them into view,
+    the progress line staying in view too."""
+    monkeypatch.setenv("NAPARI_S2S_SYNC", "1")
+    widget = plugin_dock(size=(1366, 768))
+    qtbot.waitUntil(lambda: widget.review_dock is not None, timeout=5000)
+    widget.viewer.open(str(data_dir / "her2st_C2.h5ad"), plugin="napari-s2s")
+    widget.settings_box.budget_spin.setValue(5)
+    widget.settings_box.device_combo.setCurrentIndex(widget.settings_box.device_combo.findData("cpu"))
+    widget.start_training()
+    qtbot.waitUntil(lambda: widget.state.phase == "done", timeout=120000)
+    viewport = widget._scroll.viewport()
+    label = widget.train_box.eta_label
+    qtbot.waitUntil(lambda: label.height() > 3 * label.fontMetrics().height(), timeout=3000)  # the done line, drawn
+    qtbot.waitUntil(lambda: _within(widget.results_box.save_button, viewport), timeout=3000)
+    assert label.height() >= label.heightForWidth(label.width())  # the whole done line, not clipped
+    for child in (widget.results_box.save_button, widget.results_box.review_button, widget.train_box.progress_bar):
+        assert _within(child, viewport), child

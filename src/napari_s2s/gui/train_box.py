@@ -12,6 +12,30 @@ from .messages import fmt_seconds
 from .progress import ProgressBar
 from .state import TrainingState
 
+
+class WrappedLabel(QLabel):
+    """A word-wrapped label never squeezed below the height its text needs at its width: in a
+    scroll area's layout a plain wrapped label can be clipped mid-line when the panel is short; this
+    one makes the panel scroll instead."""
+
+    def __init__(self, text: str = ""):
+        super().__init__(text)
+        self.setWordWrap(True)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        need = self.heightForWidth(max(self.width(), 1))
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
+
+
 #: The Validate method list's last entry: it adds the ablations and controls to the list.
 ALL_METHODS = "all methods…"
 
@@ -64,8 +88,7 @@ class TrainBox(QGroupBox):
         lay.addLayout(row)
         self.progress_bar = ProgressBar()
         lay.addWidget(self.progress_bar)
-        self.eta_label = QLabel("")
-        self.eta_label.setWordWrap(True)
+        self.eta_label = WrappedLabel("")
         lay.addWidget(self.eta_label)
         self.loss_plot = LossPlot()
         self.loss_plot.setMinimumHeight(50)

@@ -52,6 +52,8 @@ REVIEW_MIN_WIDTH = 340
 
 #: Shortest interval between two refreshes of the progress panel (each repaint costs the GUI thread).
 UI_REFRESH_MS = 200
+#: For this long after the final maps, the panel keeps its Results box in view as the done line is drawn.
+REVEAL_S = 2.0
 
 
 def warm_up() -> None:
@@ -79,6 +81,14 @@ def slide_folder(source) -> str | None:
     where dialogs about it start, and where its results and reviews are saved by default."""
     p = Path(source)
     return str(p.parent) if p.exists() else None
+
+
+def scale_bar(viewer):
+    """The viewer's scale bar overlay (``viewer.canvas.overlays`` from napari 0.9, ``viewer.scale_bar`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    bar = getattr(overlays, "scale_bar", None)
+    return bar if bar is not None else viewer.scale_bar
 
 
 def _notify(kind: str, message: str) -> None:
@@ -115,6 +125,8 @@ class S2SWidget(QWidget):
         self._grid_saved: dict | None = None
         self._loading_settings = False
         self._last_dir = ""
+        self._scale_bar_shown = False
+        self._reveal_until = 0.0  # the panel keeps the Results box in view until then (after a run)
 
         threading.Thread(target=warm_up, name="napari-s2s-warm-up", daemon=True).start()
         self._build_ui()
@@ -182,6 +194,7 @@ class S2SWidget(QWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         scroll.setWidget(inner)
         self._scroll = scroll
+        scroll.verticalScrollBar().rangeChanged.connect(self._on_scroll_range)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
@@ -275,6 +288,7 @@ class S2SWidget(QWidget):
             opened = [key for key in slides if key not in self._previous_slides]
             if opened:  # a slide just opened: work on it
                 select = opened[-1]
+                self._show_scale_bar(slides[select])
             elif current is not None and id(current) in slides:
                 select = id(current)
             else:
@@ -283,6 +297,18 @@ class S2SWidget(QWidget):
             self.slide_box.set_slides({key: slide.name for key, slide in slides.items()}, select)
         self._follow_selection()  # the slide's measured stack may arrive after its first layer
         self._sync_gene_display()
+
+    def _show_scale_bar(self, slide) -> None:
+        """Turn napari's scale bar on for the first slide laid out in micrometres (napari reads the
+        unit from the layers); once per dock, so a user who hides it keeps it hidden."""
+        if self._scale_bar_shown or slide.geometry.units != "um":
+            return
+        self._scale_bar_shown = True
+        bar = scale_bar(self.viewer)
+        bar.position = "top_left"  # clear of the gene name (top right) and the side-by-side labels (bottom)
+        if hasattr(bar, "gridded"):  # napari >= 0.6: one bar per panel of the side-by-side grid
+            bar.gridded = True
+        bar.visible = True
 
     def current_slide(self):
         """The slide chosen in the selector, or ``None``."""
@@ -588,6 +614,18 @@ class S2SWidget(QWidget):
         )
         self.state.phase = "stopped" if out.stopped else "done"
         self._update_buttons()
+        # the done line can take several lines: bring Save into view, again if the panel grows as the
+        # line is drawn (within a second or two)
+        self._reveal_until = time.perf_counter() + REVEAL_S
+        QTimer.singleShot(2 * UI_REFRESH_MS, self._reveal_results)
+
+    def _reveal_results(self) -> None:
+        """Scroll the panel (as little as it takes) so that the Results box is in view."""
+        self.scroll_to(self.results_box)
+
+    def _on_scroll_range(self, *_) -> None:
+        if time.perf_counter() < self._reveal_until:
+            self._reveal_results()
 
     def _show_validation(self, out: ValidationOutcome) -> None:
         slide = self._run_slide()
