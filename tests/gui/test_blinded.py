@@ -96,6 +96,8 @@ def test_two_readers_by_keys_pause_resume_and_merge(dock, session, qtbot, review
     # Dr A: digit keys; a score by mouse; a comment whose digits do not answer
     assert w.start("Dr A")
     assert not any(layer.visible for layer in own)  # the reader sees the two maps only
+    bar = viewer.canvas.overlays.scale_bar  # sizes in micrometres, one bar per map
+    assert bar.visible and bar.gridded and [str(u) for u in viewer.layers.units[-2:]] == ["micrometer"] * 2
     # each grid cell shows a whole map (napari sizes the cells at the next paint; the view is fitted then)
     from napari_s2s.core.review.render import world_bounds
 

@@ -434,7 +434,7 @@ def test_the_review_panel_opens_the_blinded_reading_dock(plugin_dock, qtbot):
 def test_opening_a_slide_in_micrometres_turns_the_scale_bar_on_once(plugin_dock, data_dir):
     """napari reads the scale bar's unit from the layers (micrometres here); the dock turns the bar on
     for the first slide in um, not for a slide in lattice pitches, and not again once hidden."""
-    from napari_s2s.gui.widget import scale_bar
+    from napari_s2s.gui.gene_display import scale_bar
 
     widget = plugin_dock()
     widget.viewer.open(str(data_dir / "st_breast_cancer_layer2.h5ad"), plugin="napari-s2s")  # grid only

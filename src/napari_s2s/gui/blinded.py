@@ -32,6 +32,7 @@ from ..core.review.answers import SCORES, ReaderAnswers, reader_key
 from ..core.review.maps import SessionMaps, load_maps
 from ..core.review.session import ReviewSession
 from . import side_by_side
+from .gene_display import show_scale_bar
 from .layers import META_KEY, embed_affine, napari_units
 
 #: Keys of the dock: key -> choice (digits also on the keypad).
@@ -433,6 +434,8 @@ class BlindedReader(QWidget):
         if he_layer is not None:
             self._layers["he"] = he_layer
         self._grid_saved = side_by_side.enter(v, self._layers["left"], self._layers["right"], he_layer)
+        if units[0] == "um":  # readers judge sizes: a micrometre bar on each side
+            show_scale_bar(v)
 
     def _show_gene(self) -> None:
         gene, left = self.answers.order[self.index]

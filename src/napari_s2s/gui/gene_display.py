@@ -49,6 +49,21 @@ def place_gene_name(viewer) -> None:
     overlay.font_size = 14
 
 
+def scale_bar(viewer):
+    """The viewer's scale bar overlay (napari reads its unit from the layers' units)."""
+    return viewer.canvas.overlays.scale_bar
+
+
+def show_scale_bar(viewer) -> None:
+    """Turn the scale bar on, top left: clear of the gene name (top right) and of the side-by-side
+    panels' labels (bottom); one per panel of napari's grid where napari can (``gridded``)."""
+    bar = scale_bar(viewer)
+    bar.position = "top_left"
+    if hasattr(bar, "gridded"):
+        bar.gridded = True
+    bar.visible = True
+
+
 def shown_gene(viewer) -> str | None:
     """The gene the canvas shows: the current gene slider position on the gene stack on screen (the
     active one if it is a visible gene stack), ``None`` when no gene stack is visible."""

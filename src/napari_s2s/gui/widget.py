@@ -18,7 +18,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QScrollArea, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
 from . import dock_layout, messages, side_by_side
-from .gene_display import place_gene_name, show_gene, sync_gene_display
+from .gene_display import place_gene_name, show_gene, show_scale_bar, sync_gene_display
 from .genes_box import GenesBox
 from .layers import error_name, gene_stack_layer, s2s_meta, saved_measured_layer
 from .messages import fmt_seconds, one_line
@@ -81,14 +81,6 @@ def slide_folder(source) -> str | None:
     where dialogs about it start, and where its results and reviews are saved by default."""
     p = Path(source)
     return str(p.parent) if p.exists() else None
-
-
-def scale_bar(viewer):
-    """The viewer's scale bar overlay (``viewer.canvas.overlays`` from napari 0.9, ``viewer.scale_bar`` before)."""
-    canvas = getattr(viewer, "canvas", None)
-    overlays = getattr(canvas, "overlays", None)
-    bar = getattr(overlays, "scale_bar", None)
-    return bar if bar is not None else viewer.scale_bar
 
 
 def _notify(kind: str, message: str) -> None:
@@ -304,11 +296,7 @@ class S2SWidget(QWidget):
         if self._scale_bar_shown or slide.geometry.units != "um":
             return
         self._scale_bar_shown = True
-        bar = scale_bar(self.viewer)
-        bar.position = "top_left"  # clear of the gene name (top right) and the side-by-side labels (bottom)
-        if hasattr(bar, "gridded"):  # napari >= 0.6: one bar per panel of the side-by-side grid
-            bar.gridded = True
-        bar.visible = True
+        show_scale_bar(self.viewer)
 
     def current_slide(self):
         """The slide chosen in the selector, or ``None``."""
