@@ -144,3 +144,20 @@ def test_report_renders_in_chromium(answered, tmp_path):
     sat = img.max(axis=2) - img.min(axis=2)
     assert (sat[400:] > 80).mean() > 0.01 and img[:200].std() > 10
     assert re.search(r"Blinded review", out.read_text(encoding="utf-8"))
+
+
+def test_gene_panels_carry_a_micrometre_scale_bar(answered, monkeypatch):
+    """One bar per gene panel, on the H&E, a round length of at most a quarter of the panel's width."""
+    from napari_s2s.core.review import render
+    from napari_s2s.core.review.maps import load_maps
+
+    assert render.bar_length_um(6000) == 1000 and render.bar_length_um(900) == 200 and render.bar_length_um(1) == 10
+    drawn = []
+    real = render.draw_scale_bar
+    monkeypatch.setattr(render, "draw_scale_bar", lambda ax, box: drawn.append((ax.get_title(), box)) or real(ax, box))
+    maps = load_maps(answered)
+    assert maps.units == "um"
+    png = render.gene_panel(maps, answered.genes[0])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    ((title, box),) = drawn
+    assert title == "H&E" and render.bar_length_um(box[3] - box[2]) <= (box[3] - box[2]) / 4

@@ -106,6 +106,38 @@ def _frame(ax, box, title: str, colour: str | None = None) -> None:
             s.set_linewidth(2)
 
 
+#: Scale-bar lengths to choose from (micrometres).
+BAR_UM = (10, 20, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000)
+
+
+def bar_length_um(width_um: float) -> float:
+    """The longest round length at most a quarter of ``width_um`` (the smallest one if none is)."""
+    fits = [b for b in BAR_UM if b <= width_um / 4]
+    return float(fits[-1] if fits else BAR_UM[0])
+
+
+def draw_scale_bar(ax, box) -> None:
+    """A micrometre scale bar at the bottom left of a panel in micrometres (``box`` = (y0, y1, x0, x1))."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    length = bar_length_um(box[3] - box[2])
+    label = f"{length / 1000:g} mm" if length >= 1000 else f"{length:g} µm"
+    bar = AnchoredSizeBar(
+        ax.transData,
+        length,
+        label,
+        "lower left",
+        pad=0.3,
+        borderpad=0.4,
+        sep=3,
+        frameon=True,
+        size_vertical=0,
+        fontproperties={"size": 7},
+    )
+    bar.patch.set(facecolor="white", alpha=0.75, edgecolor="none")  # readable over dark tissue
+    ax.add_artist(bar)
+
+
 def gene_panel(maps: SessionMaps, gene: str, labels: list[str] | None = None, panel_in: float = 2.8) -> bytes:
     """PNG of one gene: H&E crop (when the slide has one), measured, arm 0, arm 1; one contrast.
 
@@ -140,6 +172,8 @@ def gene_panel(maps: SessionMaps, gene: str, labels: list[str] | None = None, pa
         ax = fig.add_subplot(gs[0, col])
         draw_he(ax, he[0], he[1], box)
         _frame(ax, box, "H&E")
+        if maps.units == "um":
+            draw_scale_bar(ax, box)
         col += 1
     im = None
     for title, key, colour in panels:
@@ -151,6 +185,8 @@ def gene_panel(maps: SessionMaps, gene: str, labels: list[str] | None = None, pa
             )  # fade the H&E under the map
         im = draw_map(ax, *images[key], limits)
         _frame(ax, box, title, colour)
+        if he is None and col == 0 and maps.units == "um":  # no H&E panel: the bar on the first map
+            draw_scale_bar(ax, box)
         col += 1
     cax = fig.add_subplot(gs[0, n])
     cb = fig.colorbar(im, cax=cax)
