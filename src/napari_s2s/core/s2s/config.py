@@ -122,7 +122,8 @@ class S2SConfig:
     -> sparse mapping at two pitches instead of one; :func:`~.train.coarse_problems`),
     ``tissue_share`` (share of the natural-image crops taken from the slide's own H&E laid out on the
     dense grid, at its pitch and half of it, when the slide has a usable image:
-    :func:`~.natural.tissue_images`),
+    :func:`~.natural.tissue_images`; measured at 0.5 over three seeds, within noise:
+    ``benchmarks/results/network_levers.md``),
     ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
