@@ -345,7 +345,7 @@ def run_impute_job(
     n_use = int(slide.usable().sum())
     if n_use < MIN_SPOTS:
         hint, read = "", slide.reading()
-        if "counts_from" in read:  # binned from cells or transcripts: smaller bins, more spots
+        if "counts_from" in read and "bin_um" in read:  # binned from cells or transcripts: smaller bins, more spots
             hint = f"; these are {read['bin_um']:g} um bins: a smaller --bin-um makes more of them"
         raise SlideError(
             slide.source,

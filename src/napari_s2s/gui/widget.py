@@ -602,10 +602,10 @@ class S2SWidget(QWidget):
         )
         self.state.phase = "stopped" if out.stopped else "done"
         self._update_buttons()
-        # the done line can take several lines: bring Save into view, again if the panel grows as the
-        # line is drawn (within a second or two)
+        # the done line can take several lines: bring Save into view, and again whenever the panel grows
+        # as the line is drawn (within a second or two: _on_scroll_range)
         self._reveal_until = time.perf_counter() + REVEAL_S
-        QTimer.singleShot(2 * UI_REFRESH_MS, self._reveal_results)
+        self._reveal_results()
 
     def _reveal_results(self) -> None:
         """Scroll the panel (as little as it takes) so that the Results box is in view."""

@@ -48,11 +48,11 @@ from .train import (
     NaturalSampler,
     ProgressEvent,
     TrainState,
-    _copy_state,
     assign_folds,
     attach_counts,
     build_problem,
     coarse_problems,
+    copy_state,
     cross_gene_reconstruction,
     make_members,
     make_model,
@@ -417,7 +417,7 @@ class S2SImputer:
         self.alpha = alpha
         self.net_shift = oof.pop("shift", np.zeros(values.shape[1], np.float32))
         why = oof.pop("why", None)
-        self.states = [_copy_state(mem.evaluated) for mem in members]
+        self.states = [copy_state(mem.evaluated) for mem in members]
         self._train_values = values
         self.histology_used = base.uses_histology
         self.base_info = base.describe()

@@ -154,9 +154,10 @@ def tissue_images(
         if f.size == 0:
             continue
         sd = f.std(axis=0)
-        f = (f[:, sd > 1e-9] - f[:, sd > 1e-9].mean(axis=0)) / sd[sd > 1e-9]
-        if f.shape[1] == 0:
+        keep = sd > 1e-9
+        if not keep.any():
             continue
+        f = (f[:, keep] - f[:, keep].mean(axis=0)) / sd[keep]
         u, s, _ = np.linalg.svd(f, full_matrices=False)
         for k in range(min(n_components, f.shape[1])):
             img = (u[:, k] * s[k]).reshape(rr.shape)

@@ -946,7 +946,7 @@ def _validate_members(
         better = [np.isfinite(e) and e < m.best_error for m, e in zip(members, errs)]
     for m, err, b in zip(members, errs, better):
         if b:
-            m.best_error, m.best_state, m.best_step = err, _copy_state(m.evaluated), m.steps
+            m.best_error, m.best_state, m.best_step = err, copy_state(m.evaluated), m.steps
     state.validations += 1
     state.validation_s += time.perf_counter() - t
 
@@ -974,7 +974,8 @@ def lr_factor(kind: str, progress: float) -> float:
     return 1.0
 
 
-def _copy_state(model: torch.nn.Module) -> dict:
+def copy_state(model: torch.nn.Module) -> dict:
+    """A CPU copy of a module's weights (a checkpoint that later steps do not change)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
@@ -987,6 +988,7 @@ __all__ = [
     "assign_folds",
     "attach_counts",
     "build_problem",
+    "copy_state",
     "cross_gene_reconstruction",
     "make_members",
     "make_model",
