@@ -149,6 +149,19 @@ def test_large_images_are_filtered_in_strips_with_the_same_maps(read_shared, mon
         np.testing.assert_allclose(coarse.maps, whole.maps[:, :: coarse.stride, :: coarse.stride], atol=1e-6)
 
 
+@pytest.mark.parametrize("sigma,stride", [(0.5, 1), (2.6, 1), (7.3, 3)])  # 7.3 / 3: HER2ST's hires image
+def test_footprint_windows_are_the_whole_gaussian_filter_subsampled(read_shared, sigma, stride):
+    """The maps' Gaussian window runs its second pass over the kept rows only: the same numbers as
+    filtering the whole plane and subsampling (bit for bit), on a real H&E channel and on a strip."""
+    from scipy import ndimage
+
+    grey = histology_view(read_shared("her2st_C2")).images["hires"][:301, :257].mean(axis=2).astype(np.float32)
+    whole = ndimage.gaussian_filter(grey, sigma, truncate=2.0, mode="nearest")
+    assert np.array_equal(hist._separable_window(grey, sigma, stride), whole[::stride, ::stride])
+    strip = hist._separable_window(grey, sigma, stride, rows=slice(40, 200))
+    assert np.array_equal(strip, whole[40:200][::stride, ::stride])
+
+
 def test_histology_available(synthetic_slide):
     from napari_s2s.core.data.synthetic import make_synthetic_slide
 

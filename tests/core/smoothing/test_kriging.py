@@ -136,3 +136,16 @@ def test_unique_rows_groups_rows_as_numpy_unique_does(monkeypatch, collide):
     np.testing.assert_array_equal(keys[inv], rows)
     assert len(keys) == len(np.unique(rows, axis=0)) == 37
     assert inv.shape == (len(rows),)
+
+
+def test_spd_inverse_is_the_symmetric_inverse_and_survives_a_failed_factorisation():
+    src, _, _, _ = _field(n=16)
+    k = Kriging(nu=0.5, ell=3.0, snr=5.0).covariance(src, src)
+    k[np.diag_indices_from(k)] += 1.0
+    inv = K.spd_inverse(k)
+    assert np.array_equal(inv, inv.T)
+    assert np.allclose(inv @ k, np.eye(len(k)), atol=1e-10)
+    assert np.allclose(inv, np.linalg.inv(k), atol=1e-12)
+    # not positive definite (no Cholesky factor): numpy's inverse, still symmetric
+    bad = np.array([[1.0, 2.0], [2.0, 1.0]])
+    assert np.allclose(K.spd_inverse(bad), np.linalg.inv(bad))

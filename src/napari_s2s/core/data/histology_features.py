@@ -573,8 +573,9 @@ def _compute_maps(img: np.ndarray, radius: float, features: str, n_clusters: int
     chans = _pixel_channels(rgb)
 
     def window(a: np.ndarray) -> np.ndarray:
-        # Gaussian window with the disk's second moment, cut at one radius (truncate * sigma = r)
-        return ndimage.gaussian_filter(a, sigma, truncate=2.0, mode="nearest")[::stride, ::stride]
+        # Gaussian window with the disk's second moment, cut at one radius (truncate * sigma = r);
+        # the second pass only over the rows kept (the numbers of the whole filter, subsampled)
+        return _separable_window(a, sigma, stride)
 
     out: list[np.ndarray] = []
     names: list[str] = []
@@ -640,7 +641,7 @@ def _compute_maps_in_strips(img: np.ndarray, radius: float, shrink: int) -> _Map
         chans = _pixel_channels(rgb, t_grey, t_h)
 
         def window(x: np.ndarray, a=a, b=b, lo=lo) -> np.ndarray:
-            return ndimage.gaussian_filter(x, sigma, truncate=2.0, mode="nearest")[a - lo : b - lo : stride, ::stride]
+            return _separable_window(x, sigma, stride, rows=slice(a - lo, b - lo))
 
         i = 0
         for c in _MEAN_CHANNELS:
@@ -653,6 +654,14 @@ def _compute_maps_in_strips(img: np.ndarray, radius: float, shrink: int) -> _Map
             out[i, a // stride : a // stride + len(m)] = np.sqrt(np.maximum(m2 - m * m, 0.0))
             i += 1
     return _Maps(maps=out, names=tuple(feature_names("basic")), shrink=shrink, stride=stride)
+
+
+def _separable_window(a: np.ndarray, sigma: float, stride: int, rows: slice = slice(None)) -> np.ndarray:
+    """``gaussian_filter(a, sigma, truncate=2, mode="nearest")[rows][::stride, ::stride]``, the same
+    numbers in about half the time: the filter is separable (rows first, as scipy's), so the second
+    pass runs only over the rows kept."""
+    first = ndimage.gaussian_filter1d(a, sigma, axis=0, truncate=2.0, mode="nearest")[rows][::stride]
+    return ndimage.gaussian_filter1d(first, sigma, axis=1, truncate=2.0, mode="nearest")[:, ::stride]
 
 
 def _otsu(values: np.ndarray, threshold_otsu) -> float:

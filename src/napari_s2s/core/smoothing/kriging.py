@@ -180,11 +180,8 @@ class KrigingSolver:
         if self.exact:
             kss = kriging.covariance(self.src, self.src)
             kss[np.diag_indices_from(kss)] += 1.0
-            # the inverse once, by numpy (its LAPACK calls release the GIL; scipy's cho_solve holds it, and
-            # with many columns froze the viewer's event loop ~0.5 s while a dock trained in a thread);
-            # K = snr k + I is well conditioned. Every solve is then a matrix product.
-            kinv = np.linalg.inv(kss)
-            self._kinv = (kinv + kinv.T) * 0.5
+            # the inverse once; every solve is then a matrix product
+            self._kinv = spd_inverse(kss)
 
     def predict(self, v: np.ndarray, dst: np.ndarray, block: int = 4096) -> np.ndarray:
         """(t, C) posterior means at ``dst`` of the centred columns ``v`` (m, C)."""
@@ -209,6 +206,25 @@ class KrigingSolver:
         if self._kinv_diag is None:
             self._kinv_diag = np.diag(self._kinv).copy()
         return v - (self._kinv @ v) / self._kinv_diag[:, None]
+
+
+def spd_inverse(k: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive-definite matrix (float64), symmetric to the last bit.
+
+    From its Cholesky factor, by torch: a third of the time of numpy's LU inverse (0.31 s against
+    0.91 s for a Visium slide's 2700 spots on one core), and torch releases the GIL while it computes
+    (scipy's Cholesky routines hold it: a dock training in a thread froze the viewer ~0.2-0.5 s).
+    ``K = snr k + I`` is well conditioned; should the factorisation still fail, numpy's inverse.
+    """
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(k, dtype=np.float64))
+    low, info = torch.linalg.cholesky_ex(t)
+    if int(info) != 0:
+        inv = np.linalg.inv(k)
+    else:
+        inv = torch.cholesky_inverse(low).numpy()
+    return (inv + inv.T) * 0.5
 
 
 #: Neighbour offsets are compared on a grid of 2**-30 pitch when weights are shared (below).
