@@ -359,6 +359,41 @@ def test_side_by_side_on_a_saved_result_is_labelled(plugin_dock, saved_result):
 
 
 # ---------------------------------------------------------------------- dialogs, method list, Save
+def test_side_by_side_labels_fit_their_panels_on_a_laptop_screen(plugin_dock, saved_result, tmp_path, qtbot):
+    """A long slide name side by side at 1366x768: each panel's label shrinks to fit its panel instead
+    of running into the next one (seen on the whole Visium slide), and follows the window's size."""
+    import shutil
+
+    from napari_s2s.gui import side_by_side
+
+    path = Path(shutil.copy(saved_result[0], tmp_path / "visium_mouse_brain_A1_s2s.h5ad"))
+    widget = plugin_dock(size=(1366, 768))
+    viewer = widget.viewer
+    viewer.open(str(path), plugin="napari-s2s")
+    widget.results_box.side_by_side_check.setChecked(True)
+    qtbot.wait(100)
+    labelled = [x for x in viewer.layers if x.visible and x.name_overlay.visible]
+    assert len(labelled) == 2 and all("visium_mouse_brain_A1_s2s" in x.name for x in labelled)
+
+    def panel_px():
+        return viewer.canvas.viewbox_size(viewer.layers)[1]
+
+    def widths():  # estimated label widths in pixels
+        return [len(x.name) * x.name_overlay.font_size * side_by_side.PX_PER_CHAR_PT for x in labelled]
+
+    sizes = {x.name_overlay.font_size for x in labelled}
+    assert len(sizes) == 1 and min(sizes) < side_by_side.LABEL_PT[0]  # smaller than the usual 9 pt
+    assert max(widths()) <= panel_px()
+    small = min(sizes)
+    viewer.window.resize(1900, 1000)  # a wider window: the labels grow back
+    qtbot.waitUntil(lambda: labelled[0].name_overlay.font_size > small, timeout=3000)
+    assert max(widths()) <= panel_px()
+    widget.results_box.side_by_side_check.setChecked(False)
+    viewer.window.resize(1366, 768)  # out of side by side, nothing listens to the canvas any more
+    qtbot.wait(100)
+    assert all(not x.name_overlay.visible for x in viewer.layers)
+
+
 def test_dialogs_start_in_the_slides_folder(plugin_dock, data_dir, monkeypatch):
     from qtpy.QtWidgets import QFileDialog
 

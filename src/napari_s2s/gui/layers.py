@@ -183,9 +183,7 @@ def slide_layers(slide: Slide, genes: list[str] | None = None, n_genes: int = 4)
         out.append(he)
     if slide.is_imputed_result:
         out.append(
-            gene_stack_layer(
-                slide, slide.grid(genes), "measured", name=imputed_name(slide.name, "saved result"), saved_result=True
-            )
+            gene_stack_layer(slide, slide.grid(genes), "measured", name=imputed_name(slide.name), saved_result=True)
         )
         spots = measured_spots_layer(slide)
         if spots is not None:

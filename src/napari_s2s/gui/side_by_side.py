@@ -9,6 +9,8 @@ copy, a saved result's measured view: ``side_by_side_only`` in their metadata) g
 
 from __future__ import annotations
 
+import numpy as np
+
 from .layers import META_KEY, s2s_meta
 
 
@@ -39,7 +41,6 @@ def enter(viewer, measured, imputed, he=None) -> dict:
     for layer in (measured, imputed):  # the panel labels, bottom left of each panel
         label = layer.name_overlay
         label.position = "bottom_left"
-        label.font_size = 9
         label.box = True
         label.visible = True
     viewer.canvas.overlays.text.gridded = True  # the gene's name top right of each panel
@@ -47,13 +48,57 @@ def enter(viewer, measured, imputed, he=None) -> dict:
     grid.stride = 2 if he is not None else 1
     grid.shape = (1, 2)
     grid.enabled = True
+
+    def fit(event=None) -> None:
+        fit_labels(viewer, (measured, imputed))
+
+    fit()
+    viewer.canvas.events.size.connect(fit)  # the window resized: the labels still fit their panels
+    saved[_FIT] = fit
     viewer.layers.selection.active = imputed
     viewer.reset_view()
     return saved
 
 
+#: Key of the label-fitting callback in what :func:`enter` returns.
+_FIT = "fit labels"
+#: Largest and smallest font size of the panel labels (points).
+LABEL_PT = (9.0, 6.0)
+#: Width of one character of a label per point of font size (pixels; measured on napari's canvas
+#: text at 96 dpi, where a 9 pt label takes 8.8-8.9 px per character), with a margin.
+PX_PER_CHAR_PT = 1.0
+
+
+def label_font_size(text: str, panel_px: float) -> float:
+    """The largest font size (half points, at most ``LABEL_PT[0]``, at least ``LABEL_PT[1]``) at which
+    ``text`` fits in 95 % of a panel ``panel_px`` wide: a long slide name ("measured: visium_mouse_brain
+    (8 genes)") side by side on a laptop screen shrinks its label rather than running into the next
+    panel's."""
+    fits = 0.95 * float(panel_px) / (max(len(text), 1) * PX_PER_CHAR_PT)
+    return float(min(LABEL_PT[0], max(LABEL_PT[1], np.floor(fits * 2.0) / 2.0)))
+
+
+def fit_labels(viewer, layers) -> None:
+    """Size the panel labels of ``layers`` to their grid cell's width (all the same size)."""
+    layers = [layer for layer in layers if layer in viewer.layers]
+    if not layers:
+        return
+    try:
+        panel_px = float(viewer.canvas.viewbox_size(viewer.layers)[1])
+    except Exception:  # a napari without the grid's cell size: the canvas halved
+        panel_px = float(viewer.canvas.size[1]) / 2.0
+    size = min(label_font_size(layer.name, panel_px) for layer in layers)
+    for layer in layers:
+        layer.name_overlay.font_size = size
+
+
 def leave(viewer, saved: dict | None) -> None:
     """Back to one view: the H&E copies go, the other layers get their visibility back."""
+    reset = saved is not None
+    saved = dict(saved or {})
+    fit = saved.pop(_FIT, None)
+    if fit is not None:
+        viewer.canvas.events.size.disconnect(fit)
     viewer.canvas.grid.enabled = False
     viewer.canvas.overlays.text.gridded = False
     for layer in list(viewer.layers):
@@ -62,8 +107,8 @@ def leave(viewer, saved: dict | None) -> None:
             viewer.layers.remove(layer)
         elif m:
             layer.name_overlay.visible = False
-    for layer, visible in (saved or {}).items():
+    for layer, visible in saved.items():
         if layer in viewer.layers:
             layer.visible = visible
-    if saved is not None:
+    if reset:
         viewer.reset_view()
