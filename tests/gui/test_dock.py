@@ -388,10 +388,18 @@ def test_side_by_side_labels_fit_their_panels_on_a_laptop_screen(plugin_dock, sa
     viewer.window.resize(1900, 1000)  # a wider window: the labels grow back
     qtbot.waitUntil(lambda: labelled[0].name_overlay.font_size > small, timeout=3000)
     assert max(widths()) <= panel_px()
+    big = labelled[0].name_overlay.font_size
+    labelled[1].name = labelled[1].name + " (preview, step 1200)"  # a longer name: smaller again
+    assert labelled[0].name_overlay.font_size < big and max(widths()) <= panel_px()
     widget.results_box.side_by_side_check.setChecked(False)
+    stays = [x for x in labelled if x in viewer.layers]  # the stack itself (its "measured" view goes)
+    assert len(stays) == 1
+    kept = stays[0].name_overlay.font_size
     viewer.window.resize(1366, 768)  # out of side by side, nothing listens to the canvas any more
+    stays[0].name = "x" * 80
     qtbot.wait(100)
     assert all(not x.name_overlay.visible for x in viewer.layers)
+    assert stays[0].name_overlay.font_size == kept
 
 
 def test_dialogs_start_in_the_slides_folder(plugin_dock, data_dir, monkeypatch):

@@ -17,7 +17,8 @@ from .layers import META_KEY, s2s_meta
 def enter(viewer, measured, imputed, he=None) -> dict:
     """Show ``measured`` and ``imputed`` in two grid cells, the H&E layer ``he`` (if any) under each.
 
-    Returns the visibility of every other layer (hidden meanwhile), for :func:`leave`.
+    Returns the visibility of every other layer (hidden meanwhile), for :func:`leave` (which also
+    disconnects what keeps the panel labels sized to their panels).
     """
     order = [measured, imputed]
     if he is not None:
@@ -54,7 +55,9 @@ def enter(viewer, measured, imputed, he=None) -> dict:
 
     fit()
     viewer.canvas.events.size.connect(fit)  # the window resized: the labels still fit their panels
-    saved[_FIT] = fit
+    for layer in (measured, imputed):
+        layer.events.name.connect(fit)  # a preview's name becomes the final maps' name
+    saved[_FIT] = (fit, (measured, imputed))
     viewer.layers.selection.active = imputed
     viewer.reset_view()
     return saved
@@ -96,9 +99,11 @@ def leave(viewer, saved: dict | None) -> None:
     """Back to one view: the H&E copies go, the other layers get their visibility back."""
     reset = saved is not None
     saved = dict(saved or {})
-    fit = saved.pop(_FIT, None)
+    fit, labelled = saved.pop(_FIT, (None, ()))
     if fit is not None:
         viewer.canvas.events.size.disconnect(fit)
+        for layer in labelled:
+            layer.events.name.disconnect(fit)
     viewer.canvas.grid.enabled = False
     viewer.canvas.overlays.text.gridded = False
     for layer in list(viewer.layers):
