@@ -49,11 +49,15 @@ def shots(args, size: tuple[int, int], out: Path) -> None:
 
     app = QApplication.instance() or QApplication([])
 
-    def pump(seconds: float = 0.3) -> None:
+    def pump(seconds: float = 0.3, rounds: int = 20) -> None:
+        # at least ``rounds`` passes: one pass can take the whole time (the final maps shown), and
+        # the layout requests it posts must be handled before a screenshot
         end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
+        n = 0
+        while time.perf_counter() < end or n < rounds:
             app.processEvents()
             time.sleep(0.01)
+            n += 1
 
     def open_dock():
         viewer = napari.Viewer(title="napari-s2s", show=True)
@@ -71,6 +75,7 @@ def shots(args, size: tuple[int, int], out: Path) -> None:
     def wait_run(widget) -> None:
         while widget.running:
             pump(0.2)
+        pump(0.5)  # the done line and the final maps, laid out
 
     viewer, widget = open_dock()
     viewer.open(args.slide, plugin="napari-s2s")

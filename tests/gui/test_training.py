@@ -83,6 +83,30 @@ def test_validation_job_runs_both_on_one_task(synthetic_slide):
         assert out.compared[g]["rmse"] == pytest.approx(out.metrics[g]["rmse"], rel=1e-12)
 
 
+def test_validation_job_streams_the_loss_curve_of_each_method_that_trains(synthetic_slide):
+    """A validation of s2s trains for the budget (twice with its H&E counterpart): the dock's loss plot
+    and step count follow it as they follow a training run, the second method's steps after the first's."""
+    from conftest import TINY_NETWORK
+
+    from napari_s2s.core.events import ProgressEvent
+    from napari_s2s.gui.state import TrainingState
+
+    genes = synthetic_slide.top_variable_genes(2)
+    options = {**TINY_NETWORK, "max_steps": 5}
+    job = ValidationJob(synthetic_slide, genes, "s2s", seed=0, options=options, he_method="s2s", he_options=options)
+    state = TrainingState()
+    items = list(job.run())
+    for x in items:
+        if isinstance(x, ProgressEvent):
+            state.apply(x)
+    assert isinstance(items[-1], ValidationOutcome) and items[-1].he_method == "s2s"
+    assert [s for s, _ in state.losses] == list(range(1, 11))  # 5 steps, then 5 more
+    assert all(np.isfinite(v) for _, v in state.losses)
+    # a method that does not train leaves the plot empty
+    plain = [x for x in ValidationJob(synthetic_slide, genes, "gaussian").run() if isinstance(x, ProgressEvent)]
+    assert all(x.loss is None for x in plain)
+
+
 def test_preview_schedule_doubles_and_respects_the_cost():
     assert next_preview_at(2.0, 0.1) == 4.0  # cheap previews: 2, 4, 8... s of training
     assert next_preview_at(2.0, 3.0) == pytest.approx(14.0)  # costly ones: >= 4x their cost apart

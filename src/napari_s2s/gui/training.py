@@ -604,6 +604,8 @@ class ValidationJob(_Job):
         self.options = dict(options or {})
         self._running: list = []  # method objects that predict now (their stop() ends them)
         self._lock = threading.Lock()
+        self._losses: list = []  # (step, loss) of the methods that train, not yet yielded
+        self._last_step = 0  # steps so far, over the methods run one after the other
 
     def stop(self, abandon: bool = True) -> None:
         """Stop: the running method ends after its current training step; the outcome is dropped
@@ -619,8 +621,24 @@ class ValidationJob(_Job):
     def _started(self, method) -> None:
         with self._lock:
             self._running.append(method)
+            offset = self._last_step  # a second method's steps follow the first's on the loss plot
+        if hasattr(method, "on_progress"):
+            method.on_progress = lambda ev: self._trained(ev, offset)
         if self._stop.is_set():
             self.stop()
+
+    def _trained(self, ev, offset: int) -> None:
+        """A training step of the method that predicts now (called in its thread)."""
+        if getattr(ev, "phase", "") != "train" or getattr(ev, "loss", None) is None:
+            return
+        with self._lock:
+            self._last_step = offset + int(ev.step)
+            self._losses.append((self._last_step, float(ev.loss)))
+
+    def _taken_losses(self) -> list:
+        with self._lock:
+            out, self._losses = self._losses, []
+        return out
 
     def run(self) -> Iterator[Any]:
         from ..core.evaluation import benchmark
@@ -679,7 +697,10 @@ class ValidationJob(_Job):
                     continue
                 eta = budget - el if budget and budget > el else None
                 after = "" if eta is not None or not budget else ": training done, predicting the hidden spots"
-                yield ProgressEvent("validate", elapsed_s=el, eta_s=eta, message=f"validating {what}{after}")
+                message = f"validating {what}{after}"
+                for step, loss in self._taken_losses():  # the loss curve, as in training
+                    yield ProgressEvent("validate", step=step, loss=loss, elapsed_s=el, eta_s=eta, message=message)
+                yield ProgressEvent("validate", step=self._last_step, elapsed_s=el, eta_s=eta, message=message)
         if status == "error":
             raise value
         if status == "stopped" or self._stop.is_set():

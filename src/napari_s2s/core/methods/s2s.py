@@ -15,9 +15,11 @@ Ablations carry ``ablation = True`` (a benchmark may leave them out of its defau
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
+from ..events import ProgressEvent
 from ..s2s.engine import S2SConfig, S2SImputer, cross_gene_matrix
 from .base import ImputationTask, MethodStopped, register
 
@@ -69,6 +71,9 @@ class S2SMethod:
         self.overrides = dict(overrides)
         self.details_: dict | None = None
         self.stop_requested = threading.Event()
+        #: Called with each training :class:`~napari_s2s.core.events.ProgressEvent` of :meth:`predict`
+        #: (in the thread that predicts; the dock's validation shows the steps and the loss curve).
+        self.on_progress: Callable[[ProgressEvent], None] | None = None
 
     def stop(self) -> None:
         """End a running :meth:`predict` after the current training step (it raises ``MethodStopped``)."""
@@ -126,6 +131,7 @@ class S2SMethod:
             all_genes=allg,
             covariates=covariates,
             features=features,
+            on_progress=self.on_progress,
         )
         pred, _ = imp.impute_arrays(
             lr, lc, task.kind, values, tr, tc, all_genes=allg, covariates=covariates, features=features
@@ -134,10 +140,19 @@ class S2SMethod:
         return pred.astype(np.float64)
 
 
-def train_until_stopped(imp: S2SImputer, stop: threading.Event, *args, **kwargs) -> None:
+def train_until_stopped(
+    imp: S2SImputer,
+    stop: threading.Event,
+    *args,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+    **kwargs,
+) -> None:
     """``imp.fit_arrays_iter(*args, **kwargs)`` to the end, unless ``stop`` is set: then training ends
-    after the current step and :class:`~napari_s2s.core.methods.base.MethodStopped` is raised."""
-    for _ in imp.fit_arrays_iter(*args, **kwargs):
+    after the current step and :class:`~napari_s2s.core.methods.base.MethodStopped` is raised.
+    ``on_progress`` receives every progress event on the way."""
+    for ev in imp.fit_arrays_iter(*args, **kwargs):
+        if on_progress is not None:
+            on_progress(ev)
         if stop.is_set():
             imp.stop()
     if stop.is_set():
