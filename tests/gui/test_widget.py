@@ -420,6 +420,9 @@ def test_validation_mode(widget, qtbot, read_shared, monkeypatch):
     assert t.item(0, widget.review_column("PCC")).text() != "" and t.item(0, widget.review_column("RMSE")).text() != ""
     # guidance off: no H&E comparison, its columns hidden
     assert out.compared is None and t.isColumnHidden(widget.review_column("ΔPCC"))
+    # the done line names the method and its median over the genes
+    pcc = np.median([m["pcc"] for m in out.metrics.values() if m.get("pcc") is not None])
+    assert f"{out.method} median PCC {pcc:.3f}" in widget.state.message, widget.state.message
 
 
 def test_validation_with_and_without_he(widget, qtbot, synthetic_slide, monkeypatch, notes):

@@ -641,12 +641,13 @@ class S2SWidget(QWidget):
         self.review.set_metrics(out.compared or out.metrics)
         self.review_panel.refresh()
         pccs = [m["pcc"] for m in out.metrics.values() if m.get("pcc") is not None]
-        med = f"median PCC {np.median(pccs):.3f}" if pccs else "PCC undefined"
+        med = f"{out.method} median PCC {np.median(pccs):.3f}" if pccs else f"{out.method} PCC undefined"
         if out.compared is not None:
             d = median_delta(out.compared)
-            med += f", with H&E ({out.he_method}) median ΔPCC " + ("undefined" if d is None else f"{d:+.3f}")
+            med += f"; with H&E ({out.he_method}): median ΔPCC " + ("undefined" if d is None else f"{d:+.3f}")
         self.state.message = (
-            f"hold-out ({out.n_measured} measured, {out.n_hidden} hidden spots): {med} in {fmt_seconds(out.seconds)}"
+            f"hold-out ({out.n_measured} measured, {out.n_hidden} hidden spots, {fmt_seconds(out.seconds)}): {med}"
+            " (per gene in the review table)"
         )
         self.state.phase = "done"
         self.show_review()  # the per-gene numbers are in the review table
