@@ -130,6 +130,9 @@ def test_training_job_previews_fill_the_pending_layers(synthetic_slide, tiny_con
     assert pending["imputed"][1]["contrast_limits"] == items[-1].layers["imputed"][1]["contrast_limits"]
     impute = [x for x in items if getattr(x, "phase", "") == "impute"]
     assert impute and "about" in impute[0].message and job.impute_estimate_s() > 0  # from the previews
+    steps = [x for x in items if getattr(x, "phase", "") == "train"]
+    assert steps and all(x.loss is not None for x in steps)  # the loss plot's points
+    assert all(x.message == "training" for x in steps)  # no second, raw loss in the progress line
     none = list(TrainingJob(synthetic_slide, genes, config=cfg, preview_after_s=None).run())
     assert not any(isinstance(x, TrainingPreview) for x in none)
 

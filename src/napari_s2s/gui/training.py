@@ -455,7 +455,10 @@ class TrainingJob(_Job):
             eta = ev.eta_s + est
         else:
             eta = None  # a step limit only, or no pass measured yet
-        return dataclasses.replace(ev, elapsed_s=now - self.t_click, eta_s=eta)
+        # a training step's text ("step N loss X") is for text consumers; the dock's loss plot shows
+        # the step and the loss's running mean, and a second, raw loss beside it only confused
+        message = "training" if ev.phase == "train" else ev.message
+        return dataclasses.replace(ev, elapsed_s=now - self.t_click, eta_s=eta, message=message)
 
     def _preview(self, ev: ProgressEvent) -> TrainingPreview | None:
         """A preview now, or ``None`` when there will be no more (stop asked, final maps close)."""
