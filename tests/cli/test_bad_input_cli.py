@@ -200,6 +200,8 @@ def _out_cases(tmp_path: Path, src: Path) -> dict:
         "missing_folder": (["--out", tmp_path / "no" / "such" / "o.h5ad"], "does not exist"),
         "out_is_a_folder": (["--out", tmp_path / "a_folder"], "is a folder"),
         "out_is_the_input": (["--out", src], "refusing to overwrite"),
+        "out_of_another_format": (["--out", tmp_path / "o.csv"], "name a .h5ad file (AnnData) or a .zarr store"),
+        "out_without_suffix": (["--out", tmp_path / "imputed"], "add the suffix"),
         "model_missing_folder": (
             ["--out", tmp_path / "o.h5ad", "--save-model", tmp_path / "no/such/dir/m.pt"],
             "--save-model",
@@ -222,6 +224,8 @@ def _out_cases(tmp_path: Path, src: Path) -> dict:
         "missing_folder",
         "out_is_a_folder",
         "out_is_the_input",
+        "out_of_another_format",
+        "out_without_suffix",
         "model_missing_folder",
         "model_under_a_file",
         "model_is_the_out",

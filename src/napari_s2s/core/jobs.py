@@ -179,7 +179,7 @@ def is_store_output(out) -> bool:
 
 def check_impute_outputs(out, save_model=None, source=None) -> tuple[Path, Path | None]:
     """Before any work: ``--out`` (and ``--save-model``) can be written, differ from each other and from
-    the input. See :func:`napari_s2s.core.checks.check_output_path` for the rule (the folder must exist).
+    the input; ``--out`` ends in ``.h5ad`` or ``.zarr`` (the formats it is written in). See :func:`napari_s2s.core.checks.check_output_path` for the rule (the folder must exist).
     A ``.zarr`` output needs the optional spatialdata package (said before any work)."""
     store = is_store_output(out)
     if store:
@@ -187,6 +187,10 @@ def check_impute_outputs(out, save_model=None, source=None) -> tuple[Path, Path 
 
         import_spatialdata(out)
     out_p = check_output_path(out, inputs=[source], option="--out", store=store)
+    if not store and out_p.suffix.lower() != ".h5ad":
+        # an HDF5 file named .csv / .tsv / .loom, or with no suffix, would be silent garbage to whoever opens it
+        what = f"not {out_p.suffix!r}" if out_p.suffix else "add the suffix"
+        raise SlideError(out_p, f"--out: name a .h5ad file (AnnData) or a .zarr store (SpatialData); {what}")
     model_p = None
     if save_model is not None:
         model_p = check_output_path(save_model, inputs=[source], option="--save-model")
