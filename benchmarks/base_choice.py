@@ -58,12 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--phases", default="0", help="measured cosets (build_holdout phase), e.g. 0,1,2,3")
     ap.add_argument("--rules", default=",".join(RULES), help=f"selection rules, of {', '.join(RULES)}")
+    ap.add_argument(
+        "--gene-ranks", default=None, help="A:B: each slide's genes ranked A to B (run_s2s.py --gene-ranks)"
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "base_choice.md"))
     args = ap.parse_args(argv)
     rules = args.rules.split(",")
     if not rules or any(r not in RULES for r in rules):
         ap.error(f"--rules: choose from {', '.join(RULES)}")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from run_s2s import ranked_genes
+
     from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.evaluation.benchmark import build_holdout, score, summarise
 
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")
             slide = read_slide(path)
         for seed, phase in [(sd, ph) for sd in seeds for ph in phases]:
-            task, truth, meta = build_holdout(slide, seed=seed, phase=phase)
+            genes = ranked_genes(slide, args.gene_ranks, phase) if args.gene_ranks else None
+            task, truth, meta = build_holdout(slide, genes=genes, seed=seed, phase=phase)
             cells = [meta["name"], f"{seed}, phase {phase}" if phase else str(seed)]
             for rule in rules:
                 with warnings.catch_warnings():
@@ -95,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         "# The base predictor alone: what each selection rule picks, hidden-spot scores",
         "",
         f"Command: `python benchmarks/base_choice.py --seeds {args.seeds} --phases {args.phases} "
-        f"--rules {','.join(rules)}` ({time.time() - t0:.0f} s).",
+        f"--rules {','.join(rules)}"
+        + (f" --gene-ranks {args.gene_ranks}" if args.gene_ranks else "")
+        + f" --out {args.out}` ({time.time() - t0:.0f} s).",
         "Base alone (no network), hold-out protocol of `run_s2s.py`; median over genes per slide.",
         "",
         "| slide | seed | " + " | ".join(f"{r}: choice | PCC | RMSE" for r in rules) + " |",
