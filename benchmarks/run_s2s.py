@@ -89,19 +89,18 @@ def run_table(args) -> int:
     load0 = os.getloadavg()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        common = dict(
+            methods=methods,
+            budget_s=args.budget,
+            seed=args.seed,
+            progress=print,
+            method_options=options,
+            phase=args.phase,
+        )
         if args.gene_ranks:
-            result = run_ranked_genes(paths, methods, options, args)
+            result = run_ranked_genes(paths, args.gene_ranks, **common)
         else:
-            result = run_benchmark(
-                paths,
-                methods=methods,
-                budget_s=args.budget,
-                seed=args.seed,
-                progress=print,
-                method_options=options,
-                phase=args.phase,
-                n_genes=args.genes,
-            )
+            result = run_benchmark(paths, n_genes=args.genes, **common)
     wall = time.perf_counter() - t0
     result["run"] = {
         "command": " ".join(["python", "benchmarks/run_s2s.py"] + sys.argv[1:]),
@@ -152,8 +151,9 @@ def ranked_genes(slide, ranks: str, phase: int) -> list[str]:
     return slide.top_variable_genes(hi, spots=measured, min_detected=MIN_DETECTED)[lo - 1 : hi]
 
 
-def run_ranked_genes(paths: list[str], methods: list[str], options, args) -> dict:
-    """:func:`run_benchmark` slide by slide, each on its own genes of ranks ``args.gene_ranks``."""
+def run_ranked_genes(paths: list[str], ranks: str, **options) -> dict:
+    """:func:`run_benchmark` slide by slide, each on its own genes of ranks ``ranks`` (``"A:B"``); other
+    keyword options as :func:`run_benchmark`'s."""
     from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.evaluation.benchmark import run_benchmark
 
@@ -164,23 +164,13 @@ def run_ranked_genes(paths: list[str], methods: list[str], options, args) -> dic
         except Exception as exc:  # not a slide (the data folder's README, formats/): as run_benchmark skips it
             print(f"skipped {path}: {exc}")
             continue
-        genes = ranked_genes(slide, args.gene_ranks, args.phase)
-        one = run_benchmark(
-            [slide],
-            methods=methods,
-            genes=genes,
-            budget_s=args.budget,
-            seed=args.seed,
-            progress=print,
-            method_options=options,
-            phase=args.phase,
-        )
+        one = run_benchmark([slide], genes=ranked_genes(slide, ranks, options.get("phase", 0)), **options)
         if result is None:
             result = one
         else:
             result["slides"] += one["slides"]
             result["skipped"] += one["skipped"]
-    result["gene_ranks"] = args.gene_ranks
+    result["gene_ranks"] = ranks
     return result
 
 
