@@ -155,13 +155,14 @@ def run_ranked_genes(paths: list[str], ranks: str, **options) -> dict:
     """:func:`run_benchmark` slide by slide, each on its own genes of ranks ``ranks`` (``"A:B"``); other
     keyword options as :func:`run_benchmark`'s."""
     from napari_s2s.core.data.io import read_slide
+    from napari_s2s.core.errors import SlideError
     from napari_s2s.core.evaluation.benchmark import run_benchmark
 
     result = None
     for path in paths:
         try:
             slide = read_slide(path)
-        except Exception as exc:  # not a slide (the data folder's README, formats/): as run_benchmark skips it
+        except SlideError as exc:  # not a slide (the data folder's README, formats/): as run_benchmark skips it
             print(f"skipped {path}: {exc}")
             continue
         one = run_benchmark([slide], genes=ranked_genes(slide, ranks, options.get("phase", 0)), **options)

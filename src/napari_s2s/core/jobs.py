@@ -179,7 +179,8 @@ def is_store_output(out) -> bool:
 
 def check_impute_outputs(out, save_model=None, source=None) -> tuple[Path, Path | None]:
     """Before any work: ``--out`` (and ``--save-model``) can be written, differ from each other and from
-    the input; ``--out`` ends in ``.h5ad`` or ``.zarr`` (the formats it is written in). See :func:`napari_s2s.core.checks.check_output_path` for the rule (the folder must exist).
+    the input; ``--out`` ends in ``.h5ad`` or ``.zarr`` (the formats it is written in). See
+    :func:`napari_s2s.core.checks.check_output_path` for the rule (the folder must exist).
     A ``.zarr`` output needs the optional spatialdata package (said before any work)."""
     store = is_store_output(out)
     if store:
