@@ -439,3 +439,36 @@ def test_training_windows_one_level_sparser_reach_the_loop(read_shared, monkeypa
     got, want = _measured_in_slide_order(slide, genes, imp.impute(slide))
     assert np.array_equal(got, want)
     assert S2SConfig.from_dict(imp.config.to_dict()).coarse_share == 0.5
+
+
+def test_checkpoint_split_scores_checkpoints_and_weighs_the_networks_on_different_spots(synthetic_slide, monkeypatch):
+    """``checkpoint_split``: each fold's spots are halved (seeded); the checkpoints are scored on one
+    half only and the blend weight is fitted on the other half only, so the weight is not fitted on the
+    spots that picked the weights it judges."""
+    import napari_s2s.core.s2s.blend as B
+    import napari_s2s.core.s2s.engine as E
+
+    calls = []
+    real = B.network_oof
+
+    def spy(members, prob, *args, **kwargs):
+        out = real(members, prob, *args, **kwargs)
+        calls.append((prob.folds.copy(), out.spots.copy()))
+        return out
+
+    monkeypatch.setattr(B, "network_oof", spy)
+    monkeypatch.setattr(E, "network_oof", spy)
+    genes = synthetic_slide.top_variable_genes(3)
+    imp = S2SImputer(tiny(max_steps=16, checkpoints=2, checkpoint_split=True)).fit(synthetic_slide, genes)
+    folds = calls[-1][0]
+    score = B.split_halves(folds, imp.config.seed)
+    for f in np.unique(folds):  # half of every fold, to one spot
+        n, k = int((folds == f).sum()), int((score & (folds == f)).sum())
+        assert abs(2 * k - n) <= 1
+    *scoring, weighing = calls
+    assert len(scoring) >= 4 and all(score[s].all() for _, s in scoring)  # 4 networks, each round
+    assert len(weighing[1]) and not score[weighing[1]].any()
+    assert imp.stats["oof"]["pairs"] == len(weighing[1])
+    assert np.isfinite(imp.stats["oof"]["weight_ls"])
+    with pytest.raises(ValueError, match="checkpoint_split"):
+        S2SConfig(checkpoint_split="yes")

@@ -98,15 +98,18 @@ def network_oof(
     tile: int = 128,
     genes: np.ndarray | None = None,
     n_phases: int | None = None,
+    among: np.ndarray | None = None,
 ) -> OutOfFold:
     """Each network's predictions at its own fold's spots, in every phase where they are not kept
     (for the genes ``genes``, default all; ``network`` has one column per gene asked for), or in
-    ``n_phases`` phases of each network (:func:`member_phases`; default all)."""
+    ``n_phases`` phases of each network (:func:`member_phases`; default all); ``among`` (a boolean
+    mask over the measured spots) keeps only those spots of each fold."""
     spots, phases, preds = [], [], []
     pix = prob.spot_pixels
     genes = np.arange(prob.n_targets) if genes is None else np.asarray(genes)
     for mem in members:
-        mine = np.flatnonzero(prob.folds == mem.fold)
+        mine = prob.folds == mem.fold
+        mine = np.flatnonzero(mine if among is None else mine & among)
         if not mine.size:
             continue
         model = mem.evaluated
@@ -134,11 +137,13 @@ def fold_error(
     tile: int = 128,
     genes: np.ndarray | None = None,
     n_phases: int | None = None,
+    among: np.ndarray | None = None,
 ) -> float:
     """Mean squared error (standardised units) of ``member``'s predictions at its own fold's spots,
-    which it never trained on (:func:`network_oof`, with its ``genes`` and ``n_phases``); ``nan`` when it
-    has none. The score of checkpoint selection (:func:`~napari_s2s.core.s2s.train.train_loop`)."""
-    oof = network_oof([member], prob, device, tile, genes, n_phases)
+    which it never trained on (:func:`network_oof`, with its ``genes``, ``n_phases`` and ``among``);
+    ``nan`` when it has none. The score of checkpoint selection
+    (:func:`~napari_s2s.core.s2s.train.train_loop`)."""
+    oof = network_oof([member], prob, device, tile, genes, n_phases, among)
     if not len(oof.spots):
         return float("nan")
     genes = np.arange(prob.n_targets) if genes is None else np.asarray(genes)
@@ -148,6 +153,17 @@ def fold_error(
         sel = oof.phases == p
         truth[sel] = prob.target_of(int(p))[genes][:, pix[sel, 0], pix[sel, 1]].T
     return float(np.mean((oof.network.astype(np.float64) - truth) ** 2))
+
+
+def split_halves(folds: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded boolean mask over the measured spots holding half of each fold's spots (the other
+    half: ``~mask``), for scoring checkpoints on one half and weighing the networks on the other."""
+    rng = np.random.default_rng([int(seed), 0x5EED])
+    mask = np.zeros(len(folds), bool)
+    for f in np.unique(folds):
+        idx = rng.permutation(np.flatnonzero(folds == f))
+        mask[idx[: (len(idx) + 1) // 2]] = True
+    return mask
 
 
 def kept_sources(prob: TrainProblem, phase: int) -> np.ndarray:

@@ -124,6 +124,9 @@ class S2SConfig:
     dense grid, at its pitch and half of it, when the slide has a usable image:
     :func:`~.natural.tissue_images`; measured at 0.5 over three seeds, within noise:
     ``benchmarks/results/network_levers.md``),
+    ``checkpoint_split`` (with ``checkpoints``: each fold's spots are split in two seeded halves, one
+    scores the checkpoints, the other weighs the networks against the base, so that the weight is not
+    fitted on the spots that picked the weights it judges),
     ``lr_decay`` (learning rate over the budget: "none",
     "linear" or "cosine" down to 0; measured, not better), ``precision`` (inference arithmetic: ``"auto"``
     bfloat16 on CPUs that run it natively), ``threads`` (torch CPU threads, set inside the training
@@ -195,6 +198,7 @@ class S2SConfig:
     term_sources: str = "all"
     coarse_share: float = 0.0
     tissue_share: float = 0.0
+    checkpoint_split: bool = False
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -289,6 +293,8 @@ class S2SConfig:
         ):
             raise ValueError(f"bandwidth_genes must be an integer from 0 to 4096, not {self.bandwidth_genes!r}")
         self.bandwidth_genes = int(self.bandwidth_genes)
+        if not isinstance(self.checkpoint_split, bool):
+            raise ValueError(f"checkpoint_split must be true or false, not {self.checkpoint_split!r}")
         if self.checkpoint_scope not in ("member", "shared"):
             raise ValueError(f"checkpoint_scope must be 'member' or 'shared', not {self.checkpoint_scope!r}")
         if not (_is_real(self.weight_decay) and 0 <= self.weight_decay <= 10):

@@ -35,6 +35,7 @@ from .blend import (
     network_oof,
     oof_genes,
     oof_phase_count,
+    split_halves,
     weight_estimate,
     weighted_mse,
 )
@@ -187,6 +188,8 @@ class S2SImputer:
         self.aux_genes: list[int] = []
         self.aux_gene_names: list[str] = []  # their names (training on a slide, not on bare arrays)
         self._features = None  # H&E feature function of the slide being trained
+        #: ``checkpoint_split``: the measured spots that weigh the networks (the others score checkpoints)
+        self._weigh_on: np.ndarray | None = None
         #: measured seconds: ``base`` (base predictor + inputs of a dense imputation), ``pass`` (one
         #: network over the dense grid), ``oof`` (one network's out-of-fold predictions)
         self.timing: dict[str, float] = {}
@@ -381,8 +384,11 @@ class S2SImputer:
         vgenes = oof_genes(prob, len(members), cfg.seed)
         vphases = oof_phase_count(prob, len(members))
 
+        score_on = split_halves(prob.folds, cfg.seed) if cfg.checkpoint_split and cfg.checkpoints > 0 else None
+        self._weigh_on = None if score_on is None else ~score_on
+
         def validate(member):
-            return fold_error(member, prob, device, cfg.tile, vgenes, vphases)
+            return fold_error(member, prob, device, cfg.tile, vgenes, vphases, score_on)
 
         for ev in train_loop(
             members,
@@ -649,7 +655,7 @@ class S2SImputer:
         gsel = oof_genes(prob, len(members), cfg.seed)
         t0 = time.perf_counter()
         nph = oof_phase_count(prob, len(members))
-        oof = network_oof(members, prob, device, cfg.tile, gsel, nph)
+        oof = network_oof(members, prob, device, cfg.tile, gsel, nph, self._weigh_on)
         self.timing["oof"] = (time.perf_counter() - t0) / max(len(members), 1)
         self.timing["oof_pass"] = self.timing["oof"] * len(prob.channels) / nph  # every phase: ~ a dense pass
         sd_all = sd
