@@ -126,6 +126,49 @@ def coarse_oof(members, prob, base, values, mu, sd, terms, features, device, cap
     return {"coarse_truth": cat(truth), "coarse_base": cat(bas), "coarse_net": cat(net), "coarse_spots": cat(spots)}
 
 
+def thinned(slide, share: float, seed: int):
+    """``slide`` with each UMI kept with probability ``share`` (binomial thinning, seeded): the same
+    tissue measured with a lower capture efficiency (a diagnosis of how the networks' gain depends on
+    the counts per spot, ``--thin``); the slide itself when ``share`` is 1."""
+    if share >= 1.0:
+        return slide
+    import dataclasses
+
+    counts = slide.counts.copy().tocsr()
+    rng = np.random.default_rng([int(seed), 0x7A1])
+    counts.data = rng.binomial(np.round(counts.data).astype(np.int64), share).astype(counts.data.dtype)
+    counts.eliminate_zeros()
+    return dataclasses.replace(slide, counts=counts)
+
+
+def cropped(slide, n_spots: int):
+    """``slide`` cut down to its ``n_spots`` usable spots nearest the centre of its usable spots (by
+    physical position): the same tissue and counts on a smaller slide (a diagnosis of how the
+    networks' gain depends on the slide's size, ``--crop``); the slide itself when ``n_spots`` is 0."""
+    if n_spots <= 0:
+        return slide
+    import dataclasses
+
+    from napari_s2s.core.data.lattice import physical
+
+    use = np.flatnonzero(slide.usable())
+    pos = physical(slide.array_row[use], slide.array_col[use], slide.kind)
+    d = ((pos - pos.mean(0)) ** 2).sum(1)
+    keep = np.sort(use[np.argsort(d, kind="stable")[:n_spots]])
+    pix = None if slide.pixel_xy is None else slide.pixel_xy[keep]
+    return dataclasses.replace(
+        slide,
+        counts=slide.counts[keep],
+        barcodes=slide.barcodes[keep],
+        array_row=slide.array_row[keep],
+        array_col=slide.array_col[keep],
+        in_tissue=slide.in_tissue[keep],
+        pixel_xy=pix,
+        geometry=None,
+        n_spots_total=None,
+    )
+
+
 def run(
     seed: int,
     budget: float,
@@ -135,6 +178,8 @@ def run(
     n_genes: int = 30,
     arrays: Path | None = None,
     coarse: bool = False,
+    thin: float = 1.0,
+    crop: int = 0,
 ) -> dict:
     import napari_s2s.core.s2s.engine as eng
     from napari_s2s.core.data.io import read_slide
@@ -178,9 +223,9 @@ def run(
     eng.build_problem, S2SImputer._choose_alpha = spy_build, spy_choose
     out = {}
     for fname in SLIDES:
-        if only and not any(fname.startswith(o) for o in only):
+        if only and not any(fname.startswith(o) if o[:1] != "=" else Path(fname).stem == o[1:] for o in only):
             continue
-        slide = read_slide(data_dir() / fname)
+        slide = thinned(cropped(read_slide(data_dir() / fname), crop), thin, seed)
         task, truth, meta = build_holdout(slide, n_genes=n_genes, seed=seed, budget_s=budget, phase=phase)
         # the engine's inputs as the benchmark's s2s makes them (H&E term, and channels with ``he_channels``)
         cfg, lr, lc, tr, tc, feats, cov = S2SMethod(**config).task_inputs(task)
@@ -269,12 +314,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=120.0)
     ap.add_argument("--config", default="{}", help="engine overrides as JSON")
     ap.add_argument("--phase", type=int, default=0, help="measured coset 0-3 (build_holdout phase)")
-    ap.add_argument("--slides", default=None, help="comma-separated slide name prefixes (default: all six)")
+    ap.add_argument(
+        "--slides", default=None, help="comma-separated slide name prefixes, or =NAME for one slide (default: all six)"
+    )
     ap.add_argument("--genes", type=int, default=30, help="how many genes (the most variable) each task scores")
     ap.add_argument("--arrays", help="folder for each task's out-of-fold and hidden-spot arrays (.npz)")
     ap.add_argument("--out", help="JSON to write")
     ap.add_argument(
         "--coarse", action="store_true", help="with --arrays: also the networks' gain one level sparser (a diagnosis)"
+    )
+    ap.add_argument(
+        "--thin", type=float, default=1.0, help="keep each UMI with this probability (a diagnosis; default 1: all)"
+    )
+    ap.add_argument(
+        "--crop", type=int, default=0, help="keep the N spots nearest the slide's centre (a diagnosis; default 0: all)"
     )
     ap.add_argument("--summarise", nargs="+", help="JSON files (CONFIG_sSEED.json) to summarise instead")
     ap.add_argument("--md", help="Markdown summary to write (with --summarise)")
@@ -289,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--out is required (or --summarise)")
     only = a.slides.split(",") if a.slides else None
     arrays = Path(a.arrays) if a.arrays else None
-    res = run(a.seed, a.budget, json.loads(a.config), only, a.phase, a.genes, arrays, a.coarse)
+    res = run(a.seed, a.budget, json.loads(a.config), only, a.phase, a.genes, arrays, a.coarse, a.thin, a.crop)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
     return 0
