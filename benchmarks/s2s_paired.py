@@ -198,6 +198,17 @@ def coarsened(slide, on: bool):
     )
 
 
+def panel(slide, n_genes: int):
+    """``slide`` with only its ``n_genes`` most variable genes (over all its spots: a diagnosis of how
+    the networks' gain depends on the size of the gene panel, ``--panel``; the Visium slide has 100)."""
+    if n_genes <= 0 or n_genes >= slide.n_genes:
+        return slide
+    import dataclasses
+
+    idx = slide.gene_indices(slide.top_variable_genes(n_genes))
+    return dataclasses.replace(slide, counts=slide.counts[:, idx], genes=slide.genes[idx])
+
+
 def run(
     seed: int,
     budget: float,
@@ -210,6 +221,7 @@ def run(
     thin: float = 1.0,
     crop: int = 0,
     coarsen: bool = False,
+    n_panel: int = 0,
 ) -> dict:
     import napari_s2s.core.s2s.engine as eng
     from napari_s2s.core.data.io import read_slide
@@ -255,7 +267,8 @@ def run(
     for fname in SLIDES:
         if only and not any(fname.startswith(o) if o[:1] != "=" else Path(fname).stem == o[1:] for o in only):
             continue
-        slide = thinned(cropped(coarsened(read_slide(data_dir() / fname), coarsen), crop), thin, seed)
+        slide = read_slide(data_dir() / fname)
+        slide = thinned(cropped(coarsened(panel(slide, n_panel), coarsen), crop), thin, seed)
         task, truth, meta = build_holdout(slide, n_genes=n_genes, seed=seed, budget_s=budget, phase=phase)
         # the engine's inputs as the benchmark's s2s makes them (H&E term, and channels with ``he_channels``)
         cfg, lr, lc, tr, tc, feats, cov = S2SMethod(**config).task_inputs(task)
@@ -362,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--coarsen", action="store_true", help="one coset of the slide's keep-1/4 sub-lattice only (a diagnosis)"
     )
+    ap.add_argument("--panel", type=int, default=0, help="keep the slide's N most variable genes (a diagnosis)")
     ap.add_argument("--summarise", nargs="+", help="JSON files (CONFIG_sSEED.json) to summarise instead")
     ap.add_argument("--md", help="Markdown summary to write (with --summarise)")
     a = ap.parse_args(argv)
@@ -376,7 +390,18 @@ def main(argv: list[str] | None = None) -> int:
     only = a.slides.split(",") if a.slides else None
     arrays = Path(a.arrays) if a.arrays else None
     res = run(
-        a.seed, a.budget, json.loads(a.config), only, a.phase, a.genes, arrays, a.coarse, a.thin, a.crop, a.coarsen
+        a.seed,
+        a.budget,
+        json.loads(a.config),
+        only,
+        a.phase,
+        a.genes,
+        arrays,
+        a.coarse,
+        a.thin,
+        a.crop,
+        a.coarsen,
+        a.panel,
     )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
