@@ -22,6 +22,11 @@ training the default engine (``fast``, ``--budget`` seconds, one torch thread):
 * ``pcc``: one weight, the one of ``0, 0.05, ..., 1`` with the highest mean out-of-fold PCC over genes;
 * ``tta``: the global weight, networks averaged over every lattice symmetry (test-time averaging).
 
+Diagnoses of the networks' transfer from one lattice level to the next change one thing about a slide
+before the hold-out task is built (``benchmarks/results/transfer_gap.md``): ``--thin T`` (counts
+thinned), ``--crop N`` (the N spots nearest the centre), ``--coarsen`` (one coset of the sub-lattice,
+double the pitch), ``--panel N`` (the N most variable genes only).
+
 Only measured spots choose a weight; hidden spots only score. ``--config`` overrides engine
 settings (JSON), e.g. ``{"base": "prior"}`` for networks whose cascade starts from the base
 predictor's prediction.
@@ -30,6 +35,7 @@ predictor's prediction.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import sys
@@ -132,13 +138,28 @@ def thinned(slide, share: float, seed: int):
     the counts per spot, ``--thin``); the slide itself when ``share`` is 1."""
     if share >= 1.0:
         return slide
-    import dataclasses
-
     counts = slide.counts.copy().tocsr()
     rng = np.random.default_rng([int(seed), 0x7A1])
     counts.data = rng.binomial(np.round(counts.data).astype(np.int64), share).astype(counts.data.dtype)
     counts.eliminate_zeros()
     return dataclasses.replace(slide, counts=counts)
+
+
+def spots_of(slide, keep: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+    """A new slide of the spots ``keep`` of ``slide`` (same images), at array coordinates ``rows, cols``
+    (its lattice geometry refitted from them and the spots' pixel positions)."""
+    pix = None if slide.pixel_xy is None else slide.pixel_xy[keep]
+    return dataclasses.replace(
+        slide,
+        counts=slide.counts[keep],
+        barcodes=slide.barcodes[keep],
+        array_row=rows,
+        array_col=cols,
+        in_tissue=slide.in_tissue[keep],
+        pixel_xy=pix,
+        geometry=None,
+        n_spots_total=None,
+    )
 
 
 def cropped(slide, n_spots: int):
@@ -147,26 +168,13 @@ def cropped(slide, n_spots: int):
     networks' gain depends on the slide's size, ``--crop``); the slide itself when ``n_spots`` is 0."""
     if n_spots <= 0:
         return slide
-    import dataclasses
-
     from napari_s2s.core.data.lattice import physical
 
     use = np.flatnonzero(slide.usable())
     pos = physical(slide.array_row[use], slide.array_col[use], slide.kind)
     d = ((pos - pos.mean(0)) ** 2).sum(1)
     keep = np.sort(use[np.argsort(d, kind="stable")[:n_spots]])
-    pix = None if slide.pixel_xy is None else slide.pixel_xy[keep]
-    return dataclasses.replace(
-        slide,
-        counts=slide.counts[keep],
-        barcodes=slide.barcodes[keep],
-        array_row=slide.array_row[keep],
-        array_col=slide.array_col[keep],
-        in_tissue=slide.in_tissue[keep],
-        pixel_xy=pix,
-        geometry=None,
-        n_spots_total=None,
-    )
+    return spots_of(slide, keep, slide.array_row[keep], slide.array_col[keep])
 
 
 def coarsened(slide, on: bool):
@@ -175,8 +183,6 @@ def coarsened(slide, on: bool):
     the networks' gain depends on the lattice's physical pitch (``--coarsen``)."""
     if not on:
         return slide
-    import dataclasses
-
     from napari_s2s.core.s2s.sampling import keep_quarter
 
     parity = 0
@@ -184,18 +190,7 @@ def coarsened(slide, on: bool):
         parity = int(np.bincount((slide.array_row + slide.array_col) % 2, minlength=2).argmax())
     r0, c0 = 0, parity
     keep = np.flatnonzero(keep_quarter(slide.array_row, slide.array_col, slide.kind, (r0, c0)))
-    pix = None if slide.pixel_xy is None else slide.pixel_xy[keep]
-    return dataclasses.replace(
-        slide,
-        counts=slide.counts[keep],
-        barcodes=slide.barcodes[keep],
-        array_row=(slide.array_row[keep] - r0) // 2,
-        array_col=(slide.array_col[keep] - c0) // 2,
-        in_tissue=slide.in_tissue[keep],
-        pixel_xy=pix,
-        geometry=None,
-        n_spots_total=None,
-    )
+    return spots_of(slide, keep, (slide.array_row[keep] - r0) // 2, (slide.array_col[keep] - c0) // 2)
 
 
 def panel(slide, n_genes: int):
@@ -203,8 +198,6 @@ def panel(slide, n_genes: int):
     the networks' gain depends on the size of the gene panel, ``--panel``; the Visium slide has 100)."""
     if n_genes <= 0 or n_genes >= slide.n_genes:
         return slide
-    import dataclasses
-
     idx = slide.gene_indices(slide.top_variable_genes(n_genes))
     return dataclasses.replace(slide, counts=slide.counts[:, idx], genes=slide.genes[idx])
 
