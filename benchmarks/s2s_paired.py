@@ -248,8 +248,8 @@ def run(
         captured["build"] = (args, kwargs)
         return build_problem(*args, **kwargs)
 
-    def spy_choose(self, members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device):
-        out = choose_alpha(self, members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device)
+    def spy_choose(self, members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device, *more):
+        out = choose_alpha(self, members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device, *more)
         if coarse and "gsel" in captured:
             captured.update(coarse_oof(members, prob, base, values, mu, sd, terms, features, device, captured))
         return out

@@ -188,8 +188,6 @@ class S2SImputer:
         self.aux_genes: list[int] = []
         self.aux_gene_names: list[str] = []  # their names (training on a slide, not on bare arrays)
         self._features = None  # H&E feature function of the slide being trained
-        #: ``checkpoint_split``: the measured spots that weigh the networks (the others score checkpoints)
-        self._weigh_on: np.ndarray | None = None
         #: measured seconds: ``base`` (base predictor + inputs of a dense imputation), ``pass`` (one
         #: network over the dense grid), ``oof`` (one network's out-of-fold predictions)
         self.timing: dict[str, float] = {}
@@ -385,7 +383,8 @@ class S2SImputer:
         vphases = oof_phase_count(prob, len(members))
 
         score_on = split_halves(prob.folds, cfg.seed) if cfg.checkpoint_split and cfg.checkpoints > 0 else None
-        self._weigh_on = None if score_on is None else ~score_on
+        # ``checkpoint_split``: the measured spots that weigh the networks (the others score checkpoints)
+        weigh_on = self._training["weigh_on"] = None if score_on is None else ~score_on
 
         def validate(member):
             return fold_error(member, prob, device, cfg.tile, vgenes, vphases, score_on)
@@ -416,7 +415,7 @@ class S2SImputer:
         )
         with _blas_threads(cfg.threads), _precision(device, cfg.precision):
             alpha, oof = self._choose_alpha(
-                members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device
+                members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device, weigh_on
             )
         self._training = None
         self.base = base
@@ -646,16 +645,19 @@ class S2SImputer:
         prob.phase_targets = targets
         return terms
 
-    def _choose_alpha(self, members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device):
+    def _choose_alpha(
+        self, members, prob, base, values, mu, sd, terms, rows, cols, kind, features, device, weigh_on=None
+    ):
         """The blend weight from out-of-fold predictions, and the held-out errors behind it.
-        ``terms``: per phase the (m, G) H&E term of the residual networks (:meth:`_phase_terms`)."""
+        ``terms``: per phase the (m, G) H&E term of the residual networks (:meth:`_phase_terms`);
+        ``weigh_on``: only these measured spots' predictions (``checkpoint_split``; ``None``: all)."""
         from ..smoothing.gaussian import gene_weights
 
         cfg = self.config
         gsel = oof_genes(prob, len(members), cfg.seed)
         t0 = time.perf_counter()
         nph = oof_phase_count(prob, len(members))
-        oof = network_oof(members, prob, device, cfg.tile, gsel, nph, self._weigh_on)
+        oof = network_oof(members, prob, device, cfg.tile, gsel, nph, weigh_on)
         self.timing["oof"] = (time.perf_counter() - t0) / max(len(members), 1)
         self.timing["oof_pass"] = self.timing["oof"] * len(prob.channels) / nph  # every phase: ~ a dense pass
         sd_all = sd
@@ -891,6 +893,7 @@ class S2SImputer:
                     slide.kind,
                     tr["features"],
                     device,
+                    tr["weigh_on"],
                 )
             saved = (self.base, self._train_values, self.base_info, self.net_shift)
             self.base, self._train_values, self.base_info = tr["base"], tr["values"], tr["base"].describe()
