@@ -149,3 +149,24 @@ def test_spd_inverse_is_the_symmetric_inverse_and_survives_a_failed_factorisatio
     # not positive definite (no Cholesky factor): numpy's inverse, still symmetric
     bad = np.array([[1.0, 2.0], [2.0, 1.0]])
     assert np.allclose(K.spd_inverse(bad), np.linalg.inv(bad))
+
+
+@pytest.mark.parametrize("nu", [0.5, 1.5, 2.5])
+def test_cross_covariances_applied_in_blocks_match_the_kernel_even_under_a_bfloat16_autocast(nu):
+    import torch
+
+    rng = np.random.default_rng(3)
+    # coordinates far from the origin (physical units of a large slide): centring keeps float32 exact enough
+    src = rng.uniform(0, 40, (300, 2)) + 5000.0
+    dst = rng.uniform(-3, 43, (1000, 2)) + 5000.0
+    alpha = rng.normal(size=(300, 4))
+    kr = Kriging(nu=nu, ell=2.5, snr=3.0)
+    ref = kr.covariance(dst, src) @ alpha
+    out = K.cross_apply(kr, src, dst, alpha, block=256)  # several blocks, the last one partial
+    assert out.dtype == np.float64 and out.shape == ref.shape
+    assert np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
+    # the engine predicts inside a bfloat16 autocast on CPUs that have it: the weights stay float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        again = K.cross_apply(kr, src, dst, alpha, block=256)
+    assert np.array_equal(again, out)
+    assert K.cross_apply(kr, src, dst[:0], alpha).shape == (0, 4)

