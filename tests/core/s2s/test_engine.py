@@ -418,9 +418,11 @@ def test_each_network_keeps_its_checkpoint_with_the_lowest_own_fold_error(synthe
         S2SConfig(checkpoints=-1)
 
 
-def test_training_windows_one_level_sparser_reach_the_loop(read_shared, monkeypatch):
+@pytest.mark.parametrize("option", ["coarse_share", "hole_share"])
+def test_training_windows_one_level_sparser_or_at_the_measured_pitch_reach_the_loop(read_shared, monkeypatch, option):
     """``coarse_share``: the engine builds the four coarse slides of HER2ST C2 (its spots, its folds,
-    its window size) and the loop draws windows from them; the result keeps the measured values."""
+    its window size); ``hole_share``: the slide at its own pitch with random holes. The loop draws
+    windows from them and from the slide's own problem; the result keeps the measured values."""
     import napari_s2s.core.s2s.train as T
 
     drawn = []
@@ -433,12 +435,12 @@ def test_training_windows_one_level_sparser_reach_the_loop(read_shared, monkeypa
     monkeypatch.setattr(T, "_st_sample", spy)
     slide = read_shared("her2st_C2")
     genes = slide.top_variable_genes(3)
-    imp = S2SImputer(tiny(coarse_share=0.5, max_steps=8))
+    imp = S2SImputer(tiny(max_steps=8, **{option: 0.5}))
     imp.fit(slide, genes)
     assert any(drawn) and not all(drawn)
     got, want = _measured_in_slide_order(slide, genes, imp.impute(slide))
     assert np.array_equal(got, want)
-    assert S2SConfig.from_dict(imp.config.to_dict()).coarse_share == 0.5
+    assert getattr(S2SConfig.from_dict(imp.config.to_dict()), option) == 0.5
 
 
 def test_checkpoint_split_scores_checkpoints_and_weighs_the_networks_on_different_spots(synthetic_slide, monkeypatch):

@@ -598,3 +598,47 @@ def test_the_coarse_share_of_windows_and_its_settings():
     for bad in (dict(coarse_share=1.0), dict(coarse_share=-0.1), dict(coarse_share=0.2, loss="nb")):
         with pytest.raises(ValueError):
             S2SConfig(**bad)
+
+
+def test_hole_problems_keep_the_measured_lattice_but_a_random_share_of_its_spots(read_shared):
+    """``hole_share``: the training inputs at the measured pitch itself (HER2ST C2, a square lattice).
+    Each phase keeps every measured spot but about ``hole_rate`` of them, drawn anew per phase and
+    seeded; the holes are the targets, never those of a network's own fold; the values and folds are
+    the slide's; the same seed draws the same holes, another seed others."""
+    from napari_s2s.core.evaluation.benchmark import build_holdout
+    from napari_s2s.core.methods.s2s import to_lattice
+    from napari_s2s.core.s2s.train import hole_problems, standardise
+
+    task = build_holdout(read_shared("her2st_C2"), n_genes=3, seed=0)[0]
+    lr, lc, _, _ = to_lattice(task)
+    values = np.asarray(task.measured_values, np.float32)
+    mu, sd = standardise(values)
+    z = (values - mu) / sd
+    cfg = _cfg(hole_share=0.25, hole_rate=0.25)
+    folds = assign_folds(len(lr), 4, np.random.default_rng(0))
+    prob = build_problem(lr, lc, task.kind, z, cfg, folds=folds)
+    (hp,) = hole_problems(lr, lc, task.kind, z, cfg, None, None, folds, None, prob.patch, seed=0)
+    assert hp.patch == prob.patch and len(hp.kept) == 4
+    np.testing.assert_array_equal(hp.present, prob.present)
+    py, px = hp.spot_pixels[:, 0], hp.spot_pixels[:, 1]
+    np.testing.assert_array_equal(hp.target[:, py, px].T, z)
+    np.testing.assert_array_equal(hp.fold_img[py, px], folds)
+    holes = [hp.present & ~k for k in hp.kept]
+    for p, (k, h) in enumerate(zip(hp.kept, holes)):
+        assert not (k & ~hp.present).any()
+        assert 0 < h.sum() < hp.present.sum()
+        for f in range(4):
+            lm = hp.loss_mask(p, f)
+            np.testing.assert_array_equal(lm, h & (hp.fold_img != f))
+    assert 0.15 < np.mean([h.sum() for h in holes]) / hp.present.sum() < 0.35  # 4 x 46 draws: about a quarter
+    assert len({h.tobytes() for h in holes}) == 4
+    (again,) = hole_problems(lr, lc, task.kind, z, cfg, None, None, folds, None, prob.patch, seed=0)
+    (other,) = hole_problems(lr, lc, task.kind, z, cfg, None, None, folds, None, prob.patch, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(again.kept, hp.kept))
+    assert not all(np.array_equal(a, b) for a, b in zip(other.kept, hp.kept))
+    # the kept spots' smoothers are the inputs: a hole's value is not among them
+    kept_ch = S.channel_index("kept", len(cfg.sigmas), cfg.cross_gene)
+    assert (hp.channels[0][:, kept_ch][:, holes[0]] == 0).all()
+    for bad in (dict(hole_share=1.0), dict(hole_rate=0.9), dict(hole_share=0.2, coarse_share=0.2)):
+        with pytest.raises(ValueError):
+            S2SConfig(**bad)

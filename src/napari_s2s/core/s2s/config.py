@@ -120,6 +120,9 @@ class S2SConfig:
     ``coarse_share`` (share of the slide's training windows drawn one level sparser: each coset of
     the measured lattice's sub-lattice as a slide of its own, so that the networks learn the sparser
     -> sparse mapping at two pitches instead of one; :func:`~.train.coarse_problems`),
+    ``hole_share`` (share of the slide's training windows drawn at the measured pitch itself: every
+    measured spot kept as input but a random ``hole_rate`` of them, which become the targets, so that
+    the networks also see inputs as dense as those they impute from; :func:`~.train.hole_problems`),
     ``tissue_share`` (share of the natural-image crops taken from the slide's own H&E laid out on the
     dense grid, at its pitch and half of it, when the slide has a usable image:
     :func:`~.natural.tissue_images`; measured at 0.5 over three seeds, within noise:
@@ -197,6 +200,8 @@ class S2SConfig:
     network_target: str = "residual"
     term_sources: str = "all"
     coarse_share: float = 0.0
+    hole_share: float = 0.0
+    hole_rate: float = 0.25
     tissue_share: float = 0.0
     checkpoint_split: bool = False
 
@@ -322,6 +327,18 @@ class S2SConfig:
         if self.coarse_share and (self.base == "prior" or self.loss in COUNT_LOSSES or self.term_sources == "kept"):
             raise ValueError(
                 "coarse_share needs base 'smooth', 'pca' or 'zero', loss 'mse' or 'l1' and term_sources 'all'"
+            )
+        if not (_is_real(self.hole_share) and 0 <= self.hole_share < 1):
+            raise ValueError(f"hole_share must be a number in [0, 1), not {self.hole_share!r}")
+        self.hole_share = float(self.hole_share)
+        if not (_is_real(self.hole_rate) and 0.05 <= self.hole_rate <= 0.5):
+            raise ValueError(f"hole_rate must be a number from 0.05 to 0.5, not {self.hole_rate!r}")
+        self.hole_rate = float(self.hole_rate)
+        if self.hole_share and self.coarse_share:
+            raise ValueError("hole_share and coarse_share cannot be combined")
+        if self.hole_share and (self.base == "prior" or self.loss in COUNT_LOSSES or self.term_sources == "kept"):
+            raise ValueError(
+                "hole_share needs base 'smooth', 'pca' or 'zero', loss 'mse' or 'l1' and term_sources 'all'"
             )
         if self.fold_layout not in ("random", "blocks"):
             raise ValueError(f"fold_layout must be 'random' or 'blocks', not {self.fold_layout!r}")

@@ -55,6 +55,7 @@ from .train import (
     coarse_problems,
     copy_state,
     cross_gene_reconstruction,
+    hole_problems,
     make_members,
     make_model,
     spec_of,
@@ -333,6 +334,12 @@ class S2SImputer:
                 if cfg.coarse_share:
                     prob.coarse = coarse_problems(
                         rows, cols, kind, z, cfg, recon, covariates, folds, bw_ref, prob.patch
+                    )
+                    for c in prob.coarse:
+                        c.targets, c.gene_p = prob.targets, gene_p
+                elif cfg.hole_share:
+                    prob.coarse = hole_problems(
+                        rows, cols, kind, z, cfg, recon, covariates, folds, bw_ref, prob.patch, cfg.seed
                     )
                     for c in prob.coarse:
                         c.targets, c.gene_p = prob.targets, gene_p

@@ -338,6 +338,7 @@ def build_problem(
     prior: Callable | None = None,
     bandwidth_ref: np.ndarray | None = None,
     patch: int | None = None,
+    kept_sets: list | None = None,
 ) -> TrainProblem:
     """Lay the (standardised) measured values ``z`` (m, G) out at the sparse level and precompute inputs.
 
@@ -351,6 +352,8 @@ def build_problem(
     values of reference genes whose leave-one-out bandwidth at each phase's kept spots sets the
     smoothers' bandwidth (``config.adaptive``; default: the bandwidth of ``z`` itself). ``patch``:
     the training windows' size (default: ``config.patch``, or the image's size when it is smaller).
+    ``kept_sets``: the phases' kept spots, each an (m,) boolean over the measured spots (default: the
+    four cosets of the keep-1/4 sub-lattice).
     """
     rows = np.asarray(rows, np.int64)
     cols = np.asarray(cols, np.int64)
@@ -379,8 +382,16 @@ def build_problem(
         raise ValueError("base 'prior' needs the base predictor's prior function")
     nr, nc = np.nonzero(img.nodes)
     chans, kept_masks, bandwidths = [], [], []
-    for ph in S.phase_origins(kind, parity):
-        kept = S.keep_quarter_image(img, ph)
+    if kept_sets is None:
+        masks = [S.keep_quarter_image(img, ph) for ph in S.phase_origins(kind, parity)]
+    else:
+        masks = []
+        for ks in kept_sets:
+            km = np.zeros(img.shape, bool)
+            sel = np.asarray(ks, bool)
+            km[pix[sel, 0], pix[sel, 1]] = True
+            masks.append(km)
+    for kept in masks:
         if kept.sum() < 2:
             continue
         bv, br = _phase_bandwidths(img.values, rec_img, ref_img, kept, kind, config.adaptive)
@@ -492,6 +503,42 @@ def coarse_problems(
         cp.sources = np.flatnonzero(sel)
         out.append(cp)
     return out
+
+
+def hole_problems(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    kind: str,
+    z: np.ndarray,
+    config,
+    recon: np.ndarray | None,
+    covariates: Callable | None,
+    folds: np.ndarray,
+    bandwidth_ref: np.ndarray | None,
+    patch: int,
+    seed: int = 0,
+    draws: int = 4,
+) -> list[TrainProblem]:
+    """The measured spots at their own pitch, as a training problem (``config.hole_share``).
+
+    Each of ``draws`` phases keeps every measured spot as input but a seeded random share
+    ``config.hole_rate`` of them, which are the targets (never those of a network's own fold). The
+    sparser -> sparse pairs of :func:`build_problem` keep a quarter of the spots, so the networks only
+    ever see inputs twice as sparse as the measured lattice they impute from; here the inputs are as
+    dense as at imputation, and the targets are real measured spots. Returns ``[]`` when no window
+    qualifies.
+    """
+    rng = np.random.default_rng([int(seed), 104729])
+    m = len(rows)
+    sets = [rng.random(m) >= float(config.hole_rate) for _ in range(int(draws))]
+    try:
+        prob = build_problem(
+            rows, cols, kind, z, config, recon, covariates, folds, None, bandwidth_ref, patch=patch, kept_sets=sets
+        )
+    except ValueError:
+        return []
+    prob.sources = np.arange(m)
+    return [prob]
 
 
 def _coarse_choices(prob: TrainProblem, n_folds: int) -> list[list[TrainProblem]]:
@@ -841,7 +888,7 @@ def train_loop(
     step = 0
     state.live = members
     next_check = 1
-    share = float(getattr(config, "coarse_share", 0.0))
+    share = float(getattr(config, "coarse_share", 0.0)) or float(getattr(config, "hole_share", 0.0))
     coarse = _coarse_choices(prob, max(m.fold for m in members) + 1)
     while True:
         el = time.perf_counter() - t0 - paused
