@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from run_benchmark import HERE, data_dir  # noqa: E402  (one place says where the slides are)
+from run_benchmark import HERE, shared_slides  # noqa: E402  (one place says where the slides are)
 
 RULES = ("stack", "one-se", "lowest")
 
@@ -69,18 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from run_s2s import ranked_genes
 
-    from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.evaluation.benchmark import build_holdout, score, summarise
 
     seeds = [int(s) for s in args.seeds.split(",")]
     phases = [int(p) for p in args.phases.split(",")]
-    paths = sorted(p for p in data_dir().iterdir() if p.suffix == ".h5ad" or (p / "spatial").is_dir())
     rows, means, wins = [], {r: [] for r in rules}, {r: 0 for r in rules}
     t0 = time.time()
-    for path in paths:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            slide = read_slide(path)
+    for slide in shared_slides():
         for seed, phase in [(sd, ph) for sd in seeds for ph in phases]:
             genes = ranked_genes(slide, args.gene_ranks, phase) if args.gene_ranks else None
             task, truth, meta = build_holdout(slide, genes=genes, seed=seed, phase=phase)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from base_choice import base_only
-from run_benchmark import HERE, data_dir  # noqa: E402
+from run_benchmark import HERE, shared_slides  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,18 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "he_clip.md"))
     args = ap.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.evaluation.benchmark import build_holdout, score, summarise
     from napari_s2s.core.methods.histology import HeGaussian
 
     phases = [int(p) for p in args.phases.split(",")]
-    paths = sorted(p for p in data_dir().iterdir() if p.suffix == ".h5ad" or (p / "spatial").is_dir())
     rows, acc = [], {}
     t0 = time.time()
-    for path in paths:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            slide = read_slide(path)
+    for slide in shared_slides():
         for phase in phases:
             task, truth, meta = build_holdout(slide, seed=0, phase=phase)
             cells = [meta["name"], str(phase)]

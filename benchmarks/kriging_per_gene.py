@@ -27,11 +27,10 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from run_benchmark import HERE, data_dir  # noqa: E402
+from run_benchmark import HERE, shared_slides  # noqa: E402
 
 RULES = ("shared", "gene", "gene_snr", "gene_half")
 
@@ -76,18 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "kriging_per_gene.md"))
     args = ap.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.evaluation.benchmark import build_holdout, score, summarise
     from napari_s2s.core.smoothing.kriging import ELLS
 
     phases = [int(p) for p in args.phases.split(",")]
-    paths = sorted(p for p in data_dir().iterdir() if p.suffix == ".h5ad" or (p / "spatial").is_dir())
     rows, acc = [], {r: [] for r in RULES}
     t0 = time.time()
-    for path in paths:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            slide = read_slide(path)
+    for slide in shared_slides():
         for phase in phases:
             task, truth, meta = build_holdout(slide, seed=0, phase=phase)
             src, dst = task.measured_physical(), task.target_physical()

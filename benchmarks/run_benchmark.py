@@ -32,6 +32,23 @@ def data_dir() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
+def shared_slides(keys: list[str] | None = None):
+    """Read the shared slides (``.h5ad`` files and Space Ranger folders of :func:`data_dir`, by name),
+    or those whose name contains one of ``keys``; yields each :class:`~napari_s2s.core.data.slide.Slide`
+    (the readers' warnings about real quirks silenced)."""
+    import warnings
+
+    from napari_s2s.core.data.io import read_slide
+
+    paths = sorted(p for p in data_dir().iterdir() if p.suffix == ".h5ad" or (p / "spatial").is_dir())
+    for path in paths:
+        if keys and not any(k in path.name for k in keys):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield read_slide(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=BASELINES, help=f"methods (default {BASELINES}; 'all' for every one)")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from base_choice import base_only
-from run_benchmark import HERE, data_dir  # noqa: E402
+from run_benchmark import HERE, shared_slides  # noqa: E402
 
 
 def _fold_task(task, train: np.ndarray, test: np.ndarray):
@@ -76,7 +76,6 @@ def main(argv=None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import torch
 
-    from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.evaluation.benchmark import build_holdout, score, summarise
     from napari_s2s.core.smoothing.base import stack_weights
     from napari_s2s.core.smoothing.gaussian import gene_weights
@@ -84,14 +83,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     phases = [int(p) for p in args.phases.split(",")]
     keys = [k for k in args.slides.split(",") if k]
-    paths = sorted(p for p in data_dir().iterdir() if p.suffix == ".h5ad" or (p / "spatial").is_dir())
-    paths = [p for p in paths if not keys or any(k in p.name for k in keys)]
     rows, diffs = [], []
     t0 = time.time()
-    for path in paths:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            slide = read_slide(path)
+    for slide in shared_slides(keys):
         for phase in phases:
             task, truth, meta = build_holdout(slide, seed=0, phase=phase)
             second = ["he_gaussian" if task.histology is not None else "pca_gaussian", "gaussian"]
