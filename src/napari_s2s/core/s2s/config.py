@@ -122,7 +122,8 @@ class S2SConfig:
     -> sparse mapping at two pitches instead of one; :func:`~.train.coarse_problems`),
     ``hole_share`` (share of the slide's training windows drawn at the measured pitch itself: every
     measured spot kept as input but a random ``hole_rate`` of them, which become the targets, so that
-    the networks also see inputs as dense as those they impute from; :func:`~.train.hole_problems`),
+    the networks also see inputs as dense as those they impute from; :func:`~.train.hole_problems`;
+    measured at 0.25, within noise: ``benchmarks/results/hole_share.md``),
     ``tissue_share`` (share of the natural-image crops taken from the slide's own H&E laid out on the
     dense grid, at its pitch and half of it, when the slide has a usable image:
     :func:`~.natural.tissue_images`; measured at 0.5 over three seeds, within noise:
