@@ -70,6 +70,32 @@ def _gene_pcc(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.where(den > 0, (t * p).sum(0) / np.where(den > 0, den, 1.0), 0.0)
 
 
+def arrays_cli(script: str, description: str, argv: list[str] | None) -> tuple[argparse.Namespace, str]:
+    """The command line of the offline studies of task arrays (``folders`` of ``.npz``, ``--md``), and
+    the command to print in their report (scratch folders named ``ARRAYS/...``)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--md", type=Path)
+    args = ap.parse_args(argv)
+    parts = [f"ARRAYS/{f.name}" for f in args.folders] + ([f"--md {args.md}"] if args.md else [])
+    return args, f"python benchmarks/{script} " + " ".join(parts)
+
+
+def change_cells(d: np.ndarray) -> str:
+    """``mean ± se | up / down`` of per-task changes (up / down: by more than 0.0005)."""
+    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+    return f"{d.mean():+.4f} ± {se:.4f} | {int((d > 0.0005).sum())} / {int((d < -0.0005).sum())}"
+
+
+def emit(lines: list[str], md: Path | None) -> int:
+    """Print a report and write it to ``md`` when given."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if md:
+        md.write_text(text)
+    return 0
+
+
 def transfer(path: Path) -> tuple[float, ...]:
     """A diagnosis: the networks' gain over the base one lattice level up (out-of-fold rows, what the
     weight is chosen on) and at the dense level (hidden spots), each the median over genes of the

@@ -19,13 +19,12 @@ Usage (from the repository root; the arrays are those of ``checkpoint_split.md``
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
-from network_levers import _gene_pcc  # noqa: E402
+from network_levers import _gene_pcc, arrays_cli, change_cells, emit  # noqa: E402
 from run_benchmark import shared_slides  # noqa: E402
 
 SQUARE = ("her2st_B4", "her2st_C2", "st_breast_cancer_layer2")
@@ -80,14 +79,8 @@ def rows_of(folder: Path, slides: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folders", nargs="+", type=Path)
-    ap.add_argument("--md", type=Path)
-    args = ap.parse_args(argv)
+    args, cmd = arrays_cli("position_weights.py", __doc__.splitlines()[0], argv)
     slides = {s.name: s for s in shared_slides(list(SQUARE)) if s.name in SQUARE}
-    cmd = "python benchmarks/position_weights.py " + " ".join(
-        [f"ARRAYS/{f.name}" for f in args.folders] + ([f"--md {args.md}"] if args.md else [])
-    )
     lines = [
         "# A blend weight per kind of dense position (square lattices), fitted one level up",
         "",
@@ -103,16 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         lines += [r for _, r in rows]
         d = np.array([x for x, _ in rows])
         if len(d):
-            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
-            summary.append(
-                f"| `{folder.name}` | {len(d)} | {d.mean():+.4f} ± {se:.4f} | {int((d > 0.0005).sum())} / {int((d < -0.0005).sum())} |"
-            )
+            summary.append(f"| `{folder.name}` | {len(d)} | {change_cells(d)} |")
     lines += ["", "| arrays | tasks | change of the median PCC (± se) | up / down |", "|---|---:|---:|---:|", *summary]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.md:
-        args.md.write_text(text)
-    return 0
+    return emit(lines, args.md)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,11 @@ Usage (from the repository root)::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-from network_levers import _gene_pcc  # noqa: E402
+from network_levers import _gene_pcc, arrays_cli, change_cells, emit  # noqa: E402
 
 
 def _median_pcc(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -63,13 +62,7 @@ def compare(p0: Path, p1: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folders", nargs="+", type=Path)
-    ap.add_argument("--md", type=Path)
-    args = ap.parse_args(argv)
-    cmd = "python benchmarks/seed_ensemble.py " + " ".join(
-        [f"ARRAYS/{f.name}" for f in args.folders] + ([f"--md {args.md}"] if args.md else [])
-    )
+    args, cmd = arrays_cli("seed_ensemble.py", __doc__.splitlines()[0], argv)
     lines = [
         "# Two training seeds averaged (an offline upper bound on a seed ensemble)",
         "",
@@ -92,22 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         if rows:
             dn = np.array([r["nets_two"] - r["nets_one"] for r in rows])
             db = np.array([r["blend_two"] - r["blend_one"] for r in rows])
-            se = db.std(ddof=1) / np.sqrt(len(db)) if len(db) > 1 else 0.0
-            summary.append(
-                f"| `{folder.name}` | {len(rows)} | {dn.mean():+.4f} | {db.mean():+.4f} ± {se:.4f} | "
-                f"{int((db > 0.0005).sum())} / {int((db < -0.0005).sum())} |"
-            )
+            summary.append(f"| `{folder.name}` | {len(rows)} | {dn.mean():+.4f} | {change_cells(db)} |")
     lines += [
         "",
         "| arrays | tasks | networks alone: two seeds - one | blend: two seeds - one (± se) | blend up / down |",
         "|---|---:|---:|---:|---:|",
         *summary,
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.md:
-        args.md.write_text(text)
-    return 0
+    return emit(lines, args.md)
 
 
 if __name__ == "__main__":
