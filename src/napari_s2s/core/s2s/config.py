@@ -319,28 +319,24 @@ class S2SConfig:
             raise ValueError(f"term_sources must be 'all' or 'kept', not {self.term_sources!r}")
         if self.term_sources == "kept" and self.kept_dropout:
             raise ValueError("term_sources 'kept' and kept_dropout cannot be combined (a dropped spot's target)")
-        if not (_is_real(self.coarse_share) and 0 <= self.coarse_share < 1):
-            raise ValueError(f"coarse_share must be a number in [0, 1), not {self.coarse_share!r}")
-        self.coarse_share = float(self.coarse_share)
         if not (_is_real(self.tissue_share) and 0 <= self.tissue_share <= 1):
             raise ValueError(f"tissue_share must be a number in [0, 1], not {self.tissue_share!r}")
         self.tissue_share = float(self.tissue_share)
-        if self.coarse_share and (self.base == "prior" or self.loss in COUNT_LOSSES or self.term_sources == "kept"):
-            raise ValueError(
-                "coarse_share needs base 'smooth', 'pca' or 'zero', loss 'mse' or 'l1' and term_sources 'all'"
-            )
-        if not (_is_real(self.hole_share) and 0 <= self.hole_share < 1):
-            raise ValueError(f"hole_share must be a number in [0, 1), not {self.hole_share!r}")
-        self.hole_share = float(self.hole_share)
+        # extra training problems (one level sparser, or at the measured pitch): one kind at a time
+        for name in ("coarse_share", "hole_share"):
+            share = getattr(self, name)
+            if not (_is_real(share) and 0 <= share < 1):
+                raise ValueError(f"{name} must be a number in [0, 1), not {share!r}")
+            setattr(self, name, float(share))
+            if share and (self.base == "prior" or self.loss in COUNT_LOSSES or self.term_sources == "kept"):
+                raise ValueError(
+                    f"{name} needs base 'smooth', 'pca' or 'zero', loss 'mse' or 'l1' and term_sources 'all'"
+                )
+        if self.hole_share and self.coarse_share:
+            raise ValueError("hole_share and coarse_share cannot be combined")
         if not (_is_real(self.hole_rate) and 0.05 <= self.hole_rate <= 0.5):
             raise ValueError(f"hole_rate must be a number from 0.05 to 0.5, not {self.hole_rate!r}")
         self.hole_rate = float(self.hole_rate)
-        if self.hole_share and self.coarse_share:
-            raise ValueError("hole_share and coarse_share cannot be combined")
-        if self.hole_share and (self.base == "prior" or self.loss in COUNT_LOSSES or self.term_sources == "kept"):
-            raise ValueError(
-                "hole_share needs base 'smooth', 'pca' or 'zero', loss 'mse' or 'l1' and term_sources 'all'"
-            )
         if self.fold_layout not in ("random", "blocks"):
             raise ValueError(f"fold_layout must be 'random' or 'blocks', not {self.fold_layout!r}")
         if self.lr_decay not in ("none", "linear", "cosine"):

@@ -335,14 +335,12 @@ class S2SImputer:
                     prob.coarse = coarse_problems(
                         rows, cols, kind, z, cfg, recon, covariates, folds, bw_ref, prob.patch
                     )
-                    for c in prob.coarse:
-                        c.targets, c.gene_p = prob.targets, gene_p
                 elif cfg.hole_share:
                     prob.coarse = hole_problems(
                         rows, cols, kind, z, cfg, recon, covariates, folds, bw_ref, prob.patch, cfg.seed
                     )
-                    for c in prob.coarse:
-                        c.targets, c.gene_p = prob.targets, gene_p
+                for c in prob.coarse:
+                    c.targets, c.gene_p = prob.targets, gene_p
                 terms = self._phase_terms(base, prob, rows, cols, kind, term_meas, values, mu, sd)
                 if cfg.loss in COUNT_LOSSES:
                     attach_counts(prob, *standard, terms, size_factors, cfg.loss == "nb")

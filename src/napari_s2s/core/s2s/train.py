@@ -166,9 +166,10 @@ class TrainProblem:
     #: (H, W) size factor of each measured spot (0 elsewhere) and per gene the standard deviation, the
     #: dispersion and the null deviance; ``None``: the loss is on the standardised values
     counts: dict | None = None
-    #: the same slide one level sparser (``config.coarse_share``): each coset of the measured lattice's
-    #: keep-1/4 sub-lattice laid out on a lattice of its own, as a problem with the same genes, folds
-    #: and window size (:func:`coarse_problems`); empty: off
+    #: extra problems a share of the windows come from: the same slide one level sparser
+    #: (``config.coarse_share``: each coset of the measured lattice's keep-1/4 sub-lattice laid out on a
+    #: lattice of its own, :func:`coarse_problems`) or at the measured pitch with random holes
+    #: (``config.hole_share``, :func:`hole_problems`), with the same genes, folds and window size; empty: off
     coarse: list = field(default_factory=list)
     #: of a coarse problem: the indices of its spots among the slide's measured spots; ``None``: the slide's
     sources: np.ndarray | None = None
