@@ -11,6 +11,7 @@ import pytest
 from conftest import writable_copy
 
 from napari_s2s.cli import main, user_facing_warnings
+from napari_s2s.core.data.lattice import dense_positions
 
 FAST = ["--max-steps", "2", "--threads", "1", "--no-natural", "--quiet", "--device", "cpu"]
 
@@ -137,7 +138,9 @@ def test_impute_xenium_crop_to_spatialdata_and_back(formats_dir, tmp_path):
     slide = read_slide(src, bin_um=5)
     genes = slide.top_variable_genes(2)
     assert list(dense.var_names) == genes == list(meas.var_names)
-    assert meas.n_obs == int(slide.usable().sum()) and dense.n_obs == 4 * meas.n_obs
+    use = slide.usable()
+    n_dense = len(dense_positions(slide.array_row[use], slide.array_col[use], slide.kind)[0])
+    assert meas.n_obs == int(use.sum()) and dense.n_obs == n_dense > 4 * meas.n_obs
     # measured values: bitwise the slide's log-normalised values, at the dense grid's measured positions
     flag = dense.obs["s2s_measured"].to_numpy(bool)
     assert np.array_equal(np.asarray(dense.X)[flag].sum(0), slide.lognorm(genes).sum(0))
@@ -167,6 +170,7 @@ def test_impute_generated_visium_hd_to_h5ad(tmp_path):
     """A modest generated Visium HD slide (its real layout) through ``impute``: the default output stays .h5ad."""
     import anndata as ad
 
+    from napari_s2s.core.data.io import read_slide
     from napari_s2s.core.data.synthetic_hd import write_visium_hd
 
     run = tmp_path / "run"
@@ -174,7 +178,10 @@ def test_impute_generated_visium_hd_to_h5ad(tmp_path):
     out = tmp_path / "r.h5ad"
     assert main(["impute", str(run), "--bin-um", "16", "--out", str(out), "--genes", "top:2"] + FAST) == 0
     res = ad.read_h5ad(out)
-    assert res.n_obs == 4 * 3_000 and res.uns["s2s"]["pitch_um"] == 16.0
+    slide = read_slide(run, bin_um=16)
+    use = slide.usable()
+    n_dense = len(dense_positions(slide.array_row[use], slide.array_col[use], slide.kind)[0])
+    assert res.n_obs == n_dense > 4 * 3_000 and res.uns["s2s"]["pitch_um"] == 16.0
 
 
 def test_third_party_deprecations_are_not_shown(capsys):

@@ -512,3 +512,77 @@ def test_the_results_come_into_view_when_the_maps_are_done(plugin_dock, data_dir
     assert label.height() >= label.heightForWidth(label.width())  # the whole done line, not clipped
     for child in (widget.results_box.save_button, widget.results_box.review_button, widget.train_box.progress_bar):
         assert _within(child, viewport), child
+
+
+# ---------------------------------------------------------------------- several slides open
+def _shown(viewer, slide) -> list[bool]:
+    return [layer.visible for layer in viewer.layers if (s2s_meta(layer) or {}).get("slide") is slide]
+
+
+def test_picking_a_slide_shows_its_layers_and_brings_back_its_genes_and_review(plugin_dock, data_dir, qtbot):
+    """Two slides open: the one picked in the Slide box is the one on the canvas (the other's layers
+    hidden, the view fitted to it), with the genes the user picked on it and its review as they were."""
+    widget = plugin_dock()
+    viewer = widget.viewer
+    viewer.open(str(data_dir / "her2st_C2.h5ad"), plugin="napari-s2s")
+    c2 = widget.current_slide()
+    widget.add_genes(["ERBB2"])  # picked by hand, beside the top genes
+    picked = widget.selected_genes()
+    widget.review.set_genes(picked)  # (what a run's maps do) then the user reviews one
+    widget.review_panel.refresh()
+    widget.set_review("ERBB2", status="accepted", comment="membranous")
+    viewer.open(str(data_dir / "her2st_B4.h5ad"), plugin="napari-s2s")
+    b4 = widget.current_slide()
+    assert b4 is not c2 and all(_shown(viewer, b4)) and not any(_shown(viewer, c2))
+    assert "ERBB2" not in widget.selected_genes() and "ERBB2" not in widget.review.rows
+    widget.select_slide(c2)
+    qtbot.wait(50)  # the view is fitted once the event loop turns
+    assert all(_shown(viewer, c2)) and not any(_shown(viewer, b4))
+    assert widget.selected_genes() == picked
+    row = widget.review.rows["ERBB2"]
+    assert (row.status, row.comment) == ("accepted", "membranous")
+    (he,) = [x for x in viewer.layers if (s2s_meta(x) or {}).get("slide") is c2 and s2s_meta(x)["kind"] == "he"]
+    lo, hi = np.asarray(he.extent.world)[:, -2:]
+    assert np.all(lo <= np.asarray(viewer.scene.camera.center)[-2:]) and np.all(
+        np.asarray(viewer.scene.camera.center)[-2:] <= hi
+    )
+    # a layer the user hid stays hidden when its slide comes back
+    measured = [
+        x for x in viewer.layers if (s2s_meta(x) or {}).get("slide") is c2 and s2s_meta(x)["kind"] == "measured"
+    ]
+    measured[0].visible = False
+    widget.select_slide(b4)
+    widget.select_slide(c2)
+    assert not measured[0].visible and he.visible
+
+
+def test_the_dock_says_why_train_is_off_and_drops_a_stale_unknown_gene_note(plugin_dock, data_dir, notes):
+    widget = plugin_dock()
+    train = widget.train_box.train_button
+    assert not train.isEnabled() and "open a slide" in train.toolTip()
+    widget.viewer.open(str(data_dir / "her2st_C2.h5ad"), plugin="napari-s2s")
+    assert train.isEnabled()
+    widget.apply_gene_list("ERBB2, FOOBAR1")
+    note = widget.genes_box.unknown_label
+    assert "FOOBAR1" in note.text() and not note.isHidden()
+    widget.genes_box.clear_button.click()
+    assert note.isHidden()  # the note was about the pasted list, which is gone
+    assert not train.isEnabled() and "pick genes" in train.toolTip()
+
+
+@pytest.mark.parametrize("start", ["start_training", "start_validation"])
+def test_guidance_on_without_an_image_runs_without_it_and_says_so(plugin_dock, data_dir, notes, monkeypatch, start):
+    """H&E guidance "on" is a setting kept across slides; on a slide with no image, Train and Validate go
+    on without the image and say so (Validate used to warn so and then fail on the image it lacked)."""
+    widget = plugin_dock()
+    widget.viewer.open(str(data_dir / "st_breast_cancer_layer2.h5ad"), plugin="napari-s2s")  # no image
+    widget.settings_box.histology_combo.setCurrentText("on")
+    widget.train_box.method_combo.setCurrentText("s2s")
+    jobs = []
+    monkeypatch.setattr(widget, "_start", lambda job, message: jobs.append(job))
+    getattr(widget, start)()
+    (job,) = jobs
+    options = job.overrides if start == "start_training" else job.options
+    assert options["histology"] == "off"
+    assert any(kind == "warning" and "no usable H&E image" in msg and "without it" in msg for kind, msg in notes)
+    assert getattr(job, "he_method", None) is None

@@ -46,6 +46,20 @@ def add_panel(viewer, main: QWidget, panel: QWidget, name: str, main_height: int
     return dock
 
 
+def tabify_beside(main: QWidget, dock) -> None:
+    """On a short window, move ``dock`` (a dock napari added, e.g. another of the plugin's widgets) into a
+    tab beside ``main``'s dock, in front; on a tall one leave it where napari put it."""
+    dock = getattr(dock, "__wrapped__", dock)  # napari's proxy of it, in a plugin dock
+    main_dock = host_dock(main)
+    if main_dock is None or not isinstance(dock, QDockWidget) or dock is main_dock:
+        return
+    if main.window().height() >= TABIFY_BELOW_PX:
+        return
+    main.window().tabifyDockWidget(main_dock, dock)
+    show_panel(dock)
+    QTimer.singleShot(0, dock.raise_)
+
+
 def _share_height(main: QWidget, main_dock: QDockWidget, dock: QDockWidget, main_height: int | None) -> None:
     try:
         total = main_dock.height() + dock.height()

@@ -117,6 +117,7 @@ class GenesBox(QGroupBox):
     def set_slide(self, slide) -> None:
         """Search the genes of ``slide`` (``None``: no slide)."""
         self._slide = slide
+        self._show_unknown("")
         self._on_search(self.search_edit.text())
 
     # ------------------------------------------------------------------ selection
@@ -129,6 +130,7 @@ class GenesBox(QGroupBox):
         self.add_genes(genes)
 
     def add_genes(self, genes) -> None:
+        self._show_unknown("")  # the note is about the last pasted list: any other change ends it
         for g in genes:
             if g not in self._genes:
                 self._genes.append(g)
@@ -154,10 +156,13 @@ class GenesBox(QGroupBox):
         parsed = parse_gene_list(text, slide.genes)
         self.set_genes(parsed.found)
         report = parsed.report()
-        self.unknown_label.setText(report)
-        self.unknown_label.setVisible(bool(report))
+        self._show_unknown(report)
         if report:
             self._notify("warning", report)
+
+    def _show_unknown(self, report: str) -> None:
+        self.unknown_label.setText(report)
+        self.unknown_label.setVisible(bool(report))
 
     def _remove_selected(self) -> None:
         drop = {item.text() for item in self.selected_list.selectedItems()}

@@ -64,7 +64,8 @@ class LossPlot(QWidget):
     def paintEvent(self, event):  # noqa: N802 (Qt name)
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        rect = QRectF(self.rect()).adjusted(4, 4, -4, -14)
+        caption_h = self.fontMetrics().height() + 2  # room for the caption's descenders at any font size
+        rect = QRectF(self.rect()).adjusted(4, 4, -4, -caption_h)
         p.fillRect(self.rect(), QColor(38, 41, 48))
         p.setPen(QPen(QColor(90, 94, 104), 1))
         p.drawRect(rect)
@@ -100,7 +101,7 @@ class LossPlot(QWidget):
         p.drawPath(trace(smooth))
         p.setPen(QColor(170, 170, 170))
         p.drawText(
-            QRectF(rect.left(), rect.bottom() + 1, rect.width(), 13),
+            QRectF(rect.left(), rect.bottom() + 1, rect.width(), caption_h),
             Qt.AlignmentFlag.AlignRight,
             f"step {s1}  loss {10.0 ** smooth[-1]:.4g} (running mean)",
         )

@@ -28,6 +28,7 @@ class RunLayers:
         self._on_change = on_change
         self.run_layer = None  # the imputed layer the running training updates (previews, then final)
         self._replaced: list = []  # (layer, visible) of earlier maps a running training will replace
+        self._switched_off: set = set()  # unique ids of layers hidden because another slide was picked
 
     # ------------------------------------------------------------------ finding layers
     def layers_of(self, slide, kind: str, genes: list[str] | None = None) -> list:
@@ -44,6 +45,26 @@ class RunLayers:
         """The imputed layer of ``slide``, or ``None``."""
         found = self.layers_of(slide, "imputed") if slide is not None else []
         return found[-1] if found else None
+
+    # ------------------------------------------------------------------ one slide on show
+    def show_slide(self, slide) -> list:
+        """Show ``slide``'s layers and hide the other slides' (each slide's layers come back as they were
+        when it is picked again: a layer the user hid stays hidden). Returns ``slide``'s layers."""
+        mine = []
+        for layer in self.viewer.layers:
+            m = s2s_meta(layer)
+            if not m or m.get("slide") is None:
+                continue
+            uid = layer.unique_id  # by id: napari's proxy wraps every layer it hands out anew
+            if m["slide"] is slide:
+                mine.append(layer)
+                if uid in self._switched_off:
+                    self._switched_off.discard(uid)
+                    layer.visible = True
+            elif layer.visible:
+                self._switched_off.add(uid)
+                layer.visible = False
+        return mine
 
     # ------------------------------------------------------------------ the measured stack
     def follow_selection(self, slide, genes: list[str]) -> None:

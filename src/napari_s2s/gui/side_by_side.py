@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .gene_display import place_gene_name
 from .layers import META_KEY, s2s_meta
 
 
@@ -57,6 +58,7 @@ def enter(viewer, measured, imputed, he=None) -> dict:
     viewer.canvas.events.size.connect(fit)  # the window resized: the labels still fit their panels
     for layer in (measured, imputed):
         layer.events.name.connect(fit)  # a preview's name becomes the final maps' name
+    viewer.canvas.overlays.text.events.text.connect(fit)  # another gene: its name fits its panel too
     saved[_FIT] = (fit, (measured, imputed))
     viewer.layers.selection.active = imputed
     viewer.reset_view()
@@ -70,6 +72,10 @@ LABEL_PT = (9.0, 6.0)
 #: Width of one character of a label per point of font size (pixels; measured on napari's canvas
 #: text at 96 dpi, where a 9 pt label takes 8.8-8.9 px per character), with a margin.
 PX_PER_CHAR_PT = 1.0
+#: Largest and smallest font size of the gene's name top right of each panel (points).
+GENE_PT = (14.0, 6.0)
+#: Width kept clear of the gene's name at the top of a panel for the scale bar, top left (pixels).
+SCALE_BAR_PX = 130.0
 
 
 def label_font_size(text: str, panel_px: float) -> float:
@@ -93,6 +99,17 @@ def fit_labels(viewer, layers) -> None:
     size = min(label_font_size(layer.name, panel_px) for layer in layers)
     for layer in layers:
         layer.name_overlay.font_size = size
+    gene = viewer.canvas.overlays.text
+    gene.font_size = gene_font_size(gene.text, panel_px)
+
+
+def gene_font_size(name: str, panel_px: float) -> float:
+    """The gene name's font size (half points, from ``GENE_PT[0]`` down to ``GENE_PT[1]``) at which it
+    fits beside the scale bar at the top of a panel ``panel_px`` wide (long Ensembl ids on a laptop
+    screen shrink instead of running over the bar)."""
+    room = 0.95 * float(panel_px) - SCALE_BAR_PX
+    fits = room / (max(len(name), 1) * PX_PER_CHAR_PT)
+    return float(min(GENE_PT[0], max(GENE_PT[1], np.floor(fits * 2.0) / 2.0)))
 
 
 def leave(viewer, saved: dict | None) -> None:
@@ -102,8 +119,10 @@ def leave(viewer, saved: dict | None) -> None:
     fit, labelled = saved.pop(_FIT, (None, ()))
     if fit is not None:
         viewer.canvas.events.size.disconnect(fit)
+        viewer.canvas.overlays.text.events.text.disconnect(fit)
         for layer in labelled:
             layer.events.name.disconnect(fit)
+        place_gene_name(viewer)  # the gene's name back to its size on one canvas
     viewer.canvas.grid.enabled = False
     viewer.canvas.overlays.text.gridded = False
     for layer in list(viewer.layers):

@@ -71,6 +71,16 @@ class TrainingState:
         self.phase = phase
         self.events.step.emit(0)
 
+    def tick(self, elapsed_s: float) -> None:
+        """The clock moved on without an event (a long step: choosing the base predictor, the final
+        maps): elapsed time advances to ``elapsed_s`` and the ETA counts down by as much (not below 0)."""
+        if not self.running or elapsed_s <= self.elapsed_s:
+            return
+        with self.events.paused(lambda a, b: b):
+            if self.eta_s is not None:
+                self.eta_s = max(0.0, self.eta_s - (elapsed_s - self.elapsed_s))
+            self.elapsed_s = float(elapsed_s)
+
     def apply(self, ev) -> None:
         """Fold one core ``ProgressEvent`` (phase, step, max_steps, loss, elapsed_s, eta_s, message)."""
         loss = getattr(ev, "loss", None)

@@ -52,6 +52,8 @@ REVIEW_MIN_WIDTH = 340
 
 #: Shortest interval between two refreshes of the progress panel (each repaint costs the GUI thread).
 UI_REFRESH_MS = 200
+#: While a run goes on, the elapsed time and the ETA on screen move on at least this often (ms), events or not.
+CLOCK_MS = 1000
 #: For this long after the final maps, the panel keeps its Results box in view as the done line is drawn.
 REVEAL_S = 2.0
 
@@ -112,6 +114,9 @@ class S2SWidget(QWidget):
         self._slides: dict[int, object] = {}
         self._previous_slides: set[int] = set()  # slides seen before (a new one gets selected)
         self._genes_for: int | None = None
+        self._genes_by_slide: dict[int, list[str]] = {}  # each slide's picked genes, kept across switches
+        self._reviews: dict[int, ReviewTable] = {}  # each slide's review, kept across switches
+        self._shown_slide: int | None = None  # the slide whose layers are on show (the others' are hidden)
         self._runner = JobRunner()
         self._t_click = 0.0
         self._grid_saved: dict | None = None
@@ -129,6 +134,11 @@ class S2SWidget(QWidget):
         self._ui_timer.setInterval(UI_REFRESH_MS)
         self._ui_timer.timeout.connect(self._on_state)
         self.state.events.connect(self._schedule_ui)
+        # between events (choosing the base predictor takes seconds) the clock still moves on screen
+        self._clock = QTimer(self)
+        self._clock.setInterval(CLOCK_MS)
+        self._clock.timeout.connect(self._tick)
+        self._clock.start()
         self.state.events.phase.connect(self._update_buttons)
         self.destroyed.connect(self._runner.shutdown)
         self._runner.connect(self.viewer.layers.events.inserted, self._refresh_slides)
@@ -286,6 +296,9 @@ class S2SWidget(QWidget):
             else:
                 select = list(slides)[-1] if slides else None
             self._previous_slides = set(slides)
+            for memo in (self._genes_by_slide, self._reviews):  # slides whose layers all went
+                for key in [k for k in memo if k not in slides]:
+                    del memo[key]
             self.slide_box.set_slides({key: slide.name for key, slide in slides.items()}, select)
         self._follow_selection()  # the slide's measured stack may arrive after its first layer
         self._sync_gene_display()
@@ -317,13 +330,14 @@ class S2SWidget(QWidget):
             self._update_buttons()
             return
         self.genes_box.set_slide(slide)
+        self._show_slide(slide)
         if self._genes_for != id(slide):
             g = slide.geometry
             um = f"{g.um_per_px:.3g} um/px" if g.um_per_px else f"{g.units} units"
             self.slide_box.set_info(f"{int(slide.usable().sum())} spots · {slide.n_genes} genes · {um}")
             self.slide_box.info.setToolTip(f"{slide.kind} lattice; source: {slide.source or 'built in'}")
             self._genes_for = id(slide)
-            self.review = review_of(slide)
+            self.review = self._review_for(slide)
             if slide.is_imputed_result:  # a saved result: review its genes (training needs the original slide)
                 measured = slide.result_measured()
                 self.slide_box.set_info(
@@ -334,10 +348,44 @@ class S2SWidget(QWidget):
                 self.set_genes(slide.result_genes())
                 self.review.set_genes(self.selected_genes())
                 QTimer.singleShot(0, self.show_review)  # reviewing is what a saved result is opened for
+            elif self._genes_by_slide.get(id(slide)):  # picked earlier: the user's choice comes back
+                self.set_genes(self._genes_by_slide[id(slide)])
             else:
                 self.genes_box.use_top_genes()
             self.review_panel.refresh()
         self._update_buttons()
+
+    def _review_for(self, slide) -> ReviewTable:
+        """The review of ``slide`` (made empty the first time it is picked)."""
+        if id(slide) not in self._reviews:
+            self._reviews[id(slide)] = review_of(slide)
+        return self._reviews[id(slide)]
+
+    def _show_slide(self, slide) -> None:
+        """On a change of slide: its layers on show, the other slides' hidden, the view fitted to it."""
+        if id(slide) == self._shown_slide:
+            return
+        self._shown_slide = id(slide)
+        side_by_side_on = self._grid_saved is not None
+        if side_by_side_on:
+            self._leave_side_by_side()
+        self.run_layers.show_slide(slide)
+        if side_by_side_on:
+            self.set_side_by_side(True)
+        # after the event loop turns: a slide being opened adds its other layers first
+        QTimer.singleShot(0, self._fit_view)
+
+    def _fit_view(self) -> None:
+        slide = self.current_slide()
+        mine = self.run_layers.show_slide(slide) if slide is not None else []
+        if mine:
+            self.viewer.fit_to_view(layers=mine)
+
+    def _keep_slide_shown(self) -> None:
+        """A run on a slide that is not the one picked added or showed layers: they wait hidden."""
+        slide = self.current_slide()
+        if slide is not None:
+            self.run_layers.show_slide(slide)
 
     def open_slide(self, path: str, bin_um: float | None = None) -> None:
         """Open ``path`` through the plugin's reader (same as File > Open); ``bin_um``: bin size of
@@ -375,6 +423,9 @@ class S2SWidget(QWidget):
         self.genes_box.apply_gene_list(text)
 
     def _on_genes_changed(self) -> None:
+        slide = self.current_slide()
+        if slide is not None and not slide.is_imputed_result:
+            self._genes_by_slide[id(slide)] = self.selected_genes()
         self._update_buttons()
         self._follow_selection()
 
@@ -386,8 +437,12 @@ class S2SWidget(QWidget):
         slide = self.current_slide()
         ready = slide is not None and bool(self.selected_genes()) and not slide.is_imputed_result
         why = (
-            "this is a saved result: open the original slide to train or validate"
-            if (slide is not None and slide.is_imputed_result)
+            "open a slide first (File > Open, drag and drop, or Open…)"
+            if slide is None
+            else "this is a saved result: open the original slide to train or validate"
+            if slide.is_imputed_result
+            else "pick genes first (Genes tab)"
+            if not self.selected_genes()
             else ""
         )
         job = self._runner.job
@@ -444,13 +499,16 @@ class S2SWidget(QWidget):
         slide, genes = ready
         s = self.settings()
         self.store.save(s)  # (a no-op unless a setting changed without being saved)
+        overrides = s.config_overrides()
+        if s.histology == "on" and not self._has_image(slide, "training"):
+            overrides["histology"] = "off"
         self.first_map_s = self.final_map_s = None
         self.previews_shown = 0
         self.run_layers.start_run()
         source = self.display_source()
         # now: no layer is added while training runs
         self._show_run_maps(pending_layers(slide, genes, source), slide, final_or_preview=False)
-        job = TrainingJob(slide, genes, preset=s.preset, overrides=s.config_overrides(), source=source)
+        job = TrainingJob(slide, genes, preset=s.preset, overrides=overrides, source=source)
         self._start(job, f"training on {slide.name} ({len(genes)} genes)")
 
     def start_validation(self) -> None:
@@ -464,17 +522,12 @@ class S2SWidget(QWidget):
         method = self.train_box.method()
         guided = None
         if s.histology != "off":
-            from ..core.data.histology_features import histology_available
-
-            has_image = histology_available(slide)
+            has_image = self._has_image(slide, f"validating {method}", quiet=s.histology != "on")
             guided = he_counterpart(method, s.histology, has_image, options)
             if guided is not None:
                 options = {**options, **PLAIN_OPTIONS.get(method, {})}  # without vs with H&E
-            if s.histology == "on" and not has_image:
-                _notify(
-                    "warning",
-                    f"H&E guidance is on but {slide.name} has no usable H&E image: validating {method} without it",
-                )
+            if not has_image:
+                options["histology"] = "off"
         he_method, he_options = guided or (None, None)
         job = ValidationJob(
             slide,
@@ -489,6 +542,17 @@ class S2SWidget(QWidget):
         what = method if he_method is None else f"{method} vs {he_method}"
         self._start(job, f"hold-out validation of {what} on {slide.name}")
 
+    @staticmethod
+    def _has_image(slide, doing: str, quiet: bool = False) -> bool:
+        """Whether ``slide`` has an H&E image guidance can use; when not (and not ``quiet``), a warning
+        says that the run goes on without it (the setting is kept for the next slide)."""
+        from ..core.data.histology_features import histology_available
+
+        ok = bool(histology_available(slide))
+        if not ok and not quiet:
+            _notify("warning", f"H&E guidance is on but {slide.name} has no usable H&E image: {doing} without it")
+        return ok
+
     def _start(self, job, message: str) -> None:
         self._t_click = time.perf_counter()
         self.state.reset("starting", message)
@@ -499,10 +563,12 @@ class S2SWidget(QWidget):
     def open_blinded_reading(self):
         """Open (or show) the plugin's "Blinded reading" dock, where review sessions are made and read."""
         try:
-            return self.viewer.window.add_plugin_dock_widget("napari-s2s", "Blinded reading")
+            added = self.viewer.window.add_plugin_dock_widget("napari-s2s", "Blinded reading")
         except Exception as exc:  # no window (headless viewer model) or napari refused
             _notify("warning", f"could not open the Blinded reading dock: {exc}".splitlines()[0])
             return None
+        dock_layout.tabify_beside(self, added[0])  # on a laptop screen a tab of its own, not a strip below
+        return added
 
     def stop(self) -> None:
         """Stop the run: training makes its final maps from the best model so far, in one pass;
@@ -514,9 +580,11 @@ class S2SWidget(QWidget):
         with self.state.events.paused():
             self.state.eta_s = None
         self.state.message = (
-            "stopping: final maps from the best model so far (one pass)…"
-            if isinstance(job, TrainingJob)
-            else "stopping the validation…"
+            "stopping the validation…"
+            if not isinstance(job, TrainingJob)
+            else "stopping once the base predictor is chosen: it will be the result…"
+            if self.state.phase in ("starting", "prepare")
+            else "stopping: final maps from the best model so far (one pass)…"
         )
         self.state.phase = "stopping"
 
@@ -547,6 +615,10 @@ class S2SWidget(QWidget):
                 self.state.message = "validation stopped"
         self._update_buttons()
 
+    def _tick(self) -> None:
+        if self.state.running and self._runner.job is not None:
+            self.state.tick(time.perf_counter() - self._t_click)
+
     def _schedule_ui(self, *_) -> None:
         if not self._ui_timer.isActive():
             self._ui_timer.start()
@@ -562,7 +634,9 @@ class S2SWidget(QWidget):
 
     def _show_run_maps(self, layers: dict, slide, final_or_preview: bool = True):
         imputed = self.run_layers.show_run_maps(layers, slide, final_or_preview)
-        if self.results_box.side_by_side_check.isChecked():
+        if slide is not self.current_slide():
+            self._keep_slide_shown()
+        elif self.results_box.side_by_side_check.isChecked():
             self.set_side_by_side(True)
         return imputed
 
@@ -583,7 +657,7 @@ class S2SWidget(QWidget):
         if self.first_map_s is None:
             self.first_map_s = self.final_map_s
         self.run_layers.start_run()
-        self.review.set_genes(out.genes)
+        self._review_for(slide).set_genes(out.genes)
         self.review_panel.refresh()
         with self.state.events.paused():
             self.state.eta_s = 0.0
@@ -636,9 +710,12 @@ class S2SWidget(QWidget):
                 method=out.method,
             ),
         )
+        if slide is not self.current_slide():
+            self._keep_slide_shown()
         self.last_validation = out
-        self.review.set_genes(out.genes)
-        self.review.set_metrics(out.compared or out.metrics)
+        review = self._review_for(slide)
+        review.set_genes(out.genes)
+        review.set_metrics(out.compared or out.metrics)
         self.review_panel.refresh()
         pccs = [m["pcc"] for m in out.metrics.values() if m.get("pcc") is not None]
         med = f"{out.method} median PCC {np.median(pccs):.3f}" if pccs else f"{out.method} PCC undefined"

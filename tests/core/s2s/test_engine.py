@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import TINY_NETWORK
 
+from napari_s2s.core.data.lattice import dense_positions
 from napari_s2s.core.data.slide import GeneGrid
 from napari_s2s.core.errors import SlideError
 from napari_s2s.core.s2s.engine import PRESETS, ImputedResult, S2SConfig, S2SImputer
@@ -112,7 +113,9 @@ def test_square_legacy_slide_tiny_grid(read_shared):
     imp = S2SImputer(cfg).fit(slide, genes)
     res = imp.impute(slide)
     assert res.kind == "square"
-    assert len(res.dense_rows) == 4 * slide.usable().sum()  # (2r+dr, 2c+dc)
+    use = slide.usable()
+    want = dense_positions(slide.array_row[use], slide.array_col[use], "square")
+    assert np.array_equal(res.dense_rows, want[0]) and np.array_equal(res.dense_cols, want[1])  # (2r+dr, 2c+dc)
     got, want = _measured_in_slide_order(slide, genes, res)
     assert np.array_equal(got, want)
     assert res.xy_px is None

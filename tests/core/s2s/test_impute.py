@@ -10,13 +10,29 @@ from napari_s2s.core.s2s.impute import dense_positions, final_consistency, predi
 from napari_s2s.core.s2s.model import CDCIN, NetSpec
 
 
-def test_square_dense_positions_are_the_2x2_blocks():
+def test_square_dense_positions_are_the_3x3_blocks_around_each_spot():
     rows = np.array([0, 0, 1, 5])
     cols = np.array([0, 1, 0, 7])
     R, C = dense_positions(rows, cols, "square")
-    want = {(2 * r + a, 2 * c + b) for r, c in zip(rows, cols) for a in (0, 1) for b in (0, 1)}
+    want = {(2 * r + a, 2 * c + b) for r, c in zip(rows, cols) for a in (-1, 0, 1) for b in (-1, 0, 1)}
     assert set(zip(R.tolist(), C.tolist())) == want
-    assert len(R) == 4 * len(rows)
+    assert len(R) == len(want)  # no duplicates
+
+
+@pytest.mark.parametrize("name", ["st_breast_cancer_layer2.h5ad", "visium_mouse_brain_dg.h5ad"])
+def test_the_dense_grid_reaches_as_far_beyond_the_spots_on_every_side(name, data_dir):
+    """The imputed area is symmetric about the measured spots: as far beyond the first row as the last."""
+    from napari_s2s.core.data.io import read_slide
+
+    slide = read_slide(data_dir / name)
+    use = slide.usable()
+    rows, cols = slide.array_row[use], slide.array_col[use]
+    R, C = dense_positions(rows, cols, slide.kind)
+    assert 2 * rows.min() - R.min() == R.max() - 2 * rows.max() == 1
+    assert 2 * cols.min() - C.min() == C.max() - 2 * cols.max() >= 1
+    for r, c in zip(2 * rows, 2 * cols):  # every spot has its whole neighbourhood, whichever side it is on
+        near = (np.abs(R - r) <= 1) & (np.abs(C - c) <= (1 if slide.kind == "square" else 2))
+        assert near.sum() == (9 if slide.kind == "square" else 7)
 
 
 def test_hex_dense_positions_are_lattice_nodes_around_each_spot():

@@ -322,16 +322,18 @@ def _mean_direction(vs: np.ndarray) -> np.ndarray | None:
 def dense_positions(rows: np.ndarray, cols: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Dense-grid ``(R, C)`` near the measured spots, sorted by row then column (no duplicates).
 
-    The x2 dense grid of imputation: a measured spot ``(row, col)`` sits at ``(2 row, 2 col)``. Square
-    lattices get the 2x2 block of each spot; hex lattices every node ``(R, C)`` with ``R + C`` even
-    within one dense pitch of a measured spot (the spot and its six neighbours).
+    The x2 dense grid of imputation: a measured spot ``(row, col)`` sits at ``(2 row, 2 col)``, and the
+    grid holds every dense node one dense step from a measured spot: on square lattices the spot's 3x3
+    block (the midpoints to its four neighbours and the centres of its four cells), on hex lattices the
+    nodes ``(R, C)`` with ``R + C`` even within one dense pitch (the spot and its six neighbours). So the
+    imputed area reaches half a measured pitch beyond the outermost spots on every side alike.
     """
     r2 = 2 * np.asarray(rows, dtype=np.int64)
     c2 = 2 * np.asarray(cols, dtype=np.int64)
     if kind == "hex":
         offs = [(0, 0), (0, 2), (0, -2), (1, 1), (1, -1), (-1, 1), (-1, -1)]
     else:
-        offs = [(0, 0), (0, 1), (1, 0), (1, 1)]
+        offs = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)]
     rr = np.concatenate([r2 + a for a, _ in offs])
     cc = np.concatenate([c2 + b for _, b in offs])
     pos = np.unique(np.stack([rr, cc], 1), axis=0)

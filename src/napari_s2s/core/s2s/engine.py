@@ -318,6 +318,11 @@ class S2SImputer:
             needs = cfg.base_model == "cv" or (bool(cfg.aux_genes or cfg.bandwidth_genes) and all_genes is not None)
             gm = gene_matrix_with_targets(all_genes, values) if needs else None
             base = self._fit_base(rows, cols, kind, values, all_genes, features, gm)
+            if self._stop.is_set():  # Stop while the base was chosen: it is the best model so far
+                yield from self._base_only(
+                    rows, cols, kind, values, genes, all_genes, features, t0, "stopped before training", base
+                )
+                return
             term_meas = base.term_loo() if base.uses_histology and cfg.network_target == "residual" else None
             net_values = values if term_meas is None else (values - term_meas).astype(np.float32)
             mu, sd = standardise(net_values)
@@ -347,8 +352,9 @@ class S2SImputer:
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
                 why = str(exc)
-        if prob is None:
-            yield from self._base_only(rows, cols, kind, values, genes, all_genes, features, t0, why)
+        if prob is None or self._stop.is_set():
+            why = "stopped before training" if prob is not None else why
+            yield from self._base_only(rows, cols, kind, values, genes, all_genes, features, t0, why, base)
             return
         natural = None
         if cfg.uses_natural:
@@ -474,14 +480,18 @@ class S2SImputer:
         scoring = n * t["oof"] if self.config.checkpoints else 0.0  # about one out-of-fold pass per network
         return scoring + n * t["oof"] + t["base"] + n * syms * t.get("pass", t.get("oof_pass", t["oof"]))
 
-    def _base_only(self, rows, cols, kind, values, genes, all_genes, features, t0, why: str) -> Iterator[ProgressEvent]:
-        """No networks: the result is the base predictor, and the last event says why."""
+    def _base_only(
+        self, rows, cols, kind, values, genes, all_genes, features, t0, why: str, base: BasePredictor | None = None
+    ) -> Iterator[ProgressEvent]:
+        """No networks: the result is the base predictor (fitted here unless given), and the last event
+        says why."""
         cfg = self.config
-        yield ProgressEvent(
-            "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "choosing the base predictor"
-        )
-        with _blas_threads(cfg.threads):
-            base = self._fit_base(rows, cols, kind, values, all_genes, features)
+        if base is None:
+            yield ProgressEvent(
+                "prepare", 0, cfg.max_steps, None, time.perf_counter() - t0, None, "choosing the base predictor"
+            )
+            with _blas_threads(cfg.threads):
+                base = self._fit_base(rows, cols, kind, values, all_genes, features)
         self.genes = list(genes)
         self.base, self.alpha, self.states, self._train_values = base, 0.0, [], values
         self.net_shift = np.zeros(values.shape[1], np.float32)
@@ -493,7 +503,7 @@ class S2SImputer:
             "train_seconds": 0.0,
             "seconds": float(seconds),
             "steps_per_s": 0.0,
-            "stopped": False,
+            "stopped": self._stop.is_set(),
             "networks": 0,
             "alpha": 0.0,
             "base": base.label,
@@ -1110,6 +1120,6 @@ def resolve_histology(mode: str, slide) -> bool:
     if mode == "on" and not ok:
         raise SlideError(
             slide.source,
-            "--histology on needs an H&E image with pixel positions (at least 4 image pixels per spot)",
+            "H&E guidance 'on' needs an H&E image with pixel positions (at least 4 image pixels per spot)",
         )
     return bool(ok)

@@ -3,7 +3,7 @@
 Coordinates: the measured spots' lattice coordinates ``(row, col)`` sit at ``(2 row, 2 col)`` on the
 dense grid (the keep-1/4 sub-lattice of the dense lattice, the same geometric step the network learnt at
 the sparser level). Dense positions of a slide: square ``(2 row + dr, 2 col + dc)``, ``dr, dc`` in
-``{0, 1}``; hex every node ``(R, C)`` with ``R + C`` even within one dense pitch of a measured spot
+``{-1, 0, 1}``; hex every node ``(R, C)`` with ``R + C`` even within one dense pitch of a measured spot
 (the spot and its six neighbours), so the output covers the tissue symmetrically.
 """
 
