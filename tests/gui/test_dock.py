@@ -391,7 +391,16 @@ def test_side_by_side_labels_fit_their_panels_on_a_laptop_screen(plugin_dock, sa
     big = labelled[0].name_overlay.font_size
     labelled[1].name = labelled[1].name + " (preview, step 1200)"  # a longer name: smaller again
     assert labelled[0].name_overlay.font_size < big and max(widths()) <= panel_px()
+    # the gene's name (top right of each panel) leaves the scale bar (top left) its room: a long
+    # Ensembl id shrinks; back on one canvas it has its usual size
+    viewer.window.resize(1366, 768)
+    gene = viewer.canvas.overlays.text
+    gene.text = "ENSMUSG00000098557.1"
+    qtbot.waitUntil(lambda: gene.font_size < side_by_side.GENE_PT[0], timeout=3000)
+    room = panel_px() - side_by_side.SCALE_BAR_PX
+    assert len(gene.text) * gene.font_size * side_by_side.PX_PER_CHAR_PT <= room
     widget.results_box.side_by_side_check.setChecked(False)
+    assert gene.font_size == side_by_side.GENE_PT[0]
     stays = [x for x in labelled if x in viewer.layers]  # the stack itself (its "measured" view goes)
     assert len(stays) == 1
     kept = stays[0].name_overlay.font_size
@@ -463,12 +472,17 @@ def test_the_review_panel_opens_the_blinded_reading_dock(plugin_dock, qtbot):
     the plugin's "Blinded reading" dock (once: a second click shows the same one)."""
     from napari_s2s.gui.blinded import BlindedReader
 
-    widget = plugin_dock()
+    from napari_s2s.gui.dock_layout import host_dock
+
+    widget = plugin_dock(size=(1366, 768))
     button = widget.review_panel.blinded_button
     assert button.isVisibleTo(widget.review_panel) and "names hidden" in button.toolTip()
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     docks = widget.window().findChildren(BlindedReader)  # the main window the dock sits in
     assert len(docks) == 1
+    # on a laptop screen a tab beside the main panel, in front (not a strip under the review table)
+    assert host_dock(docks[0]) in widget.window().tabifiedDockWidgets(host_dock(widget))
+    qtbot.waitUntil(lambda: not docks[0].visibleRegion().isEmpty(), timeout=3000)
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert len(widget.window().findChildren(BlindedReader)) == 1
 

@@ -118,3 +118,20 @@ def test_state_folds_progress_events():
     assert st.fraction() == 0.75 and st.message == "x" and seen[-1] == 6
     st.apply(SimpleNamespace(phase="stopped", step=6, max_steps=None, loss=0.4, elapsed_s=3.0, eta_s=0.0, message=""))
     assert not st.running and len(st.losses) == 2
+
+
+def test_the_clock_moves_between_events_and_the_eta_counts_down():
+    """Choosing the base predictor sends no event for seconds: the widget's clock ticks the state, so
+    the elapsed time goes on and the ETA comes down by as much (never below 0, never once done)."""
+    st = TrainingState()
+    st.reset("starting")
+    st.apply(SimpleNamespace(phase="prepare", step=0, max_steps=0, loss=None, elapsed_s=0.1, eta_s=60.0, message=""))
+    st.tick(5.1)
+    assert (st.elapsed_s, st.eta_s) == (5.1, 55.0) and st.fraction() == pytest.approx(5.1 / 60.1)
+    st.tick(4.0)  # an older reading changes nothing
+    assert st.elapsed_s == 5.1
+    st.tick(100.0)
+    assert st.eta_s == 0.0
+    st.apply(SimpleNamespace(phase="done", step=0, max_steps=0, loss=None, elapsed_s=7.0, eta_s=0.0, message="ok"))
+    st.tick(200.0)
+    assert st.elapsed_s == 7.0

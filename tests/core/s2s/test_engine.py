@@ -141,6 +141,28 @@ def test_stop_keeps_a_model_and_impute_works(synthetic_slide):
     assert np.all(np.isfinite(res.values))
 
 
+def test_stop_while_the_base_is_chosen_ends_with_the_base_and_no_training(read_shared):
+    """Stop during preparation (choosing the base predictor takes seconds on a real slide): no training
+    window is built and no step made; the result is the base predictor, and the run says so."""
+    slide = read_shared("her2st_C2")
+    genes = slide.top_variable_genes(3)
+    imp = S2SImputer(tiny(max_steps=None, budget_s=60))
+    seen = []
+
+    def cb(ev):
+        seen.append(ev)
+        if ev.phase == "prepare" and len(seen) == 1:
+            imp.stop()  # the first event: "choosing the base predictor"
+
+    imp.fit(slide, genes, callback=cb)
+    assert all(ev.phase == "prepare" for ev in seen[:-1]) and seen[-1].phase == "done"
+    assert "stopped before training" in seen[-1].message and "base predictor" in seen[-1].message
+    assert imp.stats["stopped"] and imp.stats["steps"] == 0 and imp.alpha == 0.0 and imp.states == []
+    res = imp.impute(slide)
+    base = S2SImputer(tiny(blend="base", max_steps=1)).fit(slide, genes).impute(slide)
+    np.testing.assert_allclose(res.values, base.values, rtol=1e-5, atol=1e-5)
+
+
 def test_determinism_same_seed_same_result(synthetic_slide):
     genes = synthetic_slide.top_variable_genes(2)
     # the networks alone (a seed changes them; the base predictor does not depend on it here)
