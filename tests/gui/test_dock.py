@@ -471,7 +471,6 @@ def test_the_review_panel_opens_the_blinded_reading_dock(plugin_dock, qtbot):
     """Blinded review sessions start from the dock users have open: "Blinded…" in the review panel adds
     the plugin's "Blinded reading" dock (once: a second click shows the same one)."""
     from napari_s2s.gui.blinded import BlindedReader
-
     from napari_s2s.gui.dock_layout import host_dock
 
     widget = plugin_dock(size=(1366, 768))
@@ -552,6 +551,9 @@ def test_picking_a_slide_shows_its_layers_and_brings_back_its_genes_and_review(p
     widget.select_slide(c2)
     qtbot.wait(50)  # the view is fitted once the event loop turns
     assert all(_shown(viewer, c2)) and not any(_shown(viewer, b4))
+    assert s2s_meta(viewer.layers.selection.active)["slide"] is c2  # its stack in the layer controls
+    g = int(viewer.dims.current_step[0])
+    assert viewer.canvas.overlays.text.text == s2s_meta(viewer.layers.selection.active)["genes"][g]
     assert widget.selected_genes() == picked
     row = widget.review.rows["ERBB2"]
     assert (row.status, row.comment) == ("accepted", "membranous")

@@ -18,7 +18,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QScrollArea, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
 from . import dock_layout, messages, side_by_side
-from .gene_display import place_gene_name, show_gene, show_scale_bar, sync_gene_display
+from .gene_display import GENE_KINDS, place_gene_name, show_gene, show_scale_bar, sync_gene_display
 from .genes_box import GenesBox
 from .layers import error_name, gene_stack_layer, s2s_meta, saved_measured_layer
 from .messages import fmt_seconds, one_line
@@ -370,6 +370,7 @@ class S2SWidget(QWidget):
         if side_by_side_on:
             self._leave_side_by_side()
         self.run_layers.show_slide(slide)
+        self._sync_gene_display()
         if side_by_side_on:
             self.set_side_by_side(True)
         # after the event loop turns: a slide being opened adds its other layers first
@@ -378,8 +379,15 @@ class S2SWidget(QWidget):
     def _fit_view(self) -> None:
         slide = self.current_slide()
         mine = self.run_layers.show_slide(slide) if slide is not None else []
-        if mine:
-            self.viewer.fit_to_view(layers=mine)
+        if not mine:
+            return
+        self.viewer.fit_to_view(layers=mine)
+        # the layer controls and the gene's name on the canvas: this slide's top gene stack on show
+        stacks = [x for x in reversed(mine) if x.visible and s2s_meta(x).get("kind") in GENE_KINDS]
+        active = self.viewer.layers.selection.active
+        if stacks and (active is None or s2s_meta(active) is None or s2s_meta(active).get("slide") is not slide):
+            self.viewer.layers.selection.active = stacks[0]
+        self._sync_gene_display()
 
     def _keep_slide_shown(self) -> None:
         """A run on a slide that is not the one picked added or showed layers: they wait hidden."""
