@@ -80,6 +80,26 @@ def test_impute_real_slide_end_to_end(tmp_path, data_dir):
     assert model.is_file() and torch.load(model, weights_only=True)["genes"] == genes
 
 
+def test_an_existing_result_is_replaced_only_with_force(tmp_path, data_dir, capsys):
+    """A typo in --out must not cost a result (or a whole SpatialData store): an existing output is
+    refused, in one line naming --force, before any work; --force replaces it."""
+    src = slide_path(data_dir, "st_breast_cancer_layer2")
+    out, model = tmp_path / "r.h5ad", tmp_path / "m.pt"
+    assert main(["impute", str(src), "--out", str(out), "--genes", "top:2"] + FAST) == 0
+    before = _sha(out)
+    capsys.readouterr()
+    for extra in ([], ["--save-model", str(out.with_name("other.pt"))]):
+        assert main(["impute", str(src), "--out", str(out), "--genes", "top:3"] + extra + FAST) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--out exists" in err[0] and "--force" in err[0]
+    assert _sha(out) == before and not out.with_name("other.pt").exists()
+    model.write_bytes(b"an older model")
+    assert main(["impute", str(src), "--out", str(tmp_path / "new.h5ad"), "--save-model", str(model)] + FAST) == 2
+    assert "--save-model exists" in capsys.readouterr().err and not (tmp_path / "new.h5ad").exists()
+    assert main(["impute", str(src), "--out", str(out), "--genes", "top:3", "--force"] + FAST) == 0
+    assert ad.read_h5ad(out).n_vars == 3
+
+
 def test_impute_bad_input(tmp_path, data_dir, capsys):
     src = slide_path(data_dir, "her2st_C2")
     # never overwrite the input

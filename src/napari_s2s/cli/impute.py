@@ -28,6 +28,9 @@ def add_parser(sub):
     )
     add_training_options(p)
     p.add_argument("--save-model", default=None, help="also save the trained model (.pt; its folder must exist)")
+    p.add_argument(
+        "--force", action="store_true", help="replace --out (and --save-model) when they exist (default: refuse)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -116,6 +119,7 @@ def run(args) -> int:
         sample=args.sample,
         save_model=args.save_model,
         on_event=progress,
+        replace=args.force,
     )
     commit()
     if not args.quiet:

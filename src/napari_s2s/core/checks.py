@@ -142,7 +142,9 @@ def _is_zarr_store(p: Path) -> bool:
     return p.is_dir() and any((p / m).exists() for m in (".zgroup", "zarr.json"))
 
 
-def check_output_path(out_path, *, inputs: Iterable = (), option: str = "output", store: bool = False) -> Path:
+def check_output_path(
+    out_path, *, inputs: Iterable = (), option: str = "output", store: bool = False, replace: bool = True
+) -> Path:
     """Check, before any work, that ``out_path`` can be written; return it as a :class:`Path`.
 
     The rule for every command: the output's folder must exist (it is never created), be a folder, and
@@ -161,6 +163,9 @@ def check_output_path(out_path, *, inputs: Iterable = (), option: str = "output"
     store
         The output is a folder store (SpatialData ``.zarr``): an existing zarr store there is replaced
         (never one holding an input), any other existing folder or file is refused.
+    replace
+        Whether an existing output may be replaced; when not, it is refused with a line naming
+        ``--force`` (``impute``: a result, or a whole SpatialData store, is not lost to a typo).
 
     Raises
     ------
@@ -191,6 +196,8 @@ def check_output_path(out_path, *, inputs: Iterable = (), option: str = "output"
         s = Path(src).expanduser().resolve()
         if _same_or_inside(dst, s) or (store and dst in s.parents):
             raise SlideError(out, f"{option}: refusing to overwrite the input slide; choose another output path")
+    if not replace and (out.is_symlink() or out.exists()):
+        raise SlideError(out, f"{option} exists; pass --force to replace it, or choose another name")
     if (out.is_symlink() or out.exists()) and not (store and _is_zarr_store(out)):
         if not out.is_file():
             raise SlideError(out, f"{option} exists and is not a regular file")

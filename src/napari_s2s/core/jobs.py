@@ -177,24 +177,25 @@ def is_store_output(out) -> bool:
     return str(out).rstrip("/\\").lower().endswith(".zarr")
 
 
-def check_impute_outputs(out, save_model=None, source=None) -> tuple[Path, Path | None]:
+def check_impute_outputs(out, save_model=None, source=None, replace: bool = True) -> tuple[Path, Path | None]:
     """Before any work: ``--out`` (and ``--save-model``) can be written, differ from each other and from
     the input; ``--out`` ends in ``.h5ad`` or ``.zarr`` (the formats it is written in). See
-    :func:`napari_s2s.core.checks.check_output_path` for the rule (the folder must exist).
-    A ``.zarr`` output needs the optional spatialdata package (said before any work)."""
+    :func:`napari_s2s.core.checks.check_output_path` for the rule (the folder must exist; with
+    ``replace`` false, existing outputs are refused). A ``.zarr`` output needs the optional spatialdata
+    package (said before any work)."""
     store = is_store_output(out)
     if store:
         from .data.spatialdata_zarr import import_spatialdata
 
         import_spatialdata(out)
-    out_p = check_output_path(out, inputs=[source], option="--out", store=store)
+    out_p = check_output_path(out, inputs=[source], option="--out", store=store, replace=replace)
     if not store and out_p.suffix.lower() != ".h5ad":
         # an HDF5 file named .csv / .tsv / .loom, or with no suffix, would be silent garbage to whoever opens it
         what = f"not {out_p.suffix!r}" if out_p.suffix else "add the suffix"
         raise SlideError(out_p, f"--out: name a .h5ad file (AnnData) or a .zarr store (SpatialData); {what}")
     model_p = None
     if save_model is not None:
-        model_p = check_output_path(save_model, inputs=[source], option="--save-model")
+        model_p = check_output_path(save_model, inputs=[source], option="--save-model", replace=replace)
         check_distinct_outputs({"--out": out, "--save-model": save_model})
     return out_p, model_p
 
@@ -309,6 +310,7 @@ def run_impute_job(
     sample: bool = False,
     save_model: str | Path | None = None,
     on_event: Callable | None = None,
+    replace: bool = True,
 ) -> ImputeOutcome:
     """The impute job: check everything, train S2S-ST, impute the x2 dense grid, write the result (and model).
 
@@ -326,6 +328,9 @@ def run_impute_job(
         Also write the trained model here (``.pt``; its folder must exist).
     on_event
         Called with every training :class:`~napari_s2s.core.events.ProgressEvent`.
+    replace
+        Whether existing outputs may be replaced (``batch`` redoes stale results; ``impute`` only with
+        ``--force``).
 
     Returns
     -------
@@ -342,7 +347,7 @@ def run_impute_job(
 
     source = None if sample else path
     cfg = check_settings(settings, device=False)
-    out_p, model_p = check_impute_outputs(out, save_model, source)
+    out_p, model_p = check_impute_outputs(out, save_model, source, replace)
     device = resolve_device(cfg.device)
     slide = open_slide(
         path, sample=sample, pitch_um=settings.pitch_um, bin_um=settings.bin_um, counts_from=settings.counts_from
