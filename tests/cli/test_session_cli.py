@@ -136,3 +136,25 @@ def test_create_takes_the_reading_options(review_results, tmp_path, capsys):
     assert main(args + [str(tmp_path / "b.json"), "--bin-um", "0"]) == 2
     _one_line_error(capsys, "bin size must be a positive number")
     assert not (tmp_path / "b.json").exists()
+
+
+def test_create_checks_its_settings_before_any_work(review_results, tmp_path, capsys):
+    """A bad --budget or --seed is one line and exit 2 before a method runs (a NaN budget used to
+    surface as an internal error after the first arm; 0 meant 120 s; seed -1 made a session no reader
+    could open); a result compared with itself is refused."""
+    slide = review_results["slide"]
+    out = tmp_path / "s.json"
+    base = ["session", "create", str(slide), "--methods", "gaussian,s2s", "--genes", "top:2", "--out", str(out)]
+    for extra, says in (
+        (["--budget", "nan"], "--budget"),
+        (["--budget", "0"], "--budget"),
+        (["--budget", "-1"], "--budget"),
+        (["--seed", "-1"], "--seed"),
+    ):
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0] and "internal error" not in err[0], err
+        assert not out.exists() and not (tmp_path / "s_maps").exists()
+    same = str(review_results["gaussian"])
+    assert main(["session", "create", "--compare", f"{same},{same}", "--out", str(out)]) == 2
+    _one_line_error(capsys, review_results["gaussian"], "same result twice")

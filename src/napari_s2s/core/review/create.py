@@ -78,7 +78,7 @@ def dense_adata(
 
         cfg = S2SConfig.from_preset(
             "fast",
-            budget_s=budget_s or 120.0,
+            budget_s=120.0 if budget_s is None else budget_s,
             seed=seed,
             device="cpu",
             threads=threads,
@@ -291,6 +291,10 @@ def create_session(
     given = [x is not None for x in (compare, methods, holdout)]
     if sum(given) != 1:
         raise SessionError(None, "give exactly one of: two result files to compare, two methods, or a hold-out method")
+    if budget_s is not None and not (isinstance(budget_s, (int, float)) and np.isfinite(budget_s) and budget_s > 0):
+        raise SessionError(None, f"--budget must be a finite number of seconds > 0, not {budget_s!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**32:
+        raise SessionError(None, f"--seed must be a whole number from 0 to {2**32 - 1}, not {seed!r}")
     out = Path(out).expanduser()
     if out.suffix.lower() != ".json":
         raise SessionError(out, "a session file name ends in .json")
@@ -313,6 +317,8 @@ def create_session(
         for p in paths:
             if not p.exists():
                 raise SessionError(p, "no such result file")
+        if paths[0].resolve() == paths[1].resolve():
+            raise SessionError(paths[0], "--compare names the same result twice; give two different results")
         results = [read_result(p) for p in paths]
         if reading is None:
             reading = results[0].metadata["s2s"].get("reading")
