@@ -159,6 +159,15 @@ def test_batch_takes_the_reading_options_and_resumes_only_the_same_reading(tmp_p
     capsys.readouterr()
     assert main(base + ["--pitch-um", "150"]) == 0
     assert _rows(out)["her2st_C2.h5ad"]["status"] == "skipped"
+    # a path that names no slide (a typo in a cohort list) is a failed row, and the batch exits 1
+    typo = tmp_path / "her2st_C3.h5ad"
+    assert (
+        main(["batch", str(src), str(typo), "--out-dir", str(out), "--workers", "1", "--pitch-um", "150"] + OPTS) == 1
+    )
+    rows = _rows(out)
+    assert rows["her2st_C2.h5ad"]["status"] == "skipped" and rows["her2st_C3.h5ad"]["status"] == "failed"
+    assert "no such file or folder" in rows["her2st_C3.h5ad"]["error"]
+    assert "her2st_C3.h5ad: no such file or folder; a failed row" in capsys.readouterr().err
     assert main(base) == 0
     err = capsys.readouterr().err
     assert "existing result not kept (read with other options (pitch_um 150.0 != None)); imputing again" in err

@@ -113,9 +113,11 @@ def run(args) -> int:
     lines = _Say(args.quiet)
     plan = plan_batch(slides, out_dir, settings)
     manifest = Manifest(out_dir / "manifest.csv", order=[str(s) for s in slides])
-    n = len(slides)
+    n = len(slides) + len(problems)
     n_skip = sum(r["status"] == "skipped" for r in plan.rows)
-    notes = [f"warning: {path}: {reason}; skipped" for path, reason in problems]
+    for path, reason in problems:  # a path given that names no slide: a failed row (a typo must not pass as done)
+        manifest.add({"path": path, "status": "failed", "error": f"{path}: {reason}"})
+    notes = [f"error: {path}: {reason}; a failed row in the manifest" for path, reason in problems]
     notes += [f"{slide.name}: existing result not kept ({why}); imputing again" for slide, why in plan.redo.items()]
     notes.append(f"{n} slide(s): {len(plan.todo)} to impute, {n_skip} up to date (skipped) -> {out_dir}")
     progress = _Progress(n, len(plan.todo), lines, args.quiet)

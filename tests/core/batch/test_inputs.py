@@ -41,6 +41,17 @@ def test_each_slide_once_and_problems_named(tmp_path, data_dir):
     assert [r.split(" ")[0] for _, r in problems] == ["no", "not", "no"]
 
 
+def test_a_cohort_folder_given_as_its_own_out_dir_says_so(tmp_path, data_dir):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    (cohort / "a.h5ad").symlink_to(slide_path(data_dir, "her2st_C2"))
+    slides, problems = find_slides([cohort], exclude=cohort)
+    assert slides == [] and "outside --out-dir" in problems[0][1]
+    (tmp_path / "notes.txt").write_text("not a slide")
+    slides, problems = find_slides([tmp_path / "notes.txt"])
+    assert "SpatialData" in problems[0][1] and "Xenium" in problems[0][1]
+
+
 def test_slide_names_follow_the_slide_model(data_dir, read_shared):
     for name in ("her2st_C2", "visium_mouse_brain"):
         assert slide_name(slide_path(data_dir, name)) == read_shared(name).name

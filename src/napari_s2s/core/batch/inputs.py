@@ -30,6 +30,10 @@ def output_path(out_dir: str | Path, path: str | Path) -> Path:
     return Path(out_dir) / f"{slide_name(path)}{OUTPUT_SUFFIX}"
 
 
+#: What a slide path is, for messages.
+SLIDE_KINDS = ".h5ad files, Space Ranger, Visium HD or Xenium folders, SpatialData .zarr stores"
+
+
 def find_slides(paths, exclude: str | Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
     """The slides named by ``paths`` (absolute, in order, each once) and the paths that name none.
 
@@ -68,11 +72,16 @@ def find_slides(paths, exclude: str | Path | None = None) -> tuple[list[Path], l
         elif p.is_dir():
             found = _scan(p, skip)
             if not found:
-                problems.append((str(raw), "no slide in this folder (.h5ad or Space Ranger outs/)"))
+                here = p.resolve()
+                if skip is not None and (skip == here or here in skip.parents or skip in here.parents):
+                    why = "no slide in this folder outside --out-dir (results are not inputs; give another --out-dir)"
+                else:
+                    why = f"no slide in this folder ({SLIDE_KINDS})"
+                problems.append((str(raw), why))
             for f in found:
                 add(f)
         else:
-            problems.append((str(raw), "not a slide (expected an .h5ad file or a Space Ranger outs/ folder)"))
+            problems.append((str(raw), f"not a slide (expected {SLIDE_KINDS})"))
     return slides, problems
 
 
