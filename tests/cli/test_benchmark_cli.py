@@ -71,6 +71,20 @@ def test_benchmark_cli_explicit_genes(data_dir, tmp_path, capsys):
     assert json.loads(out.read_text())["slides"][0]["genes"] == ["ERBB2", "GRB7"]
 
 
+def test_a_method_asked_for_that_cannot_run_on_the_slide_is_named(data_dir, tmp_path, capsys):
+    """--methods he_gaussian on a slide without an image: the table cannot just be silently empty."""
+    out = tmp_path / "r.json"
+    src = data_dir / "st_breast_cancer_layer2.h5ad"
+    args = ["benchmark", str(src), "--json", str(out), "--methods", "linear,he_gaussian", "--genes", "top:2"]
+    assert main(args + ["--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "napari-s2s: warning: st_breast_cancer_layer2: he_gaussian not run: the slide has no usable H&E image"
+    ]
+    rec = json.loads(out.read_text())["slides"][0]
+    assert list(rec["methods"]) == ["linear"] and rec["not_applicable"] == ["he_gaussian"]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -442,6 +442,11 @@ def run_benchmarks(
         names = order_methods(methods if methods is not None else default_methods())
         run_names = [m for m in names if applies(m, task)]
         not_applicable = [m for m in names if m not in run_names]
+        if not_applicable and methods is not None:  # asked for by name: say why it is missing from the table
+            warnings.warn(
+                f"{meta['name']}: {', '.join(not_applicable)} not run: the slide has no usable H&E image",
+                stacklevel=2,
+            )
         _say(
             progress, f"{meta['name']}: {meta['spots']} spots, {meta['measured']} measured, {len(meta['genes'])} genes"
         )
