@@ -586,3 +586,16 @@ def test_positions_with_text_pixels_or_duplicate_barcodes(data_dir, tmp_path, ca
     _check_bad(["info", outs], capsys, outs, tmp_path, "pxl_row_in_fullres", "not numeric")
     pos.write_text("\n".join([*lines, lines[0]]) + "\n")
     _check_bad(["info", outs], capsys, outs, tmp_path, "duplicated barcode")
+
+
+@pytest.mark.parametrize(
+    "argv, prog",
+    [
+        (["impute", "x.h5ad", "--out", "y.h5ad", "--foo", "1"], "napari-s2s impute"),
+        (["session", "stats", "s.json", "--bogus"], "napari-s2s session stats"),
+    ],
+)
+def test_an_unknown_option_points_to_its_commands_help(argv, prog, capsys, tmp_path):
+    rc, _, err = run(argv, capsys)
+    assert rc == 2 and len(err) == 1
+    assert err[0].startswith(f"{prog}: error: unrecognized arguments") and err[0].endswith(f"(see {prog} --help)")

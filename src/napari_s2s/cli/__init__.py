@@ -109,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             user_facing_warnings()
             warnings.showwarning = _show_warning
             try:
-                args = build_parser().parse_args(argv)
+                args, extra = build_parser().parse_known_args(argv)
+                if extra:  # named after the command they were given to, whose --help lists its options
+                    prog = " ".join(
+                        ["napari-s2s", args.command] + ([args.action] if getattr(args, "action", None) else [])
+                    )
+                    raise UsageError(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see {prog} --help)")
                 rc = int(args._run(args) or 0)
                 _flush_stdout()
             except UsageError as exc:

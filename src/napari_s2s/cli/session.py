@@ -69,7 +69,7 @@ def add_parser(sub):
     s = actions.add_parser(
         "stats",
         help="unblind and merge readers' answers",
-        description="Preference per gene and overall with 95%% intervals, can't-tell rates, "
+        description="Preference per gene and overall with 95 % intervals, can't-tell rates, "
         "mean scores and agreement between readers (Cohen's / Fleiss' kappa).",
     )
     s.add_argument("session", help="session file (.json)")

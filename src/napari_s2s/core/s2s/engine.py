@@ -311,7 +311,7 @@ class S2SImputer:
                 None,
                 time.perf_counter() - t0,
                 None,
-                f"choosing the base predictor ({m} measured spots, {cfg.folds}-fold)",
+                f"choosing the base predictor ({m} measured spots, cross-validated)",
             )
             # the cross-gene matrix with the targets: the base's PCA candidates and the auxiliary genes
             # share it (on a real-size slide it is a pass over ~1 GB)
