@@ -198,3 +198,15 @@ def test_impute_says_how_the_result_was_made(tmp_path, data_dir):
     assert prov["config"]["checkpoints"] > 0 and len(best) == prov["config"]["folds"]
     assert all(0 <= s <= -(-int(prov["steps"]) // len(best)) for s in best)  # round-robin: ceil(steps / networks)
     assert "base predictor" in str(prov["verdict"])
+
+
+def test_a_gene_with_no_count_is_zeros_and_said(tmp_path, data_dir, capsys):
+    """CHD5 is a gene of the HER2ST panel that no measured spot of C2 detected: its map is zeros (not
+    NaN, not a pattern made of noise), and a warning says so before training."""
+    src = slide_path(data_dir, "her2st_C2")
+    out = tmp_path / "r.h5ad"
+    assert main(["impute", str(src), "--out", str(out), "--genes", "CHD5,ERBB2"] + FAST) == 0
+    err = capsys.readouterr().err
+    assert "warning: --genes: CHD5: no count at any measured spot of her2st_C2; imputed as zeros" in err
+    res = ad.read_h5ad(out)
+    assert np.all(res[:, "CHD5"].X == 0) and np.any(res[:, "ERBB2"].X > 0)

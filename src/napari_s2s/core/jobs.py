@@ -301,6 +301,18 @@ def _warn_cost(genes: list[str], slide, spec: str) -> None:
     )
 
 
+def _warn_silent(genes: list[str], slide) -> None:
+    """Say which genes have no count at any measured spot: their maps are zeros (not NaN), which a
+    reader of the result should know before taking them for a pattern."""
+    values = slide.lognorm(genes)
+    silent = [g for g, v in zip(genes, values.max(axis=0, initial=0.0)) if not v > 0]
+    if silent:
+        shown = ", ".join(silent[:5]) + (f" and {len(silent) - 5} more" if len(silent) > 5 else "")
+        warnings.warn(
+            f"--genes: {shown}: no count at any measured spot of {slide.name}; imputed as zeros", stacklevel=2
+        )
+
+
 # ---------------------------------------------------------------------- the job
 def run_impute_job(
     path: str | Path | None,
@@ -363,6 +375,7 @@ def run_impute_job(
         )
     genes = parse_genes(settings.genes, slide)
     _warn_cost(genes, slide, settings.genes)
+    _warn_silent(genes, slide)
     resolve_histology(cfg.histology, slide)  # "--histology on" without an image: bad input, now
 
     imp = S2SImputer(cfg)
