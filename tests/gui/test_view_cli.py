@@ -14,6 +14,23 @@ def test_view_without_qt_binding_says_how_to_install(monkeypatch, capsys):
     assert len(err.splitlines()) == 1 and 'pip install "napari-s2s[all]"' in err
 
 
+def test_view_without_a_display_says_how_to_run_it(monkeypatch, capsys):
+    """No screen (an ssh session, a cluster node): one line naming xvfb-run, not Qt's screenful and an abort."""
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert main(["view", "--sample"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no display" in err[0] and "xvfb-run" in err[0]
+
+
+def test_view_screenshot_names_an_image_file(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("napari_s2s.cli.view.no_display", lambda: False)
+    assert main(["view", "--sample", "--screenshot", str(tmp_path / "v.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "name an image file" in err[0] and not (tmp_path / "v.txt").exists()
+
+
 def test_view_bad_path_is_one_line(tmp_path, capsys):
     assert main(["view", str(tmp_path / "missing.h5ad")]) == 2
     err = capsys.readouterr().err.strip()

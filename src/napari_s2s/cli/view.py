@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 
 from ..core.checks import check_output_path
@@ -44,14 +45,31 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def no_display() -> bool:
+    """Whether this is a Linux session with no screen to open a window on (no X or Wayland display and
+    no Qt platform chosen): Qt would print a screenful and abort."""
+    env = os.environ
+    return sys.platform.startswith("linux") and not any(
+        env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    )
+
+
+#: Image formats ``--screenshot`` writes (Qt's writers, by suffix).
+SCREENSHOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
 def run(args) -> int:
     if not qt_available():
         print(INSTALL_HINT, file=sys.stderr)
         return 2
+    if no_display():
+        raise SlideError(None, "no display to open napari on; on a machine without a screen run it under xvfb-run")
     size = _parse_size(args.size)
     out = None
     if args.screenshot is not None:  # same rule as every output: the folder must exist and be writable
         out = check_output_path(args.screenshot, inputs=[args.path], option="--screenshot")
+        if out.suffix.lower() not in SCREENSHOT_SUFFIXES:
+            raise SlideError(out, f"--screenshot: name an image file ({', '.join(SCREENSHOT_SUFFIXES)})")
     slide = load_slide_from_args(args) if (args.path or args.sample) else None  # bad input: exit 2 before Qt
     commit()  # from here on, warnings print as they come (the viewer runs for long)
 
