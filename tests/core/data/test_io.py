@@ -307,3 +307,19 @@ def test_negative_array_coordinates_are_distinct_spots_and_duplicates_are_caught
     a.write_h5ad(tmp_path / "dup.h5ad")
     with pytest.raises(SlideError, match="share the same array coordinates"):
         read_slide(tmp_path / "dup.h5ad")
+
+
+def test_reading_options_that_do_not_apply_are_said_to_be_ignored(data_dir, formats_dir):
+    """--bin-um / --bin-from on a slide that is not binned, --pitch-um on Xenium bins: a warning each,
+    never a silent no-op."""
+    import warnings as _w
+
+    h5ad = data_dir / "st_breast_cancer_layer2.h5ad"
+    with _w.catch_warnings(record=True) as seen:
+        _w.simplefilter("always")
+        read_slide(h5ad, bin_um=20, counts_from="transcripts")
+        read_slide(formats_dir / "xenium_breast_small", pitch_um=100, bin_um=100)
+    said = [str(w.message) for w in seen]
+    assert any("bin size applies to Xenium" in m for m in said)
+    assert any("--bin-from applies to Xenium and SpatialData cells only; ignored" in m for m in said)
+    assert any("--pitch-um ignored" in m and "xenium_breast_small" in m for m in said)

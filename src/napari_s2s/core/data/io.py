@@ -149,6 +149,10 @@ def read_slide(
         )
     if bin_um is not None and platform is None:
         warnings.warn(f"{p}: the bin size applies to Xenium, Visium HD and SpatialData only; ignored", stacklevel=2)
+    if counts_from != "auto" and platform not in ("xenium", "spatialdata"):
+        warnings.warn(f"{p}: --bin-from applies to Xenium and SpatialData cells only; ignored", stacklevel=2)
+    if pitch_um is not None and platform == "xenium":
+        warnings.warn(f"{p}: Xenium bins are --bin-um apart; --pitch-um ignored", stacklevel=2)
     slide.source = slide.source or str(p)
     return slide
 
