@@ -31,8 +31,12 @@ def test_info_on_each_format(formats_dir, capsys):
         capsys, formats_dir / "xenium_mouse_brain_crops" / "sample1", "--bin-um", "2", "--bin-from", "transcripts"
     )
     assert c == t
-    h = _info(capsys, formats_dir / "visium_hd_mouse_brain_layout")
+    assert main(["info", str(formats_dir / "visium_hd_mouse_brain_layout"), "--json"]) == 0
+    cap = capsys.readouterr()
+    h = json.loads(cap.out)
     assert h["technology"] == "visium_hd" and h["pitch_um"] == 2.0 and h["spots_total"] == 10
+    # no 8 um folder (10x's recommended size, the default): the one there is opened, and that is said
+    assert "no 8 um bins here; opening the 2 um ones" in cap.err
     assert h["images"] == {"lowres": [600, 473]}
     z = _info(capsys, formats_dir / "xenium_breast_crop.zarr", "--bin-um", "10")
     assert z["technology"] == "xenium" and z["genes"] == 313 and z["bin_um"] == 10.0

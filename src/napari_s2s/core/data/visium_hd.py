@@ -87,7 +87,15 @@ def resolve_bin_folder(p: Path, bin_um: float | None) -> Path:
                     f"no square_{int(round(bin_um)):03d}um bin folder (bin sizes here: {sizes} um)",
                 )
             return hit
-        return found.get(DEFAULT_HD_BIN_UM) or found[min(found)]
+        if DEFAULT_HD_BIN_UM in found:
+            return found[DEFAULT_HD_BIN_UM]
+        sizes = ", ".join(f"{s:g}" for s in found)
+        warnings.warn(
+            f"{outs}: no {DEFAULT_HD_BIN_UM:g} um bins here; opening the {min(found):g} um ones (bin sizes here: "
+            f"{sizes} um; --bin-um chooses)",
+            stacklevel=2,
+        )
+        return found[min(found)]
     raise SlideError(p, "not a Visium HD output (expected binned_outputs/square_XXXum/)")
 
 
