@@ -84,6 +84,10 @@ def test_bad_xenium_folders(formats_dir, tmp_path, capsys):
     d = writable_copy(formats_dir / "xenium_mouse_brain_crops" / "sample1", tmp_path / "crop")
     (d / "transcripts.csv").unlink()
     _bad(capsys, tmp_path, d, "transcripts.parquet: missing")
+    # a SpatialData crop whose table lost its gene names: its cells cannot be binned, its transcripts can
+    crop = formats_dir / "xenium_breast_crop.zarr"
+    _bad(capsys, tmp_path, crop, "gene names were lost", "--bin-from", "cells")
+    _bad(capsys, tmp_path, crop, "bin the transcripts instead (--bin-from transcripts)", "--bin-from", "cells")
 
 
 def test_bad_visium_hd_folders(formats_dir, tmp_path, capsys):

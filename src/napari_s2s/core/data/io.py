@@ -135,8 +135,9 @@ def read_slide(
                 )
             raise NotASlide(
                 p,
-                "folder is not a Space Ranger output (expected filtered_feature_bc_matrix.h5 or "
-                "raw_feature_bc_matrix.h5 and spatial/tissue_positions*.csv)",
+                "folder is not a slide: expected a Space Ranger output (filtered_feature_bc_matrix.h5 or "
+                "raw_feature_bc_matrix.h5 and spatial/tissue_positions*.csv), a Visium HD or Xenium output "
+                "folder, or a SpatialData .zarr store with a table",
             )
         slide = _read_spaceranger(root, pitch_um)
     elif p.suffix.lower() == ".h5ad":

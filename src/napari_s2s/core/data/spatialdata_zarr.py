@@ -236,7 +236,7 @@ def _lattice_slide(path, sdata, table, region, xy_cs, cs, pitch_um) -> Slide:
     from .slide import check_counts
 
     obs = table.obs
-    counts = _counts(table)
+    counts = _counts(table, path)
     check_counts(counts, str(path))
     rows = pd.to_numeric(obs["array_row"], errors="coerce").to_numpy(np.float64)
     cols = pd.to_numeric(obs["array_col"], errors="coerce").to_numpy(np.float64)
@@ -290,10 +290,10 @@ def _lattice_slide(path, sdata, table, region, xy_cs, cs, pitch_um) -> Slide:
     return slide
 
 
-def _counts(table) -> sp.csr_matrix:
+def _counts(table, path=None) -> sp.csr_matrix:
     x = table.layers["counts"] if "counts" in table.layers else table.X
     if x is None:
-        raise SlideError(None, "table has no count matrix")
+        raise SlideError(path, "table has no count matrix")
     if not sp.issparse(x):
         x = np.asarray(x)
     return sp.csr_matrix(x, dtype=np.float32)
@@ -351,10 +351,14 @@ def _binned_slide(path, sdata, table, element, kind, xy_cs, cs, bin_um, counts_f
         if lost:
             raise SlideError(
                 tpath,
-                "the table's gene names were lost (var names 0..n-1) and no points element "
-                "carries gene names to bin instead",
+                "the table's gene names were lost (var names 0..n-1): its cells cannot be binned by gene; "
+                + (
+                    "bin the transcripts instead (--bin-from transcripts)"
+                    if points is not None
+                    else "and no points element carries gene names to bin instead"
+                ),
             )
-        counts = _counts(table)
+        counts = _counts(table, tpath)
         genes = np.asarray(table.var_names).astype(str)
         keep = ~is_control(genes)
         rows, cols, binned = bin_cells(xy_cs[:, 0] * um, xy_cs[:, 1] * um, counts[:, keep], bin_um)
