@@ -201,6 +201,8 @@ def test_folder_of_slides_names_them(formats_dir, data_dir):
         read_slide(formats_dir / "xenium_mouse_brain_crops")
     with pytest.raises(SlideError, match=r"holds \d+ slides \(her2st_B4.h5ad, her2st_C2.h5ad, .* and \d+ more\)"):
         read_slide(data_dir)
+    with pytest.raises(SlideError, match=r"the slide is the folder inside, square_002um: open that"):
+        read_slide(formats_dir / "visium_hd_mouse_brain_layout" / "binned_outputs")
 
 
 def test_corrupt_matrix_in_folder(data_dir, tmp_path):

@@ -126,11 +126,13 @@ def read_slide(
         root = _spaceranger_root(p)
         if root is None:
             inside = _slides_inside(p)
+            if len(inside) == 1:
+                raise NotASlide(p, f"the slide is the folder inside, {inside[0]}: open that")
             if inside:
                 names = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
                 raise NotASlide(
                     p,
-                    f"folder holds {len(inside)} slide{'s' if len(inside) > 1 else ''} ({names}), not one: "
+                    f"folder holds {len(inside)} slides ({names}), not one: "
                     "open one of them, or impute them all with `napari-s2s batch`",
                 )
             raise NotASlide(
