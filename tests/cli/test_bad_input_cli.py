@@ -599,3 +599,8 @@ def test_an_unknown_option_points_to_its_commands_help(argv, prog, capsys, tmp_p
     rc, _, err = run(argv, capsys)
     assert rc == 2 and len(err) == 1
     assert err[0].startswith(f"{prog}: error: unrecognized arguments") and err[0].endswith(f"(see {prog} --help)")
+
+
+def test_a_path_and_sample_together_is_one_line(capsys, data_dir):
+    rc, _, err = run(["info", data_dir / "her2st_C2.h5ad", "--sample"], capsys)
+    assert rc == 2 and err == ["napari-s2s info: error: give a PATH or --sample, not both (see napari-s2s info --help)"]

@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                         ["napari-s2s", args.command] + ([args.action] if getattr(args, "action", None) else [])
                     )
                     raise UsageError(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see {prog} --help)")
+                if getattr(args, "sample", False) and getattr(args, "path", None):
+                    prog = f"napari-s2s {args.command}"
+                    raise UsageError(f"{prog}: error: give a PATH or --sample, not both (see {prog} --help)")
                 rc = int(args._run(args) or 0)
                 _flush_stdout()
             except UsageError as exc:
