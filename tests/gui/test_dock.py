@@ -602,3 +602,23 @@ def test_guidance_on_without_an_image_runs_without_it_and_says_so(plugin_dock, d
     assert options["histology"] == "off"
     assert any(kind == "warning" and "no usable H&E image" in msg and "without it" in msg for kind, msg in notes)
     assert getattr(job, "he_method", None) is None
+
+
+def test_a_run_on_a_slide_not_on_show_keeps_its_maps_and_review_with_it(plugin_dock, synthetic_slide, data_dir, qtbot):
+    """Train on one slide, open another while it runs: the new slide stays on screen, the run's maps land
+    (hidden) on its own slide with its review, and come into view when that slide is picked again."""
+    widget = plugin_dock()
+    viewer = widget.viewer
+    _open_synthetic(widget, synthetic_slide, n_genes=2, budget=4)
+    widget.start_training()
+    viewer.open(str(data_dir / "st_breast_cancer_layer2.h5ad"), plugin="napari-s2s")
+    other = widget.current_slide()
+    assert other is not synthetic_slide
+    qtbot.waitUntil(lambda: not widget.running, timeout=120000)
+    assert widget.last_outcome is not None and widget.current_slide() is other
+    assert all(_shown(viewer, other)) and not any(_shown(viewer, synthetic_slide))
+    imputed = widget.imputed_layer(synthetic_slide)
+    assert imputed is not None and not imputed.visible and widget.imputed_layer(other) is None
+    assert not widget.review.rows  # the other slide's review: nothing of the run's genes
+    widget.select_slide(synthetic_slide)
+    assert imputed.visible and list(widget.review.rows) == widget.last_outcome.genes
