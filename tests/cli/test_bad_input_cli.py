@@ -530,7 +530,7 @@ def test_empty_files_and_folders_where_files_belong(data_dir, tmp_path, capsys):
     _check_bad(["info", empty], capsys, empty, tmp_path, "not a readable")
     folder_h5ad = tmp_path / "folder.h5ad"
     folder_h5ad.mkdir()
-    _check_bad(["info", folder_h5ad], capsys, folder_h5ad, tmp_path, "not a space ranger output")
+    _check_bad(["info", folder_h5ad], capsys, folder_h5ad, tmp_path, "is not a slide")
     outs = copy_visium(data_dir, tmp_path / "outs")
     (outs / "spatial" / "tissue_positions_list.csv").write_text("")
     _check_bad(["info", outs], capsys, outs, tmp_path, "positions")

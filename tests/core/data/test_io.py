@@ -192,7 +192,7 @@ def test_truncated_h5ad(data_dir, tmp_path):
 
 def test_folder_that_is_not_spaceranger(tmp_path):
     (tmp_path / "something.txt").write_text("hello")
-    _expect_error(tmp_path, "not a space ranger output")
+    _expect_error(tmp_path, "is not a slide", "space ranger output")
 
 
 def test_folder_of_slides_names_them(formats_dir, data_dir):
