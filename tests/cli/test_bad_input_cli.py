@@ -212,6 +212,7 @@ def _out_cases(tmp_path: Path, src: Path) -> dict:
         ),
         "model_is_the_out": (["--out", tmp_path / "o.h5ad", "--save-model", tmp_path / "o.h5ad"], "same file"),
         "model_is_the_input": (["--out", tmp_path / "o.h5ad", "--save-model", src], "refusing to overwrite"),
+        "model_not_pt": (["--out", tmp_path / "o.h5ad", "--save-model", tmp_path / "m.txt"], "name a .pt file"),
     }
 
 

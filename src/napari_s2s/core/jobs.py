@@ -197,6 +197,8 @@ def check_impute_outputs(out, save_model=None, source=None, replace: bool = True
     if save_model is not None:
         model_p = check_output_path(save_model, inputs=[source], option="--save-model", replace=replace)
         check_distinct_outputs({"--out": out, "--save-model": save_model})
+        if model_p.suffix.lower() != ".pt":
+            raise SlideError(model_p, "--save-model: name a .pt file (a torch model that `S2SImputer.load` reads)")
     return out_p, model_p
 
 
