@@ -605,3 +605,9 @@ def test_an_unknown_option_points_to_its_commands_help(argv, prog, capsys, tmp_p
 def test_a_path_and_sample_together_is_one_line(capsys, data_dir):
     rc, _, err = run(["info", data_dir / "her2st_C2.h5ad", "--sample"], capsys)
     assert rc == 2 and err == ["napari-s2s info: error: give a PATH or --sample, not both (see napari-s2s info --help)"]
+
+
+@pytest.mark.parametrize("argv", [["report"], ["session", "stats"]])
+def test_optional_answer_files_are_not_listed_as_required(argv, capsys):
+    rc, _, err = run(argv, capsys)
+    assert rc == 2 and len(err) == 1 and "required: session" in err[0] and "ANSWERS" not in err[0]

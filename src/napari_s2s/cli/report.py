@@ -20,6 +20,7 @@ def add_parser(sub):
     p.add_argument(
         "answers",
         nargs="*",
+        default=[],  # (a default keeps argparse from listing it among the required arguments)
         metavar="ANSWERS.json",
         help="readers' answer files (default: every file in the session's _answers folder)",
     )

@@ -76,6 +76,7 @@ def add_parser(sub):
     s.add_argument(
         "answers",
         nargs="*",
+        default=[],  # (a default keeps argparse from listing it among the required arguments)
         metavar="ANSWERS.json",
         help="readers' answer files (default: every file in the session's _answers folder)",
     )
