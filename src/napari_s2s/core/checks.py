@@ -17,6 +17,7 @@ import numbers
 import os
 import secrets
 import stat
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -131,6 +132,38 @@ def check_grid_extent(rows: np.ndarray, cols: np.ndarray, path, field: str = "ar
             f"spots can fill (rows {int(rows.min())}..{int(rows.max())}, cols {int(cols.min())}..{int(cols.max())}); "
             "an outlier coordinate?",
         )
+
+
+#: A spot farther than this many lattice steps from every other spot is said to be a likely outlier.
+ISOLATED_STEPS = 20.0
+
+
+def warn_isolated_spots(rows: np.ndarray, cols: np.ndarray, path, field: str = "array coordinates") -> int:
+    """Warn about spots far from every other one (an outlier coordinate that :func:`check_grid_extent`
+    lets through because the grid it makes still fits in memory: one spot moved to row 5000 of a
+    30-row slide). Real lattices, detached tissue fragments included, have neighbours one step away.
+    Checked only when the grid is mostly empty (a cheap test first). Returns how many were found."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    n = int(rows.size)
+    if n < 2:
+        return 0
+    cells = float(rows.max() - rows.min() + 1) * float(cols.max() - cols.min() + 1)
+    if cells <= 4.0 * n:
+        return 0
+    from scipy.spatial import cKDTree
+
+    pts = np.stack([rows, cols], 1).astype(np.float64)
+    dist, _ = cKDTree(pts).query(pts, k=2)
+    far = np.flatnonzero(dist[:, 1] > ISOLATED_STEPS)
+    if far.size:
+        shown = ", ".join(f"({rows[i]}, {cols[i]})" for i in far[:3]) + (" ..." if far.size > 3 else "")
+        warnings.warn(
+            f"{path}: {far.size} spot(s) more than {ISOLATED_STEPS:g} lattice steps from any other, at {field} "
+            f"{shown}: an outlier coordinate?",
+            stacklevel=2,
+        )
+    return int(far.size)
 
 
 # ---------------------------------------------------------------------- outputs

@@ -325,3 +325,26 @@ def test_reading_options_that_do_not_apply_are_said_to_be_ignored(data_dir, form
     assert any("bin size applies to Xenium" in m for m in said)
     assert any("--bin-from applies to Xenium and SpatialData cells only; ignored" in m for m in said)
     assert any("--pitch-um ignored" in m and "xenium_breast_small" in m for m in said)
+
+
+def test_a_spot_far_from_every_other_is_said_to_be_an_outlier(data_dir, tmp_path):
+    """One spot moved to row 5000 of a 30-row slide makes a grid that fits in memory (not refused) but is
+    surely a typo: a warning names it; the real slides (detached fragments included) say nothing."""
+    import warnings as _w
+
+    src = anndata.read_h5ad(data_dir / "st_breast_cancer_layer2.h5ad")
+    with _w.catch_warnings():
+        _w.simplefilter("error")  # the real slides: no such warning
+        for name in ("st_breast_cancer_layer2", "her2st_B4", "visium_mouse_brain_dg"):
+            read_slide(data_dir / f"{name}.h5ad")
+    moved = src.copy()
+    rows = moved.obs["array_row"].to_numpy().copy()
+    rows[0] = 5000
+    moved.obs["array_row"] = rows
+    if "spatial" in moved.obsm:
+        del moved.obsm["spatial"]
+    path = tmp_path / "moved.h5ad"
+    moved.write_h5ad(path)
+    with pytest.warns(UserWarning, match=r"1 spot\(s\) more than 20 lattice steps from any other, at .*\(5000, "):
+        slide = read_slide(path)
+    assert slide.n_spots == src.n_obs

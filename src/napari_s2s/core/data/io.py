@@ -27,6 +27,7 @@ from ..checks import (
     check_grid_extent,
     optional_positive_number,
     positive_number,
+    warn_isolated_spots,
 )
 from ..errors import SlideError
 from .lattice import build_geometry, recover_grid
@@ -563,6 +564,7 @@ def _make_slide(
     rows, cols = check_array_coordinates(rows, cols, path)
     if not extent_checked:
         check_grid_extent(rows, cols, path)
+        warn_isolated_spots(rows, cols, path)
     spot_diameter = optional_positive_number(spot_diameter, path, "spot_diameter_fullres")
     if np.unique(np.stack([rows, cols], 1), axis=0).shape[0] != rows.size:  # negative coordinates allowed
         raise SlideError(path, "several spots share the same array coordinates")
