@@ -622,3 +622,15 @@ def test_a_run_on_a_slide_not_on_show_keeps_its_maps_and_review_with_it(plugin_d
     assert not widget.review.rows  # the other slide's review: nothing of the run's genes
     widget.select_slide(synthetic_slide)
     assert imputed.visible and list(widget.review.rows) == widget.last_outcome.genes
+
+
+def test_a_slide_with_too_few_spots_cannot_be_trained_and_says_why(plugin_dock, formats_dir):
+    """The Visium HD layout sample has bins but no count in them: Train used to be enabled and failed
+    at the click with a numpy error; now Train and Validate are off and say why."""
+    widget = plugin_dock()
+    widget.viewer.open(str(formats_dir / "visium_hd_mouse_brain_layout"), plugin="napari-s2s")
+    slide = widget.current_slide()
+    assert slide is not None and int(slide.usable().sum()) == 0
+    widget.set_genes([str(g) for g in slide.genes[:2]])
+    for button in (widget.train_box.train_button, widget.train_box.validate_button):
+        assert not button.isEnabled() and "too few to train" in button.toolTip()

@@ -442,17 +442,22 @@ class S2SWidget(QWidget):
 
     # ================================================================== runs
     def _update_buttons(self, *_) -> None:
+        from ..core.jobs import MIN_SPOTS
+
         slide = self.current_slide()
-        ready = slide is not None and bool(self.selected_genes()) and not slide.is_imputed_result
+        n_use = 0 if slide is None or slide.is_imputed_result else int(slide.usable().sum())
         why = (
             "open a slide first (File > Open, drag and drop, or Open…)"
             if slide is None
             else "this is a saved result: open the original slide to train or validate"
             if slide.is_imputed_result
+            else f"{n_use} spots in tissue with counts: too few to train or validate (at least {MIN_SPOTS})"
+            if n_use < MIN_SPOTS
             else "pick genes first (Genes tab)"
             if not self.selected_genes()
             else ""
         )
+        ready = not why
         job = self._runner.job
         self.train_box.set_buttons(
             ready,
