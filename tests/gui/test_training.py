@@ -216,3 +216,27 @@ def test_a_preview_that_uses_up_the_budget_says_it_is_the_final_maps(synthetic_s
     assert last.preview_step == previews[0].step
     # the saved provenance says where the maps come from, not the ensemble's blend they do not show
     assert "maps_from" in last.provenance and "alpha" not in last.provenance and last.provenance["steps"] >= 1
+
+
+def test_a_runtime_error_in_a_run_ends_it_and_is_reported(qtbot, monkeypatch):
+    """torch raises RuntimeError (out of memory, "Inference tensors cannot be saved for backward");
+    superqt's worker drops those silently, which left the dock waiting for the run forever."""
+    from napari_s2s.gui import workers
+    from napari_s2s.gui.messages import one_line
+
+    monkeypatch.delenv(workers.SYNC_ENV, raising=False)
+    seen = {}
+
+    def run():
+        yield 1
+        raise RuntimeError("Inference tensors cannot be saved for backward")
+
+    workers.start(
+        run,
+        lambda item: seen.setdefault("yielded", item),
+        lambda exc: seen.setdefault("error", exc),
+        lambda: seen.setdefault("finished", True),
+    )
+    qtbot.waitUntil(lambda: "finished" in seen, timeout=10000)
+    assert seen["yielded"] == 1
+    assert one_line(seen["error"]) == "RuntimeError: Inference tensors cannot be saved for backward"

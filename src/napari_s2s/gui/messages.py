@@ -20,7 +20,9 @@ def one_line(exc: BaseException) -> str:
 
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
-    return first if isinstance(exc, SlideError) else f"{type(exc).__name__}: {first}"
+    from .workers import RunFailed
+
+    return first if isinstance(exc, (SlideError, RunFailed)) else f"{type(exc).__name__}: {first}"
 
 
 def fmt_seconds(seconds: float) -> str:

@@ -11,6 +11,17 @@ from collections.abc import Callable
 SYNC_ENV = "NAPARI_S2S_SYNC"
 
 
+class RunFailed(Exception):
+    """A ``RuntimeError`` of a run, carried out of the worker under another type (see :func:`start`)."""
+
+    def __init__(self, exc: RuntimeError):
+        super().__init__(str(exc))
+        self.original = exc
+
+    def __str__(self) -> str:  # the one line users see names the original error
+        return f"{type(self.original).__name__}: {self.original}"
+
+
 def sync_mode() -> bool:
     """Whether jobs run synchronously (``NAPARI_S2S_SYNC`` set to anything but ``""``/``"0"``)."""
     return os.environ.get(SYNC_ENV, "") not in ("", "0")
@@ -39,7 +50,15 @@ def start(
 
     from napari.qt.threading import thread_worker
 
-    worker = thread_worker(run, start_thread=False, ignore_errors=True)()
+    def guarded():
+        # superqt's worker takes a RuntimeError for its own deletion and drops it without emitting
+        # ``errored`` or ``finished``: the dock would wait for the run forever (torch raises RuntimeError)
+        try:
+            yield from run()
+        except RuntimeError as exc:
+            raise RunFailed(exc) from exc
+
+    worker = thread_worker(guarded, start_thread=False, ignore_errors=True)()
     worker.yielded.connect(on_yield)
     worker.errored.connect(on_error)
     worker.finished.connect(on_finished)
