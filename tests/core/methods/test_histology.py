@@ -208,3 +208,14 @@ def test_s2s_he_stops_from_another_thread(stain_holdout, name):
     thread.join(60)
     assert not thread.is_alive() and ended.get("stopped")
     assert time.perf_counter() - t_stop < 30  # not the 120 s budget
+
+
+def test_the_he_methods_take_a_callers_general_options():
+    """The dock's Validate passes every method the same general options (budget, seed, preset):
+    he_gaussian failed on budget_s, which it has no use for."""
+    from napari_s2s.core.methods.base import load_all
+
+    methods = load_all()
+    for name in ("he_gaussian", "he_gaussian-permuted"):
+        m = methods[name](budget_s=5.0, seed=1, preset="fast", smoother="pca_gaussian")
+        assert m.name == name and m.smoother == "pca_gaussian"

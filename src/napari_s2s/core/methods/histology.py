@@ -175,16 +175,25 @@ class HeGaussian:
         return base, term.at(f_meas, w_loo @ fc), term.at(f_dst, w_dst @ fc)
 
 
+def _own(options: dict) -> dict:
+    """The options :class:`HeGaussian` takes (a caller's general ones, e.g. a training budget, do not
+    apply to a method that does not train)."""
+    import inspect
+
+    params = inspect.signature(HeGaussian).parameters
+    return {k: v for k, v in options.items() if k in params}
+
+
 @register("he_gaussian")
 def he_gaussian(**options) -> HeGaussian:
     """``gaussian`` + ridge model of its residual on H&E features (needs an image)."""
-    return HeGaussian(**options)
+    return HeGaussian(**_own(options))
 
 
 @register("he_gaussian-permuted")
 def he_gaussian_permuted(**options) -> HeGaussian:
     """Control for ``he_gaussian``: the same with features shuffled between positions."""
-    method = HeGaussian(permute=True, **options)
+    method = HeGaussian(**{**_own(options), "permute": True})
     method.name = "he_gaussian-permuted"
     return method
 
