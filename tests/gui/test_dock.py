@@ -634,3 +634,14 @@ def test_a_slide_with_too_few_spots_cannot_be_trained_and_says_why(plugin_dock, 
     widget.set_genes([str(g) for g in slide.genes[:2]])
     for button in (widget.train_box.train_button, widget.train_box.validate_button):
         assert not button.isEnabled() and "too few to train" in button.toolTip()
+
+
+def test_blinded_reading_from_the_plugins_menu_is_a_tab_on_a_laptop_screen(plugin_dock, qtbot):
+    """The README's way in (Plugins > napari-s2s > Blinded reading), not only the review panel's button."""
+    from napari_s2s.gui.blinded import BlindedReader
+    from napari_s2s.gui.dock_layout import host_dock
+
+    widget = plugin_dock(size=(1366, 768))
+    widget.viewer.window.add_plugin_dock_widget("napari-s2s", "Blinded reading")
+    (reader,) = widget.window().findChildren(BlindedReader)
+    qtbot.waitUntil(lambda: host_dock(reader) in widget.window().tabifiedDockWidgets(host_dock(widget)), timeout=3000)

@@ -111,6 +111,20 @@ class BlindedReader(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._build_ui()
         self.destroyed.connect(self._keys.restore)  # a closed dock leaves the viewer's keys as they were
+        QTimer.singleShot(0, self._beside_main_panel)  # once napari has docked it
+
+    def _beside_main_panel(self) -> None:
+        """Opened from the Plugins menu on a laptop screen: a tab beside the S2S-ST imputation panel
+        (docked below it, each got a third of the height)."""
+        from . import dock_layout
+        from .widget import S2SWidget
+
+        try:
+            main = next(iter(self.window().findChildren(S2SWidget)), None)
+        except RuntimeError:  # closed before the event loop ran
+            return
+        if main is not None:
+            dock_layout.tabify_beside(main, dock_layout.host_dock(self))
 
     # ================================================================== UI
     def _build_ui(self) -> None:

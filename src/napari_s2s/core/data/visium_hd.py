@@ -92,7 +92,7 @@ def resolve_bin_folder(p: Path, bin_um: float | None) -> Path:
         sizes = ", ".join(f"{s:g}" for s in found)
         warnings.warn(
             f"{outs}: no {DEFAULT_HD_BIN_UM:g} um bins here; opening the {min(found):g} um ones (bin sizes here: "
-            f"{sizes} um; --bin-um chooses)",
+            f"{sizes} um)",
             stacklevel=2,
         )
         return found[min(found)]
