@@ -352,8 +352,7 @@ class S2SImputer:
             except ValueError as exc:  # e.g. spots too scattered for any training window
                 prob = None
                 why = str(exc)
-        if prob is None or self._stop.is_set():
-            why = "stopped before training" if prob is not None else why
+        if prob is None:
             yield from self._base_only(rows, cols, kind, values, genes, all_genes, features, t0, why, base)
             return
         natural = None
