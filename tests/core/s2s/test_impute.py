@@ -175,3 +175,20 @@ def _flip_pred(model, ch, fr, fc):
     x = np.ascontiguousarray(ch[sl])
     out = np.stack([model(torch.from_numpy(x[i : i + 1]))[-1][0, 0].numpy() for i in range(len(x))])
     return out[sl]
+
+
+def test_a_network_still_training_trains_on_after_a_prediction():
+    """Predicting with the live network (the ``s2s-noema`` ablation has no weight average) leaves its
+    weights ordinary tensors: the next training step's backward pass works and changes them."""
+    torch.manual_seed(0)
+    model = CDCIN(NetSpec(in_channels=3, cascades=1, blocks=1, layers=1, features=8, growth=8, heads=2))
+    model.train()
+    x = torch.randn(2, 3, 16, 16)
+    predict_image(model, x.numpy(), torch.device("cpu"))
+    assert model.training
+    assert not any(p.is_inference() for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    model(x)[-1].square().mean().backward()
+    opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))

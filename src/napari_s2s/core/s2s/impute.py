@@ -137,7 +137,6 @@ def _invert(arr: np.ndarray, sym: tuple[int, bool, bool]) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-@torch.inference_mode()
 def predict_image(
     model: CDCIN, channels: np.ndarray, device: torch.device, tile: int = 128, batch: int | None = None
 ) -> np.ndarray:
@@ -150,14 +149,19 @@ def predict_image(
     genes go through the network at once (default: about :data:`BATCH_PIXELS` pixels, on a CPU
     :data:`CPU_BATCH_PIXELS`).
     """
+    # the weights move and change layout outside inference mode: inside it, ``Module.to`` would make
+    # them inference tensors, which a network still in training (no weight average) cannot train on
+    was_training = model.training
     model.to(device).eval()
     # channels-last convolutions are ~1.3x faster on CPUs (oneDNN's native layout); the weights go back after
     fmt = torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
     model.to(memory_format=fmt)
     try:
-        return _predict_tiles(model, channels, device, tile, batch, fmt)
+        with torch.inference_mode():
+            return _predict_tiles(model, channels, device, tile, batch, fmt)
     finally:
         model.to(memory_format=torch.contiguous_format)
+        model.train(was_training)
 
 
 def _predict_tiles(model, channels, device, tile, batch, fmt) -> np.ndarray:
